@@ -1,0 +1,56 @@
+# DcisionAI Tenant Security — developer entry points.
+# `make local` runs the whole system on this machine; `make test` runs lint + the test suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+# Lambda runs python3.12: prefer it for the venv (sam build checks the runtime), fall back to python3.
+PYTHON_BOOT ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3; do \
+                 $$p -c '' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+REGION      ?= us-east-1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= $(REGION)
+
+.PHONY: help setup local test test-fast lint validate build deploy bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed  ## create .venv with everything the project needs
+
+local: setup  ## run the local cloud (moto + PostgreSQL + API on :3000)
+	$(PY) -m localcloud
+
+lint: setup  ## ruff, mypy, cfn-lint through `sam validate --lint`
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/sam validate --lint --region $(REGION) --template-file template.yaml
+
+build: setup  ## sam build (no container)
+	$(VENV)/bin/sam build --region $(REGION) --template-file template.yaml
+
+validate: lint build  ## everything CI checks besides the tests
+
+test: lint build  ## lint, sam build, then the whole test suite
+	$(PY) -m pytest -n 2 tests
+
+test-fast: setup  ## the tests only
+	$(PY) -m pytest -n 2 tests
+
+bench: setup  ## pytest-benchmark suite (bounded; stops by itself)
+	$(PY) -m pytest benchmarks --benchmark-only -p no:xdist
+
+deploy: build  ## sam deploy with samconfig.toml (ENV=dev|prod)
+	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)
+
+clean:  ## remove build output and local cloud state
+	rm -rf .aws-sam .localcloud .pytest_cache .mypy_cache .ruff_cache

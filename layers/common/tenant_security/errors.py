@@ -1,0 +1,113 @@
+"""Domain exceptions and their one mapping to the API.md error shape.
+
+Every error a client sees is ``{"error": CODE, "message": TEXT}`` (plus ``"fields"`` for
+validation errors) with a 4xx status. Anything else is a bug and becomes a bare 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class DomainError(Exception):
+    """Base of every error that is the client's to fix (or to wait out)."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.fields = [dict(f) for f in fields] if fields else None
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of API.md for this error."""
+        out: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.fields is not None:
+            out["fields"] = self.fields
+        return out
+
+
+class BadRequest(DomainError):
+    status, code = 400, "bad_request"
+
+
+class MalformedJson(DomainError):
+    status, code = 400, "malformed_json"
+
+
+class ValidationFailed(DomainError):
+    status, code = 400, "validation_error"
+
+
+class Unauthorized(DomainError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(DomainError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(DomainError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(DomainError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(DomainError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Locked(DomainError):
+    status, code = 423, "locked"
+
+
+class RateLimited(DomainError):
+    status, code = 429, "rate_limited"
+
+
+class ServiceUnavailable(DomainError):
+    status, code = 503, "service_unavailable"
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as ``[{field, message, type}]`` with dotted field paths, no input echoed."""
+    return [
+        {
+            "field": ".".join(str(part) for part in err["loc"]) or "body",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def from_validation_error(exc: ValidationError, message: str = "request is not valid") -> ValidationFailed:
+    """A 400 ``validation_error`` that lists each failing field."""
+    return ValidationFailed(message, fields=field_errors(exc))

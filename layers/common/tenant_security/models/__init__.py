@@ -1,0 +1,6 @@
+"""Pydantic models of the seed's documents and of the public API."""
+
+from tenant_security.models.policies import SecurityPolicies, parse_security_policies
+from tenant_security.models.quotas import ResourceQuotas, parse_resource_quotas
+
+__all__ = ["ResourceQuotas", "SecurityPolicies", "parse_resource_quotas", "parse_security_policies"]

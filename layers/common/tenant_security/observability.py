@@ -1,0 +1,35 @@
+"""Powertools logger, tracer and metrics, shared by every function.
+
+The logger's formatter redacts secrets (see :mod:`tenant_security.redaction`) from every record,
+including exception text, so a password, token or one-time code never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from tenant_security.redaction import redact, scrub_text
+
+METRICS_NAMESPACE = "DcisionAI/TenantSecurity"
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter with secrets removed from the whole record."""
+
+    def serialize(self, log: dict[str, Any]) -> str:
+        cleaned = redact(log)
+        return scrub_text(json.dumps(cleaned, default=str, separators=(",", ":")))
+
+
+def make_logger(service: str | None = None, **kwargs: Any) -> Logger:
+    """A Powertools logger that redacts secrets. ``service`` defaults to POWERTOOLS_SERVICE_NAME."""
+    return Logger(service=service, logger_formatter=RedactingFormatter(), **kwargs)
+
+
+logger = make_logger()
+tracer = Tracer()
+metrics = Metrics(namespace=METRICS_NAMESPACE)

@@ -1,0 +1,477 @@
+"""The REST API of the template, served the way API Gateway serves it.
+
+Reads the RestApi's swagger body (from the transformed template): routes and their ``aws_proxy``
+integrations, the REQUEST authorizer (identity sources, result TTL), binary media types and the
+gateway responses. Per request: match the route (unknown → MISSING_AUTHENTICATION_TOKEN);
+authorize (missing identity source → 401 without calling the authorizer; the policy evaluated
+against the method ARN, explicit Deny first, wildcards ``*`` and ``?``; decisions cached per
+identity-source values for the TTL); then invoke the integration with the v1 proxy event.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from localcloud.lambdas import LambdaRuntime
+
+log = logging.getLogger("localcloud.apigateway")
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+INTEGRATION_TIMEOUT_SECONDS = 29
+_FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+# API Gateway's own answers when a gateway response is not customised.
+_DEFAULT_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
+    "UNAUTHORIZED": (401, "Unauthorized"),
+    "ACCESS_DENIED": (403, "User is not authorized to access this resource"),
+    "AUTHORIZER_FAILURE": (500, None),
+    "AUTHORIZER_CONFIGURATION_ERROR": (500, None),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "INTEGRATION_FAILURE": (502, "Internal server error"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
+    "THROTTLED": (429, "Too Many Requests"),
+    "BAD_REQUEST_BODY": (400, "Invalid request body"),
+}
+
+
+class _Request(Request):
+    # Also bounds bodies sent without a Content-Length (chunked).
+    max_content_length = MAX_PAYLOAD_BYTES
+
+
+@dataclass
+class Route:
+    resource: str
+    method: str  # upper case, or ANY
+    pattern: re.Pattern[str]
+    function_arn: str
+    authorizer: str | None
+    specificity: tuple[int, int, int]
+
+
+@dataclass
+class Authorizer:
+    name: str
+    function_arn: str
+    identity_sources: list[str]
+    ttl: int
+    kind: str = "request"
+
+
+@dataclass
+class _CacheEntry:
+    expires: float
+    principal_id: str
+    policy: dict[str, Any]
+    context: dict[str, Any]
+
+
+@dataclass
+class ApiStats:
+    authorizer_calls: int = 0
+    cache_hits: int = 0
+    requests: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+def _route_regex(resource: str) -> tuple[re.Pattern[str], tuple[int, int, int]]:
+    parts = [p for p in resource.split("/") if p]
+    regex, literal, params, greedy = "", 0, 0, 0
+    for part in parts:
+        if part.startswith("{") and part.endswith("+}"):
+            regex += f"/(?P<{part[1:-2]}>.+)"
+            greedy += 1
+        elif part.startswith("{") and part.endswith("}"):
+            regex += f"/(?P<{part[1:-1]}>[^/]+)"
+            params += 1
+        else:
+            regex += "/" + re.escape(part)
+            literal += 1
+    # Literal segments beat parameters, which beat greedy ones (API Gateway's precedence).
+    return re.compile(f"^{regex or '/'}/?$"), (-greedy, literal, len(parts))
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def method_arn_matches(pattern: str, arn: str) -> bool:
+    """IAM-style match of a policy resource against a method ARN (``*`` and ``?`` wildcards)."""
+    return fnmatch.fnmatchcase(arn, pattern.replace("[", "[[]"))
+
+
+def evaluate_policy(policy: Mapping[str, Any], method_arn: str) -> bool:
+    """True when ``policy`` allows ``execute-api:Invoke`` on ``method_arn`` (explicit Deny wins)."""
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    allowed = False
+    for statement in statements:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
+            continue
+        resources = statement.get("Resource", [])
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(method_arn_matches(r, method_arn) for r in resources):
+            continue
+        effect = str(statement.get("Effect", "")).lower()
+        if effect == "deny":
+            return False
+        if effect == "allow":
+            allowed = True
+    return allowed
+
+
+class ApiGateway:
+    """A WSGI app that is one REST API stage."""
+
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        runtime: LambdaRuntime,
+        api_id: str,
+        stage: str,
+        region: str,
+        account: str,
+    ) -> None:
+        self.runtime = runtime
+        self.api_id, self.stage, self.region, self.account = api_id, stage, region, account
+        self.stats = ApiStats()
+        self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
+        self._lock = threading.Lock()
+        self.binary_types = list(body.get("x-amazon-apigateway-binary-media-types", []))
+        self.gateway_responses = dict(body.get("x-amazon-apigateway-gateway-responses", {}))
+        self.authorizers = self._read_authorizers(body)
+        self.routes = self._read_routes(body)
+
+    # ------------------------------------------------------------------ swagger
+    @staticmethod
+    def _read_authorizers(body: Mapping[str, Any]) -> dict[str, Authorizer]:
+        schemes = dict(body.get("securityDefinitions", {}))
+        schemes.update(body.get("components", {}).get("securitySchemes", {}))
+        out = {}
+        for name, scheme in schemes.items():
+            spec = scheme.get("x-amazon-apigateway-authorizer")
+            if not spec:
+                continue
+            match = _FUNCTION_IN_URI.search(_string(spec.get("authorizerUri", "")))
+            if not match:
+                raise ValueError(f"authorizer {name}: no Lambda function in its URI")
+            kind = str(spec.get("type", "token")).lower()
+            sources = spec.get("identitySource", "")
+            if kind == "token" and not sources:
+                sources = "method.request.header.Authorization"
+            out[name] = Authorizer(
+                name=name,
+                function_arn=match.group(1),
+                identity_sources=[s.strip() for s in sources.split(",") if s.strip()],
+                ttl=int(spec.get("authorizerResultTtlInSeconds", 300)),
+                kind=kind,
+            )
+        return out
+
+    def _read_routes(self, body: Mapping[str, Any]) -> list[Route]:
+        default_security = body.get("security", [])
+        routes = []
+        for resource, methods in body.get("paths", {}).items():
+            for method, spec in methods.items():
+                if method == "x-amazon-apigateway-any-method":
+                    verb = "ANY"
+                elif method in _METHODS:
+                    verb = method.upper()
+                else:
+                    continue
+                integration = spec.get("x-amazon-apigateway-integration", {})
+                match = _FUNCTION_IN_URI.search(_string(integration.get("uri", "")))
+                if integration.get("type") != "aws_proxy" or not match:
+                    raise ValueError(f"{verb} {resource}: only Lambda proxy integrations are served")
+                authorizer = None
+                for requirement in spec.get("security", default_security):
+                    for name in requirement:
+                        if name in self.authorizers:
+                            authorizer = name
+                pattern, specificity = _route_regex(resource)
+                routes.append(Route(resource, verb, pattern, match.group(1), authorizer, specificity))
+        routes.sort(key=lambda r: (r.specificity, r.method != "ANY"), reverse=True)
+        return routes
+
+    # ------------------------------------------------------------------ helpers
+    def _gateway_response(self, kind: str, request_id: str, message: str | None = None) -> Response:
+        default_status, default_message = _DEFAULT_RESPONSES.get(kind, (500, None))
+        status = default_status
+        fallback = "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
+        custom = self.gateway_responses.get(kind) or self.gateway_responses.get(fallback) or {}
+        status = int(custom.get("statusCode", status))
+        text = message if message is not None else default_message
+        template = (custom.get("responseTemplates") or {}).get("application/json")
+        if template:
+            body = (
+                template.replace("$context.error.messageString", json.dumps(text))
+                .replace("$context.error.message", text or "")
+                .replace("$context.requestId", request_id)
+                .replace("$context.error.responseType", kind)
+            )
+        else:
+            body = json.dumps({"message": text})
+        headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id, "x-amzn-ErrorType": kind}
+        for key, value in (custom.get("responseParameters") or {}).items():
+            if key.startswith("gatewayresponse.header."):
+                headers[key.split(".", 2)[2]] = str(value).strip("'")
+        return Response(body, status=status, headers=headers)
+
+    def _match(self, path: str, method: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            if route.method not in (method, "ANY"):
+                continue
+            found = route.pattern.match(path)
+            if found:
+                return route, {k: v for k, v in found.groupdict().items()}
+        return None
+
+    def method_arn(self, method: str, path: str) -> str:
+        return f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}/{self.stage}/{method}{path}"
+
+    def _request_context(self, request: Request, route: Route, request_id: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return {
+            "accountId": self.account,
+            "apiId": self.api_id,
+            "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, route.resource).hex[:6],
+            "resourcePath": route.resource,
+            "httpMethod": request.method,
+            "path": f"/{self.stage}{request.path}",
+            "stage": self.stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "domainName": request.host,
+            "identity": {
+                "sourceIp": request.remote_addr or "127.0.0.1",
+                "userAgent": request.headers.get("User-Agent"),
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "user": None,
+                "userArn": None,
+                "cognitoIdentityId": None,
+            },
+        }
+
+    @staticmethod
+    def _headers(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+        single: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for key, value in request.headers.items():
+            multi.setdefault(key, []).append(value)
+            single[key] = value
+        return single, multi
+
+    @staticmethod
+    def _query(request: Request) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+        if not request.args:
+            return None, None
+        multi = {k: request.args.getlist(k) for k in request.args}
+        return {k: v[-1] for k, v in multi.items()}, multi
+
+    def _identity_values(self, authorizer: Authorizer, event: Mapping[str, Any]) -> list[str | None]:
+        values: list[str | None] = []
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        query = event.get("queryStringParameters") or {}
+        for source in authorizer.identity_sources:
+            if source.startswith("method.request.header."):
+                values.append(headers.get(source.rsplit(".", 1)[1].lower()))
+            elif source.startswith("method.request.querystring."):
+                values.append(query.get(source.rsplit(".", 1)[1]))
+            elif source.startswith("context."):
+                value: Any = event["requestContext"]
+                for part in source.split(".")[1:]:
+                    value = value.get(part) if isinstance(value, dict) else None
+                values.append(value)
+            elif source.startswith("stageVariables."):
+                values.append((event.get("stageVariables") or {}).get(source.split(".", 1)[1]))
+            else:
+                values.append(None)
+        return values
+
+    # ------------------------------------------------------------------ authorizer
+    def _authorize(
+        self, authorizer: Authorizer, event: dict[str, Any], method_arn: str, request_id: str
+    ) -> Response | dict[str, Any]:
+        values = self._identity_values(authorizer, event)
+        if authorizer.ttl > 0 and any(v in (None, "") for v in values):
+            return self._gateway_response("UNAUTHORIZED", request_id)
+        key = (authorizer.name, tuple(str(v) for v in values))
+        now = time.monotonic()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry.expires <= now:
+                del self._cache[key]
+                entry = None
+        if entry is not None:
+            self.stats.cache_hits += 1
+        else:
+            entry_or_response = self._call_authorizer(authorizer, event, method_arn, request_id)
+            if isinstance(entry_or_response, Response):
+                return entry_or_response
+            entry = entry_or_response
+            if authorizer.ttl > 0:
+                with self._lock:
+                    self._cache[key] = entry
+        if not evaluate_policy(entry.policy, method_arn):
+            return self._gateway_response("ACCESS_DENIED", request_id)
+        return {**entry.context, "principalId": entry.principal_id}
+
+    def _call_authorizer(
+        self, authorizer: Authorizer, event: dict[str, Any], method_arn: str, request_id: str
+    ) -> Response | _CacheEntry:
+        if authorizer.kind == "token":
+            values = self._identity_values(authorizer, event)
+            auth_event: dict[str, Any] = {
+                "type": "TOKEN",
+                "authorizationToken": values[0],
+                "methodArn": method_arn,
+            }
+        else:
+            auth_event = {
+                "type": "REQUEST",
+                "methodArn": method_arn,
+                **{k: event[k] for k in (
+                    "resource", "path", "httpMethod", "headers", "multiValueHeaders",
+                    "queryStringParameters", "multiValueQueryStringParameters", "pathParameters",
+                    "stageVariables", "requestContext",
+                )},
+            }
+        self.stats.authorizer_calls += 1
+        result = self.runtime.invoke(authorizer.function_arn, auth_event)
+        if result.failed:
+            message = str((result.error or {}).get("errorMessage", ""))
+            if message == "Unauthorized":
+                return self._gateway_response("UNAUTHORIZED", request_id)
+            log.error("authorizer %s failed: %s", authorizer.name, result.error)
+            return self._gateway_response("AUTHORIZER_FAILURE", request_id)
+        payload = result.payload
+        try:
+            principal = str(payload["principalId"])
+            policy = payload["policyDocument"]
+            context = payload.get("context") or {}
+            if not isinstance(policy, dict) or not isinstance(context, dict):
+                raise TypeError("policyDocument and context must be objects")
+            if any(not isinstance(v, str | int | float | bool) for v in context.values()):
+                raise TypeError("context values must be strings, numbers or booleans")
+        except (KeyError, TypeError) as exc:
+            log.error("authorizer %s returned an invalid response: %s", authorizer.name, exc)
+            return self._gateway_response("AUTHORIZER_CONFIGURATION_ERROR", request_id)
+        return _CacheEntry(time.monotonic() + authorizer.ttl, principal, policy, context)
+
+    # ------------------------------------------------------------------ WSGI
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = _Request(environ)
+        response = self.handle(request)
+        self.stats.requests += 1
+        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
+        return response(environ, start_response)
+
+    def _body(self, request: Request) -> tuple[str | None, bool]:
+        raw = request.get_data(cache=False)
+        if not raw:
+            return None, False
+        content_type = (request.content_type or "").split(";")[0].strip()
+        if any(fnmatch.fnmatchcase(content_type, t) for t in self.binary_types):
+            return base64.b64encode(raw).decode(), True
+        return raw.decode("utf-8", errors="replace"), False
+
+    def handle(self, request: Request) -> Response:
+        """One request through API Gateway."""
+        request_id = str(uuid.uuid4())
+        if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
+            return self._gateway_response("REQUEST_TOO_LARGE", request_id)
+        matched = self._match(request.path, request.method)
+        if matched is None:
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
+        route, path_params = matched
+        try:
+            body, is_base64 = self._body(request)
+        except RequestEntityTooLarge:
+            return self._gateway_response("REQUEST_TOO_LARGE", request_id)
+        headers, multi_headers = self._headers(request)
+        query, multi_query = self._query(request)
+        event: dict[str, Any] = {
+            "resource": route.resource,
+            "path": request.path,
+            "httpMethod": request.method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
+            "pathParameters": path_params or None,
+            "stageVariables": None,
+            "requestContext": self._request_context(request, route, request_id),
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }
+        if route.authorizer is not None:
+            arn = self.method_arn(request.method, request.path)
+            decision = self._authorize(self.authorizers[route.authorizer], event, arn, request_id)
+            if isinstance(decision, Response):
+                return decision
+            event["requestContext"]["authorizer"] = decision
+        return self._integrate(route, event, request_id)
+
+    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Response:
+        result = self.runtime.invoke(route.function_arn, event)
+        if result.failed:
+            log.error("integration %s %s failed: %s", route.method, route.resource, result.error)
+            kind = "INTEGRATION_TIMEOUT" if (result.error or {}).get("errorType") == "Sandbox.Timedout" else "INTEGRATION_FAILURE"
+            return self._gateway_response(kind, request_id)
+        payload = result.payload
+        if not isinstance(payload, dict) or not isinstance(payload.get("statusCode", 200), int):
+            log.error("malformed Lambda proxy response from %s %s", route.method, route.resource)
+            return self._gateway_response("INTEGRATION_FAILURE", request_id)
+        body = payload.get("body") or ""
+        data = base64.b64decode(body) if payload.get("isBase64Encoded") else str(body).encode()
+        response = Response(data, status=int(payload.get("statusCode", 200)))
+        response.headers.pop("Content-Type", None)
+        for key, value in (payload.get("headers") or {}).items():
+            response.headers[key] = str(value)
+        for key, values in (payload.get("multiValueHeaders") or {}).items():
+            response.headers.pop(key, None)
+            for value in values:
+                response.headers.add(key, str(value))
+        response.headers["x-amzn-RequestId"] = request_id
+        return response
+
+
+class ApiServer:
+    """Serves an :class:`ApiGateway` over HTTP on a background thread."""
+
+    def __init__(self, gateway: ApiGateway, host: str, port: int) -> None:
+        self.gateway = gateway
+        self._server: BaseWSGIServer = make_server(host, port, gateway, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="api")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,227 @@
+"""The local cloud: moto + PostgreSQL + local Lambda + EventBridge delivery + API Gateway.
+
+Everything is derived from the template: :class:`LocalCloud` transforms it with the SAM
+translator, provisions it in moto, registers its functions, schedules its rules and serves its
+REST API. Used by ``python -m localcloud`` (``make local``) and by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from localcloud import motohooks
+from localcloud.apigateway import ApiGateway, ApiServer
+from localcloud.eventbridge import EventDelivery
+from localcloud.lambdas import LambdaRuntime
+from localcloud.postgres import Database, EmbeddedPostgres, parse_url
+from localcloud.provision import Provisioner, Resource, Stack
+from localcloud.template import transform_template
+
+log = logging.getLogger("localcloud")
+
+ACCOUNT = "123456789012"
+# moto accepts any credentials; these never leave the machine.
+CREDENTIALS = {"aws_access_key_id": "localcloud", "aws_secret_access_key": "localcloud"}  # noqa: S105
+
+
+@dataclass
+class LocalCloudConfig:
+    """How to run a template locally."""
+
+    template: Path
+    api_port: int = 3000
+    aws_port: int = 4566
+    host: str = "127.0.0.1"
+    region: str = "us-east-1"
+    stack_name: str = "dcisionai-local"
+    state_dir: Path = Path(".localcloud")
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # "embedded" (pgserver), a postgresql:// URL, or None for no database.
+    database: str | None = "embedded"
+    retry_base_seconds: float = 1.0
+
+
+class LocalCloud:
+    """Runs a SAM template on this machine; ``start()`` then ``stop()`` (or use ``with``)."""
+
+    def __init__(self, config: LocalCloudConfig) -> None:
+        self.config = config
+        self.aws_endpoint = f"http://{config.host}:{config.aws_port}"
+        self.api_url = f"http://{config.host}:{config.api_port}"
+        self.runtime = LambdaRuntime(self._function_environment())
+        self.delivery = EventDelivery(self.runtime, self.client, retry_base_seconds=config.retry_base_seconds)
+        self.stack: Stack | None = None
+        self.api: ApiGateway | None = None
+        self.database: Database | None = None
+        self._moto: Any = None
+        self._postgres: EmbeddedPostgres | None = None
+        self._api_server: ApiServer | None = None
+        self._clients: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    def _function_environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_REGION": self.config.region,
+            "AWS_DEFAULT_REGION": self.config.region,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "TZ": "UTC",
+        }
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local cloud's moto."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.aws_endpoint,
+                region_name=self.config.region,
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                **CREDENTIALS,
+            )
+        return self._clients[service]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalCloud:
+        """Start moto, the database, provision the template, serve the API."""
+        from moto.server import ThreadedMotoServer
+
+        os.environ["MOTO_PORT"] = str(self.config.aws_port)  # moto's ASL interpreter calls back here
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.aws_port, verbose=False)
+        self._moto.start()
+        motohooks.install(self.runtime, self.delivery)
+        motohooks.enable_step_functions_execution(self.aws_endpoint)
+
+        parameters = dict(self.config.parameters)
+        self.database = self._start_database()
+        declared = self._declared_parameters()
+        if self.database is not None and "DatabaseSecretArn" in declared and "DatabaseSecretArn" not in parameters:
+            parameters["DatabaseSecretArn"] = self._store_database_secret(self.database)
+
+        cfn, code_dirs = transform_template(self.config.template, parameters, self.config.region)
+        self.stack = Provisioner(
+            cfn,
+            parameters,
+            code_dirs,
+            self.client,
+            self.runtime,
+            self.config.stack_name,
+            self.config.region,
+            ACCOUNT,
+            on_rule=self._schedule,
+        ).provision()
+
+        apis = self.stack.of_type("AWS::ApiGateway::RestApi")
+        if len(apis) > 1:
+            raise RuntimeError("the local cloud serves one REST API per template")
+        if apis:
+            stage = self._stage_of(apis[0])
+            self.api = ApiGateway(apis[0].attributes["Body"], self.runtime, apis[0].physical_id, stage,
+                                  self.config.region, ACCOUNT)
+            self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
+            self._api_server.start()
+        self._write_bootstrap()
+        return self
+
+    def _declared_parameters(self) -> set[str]:
+        from localcloud.template import load_template
+
+        return set(load_template(self.config.template).get("Parameters", {}))
+
+    def _start_database(self) -> Database | None:
+        choice = self.config.database
+        if choice is None:
+            return None
+        if choice != "embedded":
+            return parse_url(choice)
+        self._postgres = EmbeddedPostgres(self.config.state_dir)
+        return self._postgres.start()
+
+    def _store_database_secret(self, database: Database) -> str:
+        arn: str = self.client("secretsmanager").create_secret(
+            Name=f"{self.config.stack_name}/platform-database",
+            Description="Platform PostgreSQL master credentials (local stand-in for the RDS secret)",
+            SecretString=json.dumps(database.secret()),
+        )["ARN"]
+        return arn
+
+    def _stage_of(self, api: Resource) -> str:
+        assert self.stack is not None
+        for stage in self.stack.of_type("AWS::ApiGateway::Stage"):
+            if stage.properties.get("RestApiId") == api.physical_id:
+                return str(stage.properties.get("StageName", "local"))
+        return "local"
+
+    def _schedule(self, rule: Resource) -> None:
+        bus = rule.properties.get("EventBusName", "default")
+
+        def fire() -> None:
+            for target in rule.properties.get("Targets", []):
+                event = {
+                    "version": "0",
+                    "id": os.urandom(16).hex(),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT,
+                    "region": self.config.region,
+                    "resources": [rule.attributes["Arn"]],
+                    "detail": {},
+                }
+                if target["Arn"].split(":")[2] in ("lambda", "states"):
+                    self.delivery.submit(rule.attributes["Arn"], target, event)
+            log.debug("schedule on bus %s fired", bus)
+
+        self.delivery.schedule(rule.attributes["Arn"], rule.properties["ScheduleExpression"], fire)
+
+    def bootstrap(self) -> dict[str, Any]:
+        """The contents of ``.localcloud/bootstrap.json`` (API.md)."""
+        assert self.stack is not None
+        buses = self.stack.of_type("AWS::Events::EventBus")
+        parameters = self.config.parameters
+        return {
+            "api_url": self.api_url if self.api is not None else None,
+            "aws_endpoint_url": self.aws_endpoint,
+            "region": self.config.region,
+            "event_bus_name": buses[0].physical_id if buses else "default",
+            "platform_tenant": parameters.get("PlatformTenantId", "platform"),
+            # The first platform administrator arrives with the identity issue.
+            "username": None,
+            "password": None,
+            "outputs": self.stack.outputs,
+        }
+
+    def _write_bootstrap(self) -> None:
+        path = self.config.state_dir / "bootstrap.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.bootstrap(), indent=2, default=str))
+        tmp.chmod(0o600)  # it will hold a one-time password
+        tmp.replace(path)
+
+    def stop(self) -> None:
+        """Stop everything this cloud started; safe to call twice."""
+        if self._api_server is not None:
+            self._api_server.stop()
+            self._api_server = None
+        self.delivery.close()
+        self.runtime.close()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,203 @@
+"""EventBridge delivery to Lambda and Step Functions targets, as EventBridge does it.
+
+moto matches events against rules; we take over delivery for ``lambda`` and ``states`` targets:
+asynchronously, with the target's input (Input, InputPath, InputTransformer), its RetryPolicy
+(MaximumRetryAttempts, MaximumEventAgeInSeconds; exponential back-off) and, when delivery gives
+up, its DeadLetterConfig queue with EventBridge's message attributes. A function error counts as a
+failed delivery here (stricter than AWS, which hands it to Lambda's own async retries).
+Scheduled rules with ``rate(...)`` expressions are fired by a timer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from localcloud.lambdas import LambdaRuntime
+
+log = logging.getLogger("localcloud.events")
+
+DEFAULT_MAX_ATTEMPTS = 185
+DEFAULT_MAX_AGE = 86400
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def normalise_event(event: dict[str, Any]) -> dict[str, Any]:
+    """moto's event as EventBridge sends it (ISO time, no moto-internal keys)."""
+    out = {k: v for k, v in event.items() if k != "ingestion-time"}
+    out["time"] = _iso(out.get("time", time.time()))
+    out.setdefault("version", "0")
+    return out
+
+
+def _input_path(event: dict[str, Any], path: str) -> Any:
+    value: Any = event
+    for part in [p for p in re.split(r"\.", path.removeprefix("$")) if p]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What a target receives for ``event``."""
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        return _input_path(event, target["InputPath"])
+    if "InputTransformer" in target:
+        from moto.events.models import EventTemplateParser
+
+        transformer = target["InputTransformer"]
+        rendered = EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,
+        )
+        return rendered
+    return event
+
+
+class EventDelivery:
+    """Delivers matched events to Lambda and Step Functions targets."""
+
+    def __init__(
+        self,
+        runtime: LambdaRuntime,
+        clients: Callable[[str], Any],
+        retry_base_seconds: float = 1.0,
+        retry_cap_seconds: float = 60.0,
+    ) -> None:
+        self.runtime = runtime
+        self._client = clients
+        self.retry_base = retry_base_seconds
+        self.retry_cap = retry_cap_seconds
+        self.stats = DeliveryStats()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbridge")
+        self._stopping = threading.Event()
+        self._timers: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ delivery
+    def submit(self, rule_arn: str, target: dict[str, Any], event: dict[str, Any]) -> None:
+        """Deliver ``event`` to ``target`` in the background."""
+        if self._stopping.is_set():
+            return
+        self._pool.submit(self._deliver, rule_arn, copy.deepcopy(target), normalise_event(event))
+
+    def _send(self, target: dict[str, Any], payload: Any) -> None:
+        arn: str = target["Arn"]
+        service = arn.split(":")[2]
+        if service == "lambda":
+            result = self.runtime.invoke(arn, payload)
+            if result.failed:
+                error = result.error or {}
+                raise DeliveryError(str(error.get("errorType")), str(error.get("errorMessage")))
+        elif service == "states":
+            self._client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+        else:  # pragma: no cover - only lambda and states targets are routed here
+            raise DeliveryError("UnsupportedTarget", arn)
+
+    def _deliver(self, rule_arn: str, target: dict[str, Any], event: dict[str, Any]) -> None:
+        policy = target.get("RetryPolicy") or {}
+        max_attempts = 1 + int(policy.get("MaximumRetryAttempts", DEFAULT_MAX_ATTEMPTS))
+        max_age = float(policy.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE))
+        started = time.time()
+        attempt = 0
+        error = DeliveryError("NotAttempted", "")
+        while attempt < max_attempts and not self._stopping.is_set():
+            attempt += 1
+            try:
+                self._send(target, target_input(target, event))
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+                error = exc if isinstance(exc, DeliveryError) else DeliveryError(type(exc).__name__, str(exc))
+                log.warning("delivery to %s failed (attempt %d): %s", target["Arn"], attempt, error)
+            else:
+                self.stats.delivered += 1
+                return
+            delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1))
+            if attempt >= max_attempts or time.time() + delay - started > max_age:
+                break
+            self.stats.retried += 1
+            self._stopping.wait(delay)
+        self._dead_letter(rule_arn, target, event, error, attempt - 1)
+
+    def _dead_letter(
+        self, rule_arn: str, target: dict[str, Any], event: dict[str, Any], error: DeliveryError, retries: int
+    ) -> None:
+        dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if not dlq_arn:
+            self.stats.dropped += 1
+            log.error("event %s to %s dropped: no dead-letter queue", event.get("id"), target["Arn"])
+            return
+        _, _, _, region, account, name = dlq_arn.split(":", 5)
+        sqs = self._client("sqs")
+        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+        def attribute(value: str) -> dict[str, str]:
+            return {"DataType": "String", "StringValue": value or "-"}
+
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "ERROR_CODE": attribute(error.code),
+                "ERROR_MESSAGE": attribute(error.message[:1000]),
+                "RULE_ARN": attribute(rule_arn),
+                "TARGET_ARN": attribute(target["Arn"]),
+                "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": str(retries)},
+            },
+        )
+        self.stats.dead_lettered += 1
+        log.error("event %s to %s sent to dead-letter queue %s", event.get("id"), target["Arn"], name)
+
+    # ------------------------------------------------------------------ schedules
+    def schedule(self, rule_arn: str, expression: str, fire: Callable[[], None]) -> None:
+        """Fire a ``rate(N unit)`` rule every period until stopped (cron is not emulated)."""
+        match = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
+        if not match:
+            log.warning("schedule %s of %s is not emulated (only rate(...))", expression, rule_arn)
+            return
+        unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+        period = int(match.group(1)) * unit
+
+        def loop() -> None:
+            while not self._stopping.wait(period):
+                fire()
+
+        thread = threading.Thread(target=loop, daemon=True, name=f"schedule-{rule_arn}")
+        thread.start()
+        self._timers.append(thread)
+
+    def close(self) -> None:
+        """Stop retries and timers."""
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DeliveryError(Exception):
+    """A failed delivery: EventBridge's error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

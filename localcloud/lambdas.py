@@ -1,0 +1,287 @@
+"""Lambda functions of the template, run as warm local workers (no Docker).
+
+Each function gets a pool of worker processes (:mod:`localcloud.worker`), each one a Lambda
+execution environment: the template's handler, its layers on the path, its environment variables
+and nothing else of the local cloud's. A worker is reused while warm; a concurrent invocation gets
+another one, up to the function's concurrency. A timed-out invocation kills its worker, as Lambda
+does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("localcloud.lambda")
+
+# Variables a Lambda environment gets from the runtime, besides the template's.
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the template says about one function, resolved."""
+
+    logical_id: str
+    name: str
+    arn: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...]
+    environment: Mapping[str, str]
+    timeout: int = 3
+    memory_mb: int = 128
+    reserved_concurrency: int | None = None
+
+
+@dataclass
+class InvokeResult:
+    """The outcome of one invocation: a payload, or a function error (Lambda's error shape)."""
+
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class _Worker:
+    """One execution environment: a child process and the pipe its results come back on."""
+
+    def __init__(self, spec: FunctionSpec, base_env: Mapping[str, str]) -> None:
+        self.spec = spec
+        read_fd, write_fd = os.pipe()
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        env.update(base_env)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"localcloud/{uuid.uuid4().hex}",
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+                # Like `sam local`: tells Powertools there is no X-Ray daemon to send traces to.
+                "AWS_SAM_LOCAL": "true",
+                "LAMBDA_TASK_ROOT": str(spec.code_dir),
+                "LOCALCLOUD_FUNCTION_ARN": spec.arn,
+                "LOCALCLOUD_LAYER_PATHS": os.pathsep.join(str(p) for p in spec.layer_dirs),
+                "LOCALCLOUD_RESULT_FD": str(write_fd),
+                "_HANDLER": spec.handler,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        env.update(spec.environment)
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "localcloud.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+            pass_fds=(write_fd,),
+            text=True,
+            start_new_session=False,
+        )
+        os.close(write_fd)
+        self._results = read_fd
+        self._buffer = b""
+        threading.Thread(target=self._forward_logs, daemon=True).start()
+
+    def _forward_logs(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        for line in stream:
+            sys.stdout.write(f"[{self.spec.logical_id}] {line}")
+        sys.stdout.flush()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def invoke(self, event: Any, request_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        assert self.process.stdin is not None
+        self.process.stdin.write(
+            json.dumps({"event": event, "request_id": request_id, "deadline": deadline}) + "\n"
+        )
+        self.process.stdin.flush()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.time()
+            ready, _, _ = select.select([self._results], [], [], max(0.0, remaining))
+            if not ready:
+                self.kill()
+                return {
+                    "ok": False,
+                    "error": {
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+                    },
+                }
+            chunk = os.read(self._results, 1 << 20)
+            if not chunk:
+                self.kill()
+                return {
+                    "ok": False,
+                    "error": {
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": "the execution environment exited",
+                    },
+                }
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.warning("worker of %s did not exit", self.spec.logical_id)
+        for stream in (self.process.stdin,):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            os.close(self._results)
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        """Close stdin (the worker's loop ends) and wait briefly; kill if it lingers."""
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+@dataclass
+class _Pool:
+    spec: FunctionSpec
+    base_env: Mapping[str, str]
+    idle: list[_Worker] = field(default_factory=list)
+    busy: int = 0
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    invocations: int = 0
+
+    @property
+    def limit(self) -> int:
+        return self.spec.reserved_concurrency or DEFAULT_CONCURRENCY
+
+    def acquire(self) -> _Worker:
+        with self.lock:
+            while not self.idle and self.busy >= self.limit:
+                self.lock.wait()
+            self.busy += 1
+            self.invocations += 1
+            while self.idle:
+                worker = self.idle.pop()
+                if worker.alive:
+                    return worker
+        try:
+            return _Worker(self.spec, self.base_env)
+        except Exception:
+            with self.lock:
+                self.busy -= 1
+                self.lock.notify()
+            raise
+
+    def release(self, worker: _Worker) -> None:
+        with self.lock:
+            self.busy -= 1
+            if worker.alive:
+                self.idle.append(worker)
+            self.lock.notify()
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.idle = self.idle, []
+        for worker in workers:
+            worker.stop()
+
+
+class LambdaRuntime:
+    """Every function of the template, invocable by name or ARN."""
+
+    def __init__(self, base_env: Mapping[str, str]) -> None:
+        self._base_env = dict(base_env)
+        self._pools: dict[str, _Pool] = {}
+        self._by_name: dict[str, str] = {}
+        self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
+
+    def register(self, spec: FunctionSpec) -> None:
+        """Make ``spec`` invocable (its workers start on first use)."""
+        self._pools[spec.arn] = _Pool(spec, self._base_env)
+        self._by_name[spec.name] = spec.arn
+        self._by_name[spec.logical_id] = spec.arn
+
+    def spec(self, name_or_arn: str) -> FunctionSpec:
+        """The function named by a name, logical id, ARN or qualified ARN."""
+        return self._pool(name_or_arn).spec
+
+    def _pool(self, name_or_arn: str) -> _Pool:
+        key = name_or_arn
+        if key.startswith("arn:") and key.count(":") > 6:
+            key = key.rsplit(":", 1)[0]  # drop a qualifier such as :$LATEST
+        arn = key if key in self._pools else self._by_name.get(key)
+        if arn is None:
+            raise KeyError(f"no function {name_or_arn!r}")
+        return self._pools[arn]
+
+    def invocation_count(self, name_or_arn: str) -> int:
+        """How many times the function has been invoked."""
+        return self._pool(name_or_arn).invocations
+
+    def invoke(self, name_or_arn: str, event: Any) -> InvokeResult:
+        """Invoke synchronously (RequestResponse)."""
+        pool = self._pool(name_or_arn)
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        worker = pool.acquire()
+        try:
+            reply = worker.invoke(event, request_id, pool.spec.timeout)
+        finally:
+            pool.release(worker)
+        duration = (time.perf_counter() - started) * 1000
+        if reply.get("ok"):
+            return InvokeResult(payload=reply.get("result"), duration_ms=duration)
+        return InvokeResult(error=reply.get("error") or {"errorType": "Unknown"}, duration_ms=duration)
+
+    def invoke_async(self, name_or_arn: str, event: Any) -> None:
+        """Invoke without waiting (InvocationType Event); a failure is logged."""
+        self._pool(name_or_arn)  # fail now for an unknown function
+
+        def run() -> None:
+            result = self.invoke(name_or_arn, event)
+            if result.failed:
+                log.error("async invocation of %s failed: %s", name_or_arn, result.error)
+
+        self._async.submit(run)
+
+    def close(self) -> None:
+        """Stop every worker."""
+        self._async.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.close()

@@ -1,0 +1,84 @@
+"""A warm Lambda execution environment: imports the handler once, then serves invocations.
+
+Started by :mod:`localcloud.lambdas` with the function's own environment (the template's
+variables plus the Lambda runtime's), so functions share neither environment nor module state.
+Requests arrive as JSON lines on stdin; results leave as JSON lines on the file descriptor named
+by ``LOCALCLOUD_RESULT_FD`` (stdout and stderr stay free for the function's logs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    """The context object Lambda passes to a Python handler."""
+
+    def __init__(self, request_id: str, deadline: float) -> None:
+        self.aws_request_id = request_id
+        self.function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.invoked_function_arn = os.environ["LOCALCLOUD_FUNCTION_ARN"]
+        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": traceback.format_exception(exc)[1:],
+    }
+
+
+def main() -> None:
+    """Load the handler named by ``_HANDLER`` and serve invocations until stdin closes."""
+    result_out = os.fdopen(int(os.environ["LOCALCLOUD_RESULT_FD"]), "w", buffering=1)
+    task_root = os.environ["LAMBDA_TASK_ROOT"]
+    layer_paths = [p for p in os.environ.get("LOCALCLOUD_LAYER_PATHS", "").split(os.pathsep) if p]
+    sys.path[:0] = [task_root, *layer_paths]
+    os.chdir(task_root)
+    module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
+    handler = None
+    init_error: dict[str, Any] | None = None
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+    except Exception as exc:  # noqa: BLE001 - reported to every invocation, as Lambda does
+        init_error = _error(exc, "Runtime.ImportModuleError")
+        traceback.print_exc()
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        if init_error is not None or handler is None:
+            reply: dict[str, Any] = {"ok": False, "error": init_error}
+        else:
+            context = LambdaContext(request["request_id"], request["deadline"])
+            try:
+                reply = {"ok": True, "result": handler(request["event"], context)}
+            except Exception as exc:  # noqa: BLE001 - a function error is a result, not a crash
+                traceback.print_exc()
+                reply = {"ok": False, "error": _error(exc)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            text = json.dumps(reply, default=str)
+        except (TypeError, ValueError) as exc:
+            text = json.dumps({"ok": False, "error": _error(exc, "Runtime.MarshalError")})
+        result_out.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
