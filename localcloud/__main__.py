@@ -31,12 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", "3000")))
     parser.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_PORT", "4566")))
     parser.add_argument("--region", default=os.environ.get("LOCALCLOUD_REGION", "us-east-1"))
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCALCLOUD_STATE_DIR", ".localcloud")))
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path(os.environ.get("LOCALCLOUD_STATE_DIR", ".localcloud"))
+    )
     parser.add_argument("--stack-name", default="dcisionai-local")
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--no-database", action="store_true", help="start no PostgreSQL")
-    parser.add_argument("--retry-base-seconds", type=float, default=1.0,
-                        help="first EventBridge retry delay (doubles per attempt)")
+    parser.add_argument(
+        "--retry-base-seconds",
+        type=float,
+        default=1.0,
+        help="first EventBridge retry delay (doubles per attempt)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
 

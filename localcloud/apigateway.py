@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from localcloud.lambdas import LambdaRuntime
+from localcloud.lambdas import InvokeResult, LambdaRuntime
 
 log = logging.getLogger("localcloud.apigateway")
 
@@ -157,6 +157,7 @@ class ApiGateway:
         self.stats = ApiStats()
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
         self._lock = threading.Lock()
+        self._request = threading.local()  # per-request tally of the functions' AWS calls
         self.binary_types = list(body.get("x-amazon-apigateway-binary-media-types", []))
         self.gateway_responses = dict(body.get("x-amazon-apigateway-gateway-responses", {}))
         self.authorizers = self._read_authorizers(body)
@@ -231,7 +232,11 @@ class ApiGateway:
             )
         else:
             body = json.dumps({"message": text})
-        headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id, "x-amzn-ErrorType": kind}
+        headers = {
+            "Content-Type": "application/json",
+            "x-amzn-RequestId": request_id,
+            "x-amzn-ErrorType": kind,
+        }
         for key, value in (custom.get("responseParameters") or {}).items():
             if key.startswith("gatewayresponse.header."):
                 headers[key.split(".", 2)[2]] = str(value).strip("'")
@@ -243,7 +248,7 @@ class ApiGateway:
                 continue
             found = route.pattern.match(path)
             if found:
-                return route, {k: v for k, v in found.groupdict().items()}
+                return route, dict(found.groupdict().items())
         return None
 
     def method_arn(self, method: str, path: str) -> str:
@@ -355,14 +360,24 @@ class ApiGateway:
             auth_event = {
                 "type": "REQUEST",
                 "methodArn": method_arn,
-                **{k: event[k] for k in (
-                    "resource", "path", "httpMethod", "headers", "multiValueHeaders",
-                    "queryStringParameters", "multiValueQueryStringParameters", "pathParameters",
-                    "stageVariables", "requestContext",
-                )},
+                **{
+                    k: event[k]
+                    for k in (
+                        "resource",
+                        "path",
+                        "httpMethod",
+                        "headers",
+                        "multiValueHeaders",
+                        "queryStringParameters",
+                        "multiValueQueryStringParameters",
+                        "pathParameters",
+                        "stageVariables",
+                        "requestContext",
+                    )
+                },
             }
         self.stats.authorizer_calls += 1
-        result = self.runtime.invoke(authorizer.function_arn, auth_event)
+        result = self._invoke(authorizer.function_arn, auth_event)
         if result.failed:
             message = str((result.error or {}).get("errorMessage", ""))
             if message == "Unauthorized":
@@ -384,9 +399,17 @@ class ApiGateway:
         return _CacheEntry(time.monotonic() + authorizer.ttl, principal, policy, context)
 
     # ------------------------------------------------------------------ WSGI
+    def _invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeResult:
+        result = self.runtime.invoke(function_arn, event)
+        self._request.aws_calls = getattr(self._request, "aws_calls", 0) + result.aws_calls
+        return result
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = _Request(environ)
+        self._request.aws_calls = 0
         response = self.handle(request)
+        # Not an API Gateway header: what the request cost in AWS calls, for benchmarks.
+        response.headers["x-localcloud-aws-calls"] = str(self._request.aws_calls)
         self.stats.requests += 1
         self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
         return response(environ, start_response)
@@ -438,10 +461,14 @@ class ApiGateway:
         return self._integrate(route, event, request_id)
 
     def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Response:
-        result = self.runtime.invoke(route.function_arn, event)
+        result = self._invoke(route.function_arn, event)
         if result.failed:
             log.error("integration %s %s failed: %s", route.method, route.resource, result.error)
-            kind = "INTEGRATION_TIMEOUT" if (result.error or {}).get("errorType") == "Sandbox.Timedout" else "INTEGRATION_FAILURE"
+            kind = (
+                "INTEGRATION_TIMEOUT"
+                if (result.error or {}).get("errorType") == "Sandbox.Timedout"
+                else "INTEGRATION_FAILURE"
+            )
             return self._gateway_response(kind, request_id)
         payload = result.payload
         if not isinstance(payload, dict) or not isinstance(payload.get("statusCode", 200), int):

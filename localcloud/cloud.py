@@ -29,7 +29,7 @@ log = logging.getLogger("localcloud")
 
 ACCOUNT = "123456789012"
 # moto accepts any credentials; these never leave the machine.
-CREDENTIALS = {"aws_access_key_id": "localcloud", "aws_secret_access_key": "localcloud"}  # noqa: S105
+CREDENTIALS = {"aws_access_key_id": "localcloud", "aws_secret_access_key": "localcloud"}
 
 
 @dataclass
@@ -104,7 +104,11 @@ class LocalCloud:
         parameters = dict(self.config.parameters)
         self.database = self._start_database()
         declared = self._declared_parameters()
-        if self.database is not None and "DatabaseSecretArn" in declared and "DatabaseSecretArn" not in parameters:
+        if (
+            self.database is not None
+            and "DatabaseSecretArn" in declared
+            and "DatabaseSecretArn" not in parameters
+        ):
             parameters["DatabaseSecretArn"] = self._store_database_secret(self.database)
 
         cfn, code_dirs = transform_template(self.config.template, parameters, self.config.region)
@@ -125,8 +129,14 @@ class LocalCloud:
             raise RuntimeError("the local cloud serves one REST API per template")
         if apis:
             stage = self._stage_of(apis[0])
-            self.api = ApiGateway(apis[0].attributes["Body"], self.runtime, apis[0].physical_id, stage,
-                                  self.config.region, ACCOUNT)
+            self.api = ApiGateway(
+                apis[0].attributes["Body"],
+                self.runtime,
+                apis[0].physical_id,
+                stage,
+                self.config.region,
+                ACCOUNT,
+            )
             self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
             self._api_server.start()
         self._write_bootstrap()

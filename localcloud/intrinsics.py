@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 _SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
 NO_VALUE = object()
@@ -67,7 +67,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             handler = self._FUNCTIONS.get(key)
             if handler is not None:
                 return handler(self, arg)
@@ -149,7 +149,7 @@ class Resolver:
         region = self.resolve(arg) or self.pseudo["AWS::Region"]
         return [f"{region}{zone}" for zone in "abc"]
 
-    _FUNCTIONS: dict[str, Callable[[Resolver, Any], Any]] = {
+    _FUNCTIONS: ClassVar[dict[str, Callable[[Resolver, Any], Any]]] = {
         "Ref": _fn_ref,
         "Fn::GetAtt": _fn_get_att,
         "Fn::Sub": _fn_sub,

@@ -9,6 +9,7 @@ does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ class InvokeResult:
     payload: Any = None
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
+    aws_calls: int = 0  # AWS API calls the function made during this invocation
 
     @property
     def failed(self) -> bool:
@@ -88,7 +90,7 @@ class _Worker:
             }
         )
         env.update(spec.environment)
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "localcloud.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -157,14 +159,10 @@ class _Worker:
             log.warning("worker of %s did not exit", self.spec.logical_id)
         for stream in (self.process.stdin,):
             if stream is not None and not stream.closed:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._results)
-        except OSError:
-            pass
 
     def stop(self) -> None:
         """Close stdin (the worker's loop ends) and wait briefly; kill if it lingers."""
@@ -265,9 +263,11 @@ class LambdaRuntime:
         finally:
             pool.release(worker)
         duration = (time.perf_counter() - started) * 1000
+        calls = int(reply.get("aws_calls", 0))
         if reply.get("ok"):
-            return InvokeResult(payload=reply.get("result"), duration_ms=duration)
-        return InvokeResult(error=reply.get("error") or {"errorType": "Unknown"}, duration_ms=duration)
+            return InvokeResult(payload=reply.get("result"), duration_ms=duration, aws_calls=calls)
+        error = reply.get("error") or {"errorType": "Unknown"}
+        return InvokeResult(error=error, duration_ms=duration, aws_calls=calls)
 
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
         """Invoke without waiting (InvocationType Event); a failure is logged."""

@@ -7,6 +7,7 @@ template's DatabaseSecretArn parameter, exactly as they would in AWS.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ class EmbeddedPostgres:
 
     def start(self) -> Database:
         """Start (or attach to) the server; initialises the data directory the first time."""
-        import pgserver
+        pgserver: Any = importlib.import_module("pgserver")
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
@@ -74,6 +75,6 @@ class EmbeddedPostgres:
         if self._server is not None:
             try:
                 self._server.cleanup()
-            except Exception:  # noqa: BLE001 - shutting down; report and go on
+            except Exception:
                 log.exception("stopping PostgreSQL failed")
             self._server = None

@@ -181,9 +181,7 @@ class Provisioner:
     def provision(self) -> Stack:
         """Create every resource, then resolve the outputs."""
         resources = {k: v for k, v in self.template.get("Resources", {}).items() if self._included(v)}
-        unsupported = sorted(
-            {r["Type"] for r in resources.values()} - set(self._handlers) - set(STOOD_IN)
-        )
+        unsupported = sorted({r["Type"] for r in resources.values()} - set(self._handlers) - set(STOOD_IN))
         if unsupported:
             raise ProvisioningError(f"resource types the local cloud cannot create: {unsupported}")
         graph: dict[str, set[str]] = {}
@@ -195,6 +193,7 @@ class Provisioner:
             res = resources[logical_id]
             props = self.resolver.resolve(res.get("Properties", {}))
             try:
+                attrs: dict[str, Any]
                 if res["Type"] in STOOD_IN:
                     physical_id, attrs = f"{self.stack.name}-{logical_id}", {}
                 else:
@@ -238,9 +237,7 @@ class Provisioner:
         if "Description" in p:
             args["Description"] = p["Description"]
         arn = events.put_rule(**args)["RuleArn"]
-        targets = [
-            {k: v for k, v in t.items() if k in _TARGET_KEYS} for t in p.get("Targets", [])
-        ]
+        targets = [{k: v for k, v in t.items() if k in _TARGET_KEYS} for t in p.get("Targets", [])]
         if targets:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
         physical = name if bus == "default" else f"{bus}|{name}"
@@ -253,7 +250,13 @@ class Provisioner:
         fifo = str(p.get("FifoQueue", "false")).lower() == "true"
         name = p.get("QueueName") or (self._name(logical_id, 75) + (".fifo" if fifo else ""))
         attributes = {
-            key: (json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else str(value))
+            key: (
+                json.dumps(value)
+                if isinstance(value, dict)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             for key, value in p.items()
             if key in _QUEUE_ATTRIBUTES
         }
@@ -294,7 +297,12 @@ class Provisioner:
             "KeySchema": p["KeySchema"],
             "BillingMode": p.get("BillingMode", "PROVISIONED"),
         }
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification", "ProvisionedThroughput"):
+        for key in (
+            "GlobalSecondaryIndexes",
+            "LocalSecondaryIndexes",
+            "StreamSpecification",
+            "ProvisionedThroughput",
+        ):
             if key in p:
                 args[key] = p[key]
         if "SSESpecification" in p:
@@ -308,7 +316,10 @@ class Provisioner:
             ttl = p["TimeToLiveSpecification"]
             ddb.update_time_to_live(
                 TableName=name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl["Enabled"]),
+                },
             )
         pitr = (p.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled")
         if pitr:
@@ -372,7 +383,9 @@ class Provisioner:
                 },
             )
         if "ObjectLockConfiguration" in p:
-            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=p["ObjectLockConfiguration"])
+            s3.put_object_lock_configuration(
+                Bucket=name, ObjectLockConfiguration=p["ObjectLockConfiguration"]
+            )
         if "LifecycleConfiguration" in p:
             s3.put_bucket_lifecycle_configuration(
                 Bucket=name, LifecycleConfiguration={"Rules": p["LifecycleConfiguration"]["Rules"]}
@@ -428,7 +441,9 @@ class Provisioner:
         )["Role"]
         for policy in p.get("Policies", []):
             iam.put_role_policy(
-                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=_policy_document(policy["PolicyDocument"])
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=_policy_document(policy["PolicyDocument"]),
             )
         for arn in p.get("ManagedPolicyArns", []):
             try:
@@ -441,14 +456,18 @@ class Provisioner:
         iam = self.client("iam")
         for role in p.get("Roles", []):
             iam.put_role_policy(
-                RoleName=role, PolicyName=p["PolicyName"], PolicyDocument=_policy_document(p["PolicyDocument"])
+                RoleName=role,
+                PolicyName=p["PolicyName"],
+                PolicyDocument=_policy_document(p["PolicyDocument"]),
             )
         return p["PolicyName"], {}
 
     def _managed_policy(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         iam = self.client("iam")
         name = p.get("ManagedPolicyName") or self._name(logical_id, 128)
-        arn = iam.create_policy(PolicyName=name, PolicyDocument=_policy_document(p["PolicyDocument"]))["Policy"]["Arn"]
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=_policy_document(p["PolicyDocument"]))[
+            "Policy"
+        ]["Arn"]
         for role in p.get("Roles", []):
             iam.attach_role_policy(RoleName=role, PolicyArn=arn)
         return arn, {"PolicyArn": arn}
@@ -467,7 +486,9 @@ class Provisioner:
     def _source_dir(self, logical_id: str) -> Path:
         # SAM logical ids of layers carry a hash suffix: "CommonLayera5199c20ec" → "CommonLayer".
         for candidate, path in self.code_dirs.items():
-            if logical_id == candidate or (logical_id.startswith(candidate) and len(logical_id) == len(candidate) + 10):
+            if logical_id == candidate or (
+                logical_id.startswith(candidate) and len(logical_id) == len(candidate) + 10
+            ):
                 return path
         raise ProvisioningError(f"no local code for {logical_id}")
 
@@ -533,9 +554,23 @@ class Provisioner:
     def _alarm(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         name = p.get("AlarmName") or self._name(logical_id, 255)
         allowed = {
-            "AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
-            "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit",
-            "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+            "AlarmDescription",
+            "ActionsEnabled",
+            "OKActions",
+            "AlarmActions",
+            "InsufficientDataActions",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "ExtendedStatistic",
+            "Dimensions",
+            "Period",
+            "Unit",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
             "Metrics",
         }
         args = {k: v for k, v in p.items() if k in allowed}
@@ -557,11 +592,27 @@ class Provisioner:
 
 
 _TARGET_KEYS = {
-    "Id", "Arn", "RoleArn", "Input", "InputPath", "InputTransformer", "RetryPolicy", "DeadLetterConfig",
+    "Id",
+    "Arn",
+    "RoleArn",
+    "Input",
+    "InputPath",
+    "InputTransformer",
+    "RetryPolicy",
+    "DeadLetterConfig",
     "SqsParameters",
 }
 _QUEUE_ATTRIBUTES = {
-    "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-    "VisibilityTimeout", "RedrivePolicy", "RedriveAllowPolicy", "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled", "FifoQueue", "ContentBasedDeduplication",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
 }

@@ -77,7 +77,7 @@ def transform_template(
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region
     try:
-        cfn = transform(source, dict(parameters), _StaticPolicyLoader())  # type: ignore[arg-type]
+        cfn = transform(source, dict(parameters), _StaticPolicyLoader())
     finally:
         if previous is None:
             os.environ.pop("AWS_DEFAULT_REGION", None)

@@ -44,6 +44,24 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     }
 
 
+class _AwsCallCounter:
+    """Counts AWS API calls made by the function (what a request costs)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def install(self) -> None:
+        base_client: Any = importlib.import_module("botocore.client").BaseClient
+        original = base_client._make_api_call
+        counter = self
+
+        def counted(client: Any, operation_name: str, api_params: Any) -> Any:
+            counter.calls += 1
+            return original(client, operation_name, api_params)
+
+        base_client._make_api_call = counted
+
+
 def main() -> None:
     """Load the handler named by ``_HANDLER`` and serve invocations until stdin closes."""
     result_out = os.fdopen(int(os.environ["LOCALCLOUD_RESULT_FD"]), "w", buffering=1)
@@ -52,25 +70,29 @@ def main() -> None:
     sys.path[:0] = [task_root, *layer_paths]
     os.chdir(task_root)
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
+    counter = _AwsCallCounter()
+    counter.install()
     handler = None
     init_error: dict[str, Any] | None = None
     try:
         handler = getattr(importlib.import_module(module_name), function_name)
-    except Exception as exc:  # noqa: BLE001 - reported to every invocation, as Lambda does
+    except Exception as exc:
         init_error = _error(exc, "Runtime.ImportModuleError")
         traceback.print_exc()
 
     for line in sys.stdin:
         request = json.loads(line)
+        counter.calls = 0
         if init_error is not None or handler is None:
             reply: dict[str, Any] = {"ok": False, "error": init_error}
         else:
             context = LambdaContext(request["request_id"], request["deadline"])
             try:
                 reply = {"ok": True, "result": handler(request["event"], context)}
-            except Exception as exc:  # noqa: BLE001 - a function error is a result, not a crash
+            except Exception as exc:
                 traceback.print_exc()
                 reply = {"ok": False, "error": _error(exc)}
+        reply["aws_calls"] = counter.calls
         sys.stdout.flush()
         sys.stderr.flush()
         try:

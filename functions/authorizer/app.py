@@ -18,4 +18,4 @@ from tenant_security.observability import logger
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Refuse: API Gateway answers 401 when an authorizer raises ``Unauthorized``."""
     logger.info("denied", extra={"reason": "no token verifier configured", "path": event.get("path")})
-    raise Exception("Unauthorized")  # noqa: TRY002 - API Gateway's contract for a 401
+    raise Exception("Unauthorized")

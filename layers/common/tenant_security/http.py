@@ -8,12 +8,11 @@ becomes a bare 500 with the request id (its details go to the log, never to the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -58,6 +57,52 @@ def _request_validation_error(exc: RequestValidationError) -> DomainError:
     return ValidationFailed("request is not valid", fields=fields)
 
 
+def _proxy_reply(err: DomainError) -> dict[str, Any]:
+    return {
+        "statusCode": err.status,
+        "headers": {"Content-Type": JSON, **err.headers},
+        "body": json.dumps(err.body()),
+        "isBase64Encoded": False,
+    }
+
+
+class GuardedResolver(APIGatewayRestResolver):
+    """A REST resolver that checks a JSON body's content type and size before anything else.
+
+    Powertools validates the body before user middlewares run, so these checks live in
+    :meth:`resolve`: a 2 MB body is refused with 413 before it is parsed.
+    """
+
+    def __init__(self, max_json_body_bytes: int, raw_body_prefixes: tuple[str, ...]) -> None:
+        super().__init__(enable_validation=True)
+        self.max_json_body_bytes = max_json_body_bytes
+        self.raw_body_prefixes = raw_body_prefixes
+
+    def body_error(self, event: Mapping[str, Any]) -> DomainError | None:
+        """Why a request body is refused before parsing, or None."""
+        body = event.get("body")
+        resource = str(event.get("resource") or "")
+        if (
+            not body
+            or event.get("httpMethod") not in _BODY_METHODS
+            or resource.startswith(self.raw_body_prefixes)
+        ):
+            return None
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type and content_type != JSON and not content_type.endswith("+json"):
+            return UnsupportedMediaType(f"send the body as {JSON}")
+        if len(body) > self.max_json_body_bytes:
+            return PayloadTooLarge(f"JSON body larger than {self.max_json_body_bytes} bytes")
+        return None
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        refused = self.body_error(event)
+        if refused is not None:
+            return _proxy_reply(refused)
+        return super().resolve(event, context)
+
+
 def make_resolver(
     *,
     max_json_body_bytes: int = 256 * 1024,
@@ -69,24 +114,7 @@ def make_resolver(
     rather than JSON; they skip the JSON content-type and size checks (their handlers enforce
     their own limits).
     """
-    app = APIGatewayRestResolver(enable_validation=True)
-    raw_prefixes = tuple(raw_body_prefixes)
-
-    def body_guard(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-        event = app.current_event
-        body = event.body
-        resource = event.resource or ""
-        if body and event.http_method in _BODY_METHODS and not resource.startswith(raw_prefixes):
-            content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-            if content_type and content_type != JSON and not content_type.endswith("+json"):
-                return error_response(UnsupportedMediaType(f"send the body as {JSON}"))
-            if len(body) > max_json_body_bytes:
-                return error_response(
-                    PayloadTooLarge(f"JSON body larger than {max_json_body_bytes} bytes")
-                )
-        return next_middleware(app)
-
-    app.use(middlewares=[body_guard])
+    app = GuardedResolver(max_json_body_bytes, tuple(raw_body_prefixes))
 
     @app.exception_handler(DomainError)
     def _domain(exc: DomainError) -> Response[str]:
@@ -106,7 +134,7 @@ def make_resolver(
 
     @app.exception_handler(ServiceError)
     def _service_error(exc: ServiceError) -> Response[str]:
-        return error_response(DomainError(exc.msg, status=exc.status_code, code="request_error"))
+        return error_response(DomainError(str(exc.msg), status=exc.status_code, code="request_error"))
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:

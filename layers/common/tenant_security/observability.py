@@ -20,7 +20,7 @@ METRICS_NAMESPACE = "DcisionAI/TenantSecurity"
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON formatter with secrets removed from the whole record."""
 
-    def serialize(self, log: dict[str, Any]) -> str:
+    def serialize(self, log: Any) -> str:
         cleaned = redact(log)
         return scrub_text(json.dumps(cleaned, default=str, separators=(",", ":")))
 

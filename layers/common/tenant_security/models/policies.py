@@ -66,11 +66,12 @@ class AuditLogging(StrictModel):
 
 
 Framework = Literal["SOX", "GDPR", "ISO27001", "HIPAA", "PCI-DSS", "SOC2"]
+_SEED_FRAMEWORKS: list[Framework] = ["SOX", "GDPR", "ISO27001"]
 
 
 class Compliance(StrictModel):
     frameworks: Annotated[list[Framework], AfterValidator(_unique)] = Field(
-        default_factory=lambda: ["SOX", "GDPR", "ISO27001"]
+        default_factory=lambda: list(_SEED_FRAMEWORKS)
     )
     data_classification: Literal["public", "internal", "confidential", "restricted"] = "confidential"
     pii_handling: Literal["encrypt_and_redact", "redact", "encrypt", "none"] = "encrypt_and_redact"

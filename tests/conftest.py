@@ -1,0 +1,26 @@
+"""Shared fixtures: local clouds started from the fixture template and from template.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cloud import FIXTURE_TEMPLATE, REAL_TEMPLATE, RunningCloud, start_cloud
+
+
+@pytest.fixture(scope="session")
+def fixture_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+    """The fixture template (tests/integration/fixtures/localcloud) running locally."""
+    cloud = start_cloud(FIXTURE_TEMPLATE, tmp_path_factory.mktemp("fixture-cloud"))
+    yield cloud
+    cloud.stop()
+
+
+@pytest.fixture(scope="session")
+def platform_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+    """template.yaml running locally with the embedded PostgreSQL."""
+    cloud = start_cloud(REAL_TEMPLATE, Path(tmp_path_factory.mktemp("platform-cloud")), database=True)
+    yield cloud
+    cloud.stop()

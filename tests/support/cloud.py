@@ -1,0 +1,127 @@
+"""Start the local cloud the way `make local` does (``python -m localcloud``) for a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL_TEMPLATE = ROOT / "template.yaml"
+FIXTURE_TEMPLATE = ROOT / "tests" / "integration" / "fixtures" / "localcloud" / "template.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningCloud:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    log_path: Path
+    info: dict[str, Any]
+
+    @property
+    def api_url(self) -> str:
+        return str(self.info["api_url"])
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return dict(self.info["outputs"])
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.info["aws_endpoint_url"],
+            region_name=self.info["region"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return requests.request(method, self.api_url + path, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGINT (as Ctrl-C would), then wait; kill the group if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_cloud(
+    template: Path,
+    state_dir: Path,
+    *,
+    database: bool = False,
+    extra: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> RunningCloud:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "localcloud.log"
+    args = [
+        sys.executable,
+        "-m",
+        "localcloud",
+        "--template",
+        str(template),
+        "--api-port",
+        str(free_port()),
+        "--aws-port",
+        str(free_port()),
+        "--state-dir",
+        str(state_dir),
+        "--retry-base-seconds",
+        "0.2",
+        *extra,
+    ]
+    if not database:
+        args.append("--no-database")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.pop("DATABASE_URL", None)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            args, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    bootstrap = state_dir / "bootstrap.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local cloud exited ({process.returncode}):\n{log_path.read_text()[-4000:]}")
+        if bootstrap.exists():
+            return RunningCloud(process, state_dir, log_path, json.loads(bootstrap.read_text()))
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise TimeoutError(f"local cloud did not start in {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

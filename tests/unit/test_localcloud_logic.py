@@ -1,0 +1,118 @@
+"""Pure logic of the local cloud: intrinsics, IAM policy evaluation, route precedence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localcloud.apigateway import _route_regex, evaluate_policy
+from localcloud.eventbridge import normalise_event, target_input
+from localcloud.intrinsics import Resolver, references
+
+ATTRS = {("Fn", "Arn"): "arn:aws:lambda:us-east-1:1:function:fn"}
+TEMPLATE: dict[str, Any] = {
+    "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}},
+    "Mappings": {"Sizes": {"dev": {"Memory": 256}}},
+}
+
+
+def resolver(stage: str = "dev") -> Resolver:
+    return Resolver(
+        TEMPLATE,
+        {"Stage": stage, "Prefix": "dcisionai"},
+        {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"},
+        ref=lambda name: {"Bus": "dcisionai-platform"}[name],
+        get_att=lambda logical_id, att: ATTRS[(logical_id, att)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
+        ({"Ref": "Prefix"}, "dcisionai"),
+        ({"Ref": "Bus"}, "dcisionai-platform"),
+        ({"Fn::Sub": "${Prefix}-tenants"}, "dcisionai-tenants"),
+        ({"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:root"}, "arn:aws:iam::123456789012:root"),
+        ({"Fn::Sub": "${Fn.Arn}/invocations"}, "arn:aws:lambda:us-east-1:1:function:fn/invocations"),
+        ({"Fn::Sub": ["${X}-${Prefix}", {"X": {"Ref": "Bus"}}]}, "dcisionai-platform-dcisionai"),
+        ({"Fn::Sub": "${!Literal}"}, "${Literal}"),
+        ({"Fn::GetAtt": ["Fn", "Arn"]}, "arn:aws:lambda:us-east-1:1:function:fn"),
+        ({"Fn::GetAtt": "Fn.Arn"}, "arn:aws:lambda:us-east-1:1:function:fn"),
+        ({"Fn::Join": ["-", ["a", {"Ref": "Prefix"}]]}, "a-dcisionai"),
+        ({"Fn::Select": [1, {"Fn::Split": [",", "x,y,z"]}]}, "y"),
+        ({"Fn::If": ["IsProd", "big", "small"]}, "small"),
+        ({"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]}, 256),
+        ({"List": ["a", {"Ref": "AWS::NoValue"}]}, {"List": ["a"]}),
+    ],
+)
+def test_intrinsics(expression: Any, value: Any) -> None:
+    assert resolver().resolve(expression) == value
+
+
+def test_conditions_follow_parameters() -> None:
+    assert resolver("prod").resolve({"Fn::If": ["IsProd", "big", "small"]}) == "big"
+
+
+def test_references_find_dependencies() -> None:
+    found = references(
+        {"a": {"Fn::Sub": "${Fn.Arn}-${Prefix}"}, "b": [{"Ref": "Bus"}], "c": {"Fn::GetAtt": "T.Arn"}}
+    )
+    assert found == {"Fn", "Prefix", "Bus", "T"}
+
+
+ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev"
+
+
+def policy(effect: str, *resources: str) -> dict[str, Any]:
+    return {"Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": list(resources)}]}
+
+
+@pytest.mark.parametrize(
+    ("document", "method_arn", "allowed"),
+    [
+        (policy("Allow", f"{ARN}/*"), f"{ARN}/GET/tenants/acme", True),
+        (policy("Allow", f"{ARN}/GET/tenants/*"), f"{ARN}/GET/tenants/acme", True),
+        (policy("Allow", f"{ARN}/GET/tenants/*"), f"{ARN}/PUT/tenants/acme", False),
+        (policy("Allow", f"{ARN}/GET/tenants/acm?"), f"{ARN}/GET/tenants/acme", True),
+        (policy("Allow", f"{ARN}/GET/a"), f"{ARN}/GET/ab", False),
+        (policy("Deny", f"{ARN}/*"), f"{ARN}/GET/a", False),
+        (
+            {
+                "Statement": [
+                    *policy("Allow", f"{ARN}/*")["Statement"],
+                    *policy("Deny", f"{ARN}/DELETE/*")["Statement"],
+                ]
+            },
+            f"{ARN}/DELETE/tenants/acme",
+            False,
+        ),
+        (
+            {"Statement": [{"Action": "s3:GetObject", "Effect": "Allow", "Resource": "*"}]},
+            f"{ARN}/GET/a",
+            False,
+        ),
+        ({"Statement": []}, f"{ARN}/GET/a", False),
+    ],
+)
+def test_policy_evaluation(document: dict[str, Any], method_arn: str, allowed: bool) -> None:
+    assert evaluate_policy(document, method_arn) is allowed
+
+
+def test_literal_segments_take_precedence_over_parameters() -> None:
+    routes = sorted(
+        ["/tenants/{t}", "/tenants/me", "/tenants/{t}/files/{key+}", "/{proxy+}"],
+        key=lambda r: _route_regex(r)[1],
+        reverse=True,
+    )
+    assert routes.index("/tenants/me") < routes.index("/tenants/{t}")
+    assert routes[-1] == "/{proxy+}"
+
+
+def test_event_time_is_iso_and_target_input_follows_the_target() -> None:
+    event = normalise_event({"id": "1", "time": 0, "detail": {"a": {"b": 2}}, "ingestion-time": 5})
+    assert event["time"] == "1970-01-01T00:00:00Z"
+    assert "ingestion-time" not in event
+    assert target_input({"InputPath": "$.detail.a"}, event) == {"b": 2}
+    assert target_input({"Input": '{"fixed": true}'}, event) == {"fixed": True}
+    assert target_input({}, event) is event
