@@ -30,7 +30,8 @@ class FakeContext:
 
 def load_function(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,7 +48,7 @@ def test_health_event() -> None:
 
 
 def test_the_authorizer_fails_closed_on_the_sample_request() -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         load_function("authorizer").lambda_handler(sample("authorizer_request.json"), FakeContext())
 
 
