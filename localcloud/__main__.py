@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for noisy in ("werkzeug", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     database = None if args.no_database else os.environ.get("DATABASE_URL") or "embedded"
     cloud = LocalCloud(
         LocalCloudConfig(

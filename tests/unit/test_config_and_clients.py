@@ -1,0 +1,47 @@
+"""Settings come from the environment in one place; boto3 clients are lazy, shared and honour
+AWS_ENDPOINT_URL (how the same code talks to moto locally and AWS when deployed)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tenant_security import aws
+from tenant_security.config import Settings
+
+
+def test_settings_read_the_template_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_PREFIX", "acme-sec")
+    monkeypatch.setenv("TENANTS_TABLE", "acme-sec-tenants")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("MAX_JSON_BODY_BYTES", "4096")
+    settings = Settings()
+    assert (settings.resource_prefix, settings.tenants_table, settings.region) == (
+        "acme-sec",
+        "acme-sec-tenants",
+        "eu-west-1",
+    )
+    assert settings.max_json_body_bytes == 4096
+
+
+@pytest.mark.parametrize(("name", "value"), [("RESOURCE_PREFIX", "Bad_Prefix"), ("MAX_JSON_BODY_BYTES", "1")])
+def test_bad_settings_fail_at_start(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_clients_are_lazy_shared_and_honour_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4599")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    aws.reset_clients()
+    try:
+        first = aws.dynamodb()
+        assert first is aws.dynamodb()  # one client per service per execution environment
+        assert first.meta.endpoint_url == "http://127.0.0.1:4599"
+        assert aws.kms().meta.endpoint_url == "http://127.0.0.1:4599"
+        assert first.meta.config.retries["mode"] == "standard"
+    finally:
+        aws.reset_clients()
