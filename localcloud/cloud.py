@@ -23,7 +23,7 @@ from localcloud.eventbridge import EventDelivery
 from localcloud.lambdas import LambdaRuntime
 from localcloud.postgres import Database, EmbeddedPostgres, parse_url
 from localcloud.provision import Provisioner, Resource, Stack
-from localcloud.template import transform_template
+from localcloud.template import load_template, transform_template
 
 log = logging.getLogger("localcloud")
 
@@ -65,6 +65,7 @@ class LocalCloud:
         self._postgres: EmbeddedPostgres | None = None
         self._api_server: ApiServer | None = None
         self._clients: dict[str, Any] = {}
+        self.bootstrap_result: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
     def _function_environment(self) -> dict[str, str]:
@@ -139,13 +140,23 @@ class LocalCloud:
             )
             self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
             self._api_server.start()
+        self.bootstrap_result = self._run_bootstrap()
         self._write_bootstrap()
         return self
 
     def _declared_parameters(self) -> set[str]:
-        from localcloud.template import load_template
-
         return set(load_template(self.config.template).get("Parameters", {}))
+
+    def _run_bootstrap(self) -> dict[str, Any]:
+        """The template's ``Metadata.LocalCloud.Bootstrap`` command, run as its function would."""
+        hook = load_template(self.config.template).get("Metadata", {}).get("LocalCloud", {}).get("Bootstrap")
+        if not hook:
+            return {}
+        assert self.stack is not None
+        function = self.stack.resources[hook["Function"]].physical_id
+        output = self.runtime.run_module(function, [str(a) for a in hook["Command"]])
+        result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        return result
 
     def _start_database(self) -> Database | None:
         choice = self.config.database
@@ -202,10 +213,12 @@ class LocalCloud:
             "aws_endpoint_url": self.aws_endpoint,
             "region": self.config.region,
             "event_bus_name": buses[0].physical_id if buses else "default",
-            "platform_tenant": parameters.get("PlatformTenantId", "platform"),
-            # The first platform administrator arrives with the identity issue.
-            "username": None,
-            "password": None,
+            "platform_tenant": self.bootstrap_result.get(
+                "platform_tenant", parameters.get("PlatformTenantId", "platform")
+            ),
+            # The first platform-admin: a one-time password, MFA enrolment at first sign-in.
+            "username": self.bootstrap_result.get("username"),
+            "password": self.bootstrap_result.get("password"),
             "outputs": self.stack.outputs,
         }
 

@@ -62,41 +62,50 @@ class InvokeResult:
         return self.error is not None
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def function_environment(spec: FunctionSpec, base_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the function's execution environment (and nothing of ours)."""
+    env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+    env.update(base_env)
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"localcloud/{uuid.uuid4().hex}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            # Like `sam local`: tells Powertools there is no X-Ray daemon to send traces to.
+            "AWS_SAM_LOCAL": "true",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "LOCALCLOUD_FUNCTION_ARN": spec.arn,
+            "LOCALCLOUD_LAYER_PATHS": os.pathsep.join(str(p) for p in spec.layer_dirs),
+            "_HANDLER": spec.handler,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    env.update(spec.environment)
+    return env
+
+
 class _Worker:
     """One execution environment: a child process and the pipe its results come back on."""
 
     def __init__(self, spec: FunctionSpec, base_env: Mapping[str, str]) -> None:
         self.spec = spec
         read_fd, write_fd = os.pipe()
-        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
-        env.update(base_env)
-        env.update(
-            {
-                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": f"localcloud/{uuid.uuid4().hex}",
-                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-                # Like `sam local`: tells Powertools there is no X-Ray daemon to send traces to.
-                "AWS_SAM_LOCAL": "true",
-                "LAMBDA_TASK_ROOT": str(spec.code_dir),
-                "LOCALCLOUD_FUNCTION_ARN": spec.arn,
-                "LOCALCLOUD_LAYER_PATHS": os.pathsep.join(str(p) for p in spec.layer_dirs),
-                "LOCALCLOUD_RESULT_FD": str(write_fd),
-                "_HANDLER": spec.handler,
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
-        )
-        env.update(spec.environment)
+        env = function_environment(spec, base_env)
+        env["LOCALCLOUD_RESULT_FD"] = str(write_fd)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "localcloud.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(_ROOT),
             pass_fds=(write_fd,),
             text=True,
             start_new_session=False,
@@ -247,6 +256,24 @@ class LambdaRuntime:
         if arn is None:
             raise KeyError(f"no function {name_or_arn!r}")
         return self._pools[arn]
+
+    def run_module(self, name_or_arn: str, argv: list[str], timeout: float = 120) -> str:
+        """``python -m argv[0] argv[1:]`` with the function's environment and layers; its stdout."""
+        spec = self.spec(name_or_arn)
+        env = function_environment(spec, self._base_env)
+        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *(str(p) for p in spec.layer_dirs)])
+        done = subprocess.run(  # noqa: S603 - our own interpreter and a module the template names
+            [sys.executable, "-m", *argv],
+            env=env,
+            cwd=str(_ROOT),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        return done.stdout
 
     def invocation_count(self, name_or_arn: str) -> int:
         """How many times the function has been invoked."""

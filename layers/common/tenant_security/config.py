@@ -7,8 +7,9 @@ the local cloud call :func:`get_settings`.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenant_security.tenancy import PREFIX_PATTERN
@@ -39,8 +40,48 @@ class Settings(BaseSettings):
     event_dlq_url: str = ""
     database_secret_arn: str = ""
 
+    account_id: str = "123456789012"
+    partition: str = "aws"
+    token_issuer: str = "dcisionai-tenant-security"  # noqa: S105 - a name, not a secret
+    token_audience: str = "dcisionai-api"  # noqa: S105 - a name, not a secret
+    # Consecutive failed sign-in or MFA attempts lock a user out for this long.
+    lockout_seconds: int = Field(900, ge=1, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_prefix(cls, values: Any) -> Any:
+        # Tables and the bus are named from the prefix (template.yaml); explicit values win.
+        if isinstance(values, dict):
+            prefix = values.get("resource_prefix") or values.get("RESOURCE_PREFIX") or "dcisionai"
+            for name in ("tenants", "users", "sessions", "counters", "audit_heads", "idempotency"):
+                key = f"{name}_table"
+                if not (values.get(key) or values.get(key.upper())):
+                    values[key] = f"{prefix}-{name.replace('_', '-')}"
+            if not (values.get("event_bus_name") or values.get("EVENT_BUS_NAME")):
+                values["event_bus_name"] = f"{prefix}-platform"
+        return values
+
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+    @property
+    def signing_key_ids(self) -> list[str]:
+        """Key ids whose tokens are accepted (the first one signs); comma-separated for rotation."""
+        return [k.strip() for k in self.token_signing_key_id.split(",") if k.strip()]
+
+    def kms_arn(self, resource: str) -> str:
+        """``key/<id>`` or ``alias/<name>`` as an ARN of this account and region."""
+        return f"arn:{self.partition}:kms:{self.region}:{self.account_id}:{resource}"
+
+    def tenant_key_alias(self, tenant_id: str, purpose: str) -> str:
+        """The alias of a tenant key: ``alias/<prefix>-tenant-<id>-<purpose>``."""
+        return f"alias/{self.resource_prefix}-tenant-{tenant_id}-{purpose}"
+
+    def secrets_key_arn(self, tenant_id: str) -> str:
+        """The key that protects a tenant's secrets (the platform master key for the platform)."""
+        if tenant_id == self.platform_tenant_id:
+            return self.kms_arn(f"key/{self.platform_master_key_id}")
+        return self.kms_arn(self.tenant_key_alias(tenant_id, "secrets"))
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,89 @@
+"""Tenant administration routes behind the authorizer (users, roles, sessions)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from tenant_security import services
+from tenant_security.context import TenantContext, protected_middleware
+from tenant_security.http import make_resolver
+from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.observability import logger, metrics, tracer
+from tenant_security.tenancy import require_tenant_id
+from tenant_security.tenants import TenantRecord
+
+settings = services.settings()
+app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
+app.use(
+    [protected_middleware(services.tenants().get, services.sessions().is_live, settings.platform_tenant_id)]
+)
+
+Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,47}$")]
+Email = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$", max_length=254)
+]
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+    email: Email
+    roles: list[Role] = Field(min_length=1, max_length=20)
+
+
+class Roles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: list[Role] = Field(min_length=1, max_length=20)
+
+
+def _caller() -> TenantContext:
+    caller: TenantContext = app.context["tenant"]
+    return caller
+
+
+def _tenant(tenant_id: str) -> TenantRecord:
+    require_tenant_id(tenant_id, "path.tenant_id")
+    record: TenantRecord = app.context["tenant_record"]
+    return record
+
+
+@app.post("/tenants/<tenant_id>/users")
+def create_user(tenant_id: str, body: NewUser) -> Response[Any]:
+    created = services.user_admin().create(
+        _caller(), _tenant(tenant_id), body.username, body.email, body.roles
+    )
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.get("/tenants/<tenant_id>/users")
+def list_users(tenant_id: str) -> dict[str, Any]:
+    return {"items": services.user_admin().list_users(_tenant(tenant_id).tenant_id)}
+
+
+@app.delete("/tenants/<tenant_id>/users/<username>")
+def delete_user(tenant_id: str, username: str) -> Response[str]:
+    services.user_admin().delete(_caller(), _tenant(tenant_id).tenant_id, username)
+    return Response(status_code=204, body="")
+
+
+@app.put("/tenants/<tenant_id>/users/<username>/roles")
+def set_roles(tenant_id: str, username: str, body: Roles) -> dict[str, Any]:
+    return services.user_admin().set_roles(_caller(), _tenant(tenant_id), username, body.roles)
+
+
+@app.delete("/tenants/<tenant_id>/sessions")
+def revoke_sessions(tenant_id: str) -> dict[str, Any]:
+    return {"revoked": services.user_admin().revoke_sessions(_tenant(tenant_id).tenant_id)}
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway proxy entry point."""
+    return app.resolve(event, context)

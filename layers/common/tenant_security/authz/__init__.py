@@ -1,0 +1,1 @@
+"""Authorization: the route table, roles and permissions, the authorizer's decision."""

@@ -1,0 +1,172 @@
+"""The REQUEST authorizer's decision.
+
+Order: bearer token (ES256, known kid, issuer, audience, expiry) → tenant ACTIVE → session live →
+full-scope token (not a password-change one) → MFA in ``amr`` when the policy requires it →
+source IP in the policy's allow-list (from requestContext, never X-Forwarded-For) → RBAC over the
+route table. The answer lists every route the caller may use, with the caller's own tenant in the
+path (any tenant for a platform-admin), so API Gateway's cached answer is right for every route.
+An invalid token or a dead session is 401 (``Unauthorized``); anything else refused is an
+explicit Deny (403). The handler turns any unexpected exception into a 401.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponse,
+)
+
+from tenant_security.activity import EventPublisher
+from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
+from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule
+from tenant_security.errors import Unauthorized
+from tenant_security.identity.mfa import MFA_METHODS
+from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, TokenVerifier
+from tenant_security.tenants import TenantRecord
+
+_PARAM = re.compile(r"\{[^}]+\}")
+
+
+class TenantLookup(Protocol):
+    def get(self, tenant_id: str) -> TenantRecord | None: ...
+
+
+class SessionLookup(Protocol):
+    def is_live(self, tenant_id: str, session_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant_id: str
+    user: str
+    roles: tuple[str, ...]
+    session_id: str
+    amr: tuple[str, ...]
+    scope: str
+
+
+def bearer_token(headers: Mapping[str, Any] | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 without one."""
+    for key, value in (headers or {}).items():
+        if key.lower() == "authorization" and isinstance(value, str):
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    raise Unauthorized("missing bearer token")
+
+
+def ip_allowed(source_ip: str | None, allow_list: list[str]) -> bool:
+    """True when the list is empty or holds the address."""
+    if not allow_list:
+        return True
+    try:
+        address = ipaddress.ip_address(source_ip or "")
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(cidr) for cidr in allow_list)
+
+
+def policy_resource(rule: RouteRule, tenant_id: str) -> str:
+    """The route's resource in a policy: the tenant filled in, every other parameter ``*``."""
+    return _PARAM.sub("*", rule.resource.replace(TENANT_PARAM, tenant_id))
+
+
+class RequestAuthorizer:
+    """Decides one API Gateway REQUEST authorizer event."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        tenants: TenantLookup,
+        sessions: SessionLookup,
+        publisher: EventPublisher,
+        platform_tenant: str,
+    ) -> None:
+        self.verifier = verifier
+        self.tenants = tenants
+        self.sessions = sessions
+        self.publisher = publisher
+        self.platform_tenant = platform_tenant
+
+    def caller(self, event: Mapping[str, Any]) -> Caller:
+        """Who is calling, from a verified access token; 401 otherwise."""
+        claims = self.verifier.verify(bearer_token(event.get("headers")), ACCESS)
+        roles = claims.get("roles")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthorized("token without roles")
+        return Caller(
+            tenant_id=str(claims["tenant_id"]),
+            user=str(claims["sub"]),
+            roles=tuple(roles),
+            session_id=str(claims.get("sid", "")),
+            amr=tuple(claims.get("amr") or ()),
+            scope=str(claims.get("scope", "")),
+        )
+
+    def authorize(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The authorizer response (policy and context) for ``event``."""
+        caller = self.caller(event)
+        source_ip = ((event.get("requestContext") or {}).get("identity") or {}).get("sourceIp")
+        response = APIGatewayAuthorizerResponse.from_route_arn(
+            str(event["methodArn"]),
+            principal_id=f"{caller.tenant_id}/{caller.user}",
+            context={
+                "tenant_id": caller.tenant_id,
+                "user": caller.user,
+                "roles": ",".join(caller.roles),
+                "sid": caller.session_id,
+            },
+        )
+        tenant = self.tenants.get(caller.tenant_id)
+        if tenant is None or not tenant.active:
+            return self._deny(response, "tenant_not_active")
+        if not caller.session_id or not self.sessions.is_live(caller.tenant_id, caller.session_id):
+            raise Unauthorized("session ended")
+        if caller.scope != SCOPE_FULL:
+            return self._deny(response, "password_change_required")
+        access = tenant.policies.access_control
+        if access.mfa_required and not MFA_METHODS & set(caller.amr):
+            return self._deny(response, "mfa_required")
+        if not ip_allowed(source_ip, access.ip_whitelist):
+            self.publisher.security_alert(
+                caller.tenant_id, "source_ip_not_allowed", user=caller.user, source_ip=source_ip
+            )
+            return self._deny(response, "source_ip_not_allowed")
+
+        platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
+        roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
+        granted = permissions(roles, tenant.custom_roles)
+        tenant_in_path = "*" if platform_admin else caller.tenant_id
+        allowed = [rule for rule in ROUTES if is_allowed(rule.action, granted)]
+        if not allowed:
+            return self._deny(response, "no_permission")
+        for rule in allowed:
+            response.allow_route(rule.method, policy_resource(rule, tenant_in_path))
+        path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
+        if path_tenant not in (None, caller.tenant_id) and not platform_admin:
+            self._alert_cross_tenant(caller, path_tenant, event, source_ip)
+        return response.asdict()
+
+    @staticmethod
+    def _deny(response: APIGatewayAuthorizerResponse, reason: str) -> dict[str, Any]:
+        response.context = {**(response.context or {}), "deny_reason": reason}
+        response.deny_all_routes()
+        return response.asdict()
+
+    def _alert_cross_tenant(
+        self, caller: Caller, path_tenant: str, event: Mapping[str, Any], source_ip: str | None
+    ) -> None:
+        self.publisher.security_alert(
+            caller.tenant_id,
+            "cross_tenant_access",
+            user=caller.user,
+            target_tenant=str(path_tenant)[:64],
+            method=event.get("httpMethod"),
+            resource=event.get("resource"),
+            source_ip=source_ip,
+        )

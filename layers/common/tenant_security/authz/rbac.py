@@ -1,0 +1,57 @@
+"""Roles and their permissions (action patterns with ``*`` wildcards).
+
+Built-in roles follow API.md ("role, at least"): a tenant-admin may do everything tenant-scoped;
+security-admin, auditor and developer hold separate duties (their overlap is what SOX's
+segregation-of-duties check looks for); viewer reads. platform-admin exists only in the platform
+tenant and may do everything, in every tenant. Tenants may define custom roles from tenant-scoped
+actions only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+
+from tenant_security.authz.routes import ROUTES
+
+PLATFORM_ADMIN = "platform-admin"
+TENANT_ADMIN = "tenant-admin"
+SECURITY_ADMIN = "security-admin"
+AUDITOR = "auditor"
+DEVELOPER = "developer"
+VIEWER = "viewer"
+
+_PLATFORM_ONLY = ("tenants:Create", "tenants:Delete", "tenants:Suspend", "tenants:Reinstate", "quotas:Write")
+TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_PLATFORM_ONLY)
+
+BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
+    PLATFORM_ADMIN: ("*",),
+    TENANT_ADMIN: (*sorted(TENANT_ACTIONS), "auth:Logout"),
+    SECURITY_ADMIN: ("policies:*", "sessions:*", "secrets:*", "gdpr:*", "tenants:Read", "auth:Logout"),
+    AUDITOR: ("audit:*", "reports:*", "tenants:Read", "auth:Logout"),
+    DEVELOPER: ("files:*", "records:*", "auth:Logout"),
+    VIEWER: ("files:Read", "files:List", "records:Read", "auth:Logout"),
+}
+
+
+def known_roles(custom_roles: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every role a user of this tenant may hold."""
+    return set(BUILTIN_ROLES) | set(custom_roles)
+
+
+def permissions(roles: Iterable[str], custom_roles: Mapping[str, Iterable[str]]) -> list[str]:
+    """The permission patterns of ``roles`` (unknown roles grant nothing)."""
+    patterns: list[str] = []
+    for role in roles:
+        if role in BUILTIN_ROLES:
+            patterns.extend(BUILTIN_ROLES[role])
+        elif role in custom_roles:
+            # Expanded to concrete actions: a custom role never reaches beyond the tenant's own.
+            granted = list(custom_roles[role])
+            patterns.extend(sorted(a for a in TENANT_ACTIONS if is_allowed(a, granted)))
+    return patterns
+
+
+def is_allowed(action: str, patterns: Iterable[str]) -> bool:
+    """True when some pattern grants ``action``."""
+    return any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns)

@@ -1,0 +1,99 @@
+"""The tenant context of a request behind the authorizer, and the checks a cached authorizer
+answer cannot make per request.
+
+Every API function behind the authorizer builds its resolver with :func:`protected_middleware`:
+it rebuilds who is calling from ``requestContext.authorizer`` (never from the request itself),
+refuses a revoked or expired session (401) and an ``X-Data-Region`` outside the tenant policy's
+data_locality (403). The quotas issue adds its checks here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+from tenant_security.authz.rbac import PLATFORM_ADMIN
+from tenant_security.errors import Forbidden, NotFound, Unauthorized
+from tenant_security.tenants import TenantRecord
+
+DATA_REGION_HEADER = "x-data-region"
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant_id: str
+    user: str
+    roles: tuple[str, ...]
+    session_id: str
+    request_id: str
+    source_ip: str | None
+    platform_admin: bool
+
+    def require_tenant(self, tenant_id: str) -> None:
+        """Defence in depth behind the authorizer: the path tenant must be the caller's own."""
+        if tenant_id != self.tenant_id and not self.platform_admin:
+            raise Forbidden("not allowed for this tenant")
+
+
+def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantContext:
+    """The caller as the authorizer established it; 401 if there is no authorizer context."""
+    request = event.get("requestContext") or {}
+    authorizer = request.get("authorizer") or {}
+    tenant_id, user = authorizer.get("tenant_id"), authorizer.get("user")
+    if not tenant_id or not user:
+        raise Unauthorized("no authorizer context")
+    roles = tuple(r for r in str(authorizer.get("roles", "")).split(",") if r)
+    return TenantContext(
+        tenant_id=str(tenant_id),
+        user=str(user),
+        roles=roles,
+        session_id=str(authorizer.get("sid", "")),
+        request_id=str(request.get("requestId", "")),
+        source_ip=(request.get("identity") or {}).get("sourceIp"),
+        platform_admin=tenant_id == platform_tenant and PLATFORM_ADMIN in roles,
+    )
+
+
+def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -> None:
+    """403 when ``X-Data-Region`` names a region outside the tenant's data_locality."""
+    region = next((str(v) for k, v in (headers or {}).items() if k.lower() == DATA_REGION_HEADER), None)
+    if region is None or region.strip().lower() == "auto":
+        return
+    allowed = tenant.policies.data_protection.data_locality
+    if region.strip() not in allowed:
+        raise Forbidden(
+            f"data region {region.strip()[:32]!r} is outside the tenant's data locality {allowed}"
+        )
+
+
+def protected_middleware(
+    tenants: Callable[[str], TenantRecord | None],
+    session_live: Callable[[str, str], bool],
+    platform_tenant: str,
+) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
+    """Middleware that sets ``app.context["tenant"]`` and enforces per-request policy.
+
+    API Gateway may answer from a cached authorizer decision for minutes; the session check here
+    makes logout and revocation take effect on the very next request.
+    """
+
+    def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        event = app.current_event.raw_event
+        context = tenant_context(event, platform_tenant)
+        if not session_live(context.tenant_id, context.session_id):
+            raise Unauthorized("session ended")
+        # The tenant whose data is touched: the path's, else the caller's.
+        target = (event.get("pathParameters") or {}).get("tenant_id") or context.tenant_id
+        context.require_tenant(target)
+        record = tenants(target)
+        if record is None:
+            raise NotFound(f"no tenant {target!r}")
+        check_data_region(event.get("headers"), record)
+        app.context.update(tenant=context, tenant_record=record)
+        return next_middleware(app)
+
+    return middleware

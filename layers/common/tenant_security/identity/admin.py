@@ -1,0 +1,79 @@
+"""User administration of a tenant: create (with a one-time password), list, delete, roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenant_security.authz.rbac import PLATFORM_ADMIN, known_roles
+from tenant_security.context import TenantContext
+from tenant_security.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from tenant_security.identity.passwords import generate_password, hash_password
+from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.users import User, UserStore
+from tenant_security.tenants import TenantRecord
+
+
+class UserAdmin:
+    """What tenant-admins (and platform-admins) do to users."""
+
+    def __init__(self, users: UserStore, sessions: SessionStore, platform_tenant: str) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.platform_tenant = platform_tenant
+
+    def _check_roles(self, caller: TenantContext, tenant: TenantRecord, roles: list[str]) -> None:
+        unknown = sorted(set(roles) - known_roles(tenant.custom_roles))
+        if unknown:
+            raise ValidationFailed(
+                "unknown roles", fields=[{"field": "roles", "message": f"unknown: {unknown}"}]
+            )
+        if PLATFORM_ADMIN in roles and (
+            tenant.tenant_id != self.platform_tenant or not caller.platform_admin
+        ):
+            raise Forbidden("platform-admin is granted only in the platform tenant, by a platform-admin")
+
+    def create(
+        self, caller: TenantContext, tenant: TenantRecord, username: str, email: str, roles: list[str]
+    ) -> dict[str, Any]:
+        """A new user with a one-time password (returned once; MFA enrolment and a password
+        change follow at first sign-in)."""
+        self._check_roles(caller, tenant, roles)
+        password = generate_password()
+        self.users.create(
+            User(
+                tenant_id=tenant.tenant_id,
+                username=username,
+                email=email,
+                roles=sorted(set(roles)),
+                password_hash=hash_password(password),
+                password_change_required=True,
+            )
+        )
+        return {"username": username, "temporary_password": password}
+
+    def list_users(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's users, by name (no hashes or secrets)."""
+        return [u.public() for u in sorted(self.users.list_users(tenant_id), key=lambda u: u.username)]
+
+    def delete(self, caller: TenantContext, tenant_id: str, username: str) -> None:
+        """Remove a user and end their sessions."""
+        if tenant_id == caller.tenant_id and username == caller.user:
+            raise Conflict("you cannot delete yourself")
+        self.users.delete(tenant_id, username)
+        self.sessions.revoke_all(tenant_id, username)
+
+    def set_roles(
+        self, caller: TenantContext, tenant: TenantRecord, username: str, roles: list[str]
+    ) -> dict[str, Any]:
+        """Replace a user's roles; their sessions end so the new roles apply at the next sign-in."""
+        self._check_roles(caller, tenant, roles)
+        self.users.set_roles(tenant.tenant_id, username, sorted(set(roles)))
+        self.sessions.revoke_all(tenant.tenant_id, username)
+        user = self.users.get(tenant.tenant_id, username)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        return user.public()
+
+    def revoke_sessions(self, tenant_id: str) -> int:
+        """End every session of the tenant."""
+        return self.sessions.revoke_all(tenant_id)

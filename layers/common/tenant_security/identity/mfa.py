@@ -1,0 +1,200 @@
+"""TOTP MFA (RFC 6238 via pyotp): enrolment, verification, backup codes and lockout.
+
+- 30-second steps, 6 digits, a window of at most one step either side;
+- each time step is accepted once per user (the last accepted timecode is stored and only a later
+  one is accepted, by a conditional write): a replayed code is refused and raises a Security Alert;
+- backup codes are random, shown once, stored as salted SHA-256 and spent by a conditional write;
+- failed attempts are counted atomically; the fifth in a row locks the user (423) for a
+  configurable time and raises a Security Alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyotp
+
+from tenant_security.activity import EventPublisher
+from tenant_security.errors import DomainError, Locked, Unauthorized
+from tenant_security.identity.users import User, UserStore
+
+STEP_SECONDS = 30
+DIGITS = 6
+MAX_WINDOW = 1
+BACKUP_CODE_COUNT = 10
+MAX_FAILURES = 5
+DEFAULT_LOCKOUT_SECONDS = 15 * 60
+
+AMR_TOTP = ["pwd", "otp"]
+AMR_BACKUP_CODE = ["pwd", "mfa"]
+MFA_METHODS = frozenset({"otp", "mfa"})
+
+
+class SecretCipher(Protocol):
+    """Encrypts a user's MFA secret under its tenant's key (see :mod:`tenant_security.crypto`)."""
+
+    def encrypt(self, tenant_id: str, username: str, secret: bytes) -> bytes: ...
+
+    def decrypt(self, tenant_id: str, username: str, ciphertext: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """Shown to the user once."""
+
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+    backup_codes: list[str]
+
+
+def matching_timecode(
+    secret: str, code: str, now: float, window: int = MAX_WINDOW, digits: int = DIGITS, digest: str = "sha1"
+) -> int | None:
+    """The time step (counter) within ``window`` steps of ``now`` whose code is ``code``, or None."""
+    window = max(0, min(window, MAX_WINDOW))
+    totp = pyotp.TOTP(secret, digits=digits, interval=STEP_SECONDS, digest=getattr(hashlib, digest))
+    current = totp.timecode(_utc(now))
+    found = None
+    for counter in range(current - window, current + window + 1):
+        # Compare every candidate (no early exit): the time taken does not tell which matched.
+        if hmac.compare_digest(totp.generate_otp(counter), code.strip()):
+            found = counter
+    return found
+
+
+def _utc(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+def backup_code_hash(tenant_id: str, username: str, code: str) -> str:
+    """Salted (tenant and user) SHA-256 of a normalised backup code."""
+    normalised = code.replace("-", "").replace(" ", "").upper()
+    return hashlib.sha256(f"{tenant_id}\x00{username}\x00{normalised}".encode()).hexdigest()
+
+
+def new_backup_codes(count: int = BACKUP_CODE_COUNT) -> list[str]:
+    """Random codes like ``K7Q2-M9XD-4PTR`` (60 bits each)."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    raw = ["".join(secrets.choice(alphabet) for _ in range(12)) for _ in range(count)]
+    return [f"{c[:4]}-{c[4:8]}-{c[8:]}" for c in raw]
+
+
+def qr_svg(uri: str) -> str:
+    """The otpauth URI as an SVG QR code."""
+    import segno
+
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", scale=4, border=2, xmldecl=False)
+    return out.getvalue().decode()
+
+
+class MfaService:
+    """Enrolment and verification of a user's second factor."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        cipher: SecretCipher,
+        publisher: EventPublisher,
+        *,
+        lockout_seconds: int = DEFAULT_LOCKOUT_SECONDS,
+        max_failures: int = MAX_FAILURES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.users = users
+        self.cipher = cipher
+        self.publisher = publisher
+        self.lockout_seconds = lockout_seconds
+        self.max_failures = max_failures
+        self.clock = clock
+
+    # -------------------------------------------------------------- lockout
+    def ensure_not_locked(self, user: User) -> None:
+        """423 while the user is locked out."""
+        remaining = int(user.locked_until - self.clock())
+        if remaining > 0:
+            raise Locked(
+                "too many failed attempts; try again later",
+                headers={"Retry-After": str(remaining)},
+            )
+
+    def fail(self, user: User, reason: str, source_ip: str | None = None) -> DomainError:
+        """Count a failed attempt (locking at the threshold); the 401 (or 423) to raise."""
+        count = self.users.record_failure(user.tenant_id, user.username)
+        if count >= self.max_failures:
+            until = int(self.clock()) + self.lockout_seconds
+            if self.users.lock(user.tenant_id, user.username, until, self.max_failures):
+                self.publisher.security_alert(
+                    user.tenant_id,
+                    "user_locked_out",
+                    user=user.username,
+                    reason=reason,
+                    failures=count,
+                    locked_until=until,
+                    source_ip=source_ip,
+                )
+                return Locked(
+                    "too many failed attempts; try again later",
+                    headers={"Retry-After": str(self.lockout_seconds)},
+                )
+        return Unauthorized("invalid credentials")
+
+    # -------------------------------------------------------------- enrolment
+    def enroll(self, user: User) -> Enrollment:
+        """A new secret and backup codes, stored pending until the first code confirms them."""
+        secret = pyotp.random_base32(32)
+        codes = new_backup_codes()
+        hashes = {backup_code_hash(user.tenant_id, user.username, c) for c in codes}
+        ciphertext = self.cipher.encrypt(user.tenant_id, user.username, secret.encode())
+        self.users.set_pending_mfa(user.tenant_id, user.username, ciphertext, hashes)
+        uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
+            name=f"{user.username}@{user.tenant_id}", issuer_name=f"DcisionAI-{user.tenant_id}"
+        )
+        return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri), backup_codes=codes)
+
+    def activate(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
+        """Confirm enrolment with the first code; the amr of this sign-in."""
+        self.ensure_not_locked(user)
+        if user.mfa_enrolled or user.mfa_pending_secret is None:
+            raise Unauthorized("no MFA enrolment is pending")
+        secret = self.cipher.decrypt(user.tenant_id, user.username, user.mfa_pending_secret).decode()
+        timecode = matching_timecode(secret, code, self.clock())
+        if timecode is None or not self.users.activate_mfa(user.tenant_id, user.username, timecode):
+            raise self.fail(user, "invalid enrolment code", source_ip)
+        return list(AMR_TOTP)
+
+    # -------------------------------------------------------------- verification
+    def verify_code(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
+        """Check a TOTP code (each time step once); the amr of this sign-in."""
+        self.ensure_not_locked(user)
+        if not user.mfa_enrolled or user.mfa_secret is None:
+            raise Unauthorized("MFA is not enrolled")
+        secret = self.cipher.decrypt(user.tenant_id, user.username, user.mfa_secret).decode()
+        timecode = matching_timecode(secret, code, self.clock())
+        if timecode is None:
+            raise self.fail(user, "invalid code", source_ip)
+        if not self.users.accept_timecode(user.tenant_id, user.username, timecode):
+            self.publisher.security_alert(
+                user.tenant_id, "totp_replay", user=user.username, timecode=timecode, source_ip=source_ip
+            )
+            raise self.fail(user, "replayed code", source_ip)
+        return list(AMR_TOTP)
+
+    def verify_backup_code(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
+        """Spend a backup code (once); the amr of this sign-in."""
+        self.ensure_not_locked(user)
+        if not user.mfa_enrolled:
+            raise Unauthorized("MFA is not enrolled")
+        code_hash = backup_code_hash(user.tenant_id, user.username, code)
+        if not self.users.consume_backup_code(user.tenant_id, user.username, code_hash):
+            raise self.fail(user, "invalid backup code", source_ip)
+        return list(AMR_BACKUP_CODE)

@@ -1,0 +1,237 @@
+"""Sessions in DynamoDB (key: tenant_id, session_id), expiring by TTL.
+
+The tenant's ``max_concurrent_sessions`` is enforced atomically: a session is created in one
+transaction with a conditional increment of the tenant's active-session counter. Revocation
+decrements it in the same transaction that marks the session revoked. Sessions that expire by TTL
+are not seen by the counter, so when the limit seems reached the counter is first reconciled with
+the live sessions (a conditional set, so concurrent sign-ins cannot both pass it) and the
+sign-in is tried once more.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tenant_security.dynamo import from_item, is_conditional_failure, to_item
+from tenant_security.errors import DomainError
+
+
+class SessionLimitReached(DomainError):
+    status, code = 403, "session_limit_reached"
+
+
+@dataclass(frozen=True)
+class Session:
+    tenant_id: str
+    session_id: str
+    username: str
+    amr: list[str]
+    scope: str
+    created_at: int
+    expires_at: int
+    revoked: bool = False
+
+    def live(self, now: float) -> bool:
+        return not self.revoked and self.expires_at > now
+
+
+def _session(item: dict[str, Any]) -> Session:
+    values = from_item(item)
+    values["amr"] = list(values.get("amr", []))
+    return Session(**{k: v for k, v in values.items() if k in Session.__dataclass_fields__})
+
+
+class SessionStore:
+    """The sessions table and the per-tenant active-session counter."""
+
+    def __init__(
+        self, client: Any, table: str, counters_table: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.counters_table = counters_table
+        self.clock = clock
+
+    def _counter_key(self, tenant_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"sessions#{tenant_id}"}, "sk": {"S": "active"}}
+
+    def _key(self, tenant_id: str, session_id: str) -> dict[str, Any]:
+        return {"tenant_id": {"S": tenant_id}, "session_id": {"S": session_id}}
+
+    def create(
+        self,
+        tenant_id: str,
+        username: str,
+        amr: list[str],
+        scope: str,
+        timeout_minutes: int,
+        max_sessions: int,
+    ) -> Session:
+        """A new session; 403 ``session_limit_reached`` when the tenant has ``max_sessions`` live ones."""
+        now = int(self.clock())
+        session = Session(
+            tenant_id=tenant_id,
+            session_id=secrets.token_urlsafe(24),
+            username=username,
+            amr=list(amr),
+            scope=scope,
+            created_at=now,
+            expires_at=now + timeout_minutes * 60,
+        )
+        for attempt in range(2):
+            if self._try_create(session, max_sessions):
+                return session
+            if attempt == 0 and not self._reconcile(tenant_id):
+                break
+        raise SessionLimitReached(f"the tenant allows at most {max_sessions} concurrent sessions")
+
+    def _try_create(self, session: Session, max_sessions: int) -> bool:
+        item = dict(session.__dict__)
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.counters_table,
+                            "Key": self._counter_key(session.tenant_id),
+                            "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
+                            "ConditionExpression": "attribute_not_exists(active) OR active < :max",
+                            "ExpressionAttributeValues": {
+                                ":zero": {"N": "0"},
+                                ":one": {"N": "1"},
+                                ":max": {"N": str(max_sessions)},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": to_item(item),
+                            "ConditionExpression": "attribute_not_exists(session_id)",
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def _live_count(self, tenant_id: str) -> int:
+        now = int(self.clock())
+        count = 0
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "tenant_id = :t",
+            "FilterExpression": "expires_at > :now AND revoked = :false",
+            "ExpressionAttributeValues": {
+                ":t": {"S": tenant_id},
+                ":now": {"N": str(now)},
+                ":false": {"BOOL": False},
+            },
+            "Select": "COUNT",
+            "ConsistentRead": True,
+        }
+        while True:
+            reply = self.client.query(**kwargs)
+            count += int(reply.get("Count", 0))
+            if "LastEvaluatedKey" not in reply:
+                return count
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def _reconcile(self, tenant_id: str) -> bool:
+        """Set the counter to the live sessions if it counts more; True if it went down."""
+        reply = self.client.get_item(
+            TableName=self.counters_table, Key=self._counter_key(tenant_id), ConsistentRead=True
+        )
+        seen = int(reply.get("Item", {}).get("active", {}).get("N", "0"))
+        live = self._live_count(tenant_id)
+        if live >= seen:
+            return False
+        try:
+            self.client.update_item(
+                TableName=self.counters_table,
+                Key=self._counter_key(tenant_id),
+                UpdateExpression="SET active = :live",
+                ConditionExpression="active = :seen",
+                ExpressionAttributeValues={":live": {"N": str(live)}, ":seen": {"N": str(seen)}},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+        return True
+
+    def get(self, tenant_id: str, session_id: str) -> Session | None:
+        """The session, or None."""
+        reply = self.client.get_item(TableName=self.table, Key=self._key(tenant_id, session_id))
+        item = reply.get("Item")
+        return _session(item) if item else None
+
+    def is_live(self, tenant_id: str, session_id: str) -> bool:
+        """True for a session that exists, is not revoked and has not expired."""
+        session = self.get(tenant_id, session_id)
+        return session is not None and session.live(self.clock())
+
+    def revoke(self, tenant_id: str, session_id: str) -> bool:
+        """Revoke a live session (and free its slot); False if it was not live."""
+        now = int(self.clock())
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(tenant_id, session_id),
+                            "UpdateExpression": "SET revoked = :true",
+                            "ConditionExpression": "revoked = :false AND expires_at > :now",
+                            "ExpressionAttributeValues": {
+                                ":true": {"BOOL": True},
+                                ":false": {"BOOL": False},
+                                ":now": {"N": str(now)},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.counters_table,
+                            "Key": self._counter_key(tenant_id),
+                            "UpdateExpression": "SET active = active - :one",
+                            "ConditionExpression": "active > :zero",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def list_live(self, tenant_id: str, username: str | None = None) -> list[Session]:
+        """The tenant's live sessions (of one user when ``username`` is given)."""
+        now = self.clock()
+        sessions: list[Session] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+        }
+        while True:
+            reply = self.client.query(**kwargs)
+            for item in reply.get("Items", []):
+                session = _session(item)
+                if session.live(now) and (username is None or session.username == username):
+                    sessions.append(session)
+            if "LastEvaluatedKey" not in reply:
+                return sessions
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def revoke_all(self, tenant_id: str, username: str | None = None) -> int:
+        """Revoke every live session of the tenant (or of one user); how many were revoked."""
+        return sum(self.revoke(tenant_id, s.session_id) for s in self.list_live(tenant_id, username))

@@ -1,0 +1,185 @@
+"""The sign-in flow of API.md: password → MFA (or forced enrolment) → session → access token.
+
+A one-time or temporary password never becomes the long-term one: after MFA such a sign-in gets
+``password_change_required: true`` and a token whose scope only POST /auth/password accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from tenant_security.errors import BadRequest, Forbidden, Unauthorized
+from tenant_security.identity.mfa import Enrollment, MfaService
+from tenant_security.identity.passwords import (
+    check_new_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.tokens import (
+    ACCESS,
+    CHALLENGE_TTL,
+    ENROLLMENT_TTL,
+    MAX_ACCESS_TTL,
+    MFA_CHALLENGE,
+    MFA_ENROLLMENT,
+    SCOPE_FULL,
+    SCOPE_PASSWORD_CHANGE,
+    TokenIssuer,
+    TokenVerifier,
+)
+from tenant_security.identity.users import User, UserStore
+from tenant_security.tenants import TenantRecord
+
+
+class TenantLookup(Protocol):
+    def get(self, tenant_id: str) -> TenantRecord | None: ...
+
+
+class SignInService:
+    """Every step of signing in, each a method; stores are given, not found."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        tenants: TenantLookup,
+        sessions: SessionStore,
+        mfa: MfaService,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.users = users
+        self.tenants = tenants
+        self.sessions = sessions
+        self.mfa = mfa
+        self.issuer = issuer
+        self.verifier = verifier
+        self.clock = clock
+
+    # ------------------------------------------------------------------ steps
+    def login(self, tenant_id: str, username: str, password: str, source_ip: str | None) -> dict[str, Any]:
+        """Check the password; answer with an MFA challenge or a forced enrolment."""
+        from tenant_security.authz.decision import ip_allowed
+
+        tenant = self.tenants.get(tenant_id)
+        user = self.users.get(tenant_id, username) if tenant is not None else None
+        if user is None:
+            verify_password(None, password)  # the same work as for a real user
+            raise Unauthorized("invalid credentials")
+        assert tenant is not None
+        if not ip_allowed(source_ip, tenant.policies.access_control.ip_whitelist):
+            raise Forbidden("source address not allowed for this tenant")
+        self.mfa.ensure_not_locked(user)
+        if not verify_password(user.password_hash, password):
+            raise self.mfa.fail(user, "invalid password", source_ip)
+        if user.status != "ACTIVE":
+            raise Unauthorized("invalid credentials")
+        if not tenant.active:
+            raise Forbidden("tenant is not active")
+        if needs_rehash(user.password_hash):
+            self.users.set_password(
+                tenant_id, username, hash_password(password), user.password_change_required
+            )
+        if not user.mfa_enrolled:
+            token, _ = self.issuer.issue(
+                subject=username, tenant_id=tenant_id, token_use=MFA_ENROLLMENT, ttl=ENROLLMENT_TTL
+            )
+            return {"status": "MFA_ENROLLMENT_REQUIRED", "enrollment_token": token}
+        token, _ = self.issuer.issue(
+            subject=username, tenant_id=tenant_id, token_use=MFA_CHALLENGE, ttl=CHALLENGE_TTL
+        )
+        return {"status": "MFA_REQUIRED", "challenge_token": token}
+
+    def enroll(self, enrollment_token: str) -> Enrollment:
+        """A new TOTP secret, QR code and backup codes (shown once)."""
+        user, _ = self._user_of(enrollment_token, MFA_ENROLLMENT)
+        return self.mfa.enroll(user)
+
+    def activate(self, enrollment_token: str, code: str, source_ip: str | None) -> dict[str, Any]:
+        """Confirm enrolment with a first code; the token reply."""
+        user, tenant = self._user_of(enrollment_token, MFA_ENROLLMENT)
+        amr = self.mfa.activate(user, code, source_ip)
+        return self._start_session(user, tenant, amr)
+
+    def verify(
+        self, challenge_token: str, code: str | None, backup_code: str | None, source_ip: str | None
+    ) -> dict[str, Any]:
+        """Check a TOTP code or a backup code; the token reply."""
+        if (code is None) == (backup_code is None):
+            raise BadRequest("send either code or backup_code")
+        user, tenant = self._user_of(challenge_token, MFA_CHALLENGE)
+        if code is not None:
+            amr = self.mfa.verify_code(user, code, source_ip)
+        else:
+            amr = self.mfa.verify_backup_code(user, str(backup_code), source_ip)
+        return self._start_session(user, tenant, amr)
+
+    def change_password(
+        self, access_token: str, current_password: str, new_password: str, source_ip: str | None
+    ) -> dict[str, Any]:
+        """Replace the password (required after a one-time one); a full-rights token reply."""
+        claims = self.verifier.verify(access_token, ACCESS)
+        tenant_id, username, sid = str(claims["tenant_id"]), str(claims["sub"]), str(claims.get("sid", ""))
+        if not self.sessions.is_live(tenant_id, sid):
+            raise Unauthorized("session ended")
+        user, tenant = self._user_and_tenant(tenant_id, username)
+        self.mfa.ensure_not_locked(user)
+        if not verify_password(user.password_hash, current_password):
+            raise self.mfa.fail(user, "invalid current password", source_ip)
+        check_new_password(new_password, username=username, current_password=current_password)
+        self.users.set_password(tenant_id, username, hash_password(new_password), change_required=False)
+        self.sessions.revoke(tenant_id, sid)
+        user.password_change_required = False
+        return self._start_session(user, tenant, list(claims.get("amr") or []))
+
+    def logout(self, tenant_id: str, session_id: str) -> None:
+        """End the session."""
+        self.sessions.revoke(tenant_id, session_id)
+
+    # ------------------------------------------------------------------ helpers
+    def _user_and_tenant(self, tenant_id: str, username: str) -> tuple[User, TenantRecord]:
+        tenant = self.tenants.get(tenant_id)
+        user = self.users.get(tenant_id, username)
+        if tenant is None or user is None or user.status != "ACTIVE":
+            raise Unauthorized("invalid credentials")
+        if not tenant.active:
+            raise Forbidden("tenant is not active")
+        return user, tenant
+
+    def _user_of(self, token: str, token_use: str) -> tuple[User, TenantRecord]:
+        claims = self.verifier.verify(token, token_use)
+        return self._user_and_tenant(str(claims["tenant_id"]), str(claims["sub"]))
+
+    def _start_session(self, user: User, tenant: TenantRecord, amr: list[str]) -> dict[str, Any]:
+        access = tenant.policies.access_control
+        scope = SCOPE_PASSWORD_CHANGE if user.password_change_required else SCOPE_FULL
+        session = self.sessions.create(
+            user.tenant_id,
+            user.username,
+            amr,
+            scope,
+            access.session_timeout_minutes,
+            access.max_concurrent_sessions,
+        )
+        ttl = int(min(MAX_ACCESS_TTL, session.expires_at - self.clock()))
+        token, _ = self.issuer.issue(
+            subject=user.username,
+            tenant_id=user.tenant_id,
+            token_use=ACCESS,
+            ttl=ttl,
+            roles=list(user.roles),
+            amr=amr,
+            sid=session.session_id,
+            scope=scope,
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "session_id": session.session_id,
+            "password_change_required": user.password_change_required,
+        }

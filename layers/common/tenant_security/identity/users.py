@@ -1,0 +1,237 @@
+"""Users of a tenant in DynamoDB (key: tenant_id, username).
+
+Every change that guards a security property is a single conditional write: a TOTP time step is
+accepted once, a backup code is spent once, failed attempts are counted atomically.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tenant_security.dynamo import from_item, is_conditional_failure, to_item, to_value
+from tenant_security.errors import Conflict, NotFound
+
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]{1,63}$"
+_USERNAME_RE = re.compile(USERNAME_PATTERN)
+
+
+def is_valid_username(value: object) -> bool:
+    """Lower-case letters, digits and ``. _ @ + -``; 2 to 64 characters."""
+    return isinstance(value, str) and _USERNAME_RE.fullmatch(value) is not None
+
+
+@dataclass
+class User:
+    tenant_id: str
+    username: str
+    email: str
+    roles: list[str]
+    password_hash: str
+    password_change_required: bool = True
+    status: str = "ACTIVE"
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    mfa_enrolled: bool = False
+    mfa_secret: bytes | None = None
+    mfa_pending_secret: bytes | None = None
+    backup_code_hashes: set[str] = field(default_factory=set)
+    pending_backup_code_hashes: set[str] = field(default_factory=set)
+    mfa_last_timecode: int | None = None
+    failed_attempts: int = 0
+    locked_until: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows of a user (never hashes, secrets or counters)."""
+        return {
+            "username": self.username,
+            "email": self.email,
+            "roles": list(self.roles),
+            "status": self.status,
+            "mfa_enrolled": self.mfa_enrolled,
+            "password_change_required": self.password_change_required,
+            "created_at": self.created_at,
+        }
+
+
+def _user(item: dict[str, Any]) -> User:
+    values = from_item(item)
+    values["roles"] = list(values.get("roles", []))
+    for name in ("backup_code_hashes", "pending_backup_code_hashes"):
+        values[name] = set(values.get(name, set()))
+    return User(**{k: v for k, v in values.items() if k in User.__dataclass_fields__})
+
+
+class UserStore:
+    """The users table."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    @staticmethod
+    def _key(tenant_id: str, username: str) -> dict[str, Any]:
+        return {"tenant_id": {"S": tenant_id}, "username": {"S": username}}
+
+    def get(self, tenant_id: str, username: str) -> User | None:
+        """The user, read consistently (security state must not be stale)."""
+        reply = self.client.get_item(
+            TableName=self.table, Key=self._key(tenant_id, username), ConsistentRead=True
+        )
+        item = reply.get("Item")
+        return _user(item) if item else None
+
+    def create(self, user: User) -> None:
+        """Add a new user; 409 if the name is taken in this tenant."""
+        values = {k: v for k, v in user.__dict__.items() if v not in (None, set())}
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(values),
+                ConditionExpression="attribute_not_exists(username)",
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise Conflict(f"user {user.username!r} exists") from exc
+            raise
+
+    def list_users(self, tenant_id: str) -> list[User]:
+        """Every user of the tenant."""
+        users: list[User] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+        }
+        while True:
+            reply = self.client.query(**kwargs)
+            users.extend(_user(item) for item in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                return users
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def _update(
+        self,
+        tenant_id: str,
+        username: str,
+        expression: str,
+        values: dict[str, Any],
+        condition: str = "attribute_exists(username)",
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """A conditional update; False when the condition does not hold."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": self._key(tenant_id, username),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = {k: to_value(v) for k, v in values.items()}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            self.client.update_item(**kwargs)
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, tenant_id: str, username: str) -> None:
+        """Remove the user; 404 if there is none."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=self._key(tenant_id, username),
+                ConditionExpression="attribute_exists(username)",
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise NotFound(f"no user {username!r}") from exc
+            raise
+
+    def set_roles(self, tenant_id: str, username: str, roles: list[str]) -> None:
+        if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
+            raise NotFound(f"no user {username!r}")
+
+    def set_password(self, tenant_id: str, username: str, password_hash: str, change_required: bool) -> None:
+        if not self._update(
+            tenant_id,
+            username,
+            "SET password_hash = :h, password_change_required = :c",
+            {":h": password_hash, ":c": change_required},
+        ):
+            raise NotFound(f"no user {username!r}")
+
+    def set_pending_mfa(self, tenant_id: str, username: str, secret: bytes, code_hashes: set[str]) -> None:
+        """Store a new (not yet confirmed) MFA secret and backup codes; 409 once MFA is enrolled."""
+        if not self._update(
+            tenant_id,
+            username,
+            "SET mfa_pending_secret = :s, pending_backup_code_hashes = :b",
+            {":s": secret, ":b": code_hashes, ":false": False},
+            condition="attribute_exists(username) AND mfa_enrolled = :false",
+        ):
+            raise Conflict("MFA is already enrolled")
+
+    def activate_mfa(self, tenant_id: str, username: str, timecode: int) -> bool:
+        """Promote the pending secret and codes, accepting ``timecode`` as the first used step."""
+        return self._update(
+            tenant_id,
+            username,
+            "SET mfa_secret = mfa_pending_secret, backup_code_hashes = pending_backup_code_hashes, "
+            "mfa_enrolled = :true, mfa_last_timecode = :tc, failed_attempts = :zero "
+            "REMOVE mfa_pending_secret, pending_backup_code_hashes",
+            {":true": True, ":false": False, ":tc": timecode, ":zero": 0},
+            condition="attribute_exists(mfa_pending_secret) AND mfa_enrolled = :false",
+        )
+
+    def accept_timecode(self, tenant_id: str, username: str, timecode: int) -> bool:
+        """Record ``timecode`` as used; False if it (or a later one) was used already (a replay)."""
+        return self._update(
+            tenant_id,
+            username,
+            "SET mfa_last_timecode = :tc, failed_attempts = :zero",
+            {":tc": timecode, ":zero": 0},
+            condition="attribute_exists(username) AND "
+            "(attribute_not_exists(mfa_last_timecode) OR mfa_last_timecode < :tc)",
+        )
+
+    def consume_backup_code(self, tenant_id: str, username: str, code_hash: str) -> bool:
+        """Spend a backup code; False if it is not (or no longer) one of the user's."""
+        return self._update(
+            tenant_id,
+            username,
+            "DELETE backup_code_hashes :h SET failed_attempts = :zero",
+            {":h": {code_hash}, ":code": code_hash, ":zero": 0},
+            condition="contains(backup_code_hashes, :code)",
+        )
+
+    def record_failure(self, tenant_id: str, username: str) -> int:
+        """Count one failed attempt atomically; the new count (0 if the user does not exist)."""
+        try:
+            reply = self.client.update_item(
+                TableName=self.table,
+                Key=self._key(tenant_id, username),
+                UpdateExpression="ADD failed_attempts :one",
+                ConditionExpression="attribute_exists(username)",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                return 0
+            raise
+        return int(reply["Attributes"]["failed_attempts"]["N"])
+
+    def lock(self, tenant_id: str, username: str, until: int, threshold: int) -> bool:
+        """Lock until ``until`` if the count reached ``threshold``; True for the one caller that locked."""
+        return self._update(
+            tenant_id,
+            username,
+            "SET locked_until = :until, failed_attempts = :zero",
+            {":until": until, ":zero": 0, ":threshold": threshold},
+            condition="failed_attempts >= :threshold",
+        )

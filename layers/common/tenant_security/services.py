@@ -1,0 +1,113 @@
+"""Builds the domain services from the settings and the shared AWS clients.
+
+Handlers call these; each service is made once per execution environment. Domain code itself
+never calls this module: it receives its stores as parameters.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from tenant_security import aws, crypto
+from tenant_security.activity import EventPublisher
+from tenant_security.authz.decision import RequestAuthorizer
+from tenant_security.config import Settings, get_settings
+from tenant_security.identity.admin import UserAdmin
+from tenant_security.identity.mfa import MfaService
+from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.signin import SignInService
+from tenant_security.identity.tokens import KmsSigner, PublicKeys, TokenIssuer, TokenVerifier
+from tenant_security.identity.users import UserStore
+from tenant_security.tenants import TenantDirectory, TenantStore
+
+
+class KmsSecretCipher:
+    """MFA secrets under the tenant secrets key (the platform master key for the platform tenant),
+    with tenant, user and purpose in the encryption context."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _context(self, tenant_id: str, username: str) -> dict[str, str]:
+        return crypto.encryption_context(tenant_id, crypto.PURPOSE_MFA_SECRET, username=username)
+
+    def encrypt(self, tenant_id: str, username: str, secret: bytes) -> bytes:
+        return crypto.encrypt(
+            secret, self.settings.secrets_key_arn(tenant_id), self._context(tenant_id, username)
+        )
+
+    def decrypt(self, tenant_id: str, username: str, ciphertext: bytes) -> bytes:
+        return crypto.decrypt(
+            ciphertext, self._context(tenant_id, username), self.settings.account_id, self.settings.partition
+        )
+
+
+@cache
+def settings() -> Settings:
+    return get_settings()
+
+
+@cache
+def users() -> UserStore:
+    return UserStore(aws.dynamodb(), settings().users_table)
+
+
+@cache
+def tenant_store() -> TenantStore:
+    return TenantStore(aws.dynamodb(), settings().tenants_table)
+
+
+@cache
+def tenants() -> TenantDirectory:
+    return TenantDirectory(tenant_store())
+
+
+@cache
+def sessions() -> SessionStore:
+    return SessionStore(aws.dynamodb(), settings().sessions_table, settings().counters_table)
+
+
+@cache
+def publisher() -> EventPublisher:
+    return EventPublisher(aws.events(), settings().event_bus_name, settings().event_source)
+
+
+@cache
+def public_keys() -> PublicKeys:
+    return PublicKeys(aws.kms(), settings().signing_key_ids)
+
+
+@cache
+def verifier() -> TokenVerifier:
+    return TokenVerifier(public_keys(), settings().token_issuer, settings().token_audience)
+
+
+@cache
+def issuer() -> TokenIssuer:
+    return TokenIssuer(
+        KmsSigner(aws.kms(), settings().signing_key_ids[0]),
+        settings().token_issuer,
+        settings().token_audience,
+    )
+
+
+@cache
+def mfa() -> MfaService:
+    return MfaService(
+        users(), KmsSecretCipher(settings()), publisher(), lockout_seconds=settings().lockout_seconds
+    )
+
+
+@cache
+def signin() -> SignInService:
+    return SignInService(users(), tenants(), sessions(), mfa(), issuer(), verifier())
+
+
+@cache
+def user_admin() -> UserAdmin:
+    return UserAdmin(users(), sessions(), settings().platform_tenant_id)
+
+
+@cache
+def request_authorizer() -> RequestAuthorizer:
+    return RequestAuthorizer(verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id)

@@ -1,0 +1,146 @@
+"""Tenant records (status, policy, quotas, custom roles) and a short-lived cache of them.
+
+The authorizer and the request middleware read a tenant's configuration on every request; the
+:class:`TenantDirectory` keeps each record at most ``ttl`` seconds (60 by default), so a warm
+function reads DynamoDB about once a minute per tenant and a change (suspension, a new policy)
+takes effect within that time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tenant_security.dynamo import from_item, is_conditional_failure, to_item
+from tenant_security.errors import Conflict, NotFound
+from tenant_security.models import ResourceQuotas, SecurityPolicies
+
+ACTIVE = "ACTIVE"
+STATUSES = ("PROVISIONING", "ACTIVE", "FAILED", "SUSPENDED", "OFFBOARDING", "OFFBOARDED")
+CONFIG_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant_id: str
+    name: str
+    status: str
+    isolation: str = "schema"
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    policies: SecurityPolicies = field(default_factory=SecurityPolicies)
+    quotas: ResourceQuotas = field(default_factory=ResourceQuotas)
+    # Tenant-defined roles: name → permission patterns (tenant-scoped actions only).
+    custom_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    def to_item(self) -> dict[str, Any]:
+        return to_item(
+            {
+                "tenant_id": self.tenant_id,
+                "name": self.name,
+                "status": self.status,
+                "isolation": self.isolation,
+                "created_at": self.created_at,
+                "security_policies": self.policies.model_dump_json(),
+                "resource_quotas": self.quotas.model_dump_json(),
+                "custom_roles": json.dumps(self.custom_roles),
+            }
+        )
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> TenantRecord:
+        values = from_item(item)
+        return cls(
+            tenant_id=values["tenant_id"],
+            name=values.get("name", values["tenant_id"]),
+            status=values["status"],
+            isolation=values.get("isolation", "schema"),
+            created_at=values.get("created_at", ""),
+            policies=SecurityPolicies.model_validate_json(values.get("security_policies", "{}")),
+            quotas=ResourceQuotas.model_validate_json(values.get("resource_quotas", "{}")),
+            custom_roles=json.loads(values.get("custom_roles", "{}")),
+        )
+
+
+class TenantStore:
+    """The tenants table."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        reply = self.client.get_item(
+            TableName=self.table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        )
+        item = reply.get("Item")
+        return TenantRecord.from_item(item) if item else None
+
+    def create(self, record: TenantRecord) -> None:
+        """Register a new tenant; 409 if the id is taken."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=record.to_item(),
+                ConditionExpression="attribute_not_exists(tenant_id)",
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise Conflict(f"tenant {record.tenant_id!r} exists") from exc
+            raise
+
+    def set_status(self, tenant_id: str, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(status)
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression="SET #s = :s",
+                ConditionExpression="attribute_exists(tenant_id)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": status}},
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise NotFound(f"no tenant {tenant_id!r}") from exc
+            raise
+
+
+class TenantDirectory:
+    """Tenant records cached for at most ``ttl`` seconds (absent tenants too)."""
+
+    def __init__(
+        self,
+        store: TenantStore,
+        ttl: float = CONFIG_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        record = self.store.get(tenant_id)
+        with self._lock:
+            self._cache[tenant_id] = (now + self.ttl, record)
+        return record
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._cache.pop(tenant_id, None)
