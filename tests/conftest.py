@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cloud import FIXTURE_TEMPLATE, REAL_TEMPLATE, RunningCloud, start_cloud
+from tests.support.identity import Identity, first_sign_in
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,10 @@ def platform_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     cloud = start_cloud(REAL_TEMPLATE, Path(tmp_path_factory.mktemp("platform-cloud")), database=True)
     yield cloud
     cloud.stop()
+
+
+@pytest.fixture(scope="session")
+def platform_admin(platform_cloud: RunningCloud) -> Identity:
+    """The bootstrap admin of the platform cloud, after its first sign-in."""
+    info = platform_cloud.info
+    return first_sign_in(platform_cloud, info["platform_tenant"], info["username"], info["password"])

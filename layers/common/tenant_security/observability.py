@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from tenant_security.redaction import redact, scrub_text
@@ -31,5 +31,15 @@ def make_logger(service: str | None = None, **kwargs: Any) -> Logger:
 
 
 logger = make_logger()
-tracer = Tracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
+
+
+def __getattr__(name: str) -> Any:
+    # The tracer pulls in the X-Ray SDK (~0.15 s); only the API handlers use it, so the
+    # authorizer's cold start does not pay for it.
+    if name == "tracer":
+        from aws_lambda_powertools import Tracer
+
+        globals()["tracer"] = Tracer()
+        return globals()["tracer"]
+    raise AttributeError(name)

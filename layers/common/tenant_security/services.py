@@ -1,24 +1,28 @@
 """Builds the domain services from the settings and the shared AWS clients.
 
-Handlers call these; each service is made once per execution environment. Domain code itself
-never calls this module: it receives its stores as parameters.
+Handlers call these; each service is made once per execution environment, and imports what it
+needs only when first built (so the authorizer's cold start loads no sign-in, MFA or pydantic
+code it never uses). Domain code itself never calls this module: it receives its stores.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from tenant_security import aws, crypto
-from tenant_security.activity import EventPublisher
-from tenant_security.authz.decision import RequestAuthorizer
-from tenant_security.config import Settings, get_settings
-from tenant_security.identity.admin import UserAdmin
-from tenant_security.identity.mfa import MfaService
-from tenant_security.identity.sessions import SessionStore
-from tenant_security.identity.signin import SignInService
-from tenant_security.identity.tokens import KmsSigner, PublicKeys, TokenIssuer, TokenVerifier
-from tenant_security.identity.users import UserStore
-from tenant_security.tenants import TenantDirectory, TenantStore
+from tenant_security import aws
+
+if TYPE_CHECKING:
+    from tenant_security.activity import EventPublisher
+    from tenant_security.authz.decision import RequestAuthorizer
+    from tenant_security.config import Settings
+    from tenant_security.identity.admin import UserAdmin
+    from tenant_security.identity.mfa import MfaService
+    from tenant_security.identity.sessions import SessionStore
+    from tenant_security.identity.signin import SignInService
+    from tenant_security.identity.tokens import PublicKeys, TokenIssuer, TokenVerifier
+    from tenant_security.identity.users import UserStore
+    from tenant_security.tenants import TenantDirectory, TenantStore
 
 
 class KmsSecretCipher:
@@ -29,14 +33,20 @@ class KmsSecretCipher:
         self.settings = settings
 
     def _context(self, tenant_id: str, username: str) -> dict[str, str]:
+        from tenant_security import crypto
+
         return crypto.encryption_context(tenant_id, crypto.PURPOSE_MFA_SECRET, username=username)
 
     def encrypt(self, tenant_id: str, username: str, secret: bytes) -> bytes:
+        from tenant_security import crypto
+
         return crypto.encrypt(
             secret, self.settings.secrets_key_arn(tenant_id), self._context(tenant_id, username)
         )
 
     def decrypt(self, tenant_id: str, username: str, ciphertext: bytes) -> bytes:
+        from tenant_security import crypto
+
         return crypto.decrypt(
             ciphertext, self._context(tenant_id, username), self.settings.account_id, self.settings.partition
         )
@@ -44,46 +54,64 @@ class KmsSecretCipher:
 
 @cache
 def settings() -> Settings:
+    from tenant_security.config import get_settings
+
     return get_settings()
 
 
 @cache
 def users() -> UserStore:
+    from tenant_security.identity.users import UserStore
+
     return UserStore(aws.dynamodb(), settings().users_table)
 
 
 @cache
 def tenant_store() -> TenantStore:
+    from tenant_security.tenants import TenantStore
+
     return TenantStore(aws.dynamodb(), settings().tenants_table)
 
 
 @cache
 def tenants() -> TenantDirectory:
+    from tenant_security.tenants import TenantDirectory
+
     return TenantDirectory(tenant_store())
 
 
 @cache
 def sessions() -> SessionStore:
+    from tenant_security.identity.sessions import SessionStore
+
     return SessionStore(aws.dynamodb(), settings().sessions_table, settings().counters_table)
 
 
 @cache
 def publisher() -> EventPublisher:
+    from tenant_security.activity import EventPublisher
+
     return EventPublisher(aws.events(), settings().event_bus_name, settings().event_source)
 
 
 @cache
 def public_keys() -> PublicKeys:
+    from tenant_security.identity.tokens import PublicKeys
+
     return PublicKeys(aws.kms(), settings().signing_key_ids)
 
 
 @cache
 def verifier() -> TokenVerifier:
+    from tenant_security.identity.tokens import TokenVerifier
+
     return TokenVerifier(public_keys(), settings().token_issuer, settings().token_audience)
 
 
 @cache
 def issuer() -> TokenIssuer:
+    from tenant_security.identity.tokens import KmsSigner, TokenIssuer
+
     return TokenIssuer(
         KmsSigner(aws.kms(), settings().signing_key_ids[0]),
         settings().token_issuer,
@@ -93,6 +121,8 @@ def issuer() -> TokenIssuer:
 
 @cache
 def mfa() -> MfaService:
+    from tenant_security.identity.mfa import MfaService
+
     return MfaService(
         users(), KmsSecretCipher(settings()), publisher(), lockout_seconds=settings().lockout_seconds
     )
@@ -100,14 +130,20 @@ def mfa() -> MfaService:
 
 @cache
 def signin() -> SignInService:
+    from tenant_security.identity.signin import SignInService
+
     return SignInService(users(), tenants(), sessions(), mfa(), issuer(), verifier())
 
 
 @cache
 def user_admin() -> UserAdmin:
+    from tenant_security.identity.admin import UserAdmin
+
     return UserAdmin(users(), sessions(), settings().platform_tenant_id)
 
 
 @cache
 def request_authorizer() -> RequestAuthorizer:
+    from tenant_security.authz.decision import RequestAuthorizer
+
     return RequestAuthorizer(verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id)

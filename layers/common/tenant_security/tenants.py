@@ -14,15 +14,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import from_item, is_conditional_failure, to_item
 from tenant_security.errors import Conflict, NotFound
-from tenant_security.models import ResourceQuotas, SecurityPolicies
+
+if TYPE_CHECKING:
+    from tenant_security.models import ResourceQuotas, SecurityPolicies
 
 ACTIVE = "ACTIVE"
 STATUSES = ("PROVISIONING", "ACTIVE", "FAILED", "SUSPENDED", "OFFBOARDING", "OFFBOARDED")
 CONFIG_CACHE_SECONDS = 60
+
+
+def _default_policies() -> SecurityPolicies:
+    # The pydantic models load on first use, not at import (the authorizer's cold start).
+    from tenant_security.models import SecurityPolicies
+
+    return SecurityPolicies()
+
+
+def _default_quotas() -> ResourceQuotas:
+    from tenant_security.models import ResourceQuotas
+
+    return ResourceQuotas()
 
 
 @dataclass(frozen=True)
@@ -32,8 +47,8 @@ class TenantRecord:
     status: str
     isolation: str = "schema"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    policies: SecurityPolicies = field(default_factory=SecurityPolicies)
-    quotas: ResourceQuotas = field(default_factory=ResourceQuotas)
+    policies: SecurityPolicies = field(default_factory=_default_policies)
+    quotas: ResourceQuotas = field(default_factory=_default_quotas)
     # Tenant-defined roles: name → permission patterns (tenant-scoped actions only).
     custom_roles: dict[str, list[str]] = field(default_factory=dict)
 
@@ -57,6 +72,8 @@ class TenantRecord:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> TenantRecord:
+        from tenant_security.models import ResourceQuotas, SecurityPolicies
+
         values = from_item(item)
         return cls(
             tenant_id=values["tenant_id"],

@@ -15,7 +15,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
@@ -25,9 +25,10 @@ from tenant_security.activity import EventPublisher
 from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule
 from tenant_security.errors import Unauthorized
-from tenant_security.identity.mfa import MFA_METHODS
-from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, TokenVerifier
-from tenant_security.tenants import TenantRecord
+from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
+
+if TYPE_CHECKING:
+    from tenant_security.tenants import TenantRecord
 
 _PARAM = re.compile(r"\{[^}]+\}")
 

@@ -24,6 +24,7 @@ import pyotp
 
 from tenant_security.activity import EventPublisher
 from tenant_security.errors import DomainError, Locked, Unauthorized
+from tenant_security.identity.tokens import AMR_BACKUP_CODE, AMR_TOTP
 from tenant_security.identity.users import User, UserStore
 
 STEP_SECONDS = 30
@@ -32,10 +33,6 @@ MAX_WINDOW = 1
 BACKUP_CODE_COUNT = 10
 MAX_FAILURES = 5
 DEFAULT_LOCKOUT_SECONDS = 15 * 60
-
-AMR_TOTP = ["pwd", "otp"]
-AMR_BACKUP_CODE = ["pwd", "mfa"]
-MFA_METHODS = frozenset({"otp", "mfa"})
 
 
 class SecretCipher(Protocol):

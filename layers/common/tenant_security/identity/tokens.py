@@ -29,6 +29,10 @@ MFA_CHALLENGE = "mfa_challenge"
 MFA_ENROLLMENT = "mfa_enrollment"
 SCOPE_FULL = "full"
 SCOPE_PASSWORD_CHANGE = "password_change"  # noqa: S105 - a scope name
+# Authentication methods (RFC 8176) in the ``amr`` claim; either MFA method satisfies mfa_required.
+AMR_TOTP = ("pwd", "otp")
+AMR_BACKUP_CODE = ("pwd", "mfa")
+MFA_METHODS = frozenset({"otp", "mfa"})
 MAX_ACCESS_TTL = 15 * 60
 CHALLENGE_TTL = 5 * 60
 ENROLLMENT_TTL = 15 * 60

@@ -1,0 +1,215 @@
+"""Signing in through the local cloud's HTTP API (template.yaml): bootstrap admin, MFA enrolment,
+one-time passwords, replay, backup codes, lockout, logout, session limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.cloud import RunningCloud
+from tests.support.identity import Identity, create_user, first_sign_in, post, seed_tenant, seen
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_bootstrap_admin_signs_in_enrols_and_calls_a_protected_route(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    replies = platform_admin.replies
+    assert replies["login"].json()["status"] == "MFA_ENROLLMENT_REQUIRED"
+    enrolment = replies["enroll"].json()
+    assert enrolment["otpauth_uri"].startswith("otpauth://totp/DcisionAI-platform:")
+    assert "issuer=DcisionAI-platform" in enrolment["otpauth_uri"]
+    assert enrolment["qr_svg"].lstrip().startswith("<svg")
+    assert len(enrolment["backup_codes"]) == 10
+    first = replies["activate"].json()
+    assert first["token_type"] == "Bearer"
+    assert first["password_change_required"] is True
+    assert 0 < first["expires_in"] <= 900
+    # the one-time password's token opens nothing but POST /auth/password ...
+    assert replies["limited_probe"].status_code == 403
+    assert replies["password"].json()["password_change_required"] is False
+    # ... and after the change it is refused still (API Gateway's cached Deny; its session ended)
+    limited = platform_cloud.http(
+        "GET", "/tenants/platform/users", headers={"Authorization": f"Bearer {replies['limited_token']}"}
+    )
+    assert limited.status_code in (401, 403)
+    users = platform_cloud.http("GET", "/tenants/platform/users", headers=platform_admin.headers)
+    assert users.status_code == 200
+    (admin,) = users.json()["items"]
+    assert admin["mfa_enrolled"] is True
+    assert set(admin) == {
+        "username",
+        "email",
+        "roles",
+        "status",
+        "mfa_enrolled",
+        "password_change_required",
+        "created_at",
+    }
+
+
+def test_the_same_code_again_is_refused(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    login = post(
+        platform_cloud,
+        "/auth/login",
+        {"tenant_id": "platform", "username": platform_admin.username, "password": platform_admin.password},
+    )
+    assert login.json()["status"] == "MFA_REQUIRED"
+    challenge = login.json()["challenge_token"]
+    seen(challenge)
+    used = platform_admin.replies["activate"].request.body.decode()  # the activation's request
+    code = used.split('"code": "')[1][:6]
+    again = post(platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": code})
+    assert again.status_code == 401
+    assert again.json()["error"] == "unauthorized"
+    fresh = post(
+        platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": platform_admin.code(+1)}
+    )
+    assert fresh.status_code == 200, fresh.text
+    seen(fresh.json()["access_token"])
+
+
+def test_users_created_by_an_admin_must_enrol_and_change_their_password(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    seed_tenant(platform_cloud, "acme-signin")
+    password = create_user(platform_cloud, platform_admin, "acme-signin", "dana", ["developer"])
+    dana = first_sign_in(platform_cloud, "acme-signin", "dana", password)
+    assert dana.replies["activate"].json()["password_change_required"] is True
+    assert dana.replies["password"].status_code == 200
+    old = post(
+        platform_cloud, "/auth/login", {"tenant_id": "acme-signin", "username": "dana", "password": password}
+    )
+    assert old.status_code == 401  # the one-time password is gone
+    listed = platform_cloud.http("GET", "/tenants/acme-signin/users", headers=platform_admin.headers).json()[
+        "items"
+    ]
+    assert [u["username"] for u in listed] == ["dana"]
+    assert "temporary_password" not in str(listed)
+
+
+def test_a_backup_code_signs_in_once(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    seed_tenant(platform_cloud, "acme-backup")
+    erin = first_sign_in(
+        platform_cloud,
+        "acme-backup",
+        "erin",
+        create_user(platform_cloud, platform_admin, "acme-backup", "erin", ["viewer"]),
+    )
+    for expected in (200, 401):
+        login = post(
+            platform_cloud,
+            "/auth/login",
+            {"tenant_id": "acme-backup", "username": "erin", "password": erin.password},
+        )
+        seen(login.json()["challenge_token"])
+        reply = post(
+            platform_cloud,
+            "/auth/mfa/verify",
+            {"challenge_token": login.json()["challenge_token"], "backup_code": erin.backup_codes[0]},
+        )
+        assert reply.status_code == expected, reply.text
+
+
+def test_five_wrong_codes_lock_the_user_out(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    seed_tenant(platform_cloud, "acme-lockout")
+    frank = first_sign_in(
+        platform_cloud,
+        "acme-lockout",
+        "frank",
+        create_user(platform_cloud, platform_admin, "acme-lockout", "frank", ["viewer"]),
+    )
+    login = post(
+        platform_cloud,
+        "/auth/login",
+        {"tenant_id": "acme-lockout", "username": "frank", "password": frank.password},
+    )
+    challenge = login.json()["challenge_token"]
+    seen(challenge)
+    good = frank.code(+1)
+    wrong = "000000" if good != "000000" else "111111"
+    statuses = [
+        post(platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": wrong}).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [401, 401, 401, 401, 423]
+    locked = post(platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": good})
+    assert locked.status_code == 423
+    assert int(locked.headers["Retry-After"]) > 0
+    assert (
+        post(
+            platform_cloud,
+            "/auth/login",
+            {"tenant_id": "acme-lockout", "username": "frank", "password": frank.password},
+        ).status_code
+        == 423
+    )
+
+
+def test_logout_ends_the_session_at_once(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    seed_tenant(platform_cloud, "acme-logout")
+    gina = first_sign_in(
+        platform_cloud,
+        "acme-logout",
+        "gina",
+        create_user(platform_cloud, platform_admin, "acme-logout", "gina", ["tenant-admin"]),
+    )
+    assert platform_cloud.http("GET", "/tenants/acme-logout/users", headers=gina.headers).status_code == 200
+    assert platform_cloud.http("POST", "/auth/logout", headers=gina.headers).status_code == 204
+    # API Gateway still holds a cached Allow for this token; the session check refuses it anyway
+    after = platform_cloud.http("GET", "/tenants/acme-logout/users", headers=gina.headers)
+    assert after.status_code == 401
+
+
+def test_the_tenant_session_limit_holds(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    seed_tenant(
+        platform_cloud, "acme-limit", access_control={"max_concurrent_sessions": 1, "ip_whitelist": []}
+    )
+    hank = first_sign_in(
+        platform_cloud,
+        "acme-limit",
+        "hank",
+        create_user(platform_cloud, platform_admin, "acme-limit", "hank", ["viewer"]),
+    )
+    login = post(
+        platform_cloud,
+        "/auth/login",
+        {"tenant_id": "acme-limit", "username": "hank", "password": hank.password},
+    )
+    seen(login.json()["challenge_token"])
+    second = post(
+        platform_cloud,
+        "/auth/mfa/verify",
+        {"challenge_token": login.json()["challenge_token"], "code": hank.code(+1)},
+    )
+    assert second.status_code == 403
+    assert second.json()["error"] == "session_limit_reached"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tenant_id": "platform", "username": "admin"},
+        {"tenant_id": "Platform!", "username": "admin", "password": "x"},
+        {"tenant_id": "platform", "username": "admin", "password": "x" * 300},
+        {"tenant_id": "platform", "username": "admin' OR 1=1 --", "password": "x"},
+        {"tenant_id": "platform", "username": "admin", "password": "x", "extra": 1},
+    ],
+)
+def test_bad_login_bodies_are_400(platform_cloud: RunningCloud, body: dict[str, object]) -> None:
+    reply = post(platform_cloud, "/auth/login", body)
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "validation_error"
+
+
+def test_unknown_users_and_wrong_passwords_look_the_same(platform_cloud: RunningCloud) -> None:
+    unknown = post(
+        platform_cloud, "/auth/login", {"tenant_id": "platform", "username": "ghost", "password": "nope nope"}
+    )
+    nobody = post(
+        platform_cloud,
+        "/auth/login",
+        {"tenant_id": "no-such-tenant", "username": "ghost", "password": "nope"},
+    )
+    assert unknown.status_code == nobody.status_code == 401
+    assert unknown.json() == nobody.json()

@@ -1,0 +1,176 @@
+"""The DynamoDB and KMS side of identity, on moto: atomic conditional writes under concurrency,
+session limits, encryption bound to tenant and purpose, KMS-signed tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tenant_security import aws, crypto
+from tenant_security.crypto import DecryptionRefused
+from tenant_security.identity.sessions import SessionLimitReached, SessionStore
+from tenant_security.identity.tokens import ACCESS, KmsSigner, PublicKeys, TokenIssuer, TokenVerifier
+from tenant_security.identity.users import User, UserStore
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        aws.reset_clients()
+        crypto._client.cache_clear()
+        crypto._encrypt_provider.cache_clear()
+        crypto._decrypt_provider.cache_clear()
+        ddb = boto3.client("dynamodb")
+        for name, keys in {
+            "users": [("tenant_id", "HASH"), ("username", "RANGE")],
+            "sessions": [("tenant_id", "HASH"), ("session_id", "RANGE")],
+            "counters": [("pk", "HASH"), ("sk", "RANGE")],
+        }.items():
+            ddb.create_table(
+                TableName=name,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
+            )
+        yield {"ddb": ddb, "kms": boto3.client("kms")}
+        aws.reset_clients()
+
+
+def test_a_timecode_is_accepted_by_exactly_one_of_many_concurrent_requests(moto_env: dict[str, Any]) -> None:
+    users = UserStore(moto_env["ddb"], "users")
+    users.create(
+        User(
+            tenant_id="acme",
+            username="alice",
+            email="a@x.io",
+            roles=["viewer"],
+            password_hash="h",
+            mfa_enrolled=True,
+            mfa_last_timecode=100,
+        )
+    )
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: users.accept_timecode("acme", "alice", 101), range(16)))
+    assert results.count(True) == 1
+    assert not users.accept_timecode("acme", "alice", 100)  # an older step, too
+
+
+def test_a_backup_code_is_spent_by_exactly_one_request(moto_env: dict[str, Any]) -> None:
+    users = UserStore(moto_env["ddb"], "users")
+    users.create(
+        User(
+            tenant_id="acme",
+            username="bob",
+            email="b@x.io",
+            roles=["viewer"],
+            password_hash="h",
+            mfa_enrolled=True,
+            backup_code_hashes={"h1", "h2"},
+        )
+    )
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: users.consume_backup_code("acme", "bob", "h1"), range(16)))
+    assert results.count(True) == 1
+    user = users.get("acme", "bob")
+    assert user is not None
+    assert user.backup_code_hashes == {"h2"}
+
+
+def test_failed_attempts_are_counted_atomically_and_locked_once(moto_env: dict[str, Any]) -> None:
+    users = UserStore(moto_env["ddb"], "users")
+    users.create(
+        User(tenant_id="acme", username="carol", email="c@x.io", roles=["viewer"], password_hash="h")
+    )
+    with ThreadPoolExecutor(8) as pool:
+        counts = sorted(pool.map(lambda _: users.record_failure("acme", "carol"), range(20)))
+    assert counts == list(range(1, 21))
+    with ThreadPoolExecutor(8) as pool:
+        locks = list(pool.map(lambda _: users.lock("acme", "carol", 2_000_000_000, 5), range(8)))
+    assert locks.count(True) == 1
+    assert users.record_failure("acme", "nobody") == 0
+
+
+def test_max_concurrent_sessions_holds_under_concurrency(moto_env: dict[str, Any]) -> None:
+    sessions = SessionStore(moto_env["ddb"], "sessions", "counters")
+
+    def sign_in(i: int) -> bool:
+        try:
+            sessions.create("acme", f"user{i}", ["pwd", "otp"], "full", timeout_minutes=60, max_sessions=3)
+        except SessionLimitReached:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(sign_in, range(12)))
+    assert results.count(True) == 3
+    assert len(sessions.list_live("acme")) == 3
+    victim = sessions.list_live("acme")[0]
+    assert sessions.revoke("acme", victim.session_id)
+    assert not sessions.revoke("acme", victim.session_id)  # once
+    assert sign_in(99)  # the freed slot is usable
+    assert not sign_in(100)
+
+
+def test_expired_sessions_free_their_slots(moto_env: dict[str, Any]) -> None:
+    now = [time.time()]
+    sessions = SessionStore(moto_env["ddb"], "sessions", "counters", clock=lambda: now[0])
+    for i in range(2):
+        sessions.create("globex", f"u{i}", ["pwd"], "full", timeout_minutes=5, max_sessions=2)
+    with pytest.raises(SessionLimitReached):
+        sessions.create("globex", "u3", ["pwd"], "full", timeout_minutes=5, max_sessions=2)
+    now[0] += 301  # both expired (TTL has not deleted them yet)
+    created = sessions.create("globex", "u3", ["pwd"], "full", timeout_minutes=5, max_sessions=2)
+    assert sessions.is_live("globex", created.session_id)
+    assert sessions.revoke_all("globex") == 1
+
+
+def test_encryption_is_bound_to_tenant_and_purpose(moto_env: dict[str, Any]) -> None:
+    kms = moto_env["kms"]
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/dcisionai-tenant-acme-secrets", TargetKeyId=key["KeyId"])
+    alias_arn = f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/dcisionai-tenant-acme-secrets"
+    context = crypto.encryption_context("acme", crypto.PURPOSE_MFA_SECRET, username="alice")
+    ciphertext = crypto.encrypt(b"JBSWY3DPEHPK3PXP", alias_arn, context)
+    assert b"JBSWY3DPEHPK3PXP" not in ciphertext
+    assert crypto.decrypt(ciphertext, context, ACCOUNT) == b"JBSWY3DPEHPK3PXP"
+    for wrong in (
+        crypto.encryption_context("globex", crypto.PURPOSE_MFA_SECRET, username="alice"),
+        crypto.encryption_context("acme", "file", username="alice"),
+        crypto.encryption_context("acme", crypto.PURPOSE_MFA_SECRET, username="mallory"),
+    ):
+        with pytest.raises(DecryptionRefused):
+            crypto.decrypt(ciphertext, wrong, ACCOUNT)
+    with pytest.raises(DecryptionRefused):
+        crypto.decrypt(ciphertext[:-5] + b"xxxxx", context, ACCOUNT)
+    with pytest.raises(ValueError, match="tenant_id and purpose"):
+        crypto.encrypt(b"x", alias_arn, {"tenant_id": "acme"})
+
+
+def test_kms_signed_tokens_verify_with_the_published_key(moto_env: dict[str, Any]) -> None:
+    kms = moto_env["kms"]
+    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    issuer = TokenIssuer(KmsSigner(kms, key_id), "iss", "aud")
+    token, _ = issuer.issue(subject="alice", tenant_id="acme", token_use=ACCESS, ttl=60, roles=["viewer"])
+    keys = PublicKeys(kms, [key_id])
+    assert TokenVerifier(keys, "iss", "aud").verify(token, ACCESS)["sub"] == "alice"
+    jwks = keys.jwks()
+    assert jwks["keys"][0]["kid"] == key_id
+    assert jwks["keys"][0]["alg"] == "ES256"
+    assert jwks["keys"][0]["crv"] == "P-256"
+    assert "d" not in jwks["keys"][0]  # never the private part

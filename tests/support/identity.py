@@ -1,0 +1,163 @@
+"""Sign-in helpers for end-to-end tests against the local cloud running template.yaml.
+
+Every password, code, TOTP secret, backup code and token these helpers see is recorded in
+``SEEN_SECRETS`` so a test can assert that none of them reached the logs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyotp
+import requests
+
+from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, KmsSigner, TokenIssuer
+from tenant_security.models import parse_security_policies
+from tenant_security.tenants import TenantRecord, TenantStore
+from tests.support.cloud import RunningCloud
+
+SEEN_SECRETS: list[str] = []
+ISSUER, AUDIENCE = "dcisionai-tenant-security", "dcisionai-api"
+
+
+def seen(*values: str) -> None:
+    SEEN_SECRETS.extend(v for v in values if v)
+
+
+@dataclass
+class Identity:
+    tenant_id: str
+    username: str
+    password: str
+    token: str
+    totp_secret: str = ""
+    backup_codes: list[str] = field(default_factory=list)
+    replies: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def code(self, offset_steps: int = 0) -> str:
+        value = pyotp.TOTP(self.totp_secret).at(time.time() + 30 * offset_steps)
+        seen(value)
+        return value
+
+
+def post(
+    cloud: RunningCloud, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return cloud.http("POST", path, json=body, headers=headers)
+
+
+def seed_tenant(cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", **policy: Any) -> None:
+    """A tenant as onboarding leaves it (record + secrets key), with policy sections overridden."""
+    document = {"access_control": {"ip_whitelist": []}}
+    for section, values in policy.items():
+        document.setdefault(section, {}).update(values)
+    record = TenantRecord(
+        tenant_id=tenant_id, name=tenant_id.title(), status=status, policies=parse_security_policies(document)
+    )
+    TenantStore(cloud.client("dynamodb"), "dcisionai-tenants").create(record)
+    kms = cloud.client("kms")
+    key_id = kms.create_key(Description=f"{tenant_id} secrets")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=f"alias/dcisionai-tenant-{tenant_id}-secrets", TargetKeyId=key_id)
+
+
+def signing_key_id(cloud: RunningCloud) -> str:
+    aliases = cloud.client("kms").list_aliases()["Aliases"]
+    return str(next(a["TargetKeyId"] for a in aliases if a["AliasName"] == "alias/dcisionai-token-signing"))
+
+
+def mint_token(
+    cloud: RunningCloud,
+    tenant_id: str,
+    username: str,
+    roles: list[str],
+    *,
+    amr: tuple[str, ...] = ("pwd", "otp"),
+    scope: str = SCOPE_FULL,
+    issuer: str = ISSUER,
+    ttl: int = 600,
+    clock: float | None = None,
+) -> str:
+    """A token as sign-in would issue it, with a live session (the test plays the auth API)."""
+    ddb = cloud.client("dynamodb")
+    session = SessionStore(ddb, "dcisionai-sessions", "dcisionai-counters").create(
+        tenant_id, username, list(amr), scope, timeout_minutes=60, max_sessions=1000
+    )
+    token_issuer = TokenIssuer(
+        KmsSigner(cloud.client("kms"), signing_key_id(cloud)),
+        issuer,
+        AUDIENCE,
+        clock=(lambda: clock) if clock else time.time,
+    )
+    token, _ = token_issuer.issue(
+        subject=username,
+        tenant_id=tenant_id,
+        token_use=ACCESS,
+        ttl=ttl,
+        roles=roles,
+        amr=list(amr),
+        sid=session.session_id,
+        scope=scope,
+    )
+    seen(token)
+    return token
+
+
+def first_sign_in(cloud: RunningCloud, tenant_id: str, username: str, one_time_password: str) -> Identity:
+    """Password → forced MFA enrolment → first code → password change; the full-rights identity."""
+    seen(one_time_password)
+    replies: dict[str, Any] = {}
+    login = post(
+        cloud, "/auth/login", {"tenant_id": tenant_id, "username": username, "password": one_time_password}
+    )
+    replies["login"] = login
+    enrollment_token = login.json()["enrollment_token"]
+    seen(enrollment_token)
+    enroll = post(cloud, "/auth/mfa/enroll", token=enrollment_token)
+    replies["enroll"] = enroll
+    secret, codes = enroll.json()["secret"], enroll.json()["backup_codes"]
+    seen(secret, *codes)
+    code = pyotp.TOTP(secret).now()
+    seen(code)
+    activate = post(cloud, "/auth/mfa/activate", {"enrollment_token": enrollment_token, "code": code})
+    replies["activate"] = activate
+    limited = activate.json()["access_token"]
+    seen(limited)
+    replies["limited_token"] = limited
+    replies["limited_probe"] = cloud.http(
+        "GET", f"/tenants/{tenant_id}/users", headers={"Authorization": f"Bearer {limited}"}
+    )
+    new_password = "Pw-" + secrets.token_urlsafe(18)
+    seen(new_password)
+    change = post(
+        cloud,
+        "/auth/password",
+        {"current_password": one_time_password, "new_password": new_password},
+        token=limited,
+    )
+    replies["password"] = change
+    token = change.json()["access_token"]
+    seen(token)
+    return Identity(tenant_id, username, new_password, token, secret, codes, replies)
+
+
+def create_user(cloud: RunningCloud, admin: Identity, tenant_id: str, username: str, roles: list[str]) -> str:
+    """A new user's one-time password."""
+    reply = cloud.http(
+        "POST",
+        f"/tenants/{tenant_id}/users",
+        headers=admin.headers,
+        json={"username": username, "email": f"{username}@{tenant_id}.example", "roles": roles},
+    )
+    assert reply.status_code == 201, reply.text
+    password = str(reply.json()["temporary_password"])
+    seen(password)
+    return password

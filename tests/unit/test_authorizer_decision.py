@@ -1,0 +1,219 @@
+"""The authorizer's decision, with fake stores and local keys; policies evaluated as API Gateway does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localcloud.apigateway import evaluate_policy
+from tenant_security.authz.decision import RequestAuthorizer, policy_resource
+from tenant_security.authz.routes import ROUTES
+from tenant_security.errors import Unauthorized
+from tenant_security.identity.tokens import (
+    ACCESS,
+    SCOPE_FULL,
+    SCOPE_PASSWORD_CHANGE,
+    TokenIssuer,
+    TokenVerifier,
+)
+from tenant_security.models import SecurityPolicies
+from tenant_security.tenants import TenantRecord
+from tests.support.identity_fakes import LocalKeys, LocalSigner, RecordingPublisher
+
+API = "arn:aws:execute-api:us-east-1:123456789012:api123/dev"
+ISSUER, AUDIENCE = "iss", "aud"
+
+
+def policy(**access: Any) -> SecurityPolicies:
+    base = SecurityPolicies()
+    return base.model_copy(update={"access_control": base.access_control.model_copy(update=access)})
+
+
+class Tenants:
+    def __init__(self) -> None:
+        open_policy = policy(ip_whitelist=[])
+        self.records = {
+            t: TenantRecord(tenant_id=t, name=t, status="ACTIVE", policies=open_policy)
+            for t in ("platform", "acme", "globex")
+        }
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        return self.records.get(tenant_id)
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.dead: set[str] = set()
+
+    def is_live(self, tenant_id: str, session_id: str) -> bool:
+        return session_id not in self.dead
+
+
+@pytest.fixture
+def world() -> dict[str, Any]:
+    signer = LocalSigner("k1")
+    tenants, sessions, publisher = Tenants(), Sessions(), RecordingPublisher()
+    verifier = TokenVerifier(LocalKeys(signer), ISSUER, AUDIENCE)  # type: ignore[arg-type]
+    authorizer = RequestAuthorizer(verifier, tenants, sessions, publisher, "platform")  # type: ignore[arg-type]
+    issuer = TokenIssuer(signer, ISSUER, AUDIENCE)  # type: ignore[arg-type]
+    return {
+        "authorizer": authorizer,
+        "issuer": issuer,
+        "tenants": tenants,
+        "sessions": sessions,
+        "publisher": publisher,
+    }
+
+
+def token(
+    world: dict[str, Any],
+    tenant: str = "acme",
+    roles: tuple[str, ...] = ("tenant-admin",),
+    amr: tuple[str, ...] = ("pwd", "otp"),
+    scope: str = SCOPE_FULL,
+    sid: str = "s1",
+) -> str:
+    value, _ = world["issuer"].issue(
+        subject="alice",
+        tenant_id=tenant,
+        token_use=ACCESS,
+        ttl=300,
+        roles=list(roles),
+        amr=list(amr),
+        sid=sid,
+        scope=scope,
+    )
+    return str(value)
+
+
+def event(
+    tok: str,
+    method: str = "GET",
+    path: str = "/tenants/acme/users",
+    ip: str = "203.0.113.9",
+    path_tenant: str | None = "acme",
+) -> dict[str, Any]:
+    return {
+        "type": "REQUEST",
+        "methodArn": f"{API}/{method}{path}",
+        "resource": "/tenants/{tenant_id}/users",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Authorization": f"Bearer {tok}", "X-Forwarded-For": "10.1.1.1"},
+        "pathParameters": {"tenant_id": path_tenant} if path_tenant else None,
+        "requestContext": {"identity": {"sourceIp": ip}},
+    }
+
+
+def concrete(resource: str, tenant: str) -> str:
+    return policy_resource(type("R", (), {"resource": resource})(), tenant).replace("*", "x")  # type: ignore[arg-type]
+
+
+def allows(decision: dict[str, Any], method: str, path: str) -> bool:
+    return evaluate_policy(decision["policyDocument"], f"{API}/{method}{path}")
+
+
+def test_a_tenant_admin_may_use_its_own_tenant_routes_only(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world)))
+    assert decision["context"] == {"tenant_id": "acme", "user": "alice", "roles": "tenant-admin", "sid": "s1"}
+    for rule in ROUTES:
+        if not rule.tenant_scoped:
+            continue
+        own = allows(decision, rule.method, concrete(rule.resource, "acme"))
+        other = allows(decision, rule.method, concrete(rule.resource, "globex"))
+        assert not other, f"{rule.method} {rule.resource} of another tenant allowed"
+        platform_only = rule.action in (
+            "tenants:Delete",
+            "tenants:Suspend",
+            "tenants:Reinstate",
+            "quotas:Write",
+        )
+        assert own is not platform_only, rule
+
+
+def test_a_platform_admin_reaches_every_tenant(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(
+        event(
+            token(world, tenant="platform", roles=("platform-admin",)),
+            path="/tenants/globex/users",
+            path_tenant="globex",
+        )
+    )
+    for rule in ROUTES:
+        assert allows(decision, rule.method, concrete(rule.resource, "globex"))
+
+
+def test_platform_admin_role_outside_the_platform_tenant_grants_nothing_extra(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world, roles=("platform-admin", "viewer"))))
+    assert not allows(decision, "POST", "/tenants")
+    assert not allows(decision, "GET", "/tenants/globex/files")
+    assert allows(decision, "GET", "/tenants/acme/files")
+
+
+def test_a_role_without_the_permission_is_denied(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world, roles=("viewer",))))
+    assert not allows(decision, "GET", "/tenants/acme/users")
+    assert allows(decision, "GET", "/tenants/acme/files/report.pdf")
+
+
+def test_cross_tenant_attempts_raise_a_security_alert(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(
+        event(token(world), path="/tenants/globex/users", path_tenant="globex")
+    )
+    assert not allows(decision, "GET", "/tenants/globex/users")
+    assert world["publisher"].alerts() == ["cross_tenant_access"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"status": "SUSPENDED"}, "tenant_not_active"),
+        ({"policies": policy(ip_whitelist=["10.0.0.0/8"])}, "source_ip_not_allowed"),
+        ({"policies": policy(ip_whitelist=[], mfa_required=True)}, "mfa_required"),
+    ],
+)
+def test_policy_refusals_deny_every_route(world: dict[str, Any], change: dict[str, Any], reason: str) -> None:
+    from dataclasses import replace
+
+    record = world["tenants"].records["acme"]
+    world["tenants"].records["acme"] = replace(record, **change)
+    amr = ("pwd",) if reason == "mfa_required" else ("pwd", "otp")
+    decision = world["authorizer"].authorize(event(token(world, amr=amr)))
+    assert decision["context"]["deny_reason"] == reason
+    assert not any(allows(decision, r.method, concrete(r.resource, "acme")) for r in ROUTES)
+
+
+def test_the_source_ip_comes_from_the_request_context_not_x_forwarded_for(world: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    record = world["tenants"].records["acme"]
+    world["tenants"].records["acme"] = replace(record, policies=policy(ip_whitelist=["10.0.0.0/8"]))
+    decision = world["authorizer"].authorize(event(token(world), ip="10.2.3.4"))
+    assert "deny_reason" not in decision["context"]
+    denied = world["authorizer"].authorize(event(token(world), ip="203.0.113.9"))  # XFF says 10.1.1.1
+    assert denied["context"]["deny_reason"] == "source_ip_not_allowed"
+
+
+def test_a_password_change_token_reaches_nothing(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world, scope=SCOPE_PASSWORD_CHANGE)))
+    assert decision["context"]["deny_reason"] == "password_change_required"
+
+
+def test_a_revoked_session_is_unauthorized(world: dict[str, Any]) -> None:
+    world["sessions"].dead.add("s1")
+    with pytest.raises(Unauthorized):
+        world["authorizer"].authorize(event(token(world)))
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer    "])
+def test_missing_or_malformed_authorization(world: dict[str, Any], header: str | None) -> None:
+    ev = event("x")
+    ev["headers"] = {"Authorization": header} if header is not None else {}
+    with pytest.raises(Unauthorized):
+        world["authorizer"].authorize(ev)
+
+
+def test_an_unknown_tenant_is_denied(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world, tenant="ghost")))
+    assert decision["context"]["deny_reason"] == "tenant_not_active"
