@@ -7,6 +7,8 @@
   and a DISABLED rule delivers nothing (moto ignores the state).
 - Step Functions executions started without a name get a UUID, as in AWS (moto's interpreter
   names them "None", so a second unnamed execution would clash).
+- DynamoDB writes are serialised: moto's TransactWriteItems deep-copies a table for rollback and
+  fails when another thread writes to it meanwhile (real DynamoDB has no such limit).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -35,6 +38,25 @@ def _patch(cls: Any, attribute: str, make: Any) -> None:
     original = getattr(cls, marker, None) or getattr(cls, attribute)
     setattr(cls, marker, original)
     setattr(cls, attribute, make(original))
+
+
+_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+_dynamodb_lock = threading.RLock()
+
+
+def serialize_dynamodb_writes() -> None:
+    """Run moto's DynamoDB writes one at a time (idempotent)."""
+
+    def make_locked(original: Any) -> Any:
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return original(*args, **kwargs)
+
+        return locked
+
+    backend = _moto_class("moto.dynamodb.models", "DynamoDBBackend")
+    for name in _DYNAMODB_WRITES:
+        _patch(backend, name, make_locked)
 
 
 def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
@@ -85,6 +107,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
 
         return start_execution
 
+    serialize_dynamodb_writes()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

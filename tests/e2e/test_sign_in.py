@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cloud import RunningCloud
-from tests.support.identity import Identity, create_user, first_sign_in, post, seed_tenant, seen
+from tests.support.identity import (
+    Identity,
+    assert_no_secrets_logged,
+    create_user,
+    first_sign_in,
+    post,
+    seed_tenant,
+    seen,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -213,3 +221,7 @@ def test_unknown_users_and_wrong_passwords_look_the_same(platform_cloud: Running
     )
     assert unknown.status_code == nobody.status_code == 401
     assert unknown.json() == nobody.json()
+
+
+def test_no_secret_reached_the_logs(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
+    assert_no_secrets_logged(platform_cloud)

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from localcloud.motohooks import serialize_dynamodb_writes
 from tenant_security import aws, crypto
 from tenant_security.crypto import DecryptionRefused
 from tenant_security.identity.sessions import SessionLimitReached, SessionStore
@@ -32,6 +33,7 @@ def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
+        serialize_dynamodb_writes()  # as the local cloud does: moto's transactions are not thread-safe
         aws.reset_clients()
         crypto._client.cache_clear()
         crypto._encrypt_provider.cache_clear()

@@ -28,6 +28,18 @@ def seen(*values: str) -> None:
     SEEN_SECRETS.extend(v for v in values if v)
 
 
+def assert_no_secrets_logged(cloud: RunningCloud) -> None:
+    """No password, code, TOTP secret, backup code or token seen so far is in the cloud's log."""
+    import re
+
+    log = cloud.log()
+    assert '"message":"sign-in step"' in log  # the functions did log what they handled
+    assert SEEN_SECRETS
+    for secret in set(SEEN_SECRETS):
+        pattern = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+        assert not re.search(pattern, log), f"a secret ({len(secret)} characters) appears in the log"
+
+
 @dataclass
 class Identity:
     tenant_id: str

@@ -47,7 +47,8 @@ def test_health_event() -> None:
     assert json.loads(reply["body"])["status"] == "ok"
 
 
-def test_the_authorizer_fails_closed_on_the_sample_request() -> None:
+def test_the_authorizer_fails_closed_on_the_sample_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", "k1")  # a key id, but the sample token is not a JWT
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         load_function("authorizer").lambda_handler(sample("authorizer_request.json"), FakeContext())
 

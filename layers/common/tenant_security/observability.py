@@ -7,6 +7,7 @@ including exception text, so a password, token or one-time code never reaches a 
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -15,6 +16,8 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from tenant_security.redaction import redact, scrub_text
 
 METRICS_NAMESPACE = "DcisionAI/TenantSecurity"
+# A request that records no metric is normal; Powertools would warn on every such invocation.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):

@@ -26,6 +26,7 @@ from tenant_security.activity import EventPublisher
 from tenant_security.errors import DomainError, Locked, Unauthorized
 from tenant_security.identity.tokens import AMR_BACKUP_CODE, AMR_TOTP
 from tenant_security.identity.users import User, UserStore
+from tenant_security.observability import logger
 
 STEP_SECONDS = 30
 DIGITS = 6
@@ -127,6 +128,10 @@ class MfaService:
     def fail(self, user: User, reason: str, source_ip: str | None = None) -> DomainError:
         """Count a failed attempt (locking at the threshold); the 401 (or 423) to raise."""
         count = self.users.record_failure(user.tenant_id, user.username)
+        logger.warning(
+            "sign-in step failed",
+            extra={"tenant_id": user.tenant_id, "user": user.username, "reason": reason, "failures": count},
+        )
         if count >= self.max_failures:
             until = int(self.clock()) + self.lockout_seconds
             if self.users.lock(user.tenant_id, user.username, until, self.max_failures):

@@ -32,6 +32,7 @@ from tenant_security.identity.tokens import (
     TokenVerifier,
 )
 from tenant_security.identity.users import User, UserStore
+from tenant_security.observability import logger
 from tenant_security.tenants import TenantRecord
 
 
@@ -84,6 +85,10 @@ class SignInService:
             self.users.set_password(
                 tenant_id, username, hash_password(password), user.password_change_required
             )
+        logger.info(
+            "sign-in step",
+            extra={"tenant_id": tenant_id, "user": username, "step": "password", "outcome": "ok"},
+        )
         if not user.mfa_enrolled:
             token, _ = self.issuer.issue(
                 subject=username, tenant_id=tenant_id, token_use=MFA_ENROLLMENT, ttl=ENROLLMENT_TTL
@@ -155,6 +160,16 @@ class SignInService:
         return self._user_and_tenant(str(claims["tenant_id"]), str(claims["sub"]))
 
     def _start_session(self, user: User, tenant: TenantRecord, amr: list[str]) -> dict[str, Any]:
+        logger.info(
+            "sign-in step",
+            extra={
+                "tenant_id": user.tenant_id,
+                "user": user.username,
+                "step": "mfa",
+                "outcome": "ok",
+                "amr": amr,
+            },
+        )
         access = tenant.policies.access_control
         scope = SCOPE_PASSWORD_CHANGE if user.password_change_required else SCOPE_FULL
         session = self.sessions.create(
