@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -35,6 +35,11 @@ def make_logger(service: str | None = None, **kwargs: Any) -> Logger:
 
 logger = make_logger()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+    tracer: Tracer
 
 
 def __getattr__(name: str) -> Any:
