@@ -123,9 +123,10 @@ def test_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
     assert cloud.http("GET", "/health").status_code == 200  # a warm Lambda worker now exists
     parent = psutil.Process(cloud.process.pid)
     started = parent.children(recursive=True)
-    postmaster = int((tmp_path / "pgdata" / "postmaster.pid").read_text().split()[0])
+    postmaster = psutil.Process(int((tmp_path / "pgdata" / "postmaster.pid").read_text().split()[0]))
     assert started, "expected Lambda worker processes"
-    assert cloud.stop() == 0
-    _gone, alive = psutil.wait_procs([*started, psutil.Process(postmaster)], timeout=10)
-    assert not alive, f"left behind: {alive}"
+    code = cloud.stop()
+    assert code == 0, f"exit {code}:\n{cloud.log()[-3000:]}"
+    _gone, alive = psutil.wait_procs([*started, postmaster], timeout=10)
+    assert not alive, f"left behind: {alive}\n{cloud.log()[-3000:]}"
     assert not os.path.exists(tmp_path / "pgdata" / "postmaster.pid")

@@ -6,13 +6,12 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from tenant_security import aws
 from tenant_security.cli import EXIT_ALREADY_DONE, EXIT_OK, EXIT_USAGE, main
 from tenant_security.identity.passwords import verify_password
 from tenant_security.identity.users import UserStore
 from tenant_security.tenants import TenantStore
+from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 
@@ -20,34 +19,10 @@ pytestmark = pytest.mark.integration
 def test_bootstrap_admin_creates_the_platform_tenant_and_admin_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        aws.reset_clients()
+    with mocked_aws(monkeypatch):
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName="acme-sec-tenants",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "tenant_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "tenant_id", "KeyType": "HASH"}],
-        )
-        ddb.create_table(
-            TableName="acme-sec-users",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "tenant_id", "AttributeType": "S"},
-                {"AttributeName": "username", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "tenant_id", "KeyType": "HASH"},
-                {"AttributeName": "username", "KeyType": "RANGE"},
-            ],
-        )
+        create_table(ddb, "acme-sec-tenants", "tenant_id")
+        create_table(ddb, "acme-sec-users", "tenant_id", "username")
         assert main(["bootstrap-admin", "--prefix", "acme-sec", "--json"]) == EXIT_OK
         result = json.loads(capsys.readouterr().out)
         assert result["platform_tenant"] == "platform"
@@ -64,4 +39,3 @@ def test_bootstrap_admin_creates_the_platform_tenant_and_admin_once(
             main(["bootstrap-admin", "--prefix", "acme-sec"]) == EXIT_ALREADY_DONE
         )  # never resets a password
         assert main(["no-such-command"]) == EXIT_USAGE
-        aws.reset_clients()

@@ -10,14 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from localcloud.motohooks import serialize_dynamodb_writes
-from tenant_security import aws, crypto
+from tenant_security import crypto
 from tenant_security.crypto import DecryptionRefused
 from tenant_security.identity.sessions import SessionLimitReached, SessionStore
 from tenant_security.identity.tokens import ACCESS, KmsSigner, PublicKeys, TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
+from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "123456789012"
@@ -25,33 +24,12 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        serialize_dynamodb_writes()  # as the local cloud does: moto's transactions are not thread-safe
-        aws.reset_clients()
-        crypto._client.cache_clear()
-        crypto._encrypt_provider.cache_clear()
-        crypto._decrypt_provider.cache_clear()
+    with mocked_aws(monkeypatch):
         ddb = boto3.client("dynamodb")
-        for name, keys in {
-            "users": [("tenant_id", "HASH"), ("username", "RANGE")],
-            "sessions": [("tenant_id", "HASH"), ("session_id", "RANGE")],
-            "counters": [("pk", "HASH"), ("sk", "RANGE")],
-        }.items():
-            ddb.create_table(
-                TableName=name,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
-                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-            )
+        create_table(ddb, "users", "tenant_id", "username")
+        create_table(ddb, "sessions", "tenant_id", "session_id")
+        create_table(ddb, "counters", "pk", "sk")
         yield {"ddb": ddb, "kms": boto3.client("kms")}
-        aws.reset_clients()
 
 
 def test_a_timecode_is_accepted_by_exactly_one_of_many_concurrent_requests(moto_env: dict[str, Any]) -> None:

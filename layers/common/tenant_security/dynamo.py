@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -46,3 +46,24 @@ def is_conditional_failure(exc: BaseException) -> bool:
     """True for a failed ConditionExpression (also inside a cancelled transaction)."""
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def query_pages(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a Query (following LastEvaluatedKey)."""
+    while True:
+        reply: dict[str, Any] = client.query(**kwargs)
+        yield reply
+        if "LastEvaluatedKey" not in reply:
+            return
+        kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+
+def partition_items(client: Any, table: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+    """Every item whose partition key ``key`` is ``value``."""
+    for page in query_pages(
+        client,
+        TableName=table,
+        KeyConditionExpression=f"{key} = :v",
+        ExpressionAttributeValues={":v": {"S": value}},
+    ):
+        yield from page.get("Items", [])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_security.dynamo import from_item, is_conditional_failure, to_item
+from tenant_security.dynamo import from_item, is_conditional_failure, partition_items, query_pages, to_item
 from tenant_security.errors import DomainError
 
 
@@ -124,25 +124,20 @@ class SessionStore:
 
     def _live_count(self, tenant_id: str) -> int:
         now = int(self.clock())
-        count = 0
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "tenant_id = :t",
-            "FilterExpression": "expires_at > :now AND revoked = :false",
-            "ExpressionAttributeValues": {
+        pages = query_pages(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="tenant_id = :t",
+            FilterExpression="expires_at > :now AND revoked = :false",
+            ExpressionAttributeValues={
                 ":t": {"S": tenant_id},
                 ":now": {"N": str(now)},
                 ":false": {"BOOL": False},
             },
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        while True:
-            reply = self.client.query(**kwargs)
-            count += int(reply.get("Count", 0))
-            if "LastEvaluatedKey" not in reply:
-                return count
-            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+            Select="COUNT",
+            ConsistentRead=True,
+        )
+        return sum(int(page.get("Count", 0)) for page in pages)
 
     def _reconcile(self, tenant_id: str) -> bool:
         """Set the counter to the live sessions if it counts more; True if it went down."""
@@ -216,21 +211,10 @@ class SessionStore:
     def list_live(self, tenant_id: str, username: str | None = None) -> list[Session]:
         """The tenant's live sessions (of one user when ``username`` is given)."""
         now = self.clock()
-        sessions: list[Session] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
-        }
-        while True:
-            reply = self.client.query(**kwargs)
-            for item in reply.get("Items", []):
-                session = _session(item)
-                if session.live(now) and (username is None or session.username == username):
-                    sessions.append(session)
-            if "LastEvaluatedKey" not in reply:
-                return sessions
-            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        sessions = (
+            _session(item) for item in partition_items(self.client, self.table, "tenant_id", tenant_id)
+        )
+        return [s for s in sessions if s.live(now) and (username is None or s.username == username)]
 
     def revoke_all(self, tenant_id: str, username: str | None = None) -> int:
         """Revoke every live session of the tenant (or of one user); how many were revoked."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tenant_security.dynamo import from_item, is_conditional_failure, to_item, to_value
+from tenant_security.dynamo import from_item, is_conditional_failure, partition_items, to_item, to_value
 from tenant_security.errors import Conflict, NotFound
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]{1,63}$"
@@ -98,18 +98,7 @@ class UserStore:
 
     def list_users(self, tenant_id: str) -> list[User]:
         """Every user of the tenant."""
-        users: list[User] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
-        }
-        while True:
-            reply = self.client.query(**kwargs)
-            users.extend(_user(item) for item in reply.get("Items", []))
-            if "LastEvaluatedKey" not in reply:
-                return users
-            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return [_user(item) for item in partition_items(self.client, self.table, "tenant_id", tenant_id)]
 
     def _update(
         self,

@@ -1,0 +1,44 @@
+"""moto in this process, for integration tests of the layer's stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from localcloud.motohooks import serialize_dynamodb_writes
+from tenant_security import aws, crypto
+
+
+@contextmanager
+def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto for every boto3 client (the layer's shared clients included), as the local cloud runs it."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
+        aws.reset_clients()
+        for cached in (crypto._client, crypto._encrypt_provider, crypto._decrypt_provider):
+            cached.cache_clear()
+        try:
+            yield
+        finally:
+            aws.reset_clients()
+
+
+def create_table(ddb: Any, name: str, *keys: str) -> None:
+    """A pay-per-request table keyed by ``keys`` (hash, then range), all strings."""
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
+        KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"), strict=False)],
+    )
