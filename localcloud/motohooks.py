@@ -7,6 +7,9 @@
   and a DISABLED rule delivers nothing (moto ignores the state).
 - Step Functions executions started without a name get a UUID, as in AWS (moto's interpreter
   names them "None", so a second unnamed execution would clash).
+- S3 bucket policies see the request's condition values (moto evaluates conditions with none, so
+  any conditional Deny would match everything): the SSE-KMS headers, and ``aws:SecureTransport``
+  as true — the local endpoint stands in for AWS's HTTPS one.
 - DynamoDB writes are serialised: moto's TransactWriteItems deep-copies a table for rollback and
   fails when another thread writes to it meanwhile (real DynamoDB has no such limit).
 """
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import importlib
 import json
 import threading
@@ -57,6 +61,83 @@ def serialize_dynamodb_writes() -> None:
     backend = _moto_class("moto.dynamodb.models", "DynamoDBBackend")
     for name in _DYNAMODB_WRITES:
         _patch(backend, name, make_locked)
+
+
+_s3_request = threading.local()
+_S3_CONDITION_HEADERS = {
+    "x-amz-server-side-encryption": "s3:x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id": "s3:x-amz-server-side-encryption-aws-kms-key-id",
+}
+
+
+def s3_policy_conditions() -> None:
+    """Evaluate S3 bucket policies with the request's condition values (idempotent)."""
+
+    def make_key_response(original: Any) -> Any:
+        def key_response(self: Any, request: Any, full_url: str) -> Any:
+            _s3_request.headers = {k.lower(): v for k, v in dict(request.headers).items()}
+            try:
+                return original(self, request, full_url)
+            finally:
+                _s3_request.headers = {}
+
+        return key_response
+
+    def make_get_permission(_original: Any) -> Any:
+        def get_permission(self: Any, action: str, resource: str) -> Any:
+            access = importlib.import_module("moto.iam.access_control")
+            if self.policy is None:
+                return access.PermissionResult.NEUTRAL
+            headers = getattr(_s3_request, "headers", {}) or {}
+            values = {"aws:SecureTransport": "true"}
+            values.update({key: headers[h] for h, key in _S3_CONDITION_HEADERS.items() if h in headers})
+            policy = access.IAMPolicy(self.policy.decode())
+            return policy.is_action_permitted(action, resource, None, values)
+
+        return get_permission
+
+    def expected(value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    # moto implements StringEquals only and takes any other operator as satisfied.
+    operations = _moto_class("moto.iam.policy_conditions", "CONDITION_OPERATIONS")
+    operations.update(
+        {
+            "StringNotEquals": lambda want, got: got not in expected(want),
+            "StringLike": lambda want, got: any(fnmatch.fnmatchcase(got, w) for w in expected(want)),
+            "StringNotLike": lambda want, got: not any(fnmatch.fnmatchcase(got, w) for w in expected(want)),
+            "Bool": lambda want, got: got.lower() in [w.lower() for w in expected(want)],
+        }
+    )
+
+    def make_statement_check(original: Any) -> Any:
+        def is_action_permitted(
+            self: Any,
+            action: str,
+            resource: str = "*",
+            principal: Any = None,
+            incoming_condition_values: Any = None,
+        ) -> Any:
+            # moto answers DENIED when a condition does not hold (right for a trust policy's Allow);
+            # in a resource policy such a statement simply does not apply.
+            statement = self._statement
+            if (
+                statement.get("Condition")
+                and statement.get("Resource")
+                and not self._check_conditions(incoming_condition_values)
+            ):
+                return _moto_class("moto.iam.access_control", "PermissionResult").NEUTRAL
+            return original(self, action, resource, principal, incoming_condition_values)
+
+        return is_action_permitted
+
+    _patch(
+        _moto_class("moto.iam.access_control", "IAMPolicyStatement"),
+        "is_action_permitted",
+        make_statement_check,
+    )
+    _patch(_moto_class("moto.s3.responses", "S3Response"), "_key_response", make_key_response)
+    _patch(_moto_class("moto.s3.models", "FakeBucket"), "get_permission", make_get_permission)
 
 
 def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
@@ -108,6 +189,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
         return start_execution
 
     serialize_dynamodb_writes()
+    s3_policy_conditions()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

@@ -22,7 +22,12 @@ def fixture_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningC
 @pytest.fixture(scope="session")
 def platform_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     """template.yaml running locally with the embedded PostgreSQL."""
-    cloud = start_cloud(REAL_TEMPLATE, Path(tmp_path_factory.mktemp("platform-cloud")), database=True)
+    cloud = start_cloud(
+        REAL_TEMPLATE,
+        Path(tmp_path_factory.mktemp("platform-cloud")),
+        database=True,
+        extra=("--parameter", "FaultInjection=enabled"),  # faults are set per tenant id by the tests
+    )
     yield cloud
     cloud.stop()
 

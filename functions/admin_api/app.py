@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenant_security import services
 from tenant_security.context import TenantContext, protected_middleware
+from tenant_security.errors import Conflict, NotFound
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.models.onboarding import OnboardingRequest
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenants import TenantRecord
@@ -50,6 +52,35 @@ def _tenant(tenant_id: str) -> TenantRecord:
     require_tenant_id(tenant_id, "path.tenant_id")
     record: TenantRecord = app.context["tenant_record"]
     return record
+
+
+@app.post("/tenants")
+def create_tenant(body: OnboardingRequest) -> Response[Any]:
+    from tenant_security.onboarding import TenantProvisioner, request_onboarding
+
+    request = TenantProvisioner.validate_with(settings, body.model_dump(mode="json"))
+    accepted = request_onboarding(request, services.tenant_store(), services.publisher())
+    return Response(status_code=202, content_type="application/json", body=accepted)
+
+
+@app.get("/tenants/<tenant_id>")
+def get_tenant(tenant_id: str) -> dict[str, Any]:
+    record = services.tenant_store().get(_tenant(tenant_id).tenant_id)
+    if record is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    return record.public()
+
+
+@app.delete("/tenants/<tenant_id>")
+def delete_tenant(tenant_id: str) -> Response[Any]:
+    from tenant_security.onboarding import request_offboarding
+
+    if tenant_id == settings.platform_tenant_id:
+        raise Conflict("the platform tenant cannot be offboarded")
+    accepted = request_offboarding(
+        _tenant(tenant_id).tenant_id, services.tenant_store(), services.publisher()
+    )
+    return Response(status_code=202, content_type="application/json", body=accepted)
 
 
 @app.post("/tenants/<tenant_id>/users")

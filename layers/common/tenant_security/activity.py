@@ -30,9 +30,13 @@ class EventPublisher:
         self.bus_name = bus_name
         self.source = source
 
-    def put(self, detail_type: str, detail: Mapping[str, Any]) -> bool:
-        """Put one event; True once EventBridge accepted it."""
-        body = {"time": datetime.now(UTC).isoformat(), **redact(dict(detail))}
+    def put(self, detail_type: str, detail: Mapping[str, Any], *, raw: bool = False) -> bool:
+        """Put one event; True once EventBridge accepted it.
+
+        Activity events get a time and are redacted; ``raw`` puts ``detail`` exactly as given (a
+        request another component validates, such as `Tenant Onboarding Requested`).
+        """
+        body = dict(detail) if raw else {"time": datetime.now(UTC).isoformat(), **redact(dict(detail))}
         entry = {
             "Source": self.source,
             "DetailType": detail_type,

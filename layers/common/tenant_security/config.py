@@ -61,6 +61,10 @@ class Settings(BaseSettings):
                 values["event_bus_name"] = f"{prefix}-platform"
         return values
 
+    fault_injection: str = Field("disabled", pattern=r"^(enabled|disabled)$")
+    # Roles (ARNs, comma-separated) that tenant key policies let use the keys.
+    tenant_key_users: str = ""
+
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
 
@@ -68,6 +72,10 @@ class Settings(BaseSettings):
     def signing_key_ids(self) -> list[str]:
         """Key ids whose tokens are accepted (the first one signs); comma-separated for rotation."""
         return [k.strip() for k in self.token_signing_key_id.split(",") if k.strip()]
+
+    @property
+    def tenant_key_user_arns(self) -> list[str]:
+        return [a.strip() for a in self.tenant_key_users.split(",") if a.strip()]
 
     def kms_arn(self, resource: str) -> str:
         """``key/<id>`` or ``alias/<name>`` as an ARN of this account and region."""

@@ -120,6 +120,10 @@ def make_resolver(
     def _domain(exc: DomainError) -> Response[str]:
         return error_response(exc)
 
+    @app.exception_handler(json.JSONDecodeError)
+    def _malformed(_exc: json.JSONDecodeError) -> Response[str]:
+        return error_response(MalformedJson("request body is not valid JSON"))
+
     @app.exception_handler(RequestUnsupportedContentType)
     def _content_type(_exc: RequestUnsupportedContentType) -> Response[str]:
         return error_response(UnsupportedMediaType(f"send the body as {JSON}"))

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
     from tenant_security.authz.decision import RequestAuthorizer
     from tenant_security.config import Settings
+    from tenant_security.database import TenantDatabases
+    from tenant_security.faults import FaultInjector
     from tenant_security.identity.admin import UserAdmin
     from tenant_security.identity.mfa import MfaService
     from tenant_security.identity.sessions import SessionStore
     from tenant_security.identity.signin import SignInService
     from tenant_security.identity.tokens import PublicKeys, TokenIssuer, TokenVerifier
     from tenant_security.identity.users import UserStore
+    from tenant_security.onboarding import TenantProvisioner
     from tenant_security.tenants import TenantDirectory, TenantStore
 
 
@@ -128,11 +131,25 @@ def mfa() -> MfaService:
     )
 
 
+def forget_initial_password(tenant_id: str, username: str) -> None:
+    """At a first sign-in, delete the operator's copy of that user's one-time password (if any)."""
+    name = f"{settings().resource_prefix}/tenants/{tenant_id}/admin-initial-password"
+    client = aws.secretsmanager()
+    try:
+        tags = {t["Key"]: t["Value"] for t in client.describe_secret(SecretId=name).get("Tags", [])}
+    except client.exceptions.ResourceNotFoundException:
+        return
+    if tags.get("Username") == username:
+        client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+
 @cache
 def signin() -> SignInService:
     from tenant_security.identity.signin import SignInService
 
-    return SignInService(users(), tenants(), sessions(), mfa(), issuer(), verifier())
+    return SignInService(
+        users(), tenants(), sessions(), mfa(), issuer(), verifier(), on_first_sign_in=forget_initial_password
+    )
 
 
 @cache
@@ -147,3 +164,36 @@ def request_authorizer() -> RequestAuthorizer:
     from tenant_security.authz.decision import RequestAuthorizer
 
     return RequestAuthorizer(verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id)
+
+
+@cache
+def tenant_databases() -> TenantDatabases:
+    import json
+
+    from tenant_security.database import MasterCredentials, TenantDatabases
+
+    secret = aws.secretsmanager().get_secret_value(SecretId=settings().database_secret_arn)["SecretString"]
+    return TenantDatabases(MasterCredentials.from_secret(json.loads(secret)))
+
+
+@cache
+def provisioner() -> TenantProvisioner:
+    from tenant_security.onboarding import TenantProvisioner
+
+    return TenantProvisioner(
+        settings(),
+        aws.kms(),
+        aws.s3(),
+        aws.secretsmanager(),
+        tenant_store(),
+        users(),
+        sessions(),
+        tenant_databases,
+    )
+
+
+@cache
+def faults() -> FaultInjector:
+    from tenant_security.faults import FaultInjector
+
+    return FaultInjector(aws.dynamodb(), settings().counters_table, settings().fault_injection == "enabled")

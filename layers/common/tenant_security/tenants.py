@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tenant_security.models import ResourceQuotas, SecurityPolicies
 
 ACTIVE = "ACTIVE"
+RETIRED = ("OFFBOARDING", "OFFBOARDED")  # ids that are never onboarded again
 STATUSES = ("PROVISIONING", "ACTIVE", "FAILED", "SUSPENDED", "OFFBOARDING", "OFFBOARDED")
 CONFIG_CACHE_SECONDS = 60
 
@@ -51,6 +52,9 @@ class TenantRecord:
     quotas: ResourceQuotas = field(default_factory=_default_quotas)
     # Tenant-defined roles: name → permission patterns (tenant-scoped actions only).
     custom_roles: dict[str, list[str]] = field(default_factory=dict)
+    request_hash: str = ""
+    failure_reason: str = ""
+    updated_at: str = ""
 
     @property
     def active(self) -> bool:
@@ -67,8 +71,25 @@ class TenantRecord:
                 "security_policies": self.policies.model_dump_json(),
                 "resource_quotas": self.quotas.model_dump_json(),
                 "custom_roles": json.dumps(self.custom_roles),
+                "request_hash": self.request_hash or None,
+                "failure_reason": self.failure_reason or None,
+                "updated_at": self.updated_at or datetime.now(UTC).isoformat(),
             }
         )
+
+    def public(self) -> dict[str, Any]:
+        """What GET /tenants/{t} shows."""
+        out: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "name": self.name,
+            "status": self.status,
+            "isolation": self.isolation,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.status == "FAILED":
+            out["failure_reason"] = self.failure_reason
+        return out
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> TenantRecord:
@@ -84,6 +105,9 @@ class TenantRecord:
             policies=SecurityPolicies.model_validate_json(values.get("security_policies", "{}")),
             quotas=ResourceQuotas.model_validate_json(values.get("resource_quotas", "{}")),
             custom_roles=json.loads(values.get("custom_roles", "{}")),
+            request_hash=values.get("request_hash", ""),
+            failure_reason=values.get("failure_reason", ""),
+            updated_at=values.get("updated_at", ""),
         )
 
 
@@ -114,21 +138,81 @@ class TenantStore:
                 raise Conflict(f"tenant {record.tenant_id!r} exists") from exc
             raise
 
-    def set_status(self, tenant_id: str, status: str) -> None:
+    def register(self, record: TenantRecord) -> TenantRecord | None:
+        """Claim the id for ``record`` (status PROVISIONING).
+
+        Returns None when registered now; the existing record when the same request (same
+        fingerprint) registered it before (a repeat: a no-op). 409 when the id belongs to another
+        request; an earlier FAILED attempt may be replaced.
+        """
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=record.to_item(),
+                ConditionExpression="attribute_not_exists(tenant_id) OR #s = :failed",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":failed": {"S": "FAILED"}},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+            existing = self.get(record.tenant_id)
+            if existing is not None and existing.status in RETIRED:
+                raise Conflict(f"tenant {record.tenant_id!r} was offboarded; its id is not reused") from exc
+            if existing is not None and existing.request_hash == record.request_hash:
+                return existing
+            raise Conflict(f"tenant {record.tenant_id!r} exists with another request") from exc
+        return None
+
+    def replace(self, record: TenantRecord, expected_status: str) -> None:
+        """Write ``record`` if the stored one still has ``expected_status`` (and the same request)."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=record.to_item(),
+                ConditionExpression="#s = :expected AND request_hash = :hash",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":expected": {"S": expected_status},
+                    ":hash": {"S": record.request_hash},
+                },
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise Conflict(f"tenant {record.tenant_id!r} is no longer {expected_status}") from exc
+            raise
+
+    def set_status(
+        self, tenant_id: str, status: str, reason: str = "", allowed_from: tuple[str, ...] = ()
+    ) -> None:
+        """Move to ``status`` (from one of ``allowed_from`` when given); 404/409 otherwise."""
         if status not in STATUSES:
             raise ValueError(status)
+        names = {"#s": "status"}
+        values: dict[str, Any] = {
+            ":s": {"S": status},
+            ":r": {"S": reason[:2000]},
+            ":t": {"S": datetime.now(UTC).isoformat()},
+        }
+        condition = "attribute_exists(tenant_id)"
+        if allowed_from:
+            keys = [f":from{i}" for i in range(len(allowed_from))]
+            values.update({k: {"S": v} for k, v in zip(keys, allowed_from, strict=True)})
+            condition += f" AND #s IN ({', '.join(keys)})"
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"tenant_id": {"S": tenant_id}},
-                UpdateExpression="SET #s = :s",
-                ConditionExpression="attribute_exists(tenant_id)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":s": {"S": status}},
+                UpdateExpression="SET #s = :s, failure_reason = :r, updated_at = :t",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except Exception as exc:
             if is_conditional_failure(exc):
-                raise NotFound(f"no tenant {tenant_id!r}") from exc
+                if self.get(tenant_id) is None:
+                    raise NotFound(f"no tenant {tenant_id!r}") from exc
+                raise Conflict(f"tenant {tenant_id!r} cannot become {status} now") from exc
             raise
 
 

@@ -52,7 +52,9 @@ class SignInService:
         issuer: TokenIssuer,
         verifier: TokenVerifier,
         clock: Callable[[], float] = time.time,
+        on_first_sign_in: Callable[[str, str], None] | None = None,
     ) -> None:
+        self.on_first_sign_in = on_first_sign_in
         self.users = users
         self.tenants = tenants
         self.sessions = sessions
@@ -81,6 +83,8 @@ class SignInService:
             raise Unauthorized("invalid credentials")
         if not tenant.active:
             raise Forbidden("tenant is not active")
+        if user.password_change_required and self.on_first_sign_in is not None:
+            self.on_first_sign_in(tenant_id, username)
         if needs_rehash(user.password_hash):
             self.users.set_password(
                 tenant_id, username, hash_password(password), user.password_change_required

@@ -1,0 +1,68 @@
+"""Step Functions tasks of onboarding and offboarding: ``{"step": NAME, ...}`` → the step's result.
+
+Errors keep their class name as Step Functions' error name: ``ValidationFailed`` and ``Conflict``
+end an execution without compensation, ``TransientError`` is retried with back-off, anything else
+leads to compensation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_security import services
+from tenant_security.observability import logger
+from tenant_security.onboarding import _TRANSIENT_CODES, TransientError, error_code
+
+
+def _request(event: dict[str, Any]) -> Any:
+    return services.provisioner().validate(event["request"])
+
+
+STEPS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "validate": lambda e: {"request": _request(e).model_dump(mode="json")},
+    "register": lambda e: {"status": services.provisioner().register(_request(e))},
+    "keys": lambda e: services.provisioner().create_keys(_request(e)),
+    "buckets": lambda e: services.provisioner().create_buckets(_request(e), e["keys"]),
+    "database": lambda e: services.provisioner().create_database(_request(e)),
+    "activate": lambda e: services.provisioner().activate(_request(e)),
+    "admin": lambda e: services.provisioner().create_admin(_request(e)),
+    "compensate": lambda e: services.provisioner().compensate(e["tenant_id"], _reason(e.get("error"))),
+    "begin_offboarding": lambda e: services.provisioner().begin_offboarding(e["tenant_id"]),
+    "offboard": lambda e: services.provisioner().offboard(e["tenant_id"]),
+}
+
+
+def _reason(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('Error', 'Error')}: {error.get('Cause', '')}"[:2000]
+    return str(error or "unknown")[:2000]
+
+
+def _tenant_of(event: dict[str, Any]) -> str:
+    request = event.get("request")
+    return str(
+        event.get("tenant_id") or (request.get("tenant_id") if isinstance(request, dict) else "") or ""
+    )
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    """Run one step."""
+    step = str(event.get("step"))
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}")
+    tenant_id = _tenant_of(event)
+    logger.append_keys(tenant_id=tenant_id, step=step)
+    flow = "offboarding" if step in ("begin_offboarding", "offboard") else "onboarding"
+    services.faults().check(flow, tenant_id, step)
+    try:
+        result = STEPS[step](event)
+    except Exception as exc:
+        if error_code(exc) in _TRANSIENT_CODES or type(exc).__name__ == "OperationalError":
+            raise TransientError(f"{step}: {exc}") from exc
+        raise
+    logger.info("step done", extra={"outcome": "ok"})
+    return result

@@ -1,0 +1,214 @@
+"""Per-tenant PostgreSQL: a database (isolation ``database``) or a schema in a shared database
+(isolation ``schema``), each with its own login role and nothing else.
+
+Every identifier goes through ``psycopg.sql.Identifier``; values are parameters. The master
+credentials come from the platform's database secret (RDS-style JSON); the tenant's generated
+credentials go to Secrets Manager (see :mod:`tenant_security.onboarding`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+SHARED_DATABASE = "tenants_shared"
+
+# The seed's baseline tables, and the records table of the data plane.
+_BASELINE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS {schema}.users (
+        id SERIAL PRIMARY KEY,
+        username VARCHAR(255) UNIQUE NOT NULL,
+        email VARCHAR(255) UNIQUE NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS {schema}.records (
+        id UUID PRIMARY KEY,
+        data JSONB NOT NULL,
+        sealed BYTEA,
+        created_by VARCHAR(255) NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+)
+
+
+@dataclass(frozen=True)
+class MasterCredentials:
+    host: str
+    port: int
+    username: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def from_secret(cls, value: dict[str, Any]) -> MasterCredentials:
+        return cls(
+            str(value["host"]),
+            int(value.get("port", 5432)),
+            str(value["username"]),
+            str(value.get("password", "")),
+            str(value.get("dbname", "postgres")),
+        )
+
+
+def role_name(tenant_id: str) -> str:
+    return f"tenant_{tenant_id}"
+
+
+def tenant_database_name(tenant_id: str) -> str:
+    return f"tenant_{tenant_id}"
+
+
+def schema_name(tenant_id: str) -> str:
+    return f"tenant_{tenant_id}"
+
+
+class TenantDatabases:
+    """Creates and drops tenants' databases, schemas and roles as the master user."""
+
+    def __init__(self, master: MasterCredentials, connect_timeout: int = 10) -> None:
+        self.master = master
+        self.connect_timeout = connect_timeout
+
+    @contextmanager
+    def _connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(
+            host=self.master.host,
+            port=self.master.port,
+            user=self.master.username,
+            password=self.master.password,
+            dbname=dbname or self.master.dbname,
+            connect_timeout=self.connect_timeout,
+            autocommit=True,
+        ) as conn:
+            yield conn
+
+    def _ensure_role(self, conn: psycopg.Connection[Any], role: str, password: str) -> None:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        # CREATE/ALTER ROLE takes no bind parameters: the password goes in as a quoted literal.
+        conn.execute(
+            sql.SQL(
+                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+                " CONNECTION LIMIT 20 PASSWORD {}"
+            ).format(verb, sql.Identifier(role), sql.Literal(password))
+        )
+
+    def _database_exists(self, conn: psycopg.Connection[Any], name: str) -> bool:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    def _baseline(self, conn: psycopg.Connection[Any], schema: str, role: str) -> None:
+        for statement in _BASELINE_TABLES:
+            conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+
+    def create(self, tenant_id: str, isolation: str) -> dict[str, Any]:
+        """Create (or bring up to date) the tenant's database or schema and role; its credentials.
+
+        Idempotent: run again, it leaves one role (with a new password) and one database/schema.
+        """
+        role, password = role_name(tenant_id), secrets.token_urlsafe(32)
+        with self._connect() as conn:
+            self._ensure_role(conn, role, password)
+            if isolation == "database":
+                dbname = tenant_database_name(tenant_id)
+                if not self._database_exists(conn, dbname):
+                    conn.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(dbname), sql.Identifier(role)
+                        )
+                    )
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+                conn.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        sql.Identifier(dbname), sql.Identifier(role)
+                    )
+                )
+                schema = "public"
+            else:
+                dbname = SHARED_DATABASE
+                if not self._database_exists(conn, dbname):
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+                conn.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        sql.Identifier(dbname), sql.Identifier(role)
+                    )
+                )
+                schema = schema_name(tenant_id)
+        with self._connect(dbname) as conn:
+            # Nobody may create in or use public by default (PostgreSQL < 15 allowed it).
+            conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            if isolation == "database":
+                conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+            else:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                        sql.Identifier(schema), sql.Identifier(role)
+                    )
+                )
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}").format(
+                        sql.Identifier(role), sql.Identifier(dbname), sql.Identifier(schema)
+                    )
+                )
+            self._baseline(conn, schema, role)
+        return {
+            "engine": "postgres",
+            "host": self.master.host,
+            "port": self.master.port,
+            "username": role,
+            "password": password,
+            "dbname": dbname,
+            "schema": schema,
+            "isolation": isolation,
+        }
+
+    def drop(self, tenant_id: str) -> None:
+        """Drop the tenant's database or schema and its role (idempotent)."""
+        role, dbname, schema = role_name(tenant_id), tenant_database_name(tenant_id), schema_name(tenant_id)
+        with self._connect() as conn:
+            if self._database_exists(conn, dbname):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            shared = self._database_exists(conn, SHARED_DATABASE)
+        if shared:
+            with self._connect(SHARED_DATABASE) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with self._connect() as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+    def exists(self, tenant_id: str) -> dict[str, bool]:
+        """What of the tenant is left in PostgreSQL (for tests and offboarding reports)."""
+        with self._connect() as conn:
+            role = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role_name(tenant_id),)
+            ).fetchone()
+            database = self._database_exists(conn, tenant_database_name(tenant_id))
+            shared = self._database_exists(conn, SHARED_DATABASE)
+        schema = False
+        if shared:
+            with self._connect(SHARED_DATABASE) as conn:
+                schema = (
+                    conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name(tenant_id),)
+                    ).fetchone()
+                    is not None
+                )
+        return {"role": role is not None, "database": database, "schema": schema}

@@ -1,0 +1,54 @@
+"""The onboarding request of API.md (POST /tenants body and `Tenant Onboarding Requested` detail)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.models.base import StrictModel, parse_document
+from tenant_security.models.policies import SecurityPolicies
+from tenant_security.models.quotas import ResourceQuotas
+from tenant_security.tenancy import TenantId
+
+Email = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$", max_length=254)
+]
+
+
+class AdminUser(StrictModel):
+    username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+    email: Email
+
+
+class OnboardingRequest(StrictModel):
+    tenant_id: TenantId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+    isolation: Literal["database", "schema"]
+    admin: AdminUser
+    security_policies: SecurityPolicies = Field(default_factory=SecurityPolicies)
+    resource_quotas: ResourceQuotas = Field(default_factory=ResourceQuotas)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical request: the same request again is recognised as such."""
+        body = self.model_dump(
+            mode="json", exclude={"security_policies": {"tenant_id"}, "resource_quotas": {"tenant_id"}}
+        )
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def parse_onboarding_request(data: Any) -> OnboardingRequest:
+    """Validate an onboarding request; 400 with the failing fields."""
+    request = parse_document(OnboardingRequest, data, "onboarding_request")
+    # The documents belong to this tenant whatever tenant_id they carried.
+    return request.model_copy(
+        update={
+            "security_policies": request.security_policies.model_copy(
+                update={"tenant_id": request.tenant_id}
+            ),
+            "resource_quotas": request.resource_quotas.model_copy(update={"tenant_id": request.tenant_id}),
+        }
+    )

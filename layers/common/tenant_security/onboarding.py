@@ -1,0 +1,526 @@
+"""Tenant onboarding and offboarding steps, run one by one by the Step Functions state machines.
+
+Every step is idempotent: run twice (a Step Functions retry, a repeated request) it changes
+nothing more. Compensation and offboarding find the tenant's resources by their names (aliases,
+buckets, secrets, roles), so they undo whatever exists, however far a failed attempt got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from tenant_security.authz.rbac import TENANT_ADMIN
+from tenant_security.config import Settings
+from tenant_security.database import TenantDatabases
+from tenant_security.errors import Conflict, DomainError, ValidationFailed
+from tenant_security.identity.passwords import generate_password, hash_password
+from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.users import User, UserStore
+from tenant_security.models.onboarding import OnboardingRequest, parse_onboarding_request
+from tenant_security.observability import logger
+from tenant_security.tenants import RETIRED, TenantRecord, TenantStore
+
+KEY_PURPOSES = ("data", "secrets", "api-keys")
+KEY_DELETION_WINDOW_DAYS = 7  # the KMS minimum: crypto-shredding as soon as KMS allows
+_TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "ProvisionedThroughputExceededException",
+    "RequestTimeout",
+    "SlowDown",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+}
+
+
+def data_bucket_name(prefix: str, tenant_id: str) -> str:
+    return f"{prefix}-tenant-{tenant_id}-data"
+
+
+def audit_bucket_name(prefix: str, tenant_id: str) -> str:
+    return f"{prefix}-audit-logs-{tenant_id}"
+
+
+class TransientError(DomainError):
+    """A failure worth retrying (the state machines retry it with back-off)."""
+
+    status, code = 503, "transient_error"
+
+
+def error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class TenantProvisioner:
+    """The steps of onboarding and offboarding a tenant."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kms: Any,
+        s3: Any,
+        secrets: Any,
+        tenants: TenantStore,
+        users: UserStore,
+        sessions: SessionStore,
+        databases: Callable[[], TenantDatabases],
+    ) -> None:
+        self.settings = settings
+        self.kms = kms
+        self.s3 = s3
+        self.secrets = secrets
+        self.tenants = tenants
+        self.users = users
+        self.sessions = sessions
+        self.databases = databases
+
+    # ------------------------------------------------------------------ names
+    def data_bucket(self, tenant_id: str) -> str:
+        return data_bucket_name(self.settings.resource_prefix, tenant_id)
+
+    def audit_bucket(self, tenant_id: str) -> str:
+        return audit_bucket_name(self.settings.resource_prefix, tenant_id)
+
+    def secret_name(self, tenant_id: str, what: str) -> str:
+        return f"{self.settings.resource_prefix}/tenants/{tenant_id}/{what}"
+
+    # ------------------------------------------------------------------ 1. validate
+    def validate(self, data: Any) -> OnboardingRequest:
+        """The request, checked (400 with fields when it is not valid)."""
+        return self.validate_with(self.settings, data)
+
+    @staticmethod
+    def validate_with(settings: Settings, data: Any) -> OnboardingRequest:
+        """:meth:`validate` for callers that have only the settings (the API)."""
+        request = parse_onboarding_request(data)
+        problems = []
+        prefix, tenant_id = settings.resource_prefix, request.tenant_id
+        if tenant_id == settings.platform_tenant_id:
+            problems.append({"field": "tenant_id", "message": "the platform tenant cannot be onboarded"})
+        if max(len(data_bucket_name(prefix, tenant_id)), len(audit_bucket_name(prefix, tenant_id))) > 63:
+            problems.append(
+                {"field": "tenant_id", "message": "too long for the S3 bucket names with this prefix"}
+            )
+        if problems:
+            raise ValidationFailed("onboarding request is not valid", fields=problems)
+        return request
+
+    # ------------------------------------------------------------------ 2. register
+    def register(self, request: OnboardingRequest) -> str:
+        """Claim the tenant id; the status an identical earlier request left (or PROVISIONING)."""
+        record = TenantRecord(
+            tenant_id=request.tenant_id,
+            name=request.name,
+            status="PROVISIONING",
+            isolation=request.isolation,
+            policies=request.security_policies,
+            quotas=request.resource_quotas,
+            request_hash=request.fingerprint(),
+        )
+        existing = self.tenants.register(record)
+        return existing.status if existing is not None else "PROVISIONING"
+
+    # ------------------------------------------------------------------ 3. keys
+    def _key_policy(self) -> dict[str, Any]:
+        root = f"arn:{self.settings.partition}:iam::{self.settings.account_id}:root"
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "AccountAdministration",
+                "Effect": "Allow",
+                "Principal": {"AWS": root},
+                "Action": [
+                    "kms:Create*",
+                    "kms:Describe*",
+                    "kms:Enable*",
+                    "kms:List*",
+                    "kms:Put*",
+                    "kms:Update*",
+                    "kms:Revoke*",
+                    "kms:Disable*",
+                    "kms:Get*",
+                    "kms:TagResource",
+                    "kms:UntagResource",
+                    "kms:ScheduleKeyDeletion",
+                    "kms:CancelKeyDeletion",
+                    "kms:ReplicateKey",
+                ],
+                "Resource": "*",
+            }
+        ]
+        users = self.settings.tenant_key_user_arns
+        if users:
+            statements.append(
+                {
+                    "Sid": "PlatformRolesUseTheKey",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": users},
+                    "Action": [
+                        "kms:Encrypt",
+                        "kms:Decrypt",
+                        "kms:GenerateDataKey",
+                        "kms:GenerateDataKeyWithoutPlaintext",
+                        "kms:ReEncryptFrom",
+                        "kms:ReEncryptTo",
+                        "kms:DescribeKey",
+                    ],
+                    "Resource": "*",
+                }
+            )
+        return {"Version": "2012-10-17", "Statement": statements}
+
+    def _key_of_alias(self, alias: str) -> dict[str, Any] | None:
+        try:
+            meta: dict[str, Any] = self.kms.describe_key(KeyId=alias)["KeyMetadata"]
+        except Exception as exc:
+            if error_code(exc) == "NotFoundException":
+                return None
+            raise
+        return meta
+
+    def create_keys(self, request: OnboardingRequest) -> dict[str, str]:
+        """The tenant's data, secrets and api-keys keys (ARNs by purpose)."""
+        protection = request.security_policies.data_protection
+        out = {}
+        for purpose in KEY_PURPOSES:
+            alias = self.settings.tenant_key_alias(request.tenant_id, purpose)
+            meta = self._key_of_alias(alias)
+            if meta is None or meta.get("KeyState") == "PendingDeletion":
+                if meta is not None:
+                    self.kms.delete_alias(AliasName=alias)
+                meta = self.kms.create_key(
+                    Description=f"{request.tenant_id} {purpose} key ({self.settings.resource_prefix})",
+                    KeyUsage="ENCRYPT_DECRYPT",
+                    KeySpec="SYMMETRIC_DEFAULT",
+                    MultiRegion=protection.cross_region_encryption,
+                    Policy=json.dumps(self._key_policy()),
+                    Tags=[
+                        {"TagKey": "TenantId", "TagValue": request.tenant_id},
+                        {"TagKey": "Purpose", "TagValue": purpose},
+                        {
+                            "TagKey": "ManagedBy",
+                            "TagValue": f"{self.settings.resource_prefix}-tenant-security",
+                        },
+                    ],
+                )["KeyMetadata"]
+                self.kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+            self.kms.enable_key_rotation(
+                KeyId=meta["KeyId"], RotationPeriodInDays=protection.key_rotation_days
+            )
+            out[purpose] = str(meta["Arn"])
+        return out
+
+    # ------------------------------------------------------------------ 4. buckets
+    def _tls_only(self, bucket: str) -> dict[str, Any]:
+        arn = f"arn:{self.settings.partition}:s3:::{bucket}"
+        return {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+
+    def _create_bucket(self, name: str, tenant_id: str, object_lock: bool) -> None:
+        args: dict[str, Any] = {"Bucket": name}
+        if self.settings.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.region}
+        if object_lock:
+            args["ObjectLockEnabledForBucket"] = True
+        try:
+            self.s3.create_bucket(**args)
+        except Exception as exc:
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
+        self.s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        self.s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        self.s3.put_bucket_tagging(
+            Bucket=name,
+            Tagging={
+                "TagSet": [
+                    {"Key": "TenantId", "Value": tenant_id},
+                    {"Key": "ManagedBy", "Value": f"{self.settings.resource_prefix}-tenant-security"},
+                ]
+            },
+        )
+
+    def _encrypt_bucket(self, name: str, key_arn: str) -> None:
+        self.s3.put_bucket_encryption(
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": key_arn,
+                        },
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        )
+
+    def create_buckets(self, request: OnboardingRequest, keys: dict[str, str]) -> dict[str, str]:
+        """The tenant's data bucket and its object-locked audit bucket."""
+        tenant_id = request.tenant_id
+        data, audit = self.data_bucket(tenant_id), self.audit_bucket(tenant_id)
+        self._create_bucket(data, tenant_id, object_lock=False)
+        self._encrypt_bucket(data, keys["data"])
+        data_arn = f"arn:{self.settings.partition}:s3:::{data}"
+        self.s3.put_bucket_policy(
+            Bucket=data,
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        self._tls_only(data),
+                        {
+                            "Sid": "DenyUploadsWithoutTheTenantKey",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:PutObject",
+                            "Resource": f"{data_arn}/*",
+                            "Condition": {
+                                "StringNotEquals": {
+                                    "s3:x-amz-server-side-encryption-aws-kms-key-id": keys["data"]
+                                }
+                            },
+                        },
+                    ],
+                }
+            ),
+        )
+        self._create_bucket(audit, tenant_id, object_lock=True)
+        # The trail is encrypted with the platform's audit key: it survives crypto-shredding.
+        self._encrypt_bucket(audit, self.settings.kms_arn(f"key/{self.settings.audit_log_key_id}"))
+        self.s3.put_object_lock_configuration(
+            Bucket=audit,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {
+                    "DefaultRetention": {
+                        "Mode": "COMPLIANCE",
+                        "Days": request.security_policies.audit_logging.retention_days,
+                    }
+                },
+            },
+        )
+        self.s3.put_bucket_policy(
+            Bucket=audit, Policy=json.dumps({"Version": "2012-10-17", "Statement": [self._tls_only(audit)]})
+        )
+        return {"data": data, "audit": audit}
+
+    # ------------------------------------------------------------------ 5. database
+    def _put_secret(
+        self, name: str, value: str, tenant_id: str, description: str, username: str = ""
+    ) -> None:
+        key = self.settings.secrets_key_arn(tenant_id)
+        tags = [{"Key": "TenantId", "Value": tenant_id}] + (
+            [{"Key": "Username", "Value": username}] if username else []
+        )
+        try:
+            self.secrets.create_secret(
+                Name=name, SecretString=value, KmsKeyId=key, Description=description, Tags=tags
+            )
+        except Exception as exc:
+            if error_code(exc) != "ResourceExistsException":
+                raise
+            self.secrets.put_secret_value(SecretId=name, SecretString=value)
+
+    def create_database(self, request: OnboardingRequest) -> dict[str, str]:
+        """The tenant's database or schema and role; credentials in Secrets Manager."""
+        credentials = self.databases().create(request.tenant_id, request.isolation)
+        name = self.secret_name(request.tenant_id, "database")
+        self._put_secret(name, json.dumps(credentials), request.tenant_id, "Tenant database credentials")
+        return {"secret": name, "dbname": credentials["dbname"], "schema": credentials["schema"]}
+
+    # ------------------------------------------------------------------ 6. activate
+    def activate(self, request: OnboardingRequest) -> dict[str, str]:
+        """Store the tenant's configuration, status ACTIVE."""
+        record = self.tenants.get(request.tenant_id)
+        if record is None:
+            raise Conflict(f"tenant {request.tenant_id!r} is not registered")
+        if record.status == "ACTIVE" and record.request_hash == request.fingerprint():
+            return {"status": "ACTIVE"}
+        now = datetime.now(UTC).isoformat()
+        active = replace(
+            record,
+            status="ACTIVE",
+            policies=request.security_policies,
+            quotas=request.resource_quotas,
+            name=request.name,
+            isolation=request.isolation,
+            failure_reason="",
+            updated_at=now,
+        )
+        self.tenants.replace(active, expected_status="PROVISIONING")
+        return {"status": "ACTIVE"}
+
+    # ------------------------------------------------------------------ 7. admin
+    def create_admin(self, request: OnboardingRequest) -> dict[str, str]:
+        """The tenant's first tenant-admin, with a one-time password kept for the operator."""
+        tenant_id, username = request.tenant_id, request.admin.username
+        secret = self.secret_name(tenant_id, "admin-initial-password")
+        if self.users.get(tenant_id, username) is None:
+            password = generate_password(24)
+            self._put_secret(
+                secret,
+                json.dumps({"username": username, "password": password}),
+                tenant_id,
+                "One-time password of the tenant's first admin (deleted at first sign-in)",
+                username=username,
+            )
+            with contextlib.suppress(Conflict):  # a concurrent run of this step created it first
+                self.users.create(
+                    User(
+                        tenant_id=tenant_id,
+                        username=username,
+                        email=request.admin.email,
+                        roles=[TENANT_ADMIN],
+                        password_hash=hash_password(password),
+                        password_change_required=True,
+                    )
+                )
+        return {"username": username, "initial_password_secret": secret}
+
+    # ------------------------------------------------------------------ undo
+    def _delete_bucket(self, name: str) -> bool:
+        try:
+            self.s3.head_bucket(Bucket=name)
+        except Exception as exc:
+            if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=name):
+            objects = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            if objects:
+                self.s3.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
+        self.s3.delete_bucket(Bucket=name)
+        return True
+
+    def _delete_secret(self, name: str) -> None:
+        try:
+            self.secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+
+    def shred_keys(self, tenant_id: str) -> list[str]:
+        """Schedule the tenant's keys for deletion (crypto-shredding); their key ids."""
+        shredded = []
+        for purpose in KEY_PURPOSES:
+            alias = self.settings.tenant_key_alias(tenant_id, purpose)
+            meta = self._key_of_alias(alias)
+            if meta is None:
+                continue
+            if meta.get("KeyState") != "PendingDeletion":
+                self.kms.schedule_key_deletion(
+                    KeyId=meta["KeyId"], PendingWindowInDays=KEY_DELETION_WINDOW_DAYS
+                )
+            self.kms.delete_alias(AliasName=alias)
+            shredded.append(str(meta["KeyId"]))
+        return shredded
+
+    def _delete_users(self, tenant_id: str) -> int:
+        users = self.users.list_users(tenant_id)
+        for user in users:
+            self.users.delete(tenant_id, user.username)
+        return len(users)
+
+    def compensate(self, tenant_id: str, reason: str) -> dict[str, Any]:
+        """Undo every step of a failed onboarding; status FAILED with ``reason``."""
+        self.sessions.revoke_all(tenant_id)
+        users = self._delete_users(tenant_id)
+        for what in ("admin-initial-password", "database"):
+            self._delete_secret(self.secret_name(tenant_id, what))
+        self.databases().drop(tenant_id)
+        buckets = [
+            b for b in (self.data_bucket(tenant_id), self.audit_bucket(tenant_id)) if self._delete_bucket(b)
+        ]
+        keys = self.shred_keys(tenant_id)
+        self.tenants.set_status(tenant_id, "FAILED", reason=reason)
+        logger.warning("onboarding rolled back", extra={"tenant_id": tenant_id, "reason": reason[:500]})
+        return {"tenant_id": tenant_id, "users": users, "buckets": buckets, "keys": keys}
+
+    # ------------------------------------------------------------------ offboarding
+    def begin_offboarding(self, tenant_id: str) -> dict[str, str]:
+        """Status OFFBOARDING: from here the authorizer denies every request of the tenant."""
+        record = self.tenants.get(tenant_id)
+        if record is None or record.status not in ("OFFBOARDING", "OFFBOARDED"):
+            self.tenants.set_status(tenant_id, "OFFBOARDING", allowed_from=("ACTIVE", "SUSPENDED", "FAILED"))
+        return {"status": "OFFBOARDING"}
+
+    def offboard(self, tenant_id: str) -> dict[str, Any]:
+        """Revoke sessions, drop the database, delete the data bucket, shred the keys; keep the trail."""
+        revoked = self.sessions.revoke_all(tenant_id)
+        users = self._delete_users(tenant_id)
+        for what in ("admin-initial-password", "database"):
+            self._delete_secret(self.secret_name(tenant_id, what))
+        self.databases().drop(tenant_id)
+        data_deleted = self._delete_bucket(self.data_bucket(tenant_id))
+        keys = self.shred_keys(tenant_id)
+        self.tenants.set_status(tenant_id, "OFFBOARDED", allowed_from=("OFFBOARDING", "OFFBOARDED"))
+        return {
+            "tenant_id": tenant_id,
+            "sessions_revoked": revoked,
+            "users_deleted": users,
+            "data_bucket_deleted": data_deleted,
+            "keys_pending_deletion": keys,
+        }
+
+
+ONBOARDING_REQUESTED = "Tenant Onboarding Requested"
+OFFBOARDING_REQUESTED = "Tenant Offboarding Requested"
+
+
+def request_onboarding(request: OnboardingRequest, tenants: TenantStore, publisher: Any) -> dict[str, Any]:
+    """POST /tenants: refuse an id taken by another request (409), then put the onboarding event."""
+    existing = tenants.get(request.tenant_id)
+    if existing is not None and existing.status in RETIRED:
+        raise Conflict(f"tenant {request.tenant_id!r} was offboarded; its id is not reused")
+    if (
+        existing is not None
+        and existing.status != "FAILED"
+        and existing.request_hash != request.fingerprint()
+    ):
+        raise Conflict(f"tenant {request.tenant_id!r} exists with another request")
+    if not publisher.put(ONBOARDING_REQUESTED, request.model_dump(mode="json"), raw=True):
+        raise TransientError("the onboarding request could not be queued; try again")
+    status = existing.status if existing is not None and existing.status != "FAILED" else "PROVISIONING"
+    return {"tenant_id": request.tenant_id, "status": status}
+
+
+def request_offboarding(tenant_id: str, tenants: TenantStore, publisher: Any) -> dict[str, Any]:
+    """DELETE /tenants/{t}: deny the tenant at once (OFFBOARDING), then put the offboarding event."""
+    record = tenants.get(tenant_id)
+    if record is None:
+        from tenant_security.errors import NotFound
+
+        raise NotFound(f"no tenant {tenant_id!r}")
+    if record.status != "OFFBOARDING":
+        tenants.set_status(tenant_id, "OFFBOARDING", allowed_from=("ACTIVE", "SUSPENDED", "FAILED"))
+    if not publisher.put(OFFBOARDING_REQUESTED, {"tenant_id": tenant_id}, raw=True):
+        raise TransientError("the offboarding request could not be queued; try again")
+    return {"tenant_id": tenant_id, "status": "OFFBOARDING"}

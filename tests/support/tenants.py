@@ -1,0 +1,136 @@
+"""Onboarding helpers for end-to-end tests: start it, wait for it, list what a tenant owns."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import psycopg
+
+from tenant_security.database import MasterCredentials, TenantDatabases
+from tests.support.cloud import RunningCloud, wait_for
+
+BUS = "dcisionai-platform"
+
+
+def request_body(tenant_id: str, isolation: str = "database", **documents: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "name": tenant_id.title(),
+        "isolation": isolation,
+        "admin": {"username": "owner", "email": f"owner@{tenant_id}.example"},
+        **documents,
+    }
+
+
+def put_onboarding_event(cloud: RunningCloud, body: dict[str, Any]) -> None:
+    reply = cloud.client("events").put_events(
+        Entries=[
+            {
+                "Source": "tests.onboarding",
+                "DetailType": "Tenant Onboarding Requested",
+                "Detail": json.dumps(body),
+                "EventBusName": BUS,
+            }
+        ]
+    )
+    assert reply["FailedEntryCount"] == 0
+
+
+def machine_arn(cloud: RunningCloud, kind: str) -> str:
+    return str(cloud.outputs[f"{kind.title()}StateMachineArn"])
+
+
+def finished_execution(
+    cloud: RunningCloud, kind: str, tenant_id: str, after: float = 0, timeout: float = 90
+) -> dict[str, Any]:
+    """The newest execution for ``tenant_id`` started after ``after``, once it has finished."""
+    sfn = cloud.client("stepfunctions")
+
+    def done() -> dict[str, Any] | None:
+        candidates = []
+        for execution in sfn.list_executions(stateMachineArn=machine_arn(cloud, kind))["executions"]:
+            if execution["startDate"].timestamp() < after - 0.05:
+                continue
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described.get("input") or "{}").get("tenant_id") == tenant_id:
+                candidates.append(described)
+        if not candidates:
+            return None
+        newest = max(candidates, key=lambda d: d["startDate"])
+        return dict(newest) if newest["status"] != "RUNNING" else None
+
+    return dict(wait_for(done, timeout=timeout, interval=0.3))
+
+
+def set_fault(cloud: RunningCloud, flow: str, tenant_id: str, step: str | None) -> None:
+    ddb = cloud.client("dynamodb")
+    key = {"pk": {"S": "faults"}, "sk": {"S": f"{flow}#{tenant_id}"}}
+    if step is None:
+        ddb.delete_item(TableName="dcisionai-counters", Key=key)
+    else:
+        ddb.put_item(TableName="dcisionai-counters", Item={**key, "step": {"S": step}})
+
+
+def databases(cloud: RunningCloud) -> TenantDatabases:
+    secrets = cloud.client("secretsmanager")
+    (secret,) = [s for s in secrets.list_secrets()["SecretList"] if s["Name"].endswith("/platform-database")]
+    value = json.loads(secrets.get_secret_value(SecretId=secret["ARN"])["SecretString"])
+    return TenantDatabases(MasterCredentials.from_secret(value))
+
+
+def connect_as_tenant(
+    cloud: RunningCloud, tenant_id: str, dbname: str | None = None
+) -> psycopg.Connection[Any]:
+    secret = cloud.client("secretsmanager").get_secret_value(
+        SecretId=f"dcisionai/tenants/{tenant_id}/database"
+    )
+    creds = json.loads(secret["SecretString"])
+    return psycopg.connect(
+        host=creds["host"],
+        port=creds["port"],
+        user=creds["username"],
+        password=creds["password"],
+        dbname=dbname or creds["dbname"],
+        connect_timeout=10,
+        autocommit=True,
+    )
+
+
+def tenant_resources(cloud: RunningCloud, tenant_id: str) -> dict[str, Any]:
+    """Everything of the tenant that exists, and the state of its keys."""
+    kms, s3, secrets = cloud.client("kms"), cloud.client("s3"), cloud.client("secretsmanager")
+    aliases = [
+        a["AliasName"]
+        for a in kms.list_aliases()["Aliases"]
+        if a["AliasName"].startswith(f"alias/dcisionai-tenant-{tenant_id}-")
+    ]
+    key_states = {}
+    for key in kms.list_keys()["Keys"]:
+        tags = {
+            t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])
+        }
+        if tags.get("TenantId") == tenant_id:
+            key_states[key["KeyId"]] = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"]
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if tenant_id in b["Name"]]
+    secret_names = [
+        s["Name"] for s in secrets.list_secrets()["SecretList"] if f"/tenants/{tenant_id}/" in s["Name"]
+    ]
+    users = cloud.client("dynamodb").query(
+        TableName="dcisionai-users",
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": tenant_id}},
+    )["Items"]
+    return {
+        "aliases": aliases,
+        "keys": key_states,
+        "buckets": buckets,
+        "secrets": secret_names,
+        "database": databases(cloud).exists(tenant_id),
+        "users": [u["username"]["S"] for u in users],
+    }
+
+
+def now() -> float:
+    return time.time()

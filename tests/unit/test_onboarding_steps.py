@@ -1,0 +1,93 @@
+"""Onboarding steps against recording fakes: what KMS is asked for (moto stores no rotation
+period), the request fingerprint, and validation before anything is touched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tenant_security.config import Settings
+from tenant_security.errors import ValidationFailed
+from tenant_security.models.onboarding import parse_onboarding_request
+from tenant_security.onboarding import TenantProvisioner
+
+
+class RecordingKms:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.count = 0
+
+    def describe_key(self, **kw: Any) -> Any:
+        self.calls.append(("describe_key", kw))
+        error = Exception("not found")
+        error.response = {"Error": {"Code": "NotFoundException"}}  # type: ignore[attr-defined]
+        raise error
+
+    def create_key(self, **kw: Any) -> Any:
+        self.calls.append(("create_key", kw))
+        self.count += 1
+        return {
+            "KeyMetadata": {"KeyId": f"k{self.count}", "Arn": f"arn:aws:kms:us-east-1:1:key/k{self.count}"}
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda **kw: self.calls.append((name, kw)) or {}
+
+
+def request(**policy: Any) -> Any:
+    return parse_onboarding_request(
+        {
+            "tenant_id": "acme",
+            "name": "Acme",
+            "isolation": "schema",
+            "admin": {"username": "owner", "email": "o@acme.example"},
+            "security_policies": policy,
+        }
+    )
+
+
+def provisioner(kms: Any, **settings: Any) -> TenantProvisioner:
+    return TenantProvisioner(Settings(**settings), kms, None, None, None, None, None, lambda: None)  # type: ignore[arg-type]
+
+
+def test_keys_rotate_on_the_policys_schedule_and_are_tagged() -> None:
+    kms = RecordingKms()
+    keys = provisioner(kms, tenant_key_users="arn:aws:iam::1:role/a").create_keys(
+        request(data_protection={"key_rotation_days": 365, "cross_region_encryption": True})
+    )
+    assert set(keys) == {"data", "secrets", "api-keys"}
+    created = [kw for name, kw in kms.calls if name == "create_key"]
+    assert len(created) == 3
+    assert all(kw["MultiRegion"] is True for kw in created)
+    assert all({"TagKey": "TenantId", "TagValue": "acme"} in kw["Tags"] for kw in created)
+    rotations = [kw for name, kw in kms.calls if name == "enable_key_rotation"]
+    assert [r["RotationPeriodInDays"] for r in rotations] == [365, 365, 365]
+    aliases = sorted(kw["AliasName"] for name, kw in kms.calls if name == "create_alias")
+    assert aliases == [
+        "alias/dcisionai-tenant-acme-api-keys",
+        "alias/dcisionai-tenant-acme-data",
+        "alias/dcisionai-tenant-acme-secrets",
+    ]
+    assert '"arn:aws:iam::1:role/a"' in created[0]["Policy"]
+
+
+def test_the_fingerprint_tells_requests_apart() -> None:
+    assert request().fingerprint() == request().fingerprint()
+    assert request().fingerprint() != request(access_control={"max_concurrent_sessions": 5}).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tenant_id"), [("dcisionai", "platform"), ("a-very-long-prefix-x", "t" * 32)]
+)
+def test_ids_that_cannot_be_onboarded(prefix: str, tenant_id: str) -> None:
+    body = {
+        "tenant_id": tenant_id,
+        "name": "X",
+        "isolation": "database",
+        "admin": {"username": "owner", "email": "o@x.example"},
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        TenantProvisioner.validate_with(Settings(resource_prefix=prefix), body)
+    assert caught.value.fields
+    assert caught.value.fields[0]["field"] == "tenant_id"
