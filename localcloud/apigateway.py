@@ -32,6 +32,7 @@ from localcloud.lambdas import InvokeResult, LambdaRuntime
 log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+STATS_PATH = "/__localcloud/stats"
 INTEGRATION_TIMEOUT_SECONDS = 29
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -151,8 +152,10 @@ class ApiGateway:
         stage: str,
         region: str,
         account: str,
+        stats: Any = None,
     ) -> None:
         self.runtime = runtime
+        self._stats = stats
         self.api_id, self.stage, self.region, self.account = api_id, stage, region, account
         self.stats = ApiStats()
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
@@ -426,6 +429,9 @@ class ApiGateway:
     def handle(self, request: Request) -> Response:
         """One request through API Gateway."""
         request_id = str(uuid.uuid4())
+        if request.path == STATS_PATH and request.method == "GET" and self._stats is not None:
+            # Not part of API Gateway: the local cloud's counters, for benchmarks.
+            return Response(json.dumps(self._stats()), status=200, content_type="application/json")
         if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", request_id)
         matched = self._match(request.path, request.method)

@@ -19,6 +19,7 @@ from botocore.config import Config
 
 from localcloud import motohooks
 from localcloud.apigateway import ApiGateway, ApiServer
+from localcloud.awscalls import CountingMotoServer
 from localcloud.eventbridge import EventDelivery
 from localcloud.lambdas import LambdaRuntime
 from localcloud.postgres import Database, EmbeddedPostgres, parse_url
@@ -61,7 +62,7 @@ class LocalCloud:
         self.stack: Stack | None = None
         self.api: ApiGateway | None = None
         self.database: Database | None = None
-        self._moto: Any = None
+        self._moto: CountingMotoServer | None = None
         self._postgres: EmbeddedPostgres | None = None
         self._api_server: ApiServer | None = None
         self._clients: dict[str, Any] = {}
@@ -93,11 +94,9 @@ class LocalCloud:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalCloud:
         """Start moto, the database, provision the template, serve the API."""
-        from moto.server import ThreadedMotoServer
-
         os.environ["MOTO_PORT"] = str(self.config.aws_port)  # moto's ASL interpreter calls back here
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.aws_port, verbose=False)
+        self._moto = CountingMotoServer(self.config.host, self.config.aws_port)
         self._moto.start()
         motohooks.install(self.runtime, self.delivery)
         motohooks.enable_step_functions_execution(self.aws_endpoint)
@@ -130,6 +129,7 @@ class LocalCloud:
             raise RuntimeError("the local cloud serves one REST API per template")
         if apis:
             stage = self._stage_of(apis[0])
+            moto = self._moto
             self.api = ApiGateway(
                 apis[0].attributes["Body"],
                 self.runtime,
@@ -137,6 +137,7 @@ class LocalCloud:
                 stage,
                 self.config.region,
                 ACCOUNT,
+                stats=lambda: {"aws_calls": moto.snapshot() if moto else {}},
             )
             self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
             self._api_server.start()

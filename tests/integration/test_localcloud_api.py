@@ -152,3 +152,11 @@ def test_bad_input_gets_a_4xx_json_error(
 def test_a_body_over_api_gateways_10mb_limit_is_413(fixture_cloud: RunningCloud) -> None:
     response = post_echo(fixture_cloud, b"x" * (10 * 1024 * 1024 + 1))
     assert_json_error(response, 413, "payload_too_large")
+
+
+def test_the_local_cloud_counts_aws_calls_by_caller(fixture_cloud: RunningCloud) -> None:
+    before = fixture_cloud.http("GET", "/__localcloud/stats").json()["aws_calls"]
+    get(fixture_cloud, "/a", f"allow-all:{uuid.uuid4()}")  # the authorizer writes one counter
+    after = fixture_cloud.http("GET", "/__localcloud/stats").json()["aws_calls"]
+    key = "localcloud|dynamodb:UpdateItem"
+    assert after.get(key, 0) == before.get(key, 0) + 1
