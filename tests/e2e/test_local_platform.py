@@ -106,7 +106,8 @@ def test_functions_reach_the_database_through_the_secret(platform_cloud: Running
     [
         ("GET", "/no/such/route", None, 404, "not_found"),
         ("POST", "/health", b"{not json", 404, "not_found"),
-        ("DELETE", "/tenants/acme", None, 404, "not_found"),
+        ("PATCH", "/tenants/acme", None, 404, "not_found"),
+        ("DELETE", "/tenants/acme", None, 401, "unauthorized"),
         ("POST", "/health", b"x" * (10 * 1024 * 1024 + 10), 413, "payload_too_large"),
     ],
 )
