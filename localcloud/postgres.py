@@ -63,12 +63,22 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> Database:
-        """Start (or attach to) the server; initialises the data directory the first time."""
+        """Start (or attach to) the server; initialises the data directory the first time.
+
+        Only the master role is trusted on the local socket; every other role (the tenants')
+        must present its password, as on RDS.
+        """
         pgserver: Any = importlib.import_module("pgserver")
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
-        return parse_url(self._server.get_uri())
+        database = parse_url(self._server.get_uri())
+        hba = self.pgdata / "pg_hba.conf"
+        wanted = f"local all {database.username} trust\nlocal all all scram-sha-256\n"
+        if hba.read_text() != wanted:
+            hba.write_text(wanted)
+            self._server.psql("SELECT pg_reload_conf();")
+        return database
 
     def stop(self) -> None:
         """Stop the server (pgserver stops it when the last handle is cleaned up)."""

@@ -352,3 +352,22 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
     assert (
         platform_cloud.http("DELETE", "/tenants/platform", headers=platform_admin.headers).status_code == 409
     )
+
+
+def test_tenant_roles_need_their_password(platform_cloud: RunningCloud) -> None:
+    assert onboard(platform_cloud, request_body("pw-check", "database"), "event")["status"] == "SUCCEEDED"
+    secret = platform_cloud.client("secretsmanager").get_secret_value(
+        SecretId="dcisionai/tenants/pw-check/database"
+    )
+    creds = json.loads(secret["SecretString"])
+    with pytest.raises(psycopg.OperationalError, match=r"password authentication failed"):
+        psycopg.connect(
+            host=creds["host"],
+            port=creds["port"],
+            user=creds["username"],
+            password="wrong-password",
+            dbname=creds["dbname"],
+            connect_timeout=10,
+        ).close()
+    with connect_as_tenant(platform_cloud, "pw-check") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("tenant_pw-check",)
