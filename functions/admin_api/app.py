@@ -22,7 +22,14 @@ from tenant_security.tenants import TenantRecord
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
 app.use(
-    [protected_middleware(services.tenants().get, services.sessions().is_live, settings.platform_tenant_id)]
+    [
+        protected_middleware(
+            services.tenants().get,
+            services.sessions().is_live,
+            settings.platform_tenant_id,
+            services.quota_guard,
+        )
+    ]
 )
 
 Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,47}$")]
@@ -81,6 +88,46 @@ def delete_tenant(tenant_id: str) -> Response[Any]:
         _tenant(tenant_id).tenant_id, services.tenant_store(), services.publisher()
     )
     return Response(status_code=202, content_type="application/json", body=accepted)
+
+
+@app.get("/tenants/<tenant_id>/quotas")
+def get_quotas(tenant_id: str) -> dict[str, Any]:
+    return _tenant(tenant_id).quotas.model_dump(mode="json")
+
+
+@app.put("/tenants/<tenant_id>/quotas")
+def put_quotas(tenant_id: str) -> dict[str, Any]:
+    from tenant_security.models import parse_resource_quotas
+
+    record = _tenant(tenant_id)
+    quotas = parse_resource_quotas(app.current_event.json_body).model_copy(
+        update={"tenant_id": record.tenant_id}
+    )
+    services.tenant_store().set_quotas(record.tenant_id, quotas)
+    return quotas.model_dump(mode="json")
+
+
+@app.get("/tenants/<tenant_id>/quotas/usage")
+def quota_usage(tenant_id: str) -> dict[str, Any]:
+    from tenant_security.quotas import RateLimits
+
+    record = _tenant(tenant_id)
+    return {
+        "tenant_id": record.tenant_id,
+        "requests": services.rate_limiter().usage(
+            record.tenant_id, RateLimits.of(record.policies, record.quotas)
+        ),
+        "concurrent_requests": {
+            "active": services.leases().active(record.tenant_id),
+            "limit": record.quotas.compute.max_concurrent_requests,
+        },
+        "storage": {
+            **services.storage_quota().usage(record.tenant_id),
+            "max_data_size": record.quotas.storage.max_data_size,
+            "max_file_count": record.quotas.storage.max_file_count,
+        },
+        "compute": record.quotas.compute.model_dump(mode="json"),
+    }
 
 
 @app.post("/tenants/<tenant_id>/users")

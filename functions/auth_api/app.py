@@ -91,7 +91,12 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 @app.post(
     "/auth/logout",
     middlewares=[
-        protected_middleware(services.tenants().get, services.sessions().is_live, settings.platform_tenant_id)
+        protected_middleware(
+            services.tenants().get,
+            services.sessions().is_live,
+            settings.platform_tenant_id,
+            services.quota_guard,
+        )
     ],
 )
 def logout() -> Response[str]:

@@ -9,7 +9,7 @@ from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.errors import Conflict
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.users import User, UserStore
-from tenant_security.models import SecurityPolicies
+from tenant_security.models import ResourceQuotas, SecurityPolicies, parse_resource_quotas
 from tenant_security.tenants import ACTIVE, TenantRecord, TenantStore
 
 
@@ -19,6 +19,11 @@ def platform_policies() -> SecurityPolicies:
     defaults = SecurityPolicies()
     access = defaults.access_control.model_copy(update={"ip_whitelist": []})
     return defaults.model_copy(update={"access_control": access})
+
+
+def platform_quotas() -> ResourceQuotas:
+    """The seed's quotas with an operator's cost allowance (onboarding is a costly route)."""
+    return parse_resource_quotas({"cost": {"daily_limit": 100_000, "monthly_budget": 1_000_000}})
 
 
 def bootstrap_platform(
@@ -37,6 +42,7 @@ def bootstrap_platform(
                     name="Platform operators",
                     status=ACTIVE,
                     policies=platform_policies(),
+                    quotas=platform_quotas(),
                 )
             )
     password = generate_password(24)

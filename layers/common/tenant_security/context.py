@@ -4,7 +4,9 @@ answer cannot make per request.
 Every API function behind the authorizer builds its resolver with :func:`protected_middleware`:
 it rebuilds who is calling from ``requestContext.authorizer`` (never from the request itself),
 refuses a revoked or expired session (401) and an ``X-Data-Region`` outside the tenant policy's
-data_locality (403). The quotas issue adds its checks here.
+data_locality (403), then runs the request under the caller tenant's quotas (see
+:class:`tenant_security.quotas.QuotaGuard`: domain entitlement, one atomic rate/cost write, a
+concurrency lease, max_request_duration).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from tenant_security.authz.rbac import PLATFORM_ADMIN
+from tenant_security.authz.routes import rule_for
 from tenant_security.errors import Forbidden, NotFound, Unauthorized
 from tenant_security.tenants import TenantRecord
 
@@ -74,6 +77,7 @@ def protected_middleware(
     tenants: Callable[[str], TenantRecord | None],
     session_live: Callable[[str, str], bool],
     platform_tenant: str,
+    quotas: Callable[[], Any] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
     """Middleware that sets ``app.context["tenant"]`` and enforces per-request policy.
 
@@ -94,6 +98,17 @@ def protected_middleware(
             raise NotFound(f"no tenant {target!r}")
         check_data_region(event.get("headers"), record)
         app.context.update(tenant=context, tenant_record=record)
-        return next_middleware(app)
+        if quotas is None:
+            return next_middleware(app)
+        caller = record if context.tenant_id == target else tenants(context.tenant_id)
+        if caller is None:
+            raise Unauthorized("no tenant")
+        rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
+        response: Response[Any]
+        response, headers = quotas().run(
+            caller, record, rule.cost if rule else 1.0, event, lambda: next_middleware(app)
+        )
+        response.headers.update(headers)
+        return response
 
     return middleware

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tenant_security.identity.tokens import PublicKeys, TokenIssuer, TokenVerifier
     from tenant_security.identity.users import UserStore
     from tenant_security.onboarding import TenantProvisioner
+    from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
     from tenant_security.tenants import TenantDirectory, TenantStore
 
 
@@ -197,3 +198,38 @@ def faults() -> FaultInjector:
     from tenant_security.faults import FaultInjector
 
     return FaultInjector(aws.dynamodb(), settings().counters_table, settings().fault_injection == "enabled")
+
+
+def _threshold_reached(tenant_id: str, month: str, cost: float, budget: float) -> None:
+    publisher().put(
+        "Quota Threshold Reached",
+        {"tenant_id": tenant_id, "period": month, "cost": cost, "monthly_budget": budget},
+    )
+
+
+@cache
+def rate_limiter() -> RateLimiter:
+    from tenant_security.quotas import RateLimiter
+
+    return RateLimiter(aws.dynamodb(), settings().counters_table, on_threshold=_threshold_reached)
+
+
+@cache
+def leases() -> Leases:
+    from tenant_security.quotas import Leases
+
+    return Leases(aws.dynamodb(), settings().counters_table)
+
+
+@cache
+def storage_quota() -> StorageQuota:
+    from tenant_security.quotas import StorageQuota
+
+    return StorageQuota(aws.dynamodb(), settings().counters_table)
+
+
+@cache
+def quota_guard() -> QuotaGuard:
+    from tenant_security.quotas import QuotaGuard
+
+    return QuotaGuard(rate_limiter(), leases())

@@ -182,6 +182,24 @@ class TenantStore:
                 raise Conflict(f"tenant {record.tenant_id!r} is no longer {expected_status}") from exc
             raise
 
+    def set_quotas(self, tenant_id: str, quotas: ResourceQuotas) -> None:
+        """Replace the tenant's quotas (in force within the config cache time)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression="SET resource_quotas = :q, updated_at = :t",
+                ConditionExpression="attribute_exists(tenant_id)",
+                ExpressionAttributeValues={
+                    ":q": {"S": quotas.model_dump_json()},
+                    ":t": {"S": datetime.now(UTC).isoformat()},
+                },
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise NotFound(f"no tenant {tenant_id!r}") from exc
+            raise
+
     def set_status(
         self, tenant_id: str, status: str, reason: str = "", allowed_from: tuple[str, ...] = ()
     ) -> None:

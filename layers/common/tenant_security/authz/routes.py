@@ -16,6 +16,7 @@ class RouteRule:
     method: str
     resource: str
     action: str
+    cost: float = 1.0  # cost units a request of this route counts against the daily cost limit
 
     @property
     def tenant_scoped(self) -> bool:
@@ -24,9 +25,9 @@ class RouteRule:
 
 ROUTES: tuple[RouteRule, ...] = (
     RouteRule("POST", "/auth/logout", "auth:Logout"),
-    RouteRule("POST", "/tenants", "tenants:Create"),
+    RouteRule("POST", "/tenants", "tenants:Create", cost=10),
     RouteRule("GET", "/tenants/{tenant_id}", "tenants:Read"),
-    RouteRule("DELETE", "/tenants/{tenant_id}", "tenants:Delete"),
+    RouteRule("DELETE", "/tenants/{tenant_id}", "tenants:Delete", cost=10),
     RouteRule("POST", "/tenants/{tenant_id}/suspend", "tenants:Suspend"),
     RouteRule("POST", "/tenants/{tenant_id}/reinstate", "tenants:Reinstate"),
     RouteRule("GET", "/tenants/{tenant_id}/policies", "policies:Read"),
@@ -40,7 +41,7 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("PUT", "/tenants/{tenant_id}/users/{username}/roles", "users:WriteRoles"),
     RouteRule("DELETE", "/tenants/{tenant_id}/sessions", "sessions:Revoke"),
     RouteRule("GET", "/tenants/{tenant_id}/files", "files:List"),
-    RouteRule("PUT", "/tenants/{tenant_id}/files/{key+}", "files:Write"),
+    RouteRule("PUT", "/tenants/{tenant_id}/files/{key+}", "files:Write", cost=2),
     RouteRule("GET", "/tenants/{tenant_id}/files/{key+}", "files:Read"),
     RouteRule("DELETE", "/tenants/{tenant_id}/files/{key+}", "files:Delete"),
     RouteRule("POST", "/tenants/{tenant_id}/records", "records:Write"),
@@ -48,9 +49,9 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("PUT", "/tenants/{tenant_id}/secrets/{name}", "secrets:Write"),
     RouteRule("GET", "/tenants/{tenant_id}/secrets/{name}", "secrets:Read"),
     RouteRule("GET", "/tenants/{tenant_id}/audit", "audit:Read"),
-    RouteRule("GET", "/tenants/{tenant_id}/audit/verify", "audit:Verify"),
-    RouteRule("GET", "/tenants/{tenant_id}/reports/sox", "reports:Read"),
-    RouteRule("GET", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Export"),
+    RouteRule("GET", "/tenants/{tenant_id}/audit/verify", "audit:Verify", cost=10),
+    RouteRule("GET", "/tenants/{tenant_id}/reports/sox", "reports:Read", cost=10),
+    RouteRule("GET", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Export", cost=5),
     RouteRule("DELETE", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Erase"),
 )
 

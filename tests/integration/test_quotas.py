@@ -1,0 +1,173 @@
+"""Exact quotas under concurrency (moto): rate windows, cost, the budget alert, shards, leases, storage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+
+from tenant_security.errors import PayloadTooLarge
+from tenant_security.models import parse_resource_quotas, parse_security_policies
+from tenant_security.quotas import (
+    ConcurrencyLimitReached,
+    Leases,
+    RateLimiter,
+    RateLimits,
+    StorageQuota,
+    StorageQuotaExceeded,
+)
+from tests.support.moto import create_table, mocked_aws
+
+pytestmark = pytest.mark.integration
+T0 = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3600  # 01:00:00 UTC on some day
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with mocked_aws(monkeypatch):
+        client = boto3.client("dynamodb")
+        create_table(client, "counters", "pk", "sk")
+        yield client
+
+
+def limits(
+    per_second: int = 1000,
+    per_minute: int = 1000,
+    per_hour: int = 50000,
+    per_day: int = 1000000,
+    daily_cost: float = 200,
+    budget: float = 5000,
+    threshold: float = 0.8,
+) -> RateLimits:
+    return RateLimits(per_second, per_minute, per_hour, per_day, daily_cost, budget, threshold)
+
+
+def hammer(
+    limiter: RateLimiter, tenant: str, rules: RateLimits, requests: int, weight: float = 1.0
+) -> list[bool]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: limiter.admit(tenant, rules, weight).admitted, range(requests)))
+
+
+@pytest.mark.parametrize("window", ["second", "minute", "hour", "day"])
+def test_exactly_the_limit_is_admitted_by_8_threads(ddb: Any, window: str) -> None:
+    limiter = RateLimiter(ddb, "counters", clock=Clock())
+    rules = limits(**{f"per_{window}": 25})
+    assert hammer(limiter, f"t-{window}", rules, 60).count(True) == 25
+
+
+def test_a_new_window_admits_again(ddb: Any) -> None:
+    clock = Clock(T0 + 50)
+    limiter = RateLimiter(ddb, "counters", clock=clock)
+    rules = limits(per_minute=10, per_hour=15)
+    assert hammer(limiter, "acme", rules, 30).count(True) == 10
+    refused = limiter.admit("acme", rules)
+    assert (refused.admitted, refused.refused_by, refused.reset_seconds) == (False, "m", 10)
+    assert refused.headers()["Retry-After"] == "10"
+    clock.now += 10  # the next minute: 5 more before the hour's 15
+    assert hammer(limiter, "acme", rules, 30).count(True) == 5
+    assert limiter.admit("acme", rules).refused_by == "h"
+    clock.now += 3600
+    assert hammer(limiter, "acme", rules, 30).count(True) == 10
+
+
+def test_the_daily_cost_limit_is_exact(ddb: Any) -> None:
+    clock = Clock()
+    limiter = RateLimiter(ddb, "counters", clock=clock)
+    rules = limits(daily_cost=30)
+    assert hammer(limiter, "acme", rules, 40, weight=3).count(True) == 10
+    assert limiter.admit("acme", rules, 3).refused_by == "cost"
+    assert limiter.usage("acme", rules)["day_cost"] == 30
+    clock.now += 86400
+    assert limiter.admit("acme", rules, 3).admitted
+
+
+def test_exactly_one_threshold_event_per_month(ddb: Any) -> None:
+    events: list[tuple[str, str]] = []
+    limiter = RateLimiter(
+        ddb,
+        "counters",
+        clock=Clock(),
+        on_threshold=lambda tenant, month, cost, budget: events.append((tenant, month)),
+    )
+    rules = limits(budget=100, threshold=0.5, daily_cost=1000)
+    assert hammer(limiter, "acme", rules, 80).count(True) == 80
+    assert len(events) == 1
+
+
+def test_a_sharded_tenant_is_never_over_admitted(ddb: Any) -> None:
+    rules = limits(per_second=1200, per_minute=2000)
+    assert rules.shards == 3
+    assert sum(rules.share(s).per_minute for s in range(3)) == 2000
+    small = RateLimits(1200, 40, 50000, 1000000, 200, 5000, 0.8)
+    limiter = RateLimiter(ddb, "counters", clock=Clock())
+    assert hammer(limiter, "big", small, 100).count(True) == 40  # every shard full before a refusal
+    assert limiter.usage("big", small)["minute"] == 40
+
+
+def test_limits_come_from_the_stricter_document() -> None:
+    rules = RateLimits.of(
+        parse_security_policies(
+            {"rate_limiting": {"requests_per_minute": 50, "requests_per_hour": 600, "burst_size": 7}}
+        ),
+        parse_resource_quotas(
+            {"api": {"requests_per_minute": 80, "requests_per_hour": 500, "requests_per_day": 900}}
+        ),
+    )
+    assert (rules.per_second, rules.per_minute, rules.per_hour, rules.per_day) == (7, 50, 500, 900)
+
+
+def test_leases_are_exact_released_and_expire(ddb: Any) -> None:
+    clock = Clock()
+    leases = Leases(ddb, "counters", clock=clock)
+
+    def take(_: int) -> tuple[str, str] | None:
+        try:
+            return leases.acquire("acme", 3, lifetime_seconds=30)
+        except ConcurrencyLimitReached:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        held = [h for h in pool.map(take, range(10)) if h]
+    assert len(held) == 3
+    assert leases.active("acme") == 3
+    leases.release("acme", *held[0])
+    assert take(0) is not None  # a released slot is free again
+    assert take(0) is None
+    clock.now += 31  # every lease has expired (their holders died)
+    assert leases.active("acme") == 0
+    assert take(0) is not None
+
+
+def test_storage_reservations_are_exact(ddb: Any) -> None:
+    storage = StorageQuota(ddb, "counters")
+    quotas = parse_resource_quotas(
+        {"storage": {"max_data_size": "1000B", "max_file_count": 50, "max_file_size": "300B"}}
+    )
+    with pytest.raises(PayloadTooLarge):
+        storage.reserve("acme", 301, quotas)
+
+    def put(_: int) -> bool:
+        try:
+            storage.reserve("acme", 100, quotas)
+        except StorageQuotaExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(put, range(30))).count(True) == 10
+    assert storage.usage("acme") == {"bytes": 1000, "files": 10}
+    storage.release("acme", 100)
+    assert put(0)
+    assert not put(0)
