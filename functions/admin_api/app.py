@@ -104,6 +104,7 @@ def put_quotas(tenant_id: str) -> dict[str, Any]:
         update={"tenant_id": record.tenant_id}
     )
     services.tenant_store().set_quotas(record.tenant_id, quotas)
+    services.tenants().forget(record.tenant_id)  # this worker at once; others within the cache time
     return quotas.model_dump(mode="json")
 
 

@@ -171,3 +171,34 @@ def test_storage_reservations_are_exact(ddb: Any) -> None:
     storage.release("acme", 100)
     assert put(0)
     assert not put(0)
+
+
+def test_an_error_in_the_handler_releases_the_lease(ddb: Any) -> None:
+    from dataclasses import dataclass
+
+    from tenant_security.models import ResourceQuotas, SecurityPolicies
+    from tenant_security.quotas import QuotaGuard
+
+    @dataclass
+    class Tenant:
+        tenant_id: str
+        policies: SecurityPolicies
+        quotas: ResourceQuotas
+
+    tenant = Tenant(
+        "acme", SecurityPolicies(), parse_resource_quotas({"compute": {"max_concurrent_requests": 1}})
+    )
+    leases = Leases(ddb, "counters")
+    guard = QuotaGuard(RateLimiter(ddb, "counters"), leases)
+
+    def failing() -> None:
+        assert leases.active("acme") == 1  # held while the handler runs
+        raise RuntimeError("handler bug")
+
+    for _ in range(3):  # with one slot, a leaked lease would refuse the second request
+        with pytest.raises(RuntimeError, match="handler bug"):
+            guard.run(tenant, tenant, 1.0, {}, failing)
+    assert leases.active("acme") == 0
+    result, headers = guard.run(tenant, tenant, 1.0, {}, lambda: "ok")
+    assert result == "ok"
+    assert headers["X-RateLimit-Limit"] == "1000"

@@ -1,0 +1,184 @@
+"""Quotas through the local cloud's HTTP API (template.yaml): exact limits under 8 threads,
+429 with Retry-After and X-RateLimit-*, the budget alert once, domains, quota documents."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.support.cloud import RunningCloud, wait_for
+from tests.support.identity import Identity, mint_token, seed_tenant
+from tests.support.tenants import BUS
+
+pytestmark = pytest.mark.e2e
+
+
+def set_quotas(cloud: RunningCloud, admin: Identity, tenant: str, quotas: dict[str, Any]) -> None:
+    reply = cloud.http("PUT", f"/tenants/{tenant}/quotas", json=quotas, headers=admin.headers)
+    assert reply.status_code == 200, reply.text
+
+
+def tenant_with(cloud: RunningCloud, admin: Identity, tenant: str, quotas: dict[str, Any]) -> str:
+    seed_tenant(cloud, tenant)
+    set_quotas(cloud, admin, tenant, quotas)
+    return mint_token(cloud, tenant, "qa", ["tenant-admin"])
+
+
+def fire(cloud: RunningCloud, token: str, path: str, count: int) -> list[Any]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(
+            pool.map(
+                lambda _: cloud.http("GET", path, headers={"Authorization": f"Bearer {token}"}), range(count)
+            )
+        )
+
+
+def test_429_with_retry_after_and_rate_limit_headers(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    token = tenant_with(platform_cloud, platform_admin, "q-headers", {"api": {"requests_per_minute": 3}})
+    replies = [
+        platform_cloud.http("GET", "/tenants/q-headers/users", headers={"Authorization": f"Bearer {token}"})
+        for _ in range(4)
+    ]
+    assert [r.status_code for r in replies[:3]] in ([200, 200, 200],) or datetime.now(UTC).second < 2
+    admitted, refused = replies[0], replies[-1]
+    assert admitted.headers["X-RateLimit-Limit"] == "3"
+    assert int(admitted.headers["X-RateLimit-Remaining"]) <= 2
+    assert 0 < int(admitted.headers["X-RateLimit-Reset"]) <= 60
+    if refused.status_code == 429:  # (unless the minute turned during the test)
+        assert refused.json()["error"] == "rate_limited"
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("quotas", "limit"),
+    [
+        ({"api": {"requests_per_minute": 20, "requests_per_hour": 20, "requests_per_day": 20}}, 20),
+        ({"cost": {"daily_limit": 12}}, 12),
+    ],
+)
+def test_8_threads_get_exactly_the_limit(
+    platform_cloud: RunningCloud, platform_admin: Identity, quotas: dict[str, Any], limit: int
+) -> None:
+    tenant = f"q-exact-{limit}"
+    token = tenant_with(platform_cloud, platform_admin, tenant, quotas)
+    day = datetime.now(UTC).date()
+    statuses = [r.status_code for r in fire(platform_cloud, token, f"/tenants/{tenant}/users", 40)]
+    if datetime.now(UTC).date() != day:
+        pytest.skip("the day turned during the test")
+    assert statuses.count(200) == limit
+    assert statuses.count(429) == 40 - limit
+
+
+def test_the_budget_threshold_is_announced_once(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    sqs, events = platform_cloud.client("sqs"), platform_cloud.client("events")
+    url = sqs.create_queue(QueueName="threshold-observer")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="threshold-observer",
+        EventBusName=BUS,
+        EventPattern=json.dumps(
+            {"detail-type": ["Quota Threshold Reached"], "detail": {"tenant_id": ["q-budget"]}}
+        ),
+    )
+    events.put_targets(Rule="threshold-observer", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+    token = tenant_with(
+        platform_cloud,
+        platform_admin,
+        "q-budget",
+        {"cost": {"monthly_budget": 10, "daily_limit": 10, "cost_alert_threshold": 0.5}},
+    )
+    assert [r.status_code for r in fire(platform_cloud, token, "/tenants/q-budget/users", 16)].count(
+        200
+    ) == 10
+    received: list[Any] = []
+
+    def drain() -> bool:
+        received.extend(
+            sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        )
+        return bool(received)
+
+    wait_for(drain, timeout=15)
+    drain()
+    assert len(received) == 1
+    detail = json.loads(received[0]["Body"])["detail"]
+    assert detail["tenant_id"] == "q-budget"
+    assert detail["monthly_budget"] == 10
+
+
+def test_domains_the_tenant_is_not_entitled_to_are_403(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    token = tenant_with(
+        platform_cloud, platform_admin, "q-domains", {"domains": {"manufacturing": True, "finance": False}}
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        platform_cloud.http(
+            "GET", "/tenants/q-domains/users", headers={**headers, "X-Domain": "manufacturing"}
+        ).status_code
+        == 200
+    )
+    for domain in ("finance", "pharma", "unknown"):
+        reply = platform_cloud.http(
+            "GET", "/tenants/q-domains/users", headers={**headers, "X-Domain": domain}
+        )
+        assert reply.status_code == 403
+        assert reply.json()["error"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"api": {"requests_per_minute": -5}}, "api.requests_per_minute"),
+        ({"storage": {"max_file_count": "many"}}, "storage.max_file_count"),
+        ({"compute": {"gpus": 4}}, "compute.gpus"),
+        ({"cost": {"cost_alert_threshold": 2}}, "cost.cost_alert_threshold"),
+    ],
+)
+def test_bad_quota_documents_are_400_with_fields(
+    platform_cloud: RunningCloud, platform_admin: Identity, document: dict[str, Any], field: str
+) -> None:
+    seed_tenant_once(platform_cloud, "q-docs")
+    reply = platform_cloud.http(
+        "PUT", "/tenants/q-docs/quotas", json=document, headers=platform_admin.headers
+    )
+    assert reply.status_code == 400
+    assert field in [f["field"] for f in reply.json()["fields"]]
+
+
+def test_quotas_are_read_by_tenant_admins_and_set_by_platform_admins(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    token = tenant_with(platform_cloud, platform_admin, "q-read", {"compute": {"max_memory_usage": "512MB"}})
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        platform_cloud.http("GET", "/tenants/q-read/quotas", headers=headers).json()["compute"][
+            "max_memory_usage"
+        ]
+        == "512MB"
+    )
+    assert platform_cloud.http("PUT", "/tenants/q-read/quotas", json={}, headers=headers).status_code == 403
+    usage = platform_cloud.http("GET", "/tenants/q-read/quotas/usage", headers=headers).json()
+    assert usage["requests"]["day"] >= 2
+    assert usage["compute"]["max_memory_usage"] == "512MB"
+    assert usage["concurrent_requests"]["active"] == 1  # this very request holds a lease
+    assert usage["storage"] == {"bytes": 0, "files": 0, "max_data_size": "100GB", "max_file_count": 10000}
+
+
+_seeded: set[str] = set()
+
+
+def seed_tenant_once(cloud: RunningCloud, tenant: str) -> None:
+    if tenant not in _seeded:
+        seed_tenant(cloud, tenant)
+        _seeded.add(tenant)
