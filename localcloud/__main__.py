@@ -93,4 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything was stopped explicitly above; skip tearing down moto's in-memory state
+    # (over a second) so Ctrl-C returns at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

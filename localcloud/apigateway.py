@@ -500,7 +500,9 @@ class ApiServer:
     def __init__(self, gateway: ApiGateway, host: str, port: int) -> None:
         self.gateway = gateway
         self._server: BaseWSGIServer = make_server(host, port, gateway, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="api")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="api"
+        )
 
     def start(self) -> None:
         self._thread.start()

@@ -29,7 +29,9 @@ class CountingMotoServer:
         self._server: BaseWSGIServer = make_server(
             host, port, self._counting(app), threaded=True, request_handler=MotoRequestHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="moto")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="moto"
+        )
 
     def _counting(self, app: Any) -> Any:
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:

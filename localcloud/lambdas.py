@@ -173,11 +173,18 @@ class _Worker:
         with contextlib.suppress(OSError):
             os.close(self._results)
 
+    def close_input(self) -> None:
+        """Close stdin: the worker's loop ends and it exits."""
+        try:
+            if self.process.stdin is not None and not self.process.stdin.closed:
+                self.process.stdin.close()
+        except OSError:
+            pass
+
     def stop(self) -> None:
         """Close stdin (the worker's loop ends) and wait briefly; kill if it lingers."""
         try:
-            if self.process.stdin is not None:
-                self.process.stdin.close()
+            self.close_input()
             self.process.wait(timeout=2)
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -222,11 +229,11 @@ class _Pool:
                 self.idle.append(worker)
             self.lock.notify()
 
-    def close(self) -> None:
+    def close(self) -> list[_Worker]:
+        """Hand over the idle workers (the runtime stops them all together)."""
         with self.lock:
             workers, self.idle = self.idle, []
-        for worker in workers:
-            worker.stop()
+        return workers
 
 
 class LambdaRuntime:
@@ -308,7 +315,10 @@ class LambdaRuntime:
         self._async.submit(run)
 
     def close(self) -> None:
-        """Stop every worker."""
+        """Stop every worker: all are told at once (stdin closed), then awaited."""
         self._async.shutdown(wait=False, cancel_futures=True)
-        for pool in self._pools.values():
-            pool.close()
+        workers = [w for pool in self._pools.values() for w in pool.close()]
+        for worker in workers:
+            worker.close_input()
+        for worker in workers:
+            worker.stop()
