@@ -11,8 +11,8 @@ import pytest
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, post, seen
 from tests.support.tenants import (
-    BUS,
     connect_as_tenant,
+    event_observer,
     finished_execution,
     now,
     put_onboarding_event,
@@ -33,36 +33,17 @@ NOTHING = {
 
 @pytest.fixture(scope="module")
 def lifecycle_events(platform_cloud: RunningCloud) -> Any:
-    """Every lifecycle event the platform puts, collected in an SQS queue."""
-    sqs, events = platform_cloud.client("sqs"), platform_cloud.client("events")
-    url = sqs.create_queue(QueueName="lifecycle-observer")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name="lifecycle-observer",
-        EventBusName=BUS,
-        EventPattern=json.dumps(
-            {"detail-type": ["Tenant Onboarded", "Tenant Onboarding Failed", "Tenant Offboarded"]}
-        ),
+    """Wait for a lifecycle event of the platform (collected in an SQS queue)."""
+    observe = event_observer(
+        platform_cloud,
+        "lifecycle-observer",
+        {"detail-type": ["Tenant Onboarded", "Tenant Onboarding Failed", "Tenant Offboarded"]},
     )
-    events.put_targets(Rule="lifecycle-observer", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
-    seen_events: list[dict[str, Any]] = []
 
     def received(detail_type: str, tenant_id: str | None = None, **match: Any) -> dict[str, Any]:
-        def look() -> dict[str, Any] | None:
-            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-                seen_events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            for event in seen_events:
-                detail = event["detail"]
-                if (
-                    event["detail-type"] == detail_type
-                    and (tenant_id is None or detail.get("tenant_id") == tenant_id)
-                    and all(detail.get(k) == v for k, v in match.items())
-                ):
-                    return event
-            return None
-
-        return dict(wait_for(look, timeout=30))
+        if tenant_id is not None:
+            match["tenant_id"] = tenant_id
+        return dict(wait_for(lambda: next(iter(observe(detail_type, **match)), None), timeout=30))
 
     return received
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, seed_tenant
-from tests.support.tenants import BUS
+from tests.support.tenants import event_observer
 
 pytestmark = pytest.mark.e2e
 
@@ -79,17 +78,11 @@ def test_8_threads_get_exactly_the_limit(
 def test_the_budget_threshold_is_announced_once(
     platform_cloud: RunningCloud, platform_admin: Identity
 ) -> None:
-    sqs, events = platform_cloud.client("sqs"), platform_cloud.client("events")
-    url = sqs.create_queue(QueueName="threshold-observer")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name="threshold-observer",
-        EventBusName=BUS,
-        EventPattern=json.dumps(
-            {"detail-type": ["Quota Threshold Reached"], "detail": {"tenant_id": ["q-budget"]}}
-        ),
+    observe = event_observer(
+        platform_cloud,
+        "threshold-observer",
+        {"detail-type": ["Quota Threshold Reached"], "detail": {"tenant_id": ["q-budget"]}},
     )
-    events.put_targets(Rule="threshold-observer", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
     token = tenant_with(
         platform_cloud,
         platform_admin,
@@ -99,18 +92,10 @@ def test_the_budget_threshold_is_announced_once(
     assert [r.status_code for r in fire(platform_cloud, token, "/tenants/q-budget/users", 16)].count(
         200
     ) == 10
-    received: list[Any] = []
-
-    def drain() -> bool:
-        received.extend(
-            sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        )
-        return bool(received)
-
-    wait_for(drain, timeout=15)
-    drain()
+    wait_for(observe, timeout=15)
+    received = observe()  # one more look: a second event would have arrived by now
     assert len(received) == 1
-    detail = json.loads(received[0]["Body"])["detail"]
+    detail = received[0]["detail"]
     assert detail["tenant_id"] == "q-budget"
     assert detail["monthly_budget"] == 10
 

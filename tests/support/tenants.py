@@ -134,3 +134,29 @@ def tenant_resources(cloud: RunningCloud, tenant_id: str) -> dict[str, Any]:
 
 def now() -> float:
     return time.time()
+
+
+def event_observer(cloud: RunningCloud, name: str, pattern: dict[str, Any]) -> Any:
+    """Route platform events matching ``pattern`` to a new SQS queue; a function that waits for
+    and returns those whose detail matches (it keeps every event it has seen)."""
+    sqs, events = cloud.client("sqs"), cloud.client("events")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventBusName=BUS, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+    seen: list[dict[str, Any]] = []
+
+    def matching(detail_type: str | None = None, **detail: Any) -> list[dict[str, Any]]:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            seen.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [
+            e
+            for e in seen
+            if (detail_type is None or e["detail-type"] == detail_type)
+            and all(e["detail"].get(k) == v for k, v in detail.items())
+        ]
+
+    return matching

@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.authz.routes import rule_for
 from tenant_security.errors import Forbidden, NotFound, Unauthorized
+from tenant_security.headers import header
 from tenant_security.tenants import TenantRecord
 
 DATA_REGION_HEADER = "x-data-region"
@@ -63,7 +64,7 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
 
 def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -> None:
     """403 when ``X-Data-Region`` names a region outside the tenant's data_locality."""
-    region = next((str(v) for k, v in (headers or {}).items() if k.lower() == DATA_REGION_HEADER), None)
+    region = header(headers, DATA_REGION_HEADER)
     if region is None or region.strip().lower() == "auto":
         return
     allowed = tenant.policies.data_protection.data_locality

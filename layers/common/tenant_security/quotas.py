@@ -45,6 +45,7 @@ from typing import Any
 
 from tenant_security.dynamo import is_conditional_failure, partition_items
 from tenant_security.errors import DomainError, PayloadTooLarge, RateLimited
+from tenant_security.headers import header
 from tenant_security.models.base import size_in_bytes
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.models.quotas import ResourceQuotas
@@ -487,7 +488,7 @@ def check_domain(
     """403 for a domain (X-Domain header or a {domain} path parameter) the tenant is not entitled to."""
     from tenant_security.errors import Forbidden
 
-    requested = [str(v) for k, v in (headers or {}).items() if k.lower() == DOMAIN_HEADER]
+    requested = [value] if (value := header(headers, DOMAIN_HEADER)) else []
     requested += [str((path_parameters or {})["domain"])] if (path_parameters or {}).get("domain") else []
     for domain in requested:
         if not quotas.domains.get(domain.strip().lower(), False):

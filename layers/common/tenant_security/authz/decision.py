@@ -25,6 +25,7 @@ from tenant_security.activity import EventPublisher
 from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule
 from tenant_security.errors import Unauthorized
+from tenant_security.headers import header
 from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
 
 if TYPE_CHECKING:
@@ -53,12 +54,10 @@ class Caller:
 
 def bearer_token(headers: Mapping[str, Any] | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header; 401 without one."""
-    for key, value in (headers or {}).items():
-        if key.lower() == "authorization" and isinstance(value, str):
-            scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    raise Unauthorized("missing bearer token")
+    scheme, _, token = (header(headers, "authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
 
 
 def ip_allowed(source_ip: str | None, allow_list: list[str]) -> bool:
