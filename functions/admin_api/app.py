@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenant_security import services
 from tenant_security.context import TenantContext, protected_middleware
-from tenant_security.errors import Conflict, NotFound
+from tenant_security.errors import Conflict, NotFound, ValidationFailed
 from tenant_security.http import make_resolver
-from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
 from tenant_security.models.onboarding import OnboardingRequest
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.tenancy import require_tenant_id
@@ -53,6 +53,14 @@ class Roles(BaseModel):
 def _caller() -> TenantContext:
     caller: TenantContext = app.context["tenant"]
     return caller
+
+
+def _username(username: str) -> str:
+    if not is_valid_username(username):
+        raise ValidationFailed(
+            "invalid user name", fields=[{"field": "path.username", "message": "not a user name"}]
+        )
+    return username
 
 
 def _tenant(tenant_id: str) -> TenantRecord:
@@ -146,13 +154,13 @@ def list_users(tenant_id: str) -> dict[str, Any]:
 
 @app.delete("/tenants/<tenant_id>/users/<username>")
 def delete_user(tenant_id: str, username: str) -> Response[str]:
-    services.user_admin().delete(_caller(), _tenant(tenant_id).tenant_id, username)
+    services.user_admin().delete(_caller(), _tenant(tenant_id).tenant_id, _username(username))
     return Response(status_code=204, body="")
 
 
 @app.put("/tenants/<tenant_id>/users/<username>/roles")
 def set_roles(tenant_id: str, username: str, body: Roles) -> dict[str, Any]:
-    return services.user_admin().set_roles(_caller(), _tenant(tenant_id), username, body.roles)
+    return services.user_admin().set_roles(_caller(), _tenant(tenant_id), _username(username), body.roles)
 
 
 @app.delete("/tenants/<tenant_id>/sessions")

@@ -22,6 +22,7 @@ from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.authz.routes import rule_for
 from tenant_security.errors import Forbidden, NotFound, Unauthorized
 from tenant_security.headers import header
+from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenants import TenantRecord
 
 DATA_REGION_HEADER = "x-data-region"
@@ -91,8 +92,12 @@ def protected_middleware(
         context = tenant_context(event, platform_tenant)
         if not session_live(context.tenant_id, context.session_id):
             raise Unauthorized("session ended")
-        # The tenant whose data is touched: the path's, else the caller's.
-        target = (event.get("pathParameters") or {}).get("tenant_id") or context.tenant_id
+        # The tenant whose data is touched: the path's (checked against the id rule first), else
+        # the caller's.
+        path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
+        target = (
+            require_tenant_id(path_tenant, "path.tenant_id") if path_tenant is not None else context.tenant_id
+        )
         context.require_tenant(target)
         record = tenants(target)
         if record is None:
