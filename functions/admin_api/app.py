@@ -95,6 +95,7 @@ def delete_tenant(tenant_id: str) -> Response[Any]:
     accepted = request_offboarding(
         _tenant(tenant_id).tenant_id, services.tenant_store(), services.publisher()
     )
+    services.tenants().forget(tenant_id)  # this worker denies the tenant at once
     return Response(status_code=202, content_type="application/json", body=accepted)
 
 

@@ -102,6 +102,9 @@ def protected_middleware(
         record = tenants(target)
         if record is None:
             raise NotFound(f"no tenant {target!r}")
+        if not record.active and not context.platform_admin:
+            # (a platform-admin still reads a FAILED or OFFBOARDED tenant's status)
+            raise Forbidden("the tenant is not active")
         check_data_region(event.get("headers"), record)
         app.context.update(tenant=context, tenant_record=record)
         if quotas is None:
