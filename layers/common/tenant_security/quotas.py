@@ -177,9 +177,14 @@ class RateLimiter:
     ) -> Admission:
         key = {"pk": {"S": f"quota#{tenant_id}#{shard}"}, "sk": {"S": month_of(now)}}
         cache_key = f"{tenant_id}#{shard}#{month_of(now)}"
-        current = {name: int(now // size) for name, size in _WINDOWS}
         stored = self._seen.get(cache_key)
-        for _attempt in range(3):
+        for _attempt in range(4):
+            now = max(now, self.clock())
+            current = {name: int(now // size) for name, size in _WINDOWS}
+            if stored is not None:
+                # Another request (a moment later on another clock) may have opened a newer window
+                # already: this request counts in it rather than rolling the window back.
+                current = {name: max(current[name], stored.get(name, current[name])) for name in current}
             update, condition, values = self._shape(stored, current, limits, weight, now)
             try:
                 reply = self.client.update_item(
