@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,6 @@ log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
 STATS_PATH = "/__localcloud/stats"
-INTEGRATION_TIMEOUT_SECONDS = 29
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -84,24 +83,15 @@ class _CacheEntry:
     context: dict[str, Any]
 
 
-@dataclass
-class ApiStats:
-    authorizer_calls: int = 0
-    cache_hits: int = 0
-    requests: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-
-
 def _route_regex(resource: str) -> tuple[re.Pattern[str], tuple[int, int, int]]:
     parts = [p for p in resource.split("/") if p]
-    regex, literal, params, greedy = "", 0, 0, 0
+    regex, literal, greedy = "", 0, 0
     for part in parts:
         if part.startswith("{") and part.endswith("+}"):
             regex += f"/(?P<{part[1:-2]}>.+)"
             greedy += 1
         elif part.startswith("{") and part.endswith("}"):
             regex += f"/(?P<{part[1:-1]}>[^/]+)"
-            params += 1
         else:
             regex += "/" + re.escape(part)
             literal += 1
@@ -157,7 +147,6 @@ class ApiGateway:
         self.runtime = runtime
         self._stats = stats
         self.api_id, self.stage, self.region, self.account = api_id, stage, region, account
-        self.stats = ApiStats()
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
         self._lock = threading.Lock()
         self._request = threading.local()  # per-request tally of the functions' AWS calls
@@ -335,9 +324,7 @@ class ApiGateway:
             if entry is not None and entry.expires <= now:
                 del self._cache[key]
                 entry = None
-        if entry is not None:
-            self.stats.cache_hits += 1
-        else:
+        if entry is None:
             entry_or_response = self._call_authorizer(authorizer, event, method_arn, request_id)
             if isinstance(entry_or_response, Response):
                 return entry_or_response
@@ -379,7 +366,6 @@ class ApiGateway:
                     )
                 },
             }
-        self.stats.authorizer_calls += 1
         result = self._invoke(authorizer.function_arn, auth_event)
         if result.failed:
             message = str((result.error or {}).get("errorMessage", ""))
@@ -413,8 +399,6 @@ class ApiGateway:
         response = self.handle(request)
         # Not an API Gateway header: what the request cost in AWS calls, for benchmarks.
         response.headers["x-localcloud-aws-calls"] = str(self._request.aws_calls)
-        self.stats.requests += 1
-        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
         return response(environ, start_response)
 
     def _body(self, request: Request) -> tuple[str | None, bool]:

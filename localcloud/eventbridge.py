@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,14 +28,6 @@ log = logging.getLogger("localcloud.events")
 
 DEFAULT_MAX_ATTEMPTS = 185
 DEFAULT_MAX_AGE = 86400
-
-
-@dataclass
-class DeliveryStats:
-    delivered: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    dropped: int = 0
 
 
 def _iso(value: Any) -> str:
@@ -91,7 +82,6 @@ class EventDelivery:
         self._client = clients
         self.retry_base = retry_base_seconds
         self.retry_cap = retry_cap_seconds
-        self.stats = DeliveryStats()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbridge")
         self._stopping = threading.Event()
         self._timers: list[threading.Thread] = []
@@ -131,12 +121,10 @@ class EventDelivery:
                 error = exc if isinstance(exc, DeliveryError) else DeliveryError(type(exc).__name__, str(exc))
                 log.warning("delivery to %s failed (attempt %d): %s", target["Arn"], attempt, error)
             else:
-                self.stats.delivered += 1
                 return
             delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1))
             if attempt >= max_attempts or time.time() + delay - started > max_age:
                 break
-            self.stats.retried += 1
             self._stopping.wait(delay)
         self._dead_letter(rule_arn, target, event, error, attempt - 1)
 
@@ -145,7 +133,6 @@ class EventDelivery:
     ) -> None:
         dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
         if not dlq_arn:
-            self.stats.dropped += 1
             log.error("event %s to %s dropped: no dead-letter queue", event.get("id"), target["Arn"])
             return
         _, _, _, _region, account, name = dlq_arn.split(":", 5)
@@ -166,7 +153,6 @@ class EventDelivery:
                 "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": str(retries)},
             },
         )
-        self.stats.dead_lettered += 1
         log.error("event %s to %s sent to dead-letter queue %s", event.get("id"), target["Arn"], name)
 
     # ------------------------------------------------------------------ schedules

@@ -54,7 +54,6 @@ class InvokeResult:
 
     payload: Any = None
     error: dict[str, Any] | None = None
-    duration_ms: float = 0.0
     aws_calls: int = 0  # AWS API calls the function made during this invocation
 
     @property
@@ -198,7 +197,6 @@ class _Pool:
     idle: list[_Worker] = field(default_factory=list)
     busy: int = 0
     lock: threading.Condition = field(default_factory=threading.Condition)
-    invocations: int = 0
 
     @property
     def limit(self) -> int:
@@ -209,7 +207,6 @@ class _Pool:
             while not self.idle and self.busy >= self.limit:
                 self.lock.wait()
             self.busy += 1
-            self.invocations += 1
             while self.idle:
                 worker = self.idle.pop()
                 if worker.alive:
@@ -282,26 +279,20 @@ class LambdaRuntime:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         return done.stdout
 
-    def invocation_count(self, name_or_arn: str) -> int:
-        """How many times the function has been invoked."""
-        return self._pool(name_or_arn).invocations
-
     def invoke(self, name_or_arn: str, event: Any) -> InvokeResult:
         """Invoke synchronously (RequestResponse)."""
         pool = self._pool(name_or_arn)
         request_id = str(uuid.uuid4())
-        started = time.perf_counter()
         worker = pool.acquire()
         try:
             reply = worker.invoke(event, request_id, pool.spec.timeout)
         finally:
             pool.release(worker)
-        duration = (time.perf_counter() - started) * 1000
         calls = int(reply.get("aws_calls", 0))
         if reply.get("ok"):
-            return InvokeResult(payload=reply.get("result"), duration_ms=duration, aws_calls=calls)
+            return InvokeResult(payload=reply.get("result"), aws_calls=calls)
         error = reply.get("error") or {"errorType": "Unknown"}
-        return InvokeResult(error=error, duration_ms=duration, aws_calls=calls)
+        return InvokeResult(error=error, aws_calls=calls)
 
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
         """Invoke without waiting (InvocationType Event); a failure is logged."""

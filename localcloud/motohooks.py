@@ -10,8 +10,9 @@
 - S3 bucket policies see the request's condition values (moto evaluates conditions with none, so
   any conditional Deny would match everything): the SSE-KMS headers, and ``aws:SecureTransport``
   as true — the local endpoint stands in for AWS's HTTPS one.
-- DynamoDB writes are serialised: moto's TransactWriteItems deep-copies a table for rollback and
-  fails when another thread writes to it meanwhile (real DynamoDB has no such limit).
+- DynamoDB writes are serialised, each whole request: moto's TransactWriteItems deep-copies a
+  table for rollback and fails when another thread writes to it meanwhile, and an UpdateItem's
+  returned values are read after the write (real DynamoDB has neither limit).
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def serialize_dynamodb_writes() -> None:
 
         return locked
 
-    backend = _moto_class("moto.dynamodb.models", "DynamoDBBackend")
+    # The whole request, not only the backend call: moto reads the returned attributes
+    # (ReturnValues) after the backend returns, and another write could slip in between.
+    handler = _moto_class("moto.dynamodb.responses", "DynamoHandler")
     for name in _DYNAMODB_WRITES:
-        _patch(backend, name, make_locked)
+        _patch(handler, name, make_locked)
 
 
 _s3_request = threading.local()

@@ -9,8 +9,10 @@ from tests.support.cloud import RunningCloud
 from tests.support.identity import (
     Identity,
     assert_no_secrets_logged,
+    challenge_for,
     create_user,
     first_sign_in,
+    new_signed_in_user,
     post,
     seed_tenant,
     seen,
@@ -97,43 +99,19 @@ def test_users_created_by_an_admin_must_enrol_and_change_their_password(
 
 
 def test_a_backup_code_signs_in_once(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
-    seed_tenant(platform_cloud, "acme-backup")
-    erin = first_sign_in(
-        platform_cloud,
-        "acme-backup",
-        "erin",
-        create_user(platform_cloud, platform_admin, "acme-backup", "erin", ["viewer"]),
-    )
+    erin = new_signed_in_user(platform_cloud, platform_admin, "acme-backup", "erin", ["viewer"])
     for expected in (200, 401):
-        login = post(
-            platform_cloud,
-            "/auth/login",
-            {"tenant_id": "acme-backup", "username": "erin", "password": erin.password},
-        )
-        seen(login.json()["challenge_token"])
         reply = post(
             platform_cloud,
             "/auth/mfa/verify",
-            {"challenge_token": login.json()["challenge_token"], "backup_code": erin.backup_codes[0]},
+            {"challenge_token": challenge_for(platform_cloud, erin), "backup_code": erin.backup_codes[0]},
         )
         assert reply.status_code == expected, reply.text
 
 
 def test_five_wrong_codes_lock_the_user_out(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
-    seed_tenant(platform_cloud, "acme-lockout")
-    frank = first_sign_in(
-        platform_cloud,
-        "acme-lockout",
-        "frank",
-        create_user(platform_cloud, platform_admin, "acme-lockout", "frank", ["viewer"]),
-    )
-    login = post(
-        platform_cloud,
-        "/auth/login",
-        {"tenant_id": "acme-lockout", "username": "frank", "password": frank.password},
-    )
-    challenge = login.json()["challenge_token"]
-    seen(challenge)
+    frank = new_signed_in_user(platform_cloud, platform_admin, "acme-lockout", "frank", ["viewer"])
+    challenge = challenge_for(platform_cloud, frank)
     good = frank.code(+1)
     wrong = "000000" if good != "000000" else "111111"
     statuses = [
@@ -155,13 +133,7 @@ def test_five_wrong_codes_lock_the_user_out(platform_cloud: RunningCloud, platfo
 
 
 def test_logout_ends_the_session_at_once(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
-    seed_tenant(platform_cloud, "acme-logout")
-    gina = first_sign_in(
-        platform_cloud,
-        "acme-logout",
-        "gina",
-        create_user(platform_cloud, platform_admin, "acme-logout", "gina", ["tenant-admin"]),
-    )
+    gina = new_signed_in_user(platform_cloud, platform_admin, "acme-logout", "gina", ["tenant-admin"])
     assert platform_cloud.http("GET", "/tenants/acme-logout/users", headers=gina.headers).status_code == 200
     assert platform_cloud.http("POST", "/auth/logout", headers=gina.headers).status_code == 204
     # API Gateway still holds a cached Allow for this token; the session check refuses it anyway
@@ -170,25 +142,19 @@ def test_logout_ends_the_session_at_once(platform_cloud: RunningCloud, platform_
 
 
 def test_the_tenant_session_limit_holds(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
-    seed_tenant(
-        platform_cloud, "acme-limit", access_control={"max_concurrent_sessions": 1, "ip_whitelist": []}
-    )
-    hank = first_sign_in(
+    hank = new_signed_in_user(
         platform_cloud,
+        platform_admin,
         "acme-limit",
         "hank",
-        create_user(platform_cloud, platform_admin, "acme-limit", "hank", ["viewer"]),
+        ["viewer"],
+        access_control={"max_concurrent_sessions": 1, "ip_whitelist": []},
     )
-    login = post(
-        platform_cloud,
-        "/auth/login",
-        {"tenant_id": "acme-limit", "username": "hank", "password": hank.password},
-    )
-    seen(login.json()["challenge_token"])
+    challenge = challenge_for(platform_cloud, hank)
     second = post(
         platform_cloud,
         "/auth/mfa/verify",
-        {"challenge_token": login.json()["challenge_token"], "code": hank.code(+1)},
+        {"challenge_token": challenge, "code": hank.code(+1)},
     )
     assert second.status_code == 403
     assert second.json()["error"] == "session_limit_reached"

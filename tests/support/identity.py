@@ -173,3 +173,23 @@ def create_user(cloud: RunningCloud, admin: Identity, tenant_id: str, username: 
     password = str(reply.json()["temporary_password"])
     seen(password)
     return password
+
+
+def new_signed_in_user(
+    cloud: RunningCloud, admin: Identity, tenant_id: str, username: str, roles: list[str], **policy: Any
+) -> Identity:
+    """A new tenant (as onboarding leaves it) with one user who has completed the first sign-in."""
+    seed_tenant(cloud, tenant_id, **policy)
+    return first_sign_in(cloud, tenant_id, username, create_user(cloud, admin, tenant_id, username, roles))
+
+
+def challenge_for(cloud: RunningCloud, identity: Identity) -> str:
+    """Sign in with the password again; the MFA challenge token."""
+    login = post(
+        cloud,
+        "/auth/login",
+        {"tenant_id": identity.tenant_id, "username": identity.username, "password": identity.password},
+    )
+    token = str(login.json()["challenge_token"])
+    seen(token)
+    return token

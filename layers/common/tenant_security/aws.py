@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_stepfunctions import SFNClient
 
 # Standard retry mode with a short connect timeout: a Lambda should fail fast, not hang.
 CLIENT_CONFIG = Config(
@@ -85,8 +84,3 @@ def secretsmanager() -> SecretsManagerClient:
 def sqs() -> SQSClient:
     """SQS client."""
     return client("sqs")  # type: ignore[no-any-return]
-
-
-def stepfunctions() -> SFNClient:
-    """Step Functions client."""
-    return client("stepfunctions")  # type: ignore[no-any-return]

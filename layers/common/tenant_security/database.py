@@ -97,6 +97,14 @@ class TenantDatabases:
             ).format(verb, sql.Identifier(role), sql.Literal(password))
         )
 
+    def _ensure_database(self, conn: psycopg.Connection[Any], name: str, owner: str | None) -> None:
+        if self._database_exists(conn, name):
+            return
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner is not None:
+            statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
+        conn.execute(statement)
+
     def _database_exists(self, conn: psycopg.Connection[Any], name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
@@ -120,34 +128,21 @@ class TenantDatabases:
         Idempotent: run again, it leaves one role (with a new password) and one database/schema.
         """
         role, password = role_name(tenant_id), secrets.token_urlsafe(32)
+        if isolation == "database":
+            # the tenant's own database, owned by its role
+            dbname, owner, schema = tenant_database_name(tenant_id), role, "public"
+        else:
+            # a schema of its own in the shared database
+            dbname, owner, schema = SHARED_DATABASE, None, schema_name(tenant_id)
         with self._connect() as conn:
             self._ensure_role(conn, role, password)
-            if isolation == "database":
-                dbname = tenant_database_name(tenant_id)
-                if not self._database_exists(conn, dbname):
-                    conn.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(dbname), sql.Identifier(role)
-                        )
-                    )
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-                conn.execute(
-                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                        sql.Identifier(dbname), sql.Identifier(role)
-                    )
+            self._ensure_database(conn, dbname, owner)
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+            conn.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(dbname), sql.Identifier(role)
                 )
-                schema = "public"
-            else:
-                dbname = SHARED_DATABASE
-                if not self._database_exists(conn, dbname):
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-                conn.execute(
-                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                        sql.Identifier(dbname), sql.Identifier(role)
-                    )
-                )
-                schema = schema_name(tenant_id)
+            )
         with self._connect(dbname) as conn:
             # Nobody may create in or use public by default (PostgreSQL < 15 allowed it).
             conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")

@@ -6,7 +6,7 @@ validation errors) with a 4xx status. Anything else is a bug and becomes a bare 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,10 +69,6 @@ class NotFound(DomainError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowed(DomainError):
-    status, code = 405, "method_not_allowed"
-
-
 class Conflict(DomainError):
     status, code = 409, "conflict"
 
@@ -97,16 +93,21 @@ class ServiceUnavailable(DomainError):
     status, code = 503, "service_unavailable"
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as ``[{field, message, type}]`` with dotted field paths, no input echoed."""
+def fields_of(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic-style error dicts as ``[{field, message, type}]`` with dotted paths, no input echoed."""
     return [
         {
-            "field": ".".join(str(part) for part in err["loc"]) or "body",
-            "message": err["msg"],
-            "type": err["type"],
+            "field": ".".join(str(part) for part in err.get("loc", ())) or "body",
+            "message": str(err.get("msg", "invalid")),
+            "type": str(err.get("type", "value_error")),
         }
-        for err in exc.errors(include_url=False, include_input=False)
+        for err in errors
     ]
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """A pydantic ValidationError's failing fields (see :func:`fields_of`)."""
+    return fields_of(exc.errors(include_url=False, include_input=False))
 
 
 def from_validation_error(exc: ValidationError, message: str = "request is not valid") -> ValidationFailed:

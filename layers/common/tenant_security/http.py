@@ -25,6 +25,7 @@ from tenant_security.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    fields_of,
 )
 from tenant_security.observability import logger
 
@@ -46,15 +47,7 @@ def _request_validation_error(exc: RequestValidationError) -> DomainError:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return MalformedJson("request body is not valid JSON")
-    fields = [
-        {
-            "field": ".".join(str(p) for p in e.get("loc", ())) or "body",
-            "message": str(e.get("msg", "invalid")),
-            "type": str(e.get("type", "value_error")),
-        }
-        for e in errors
-    ]
-    return ValidationFailed("request is not valid", fields=fields)
+    return ValidationFailed("request is not valid", fields=fields_of(errors))
 
 
 def _proxy_reply(err: DomainError) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from tenant_security.authz.rbac import TENANT_ADMIN
 from tenant_security.config import Settings
 from tenant_security.database import TenantDatabases
-from tenant_security.errors import Conflict, DomainError, ValidationFailed
+from tenant_security.errors import Conflict, ServiceUnavailable, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import User, UserStore
@@ -51,10 +51,10 @@ def audit_bucket_name(prefix: str, tenant_id: str) -> str:
     return f"{prefix}-audit-logs-{tenant_id}"
 
 
-class TransientError(DomainError):
+class TransientError(ServiceUnavailable):
     """A failure worth retrying (the state machines retry it with back-off)."""
 
-    status, code = 503, "transient_error"
+    code = "transient_error"
 
 
 def error_code(exc: BaseException) -> str:

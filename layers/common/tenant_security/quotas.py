@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tenant_security.dynamo import is_conditional_failure, partition_items
-from tenant_security.errors import DomainError, PayloadTooLarge, RateLimited
+from tenant_security.errors import DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable
 from tenant_security.headers import header
 from tenant_security.models.base import size_in_bytes
 from tenant_security.models.policies import SecurityPolicies
@@ -214,7 +214,7 @@ class RateLimiter:
                 60 - int(now) % 60,
                 month_cost=float(item["mcost"]["N"]),
             )
-        raise DomainError("the rate counter kept changing; try again", status=503, code="service_unavailable")
+        raise ServiceUnavailable("the rate counter kept changing; try again")
 
     @staticmethod
     def _shape(
@@ -461,8 +461,8 @@ class StorageQuota:
         }
 
 
-class RequestTimedOut(DomainError):
-    status, code = 503, "request_timeout"
+class RequestTimedOut(ServiceUnavailable):
+    code = "request_timeout"
 
 
 @contextlib.contextmanager

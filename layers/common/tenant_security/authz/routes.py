@@ -55,8 +55,6 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("DELETE", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Erase"),
 )
 
-ACTIONS = frozenset(rule.action for rule in ROUTES)
-
 
 def rule_for(method: str, resource: str) -> RouteRule | None:
     """The rule of a route, or None."""
