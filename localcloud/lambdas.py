@@ -30,6 +30,7 @@ log = logging.getLogger("localcloud.lambda")
 # Variables a Lambda environment gets from the runtime, besides the template's.
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 DEFAULT_CONCURRENCY = 8
+INIT_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ def function_environment(spec: FunctionSpec, base_env: Mapping[str, str]) -> dic
             "LOCALCLOUD_FUNCTION_ARN": spec.arn,
             "LOCALCLOUD_LAYER_PATHS": os.pathsep.join(str(p) for p in spec.layer_dirs),
             "_HANDLER": spec.handler,
+            # Each function calls AWS with its own access key, so the AWS calls the local cloud
+            # counts (GET /__localcloud/stats) are billed to the function that made them.
+            "AWS_ACCESS_KEY_ID": f"{base_env.get('AWS_ACCESS_KEY_ID', 'localcloud')}-{spec.logical_id}",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
@@ -112,6 +116,7 @@ class _Worker:
         os.close(write_fd)
         self._results = read_fd
         self._buffer = b""
+        self._initialised = False
         threading.Thread(target=self._forward_logs, daemon=True).start()
 
     def _forward_logs(self) -> None:
@@ -125,28 +130,15 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def invoke(self, event: Any, request_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.time() + timeout
-        assert self.process.stdin is not None
-        self.process.stdin.write(
-            json.dumps({"event": event, "request_id": request_id, "deadline": deadline}) + "\n"
-        )
-        self.process.stdin.flush()
+    def _read_line(self, deadline: float) -> dict[str, Any] | None:
+        """The worker's next reply line, or None when ``deadline`` passes first."""
         while b"\n" not in self._buffer:
             remaining = deadline - time.time()
             ready, _, _ = select.select([self._results], [], [], max(0.0, remaining))
             if not ready:
-                self.kill()
-                return {
-                    "ok": False,
-                    "error": {
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
-                    },
-                }
+                return None
             chunk = os.read(self._results, 1 << 20)
             if not chunk:
-                self.kill()
                 return {
                     "ok": False,
                     "error": {
@@ -157,6 +149,45 @@ class _Worker:
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)  # type: ignore[no-any-return]
+
+    def invoke(self, event: Any, request_id: str, timeout: float) -> dict[str, Any]:
+        # As in Lambda, the init phase (imports, module-level set-up) is not part of the function
+        # timeout; it has its own, generous here because a loaded test machine starts slowly.
+        if not self._initialised:
+            announced = self._read_line(time.time() + INIT_TIMEOUT_SECONDS)
+            if announced is None or not announced.get("ready"):
+                self.kill()
+                return (
+                    announced
+                    if announced is not None and "error" in announced
+                    else {
+                        "ok": False,
+                        "error": {
+                            "errorType": "Runtime.InitTimeout",
+                            "errorMessage": f"init did not finish in {INIT_TIMEOUT_SECONDS} seconds",
+                        },
+                    }
+                )
+            self._initialised = True
+        deadline = time.time() + timeout
+        assert self.process.stdin is not None
+        self.process.stdin.write(
+            json.dumps({"event": event, "request_id": request_id, "deadline": deadline}) + "\n"
+        )
+        self.process.stdin.flush()
+        reply = self._read_line(deadline)
+        if reply is None:
+            self.kill()
+            return {
+                "ok": False,
+                "error": {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+                },
+            }
+        if not reply.get("ok") and (reply.get("error") or {}).get("errorType") == "Runtime.ExitError":
+            self.kill()
+        return reply
 
     def kill(self) -> None:
         if self.alive:

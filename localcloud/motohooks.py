@@ -66,6 +66,70 @@ def serialize_dynamodb_writes() -> None:
         _patch(handler, name, make_locked)
 
 
+_transaction = threading.local()
+
+
+class _TransactionSnapshots:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend.
+
+    moto deep-copies every table a transaction touches (to roll back on failure), so one
+    transaction costs time in proportion to the whole table -- the audit chain's heads table
+    made each append slower than the last. Writes are serialised (above), so a snapshot needs
+    only the items the transaction names; every other item is shared, unchanged.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        targets = getattr(_transaction, "targets", None)
+        table_class = _moto_class("moto.dynamodb.models.table", "Table")
+        if targets is None or not isinstance(value, table_class):
+            return copy.deepcopy(value, memo)
+        dynamo_type = _moto_class("moto.dynamodb.models.dynamo_type", "DynamoType")
+        clone = copy.copy(value)
+        ranged = bool(value.range_key_attr)
+        clone.items = type(value.items)(dict, {h: (dict(v) if ranged else v) for h, v in value.items.items()})
+        for key in targets.get(value.name, []):
+            if value.hash_key_attr not in key:
+                continue
+            hash_value = dynamo_type(key[value.hash_key_attr])
+            if ranged and value.range_key_attr in key:
+                range_value = dynamo_type(key[value.range_key_attr])
+                if range_value in value.items.get(hash_value, {}):
+                    clone.items[hash_value][range_value] = copy.deepcopy(value.items[hash_value][range_value])
+            elif not ranged and hash_value in value.items:
+                clone.items[hash_value] = copy.deepcopy(value.items[hash_value])
+        return clone
+
+
+def cheap_transaction_snapshots() -> None:
+    """Let moto's transactions snapshot only the items they write (idempotent)."""
+    models = importlib.import_module("moto.dynamodb.models")
+    backend = models.DynamoDBBackend
+    original = backend.transact_write_items
+    if getattr(original, "_localcloud", False):
+        return
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        targets: dict[str, list[dict[str, Any]]] = {}
+        for item in transact_items:
+            _, op = next(iter(item.items()))
+            key = op.get("Key") or op.get("Item")
+            if op.get("TableName") and key:
+                targets.setdefault(op["TableName"], []).append(key)
+        _transaction.targets = targets
+        try:
+            return original(self, transact_items)
+        finally:
+            _transaction.targets = None
+
+    transact_write_items._localcloud = True  # type: ignore[attr-defined]
+    backend.transact_write_items = transact_write_items
+    models.copy = _TransactionSnapshots()  # type: ignore[attr-defined]
+
+
 _s3_request = threading.local()
 _S3_CONDITION_HEADERS = {
     "x-amz-server-side-encryption": "s3:x-amz-server-side-encryption",
@@ -192,6 +256,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
         return start_execution
 
     serialize_dynamodb_writes()
+    cheap_transaction_snapshots()
     s3_policy_conditions()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)

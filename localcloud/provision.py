@@ -365,12 +365,19 @@ class Provisioner:
             args["ObjectLockEnabledForBucket"] = True
         s3.create_bucket(**args)
         if "BucketEncryption" in p:
-            s3.put_bucket_encryption(
-                Bucket=name,
-                ServerSideEncryptionConfiguration={
-                    "Rules": p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-                },
-            )
+            # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+            rules = [
+                {
+                    **(
+                        {"BucketKeyEnabled": bool(rule["BucketKeyEnabled"])}
+                        if "BucketKeyEnabled" in rule
+                        else {}
+                    ),
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                }
+                for rule in p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "VersioningConfiguration" in p:
             s3.put_bucket_versioning(
                 Bucket=name, VersioningConfiguration={"Status": p["VersioningConfiguration"]["Status"]}
@@ -519,7 +526,10 @@ class Provisioner:
                 environment=env,
                 timeout=int(p.get("Timeout", 3)),
                 memory_mb=int(p.get("MemorySize", 128)),
-                reserved_concurrency=p.get("ReservedConcurrentExecutions"),
+                # (a Number parameter arrives as a string, as CloudFormation passes it)
+                reserved_concurrency=(
+                    int(p["ReservedConcurrentExecutions"]) if "ReservedConcurrentExecutions" in p else None
+                ),
             )
         )
         return name, {"Arn": created["FunctionArn"]}

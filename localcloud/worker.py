@@ -79,6 +79,7 @@ def main() -> None:
     except Exception as exc:
         init_error = _error(exc, "Runtime.ImportModuleError")
         traceback.print_exc()
+    result_out.write(json.dumps({"ready": True}) + "\n")  # the init phase is over
 
     for line in sys.stdin:
         request = json.loads(line)

@@ -28,6 +28,7 @@ app.use(
             services.sessions().is_live,
             settings.platform_tenant_id,
             services.quota_guard,
+            services.publisher,
         )
     ]
 )

@@ -63,7 +63,7 @@ def login(body: LoginBody) -> dict[str, Any]:
 
 @app.post("/auth/mfa/enroll")
 def enroll() -> dict[str, Any]:
-    enrollment = services.signin().enroll(bearer_token(app.current_event.headers))
+    enrollment = services.signin().enroll(bearer_token(app.current_event.headers), _source_ip())
     return {
         "secret": enrollment.secret,
         "otpauth_uri": enrollment.otpauth_uri,
@@ -96,6 +96,7 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
             services.sessions().is_live,
             settings.platform_tenant_id,
             services.quota_guard,
+            services.publisher,
         )
     ],
 )

@@ -68,7 +68,8 @@ def post(
 
 
 def seed_tenant(cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", **policy: Any) -> None:
-    """A tenant as onboarding leaves it (record + secrets key), with policy sections overridden."""
+    """A tenant as onboarding leaves it (record, data and secrets keys, object-locked audit bucket),
+    with policy sections overridden."""
     document = {"access_control": {"ip_whitelist": []}}
     for section, values in policy.items():
         document.setdefault(section, {}).update(values)
@@ -77,8 +78,12 @@ def seed_tenant(cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", **p
     )
     TenantStore(cloud.client("dynamodb"), "dcisionai-tenants").create(record)
     kms = cloud.client("kms")
-    key_id = kms.create_key(Description=f"{tenant_id} secrets")["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName=f"alias/dcisionai-tenant-{tenant_id}-secrets", TargetKeyId=key_id)
+    for purpose in ("data", "secrets"):
+        key_id = kms.create_key(Description=f"{tenant_id} {purpose}")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=f"alias/dcisionai-tenant-{tenant_id}-{purpose}", TargetKeyId=key_id)
+    cloud.client("s3").create_bucket(
+        Bucket=f"dcisionai-audit-logs-{tenant_id}", ObjectLockEnabledForBucket=True
+    )
 
 
 def signing_key_id(cloud: RunningCloud) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from localcloud.motohooks import serialize_dynamodb_writes
+from localcloud.motohooks import cheap_transaction_snapshots, serialize_dynamodb_writes
 from tenant_security import aws, crypto
 
 
@@ -25,9 +25,9 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
+        cheap_transaction_snapshots()
         aws.reset_clients()
-        for cached in (crypto._client, crypto._encrypt_provider, crypto._decrypt_provider):
-            cached.cache_clear()
+        crypto.reset_caches()
         try:
             yield
         finally:

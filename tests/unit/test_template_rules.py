@@ -35,6 +35,8 @@ def _all_policy_documents(cfn: dict[str, Any]) -> list[dict[str, Any]]:
 def test_no_statement_allows_every_action(cfn: dict[str, Any]) -> None:
     for document in _all_policy_documents(cfn):
         for statement in _statements(document):
+            if statement.get("Effect") == "Deny":
+                continue  # a wildcard in a Deny (TLS-only bucket policies) narrows, never grants
             actions = statement.get("Action", [])
             actions = [actions] if isinstance(actions, str) else actions
             assert "*" not in actions, statement
@@ -65,13 +67,14 @@ def test_tables_have_point_in_time_recovery_and_encryption(cfn: dict[str, Any]) 
         "SessionsTable",
         "CountersTable",
         "AuditHeadsTable",
+        "AuditSubjectKeysTable",
         "IdempotencyTable",
     }
     for table in tables.values():
         props = table["Properties"]
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert props["SSESpecification"]["SSEEnabled"] is True
-    for name in ("SessionsTable", "CountersTable", "IdempotencyTable"):
+    for name in ("SessionsTable", "CountersTable", "IdempotencyTable", "AuditHeadsTable"):
         assert tables[name]["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
 
 
@@ -92,3 +95,65 @@ def test_the_authorizer_is_keyed_on_token_and_source_ip(cfn: dict[str, Any]) -> 
     responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
     for kind in ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX"):
         assert '"error"' in responses[kind]["responseTemplates"]["application/json"]
+
+
+def _rule_targeting(cfn: dict[str, Any], function: str) -> dict[str, Any]:
+    for res in cfn["Resources"].values():
+        if res["Type"] == "AWS::Events::Rule" and "EventPattern" in res["Properties"]:
+            for target in res["Properties"]["Targets"]:
+                if target["Arn"] == {"Fn::GetAtt": [function, "Arn"]}:
+                    return dict(res["Properties"])
+    raise AssertionError(f"no rule targets {function}")
+
+
+def test_every_platform_event_reaches_the_audit_writer_with_retries_and_a_dead_letter_queue(
+    cfn: dict[str, Any],
+) -> None:
+    rule = _rule_targeting(cfn, "AuditWriterFunction")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["dcisionai.tenant-security"]
+    assert {"User Activity", "Security Alert", "Tenant Onboarded", "Tenant Onboarding Failed"} <= set(
+        pattern["detail-type"]
+    )
+    (target,) = rule["Targets"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]}}
+    alarm = cfn["Resources"]["EventDeliveryDLQAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["EventDeliveryDLQ", "QueueName"]}}
+    ]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+
+
+def test_the_platform_audit_bucket_is_object_locked_in_compliance_mode(cfn: dict[str, Any]) -> None:
+    bucket = cfn["Resources"]["PlatformAuditBucket"]
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert props["ObjectLockEnabled"] is True
+    assert props["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    encryption = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {
+        "Fn::GetAtt": ["AuditLogKey", "Arn"]
+    }
+
+
+def test_the_checkpoint_key_signs_and_only_the_writer_may_sign(cfn: dict[str, Any]) -> None:
+    key = cfn["Resources"]["AuditCheckpointKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    signers = set()
+    for logical_id, res in cfn["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in res["Properties"].get("Policies", []):
+            for statement in _statements(policy["PolicyDocument"]):
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                if "kms:Sign" in actions and statement["Resource"] == {
+                    "Fn::GetAtt": ["AuditCheckpointKey", "Arn"]
+                }:
+                    signers.add(logical_id)
+    assert signers == {"AuditWriterFunctionRole"}

@@ -1,24 +1,89 @@
 """Putting platform events (`Security Alert`, `User Activity`, lifecycle events) on the bus.
 
 A failed put is retried; if it still fails it is logged as an error and counted as a metric, so
-an event is never lost silently (the audit issue adds the durable path).
+an event is never lost silently. From the bus a rule (retry policy, dead-letter queue) delivers
+every event to the audit writer, which appends it to the tenant's hash chain.
+
+Activity categories and the tenant policy's ``audit_logging`` flags: ``operation`` (reads and
+other routine calls) needs log_all_operations, ``data`` (files, records, secrets, audit, reports)
+needs log_data_access, ``admin`` (changes to tenants, users, roles, policies, quotas, sessions)
+needs log_admin_actions. Authentication, security and lifecycle events, and every refused or
+failed call, are always recorded.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tenant_security.observability import logger, metrics
 from tenant_security.redaction import redact
 
+if TYPE_CHECKING:
+    from tenant_security.models.policies import SecurityPolicies
+
 SECURITY_ALERT = "Security Alert"
 USER_ACTIVITY = "User Activity"
 PUT_ATTEMPTS = 3
+
+Category = Literal["operation", "data", "admin", "authentication", "security", "lifecycle"]
+Outcome = Literal["success", "failure", "denied"]
+_POLICY_FLAG = {"operation": "log_all_operations", "data": "log_data_access", "admin": "log_admin_actions"}
+_DATA_RESOURCES = ("files", "records", "secrets", "audit", "reports")
+
+
+def category_of(action: str, method: str) -> Category:
+    """The audit category of an API action (``files:Read`` is data, a POST to users is admin)."""
+    family = action.split(":", 1)[0]
+    if family == "auth":
+        return "authentication"
+    if family in _DATA_RESOURCES or action == "gdpr:Export":
+        return "data"
+    return "operation" if method.upper() in ("GET", "HEAD") else "admin"
+
+
+def outcome_of(status: int) -> Outcome:
+    if status < 400:
+        return "success"
+    return "denied" if status in (401, 403, 429) else "failure"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One recorded action: who did what to which resource, from where, and how it ended."""
+
+    tenant_id: str
+    action: str
+    outcome: Outcome
+    category: Category
+    actor_tenant: str | None = None
+    user: str | None = None
+    resource: str | None = None
+    source_ip: str | None = None
+    request_id: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    target_user: str | None = None
+    target_email: str | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def detail(self) -> dict[str, Any]:
+        """The `User Activity` event's detail (None fields left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def should_record(category: str, outcome: str, policies: SecurityPolicies | None) -> bool:
+    """What the tenant's audit_logging flags ask for; refusals and security events always."""
+    flag = _POLICY_FLAG.get(category)
+    if flag is None or outcome != "success" or policies is None:
+        return True
+    return bool(getattr(policies.audit_logging, flag))
 
 
 class EventPublisher:
@@ -61,5 +126,22 @@ class EventPublisher:
     def security_alert(self, tenant_id: str, alert: str, **detail: Any) -> bool:
         """A `Security Alert` (replayed code, lockout, cross-tenant attempt, ...)."""
         return self.put(
-            SECURITY_ALERT, {"tenant_id": tenant_id, "alert": alert, "outcome": "denied", **detail}
+            SECURITY_ALERT,
+            {
+                "event_id": str(uuid.uuid4()),
+                "tenant_id": tenant_id,
+                "alert": alert,
+                "outcome": "denied",
+                **{k: v for k, v in detail.items() if v is not None},
+            },
         )
+
+    def activity(self, activity: Activity, policies: SecurityPolicies | None = None) -> bool:
+        """Put a `User Activity` event unless the tenant's policy leaves this category out.
+
+        The event id travels in the detail, so a put retried after an unclear failure is still
+        one record in the trail (the writer is idempotent per event id).
+        """
+        if not should_record(activity.category, activity.outcome, policies):
+            return True
+        return self.put(USER_ACTIVITY, activity.detail())

@@ -1,6 +1,7 @@
 """The ``tenant-security`` console script.
 
-Exit codes: 0 success, 1 failure, 2 usage, 3 already done (e.g. the admin exists).
+Exit codes: 0 success (VALID for ``audit verify``), 1 failure, 2 usage, 3 already done (e.g. the
+admin exists), 4 the audit chain is INVALID.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from tenant_security.errors import Conflict
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE, EXIT_INVALID = 0, 1, 2, 3, 4
 
 
 def _bootstrap_admin(args: argparse.Namespace) -> int:
@@ -45,6 +47,52 @@ def _bootstrap_admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    from tenant_security.config import Settings
+
+    overrides = {"resource_prefix": args.prefix} if args.prefix else {}
+    return Settings(**overrides)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from tenant_security import aws
+    from tenant_security.audit.checkpoints import Checkpoints
+    from tenant_security.audit.cipher import RecordCipher
+    from tenant_security.audit.store import ChainHeads, LockedObjects
+    from tenant_security.audit.verify import ChainVerifier
+    from tenant_security.tenancy import require_tenant_id
+
+    settings = _settings(args)
+    tenant_id = require_tenant_id(args.tenant, "--tenant")
+    # Outside a function the key ids come from their aliases and the account from STS.
+    checkpoint_key = settings.audit_checkpoint_key_id or str(
+        aws.kms().describe_key(KeyId=f"alias/{settings.resource_prefix}-audit-checkpoints")["KeyMetadata"][
+            "KeyId"
+        ]
+    )
+    account = str(aws.client("sts").get_caller_identity()["Account"])
+    objects = LockedObjects(aws.s3(), "")
+    verifier = ChainVerifier(
+        ChainHeads(aws.dynamodb(), settings.audit_heads_table),
+        objects,
+        Checkpoints(aws.kms(), checkpoint_key, objects),
+        RecordCipher("", account, settings.partition).decode,
+        settings.audit_bucket,
+    )
+    print(f"verifying the audit chain of {tenant_id} ...", file=sys.stderr)
+    report = verifier.verify(tenant_id, args.first, args.last)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['status']}: records {report['from']}..{report['to']} of {report['head_sequence']}, "
+            f"{report['checkpoints_checked']} signed checkpoints"
+        )
+        for problem in report["problems"]:
+            print(f"  sequence {problem['sequence']}: {problem['kind']}: {problem['detail']}")
+    return EXIT_OK if report["status"] == "VALID" else EXIT_INVALID
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tenant-security``."""
     parser = argparse.ArgumentParser(prog="tenant-security", description="DcisionAI Tenant Security")
@@ -57,6 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--username", default="admin")
     boot.add_argument("--json", action="store_true", help="print the result as JSON")
     boot.set_defaults(run=_bootstrap_admin)
+    audit = commands.add_parser("audit", help="the tenant audit trail").add_subparsers(
+        dest="audit", required=True
+    )
+    verify = audit.add_parser("verify", help="walk a tenant's hash chain and signed checkpoints")
+    verify.add_argument("--tenant", required=True, help="tenant id")
+    verify.add_argument("--from", dest="first", type=int, default=1, help="first sequence (default 1)")
+    verify.add_argument("--to", dest="last", type=int, default=None, help="last sequence (default: the head)")
+    verify.add_argument(
+        "--prefix", help="ResourcePrefix of the stack (default: RESOURCE_PREFIX or dcisionai)"
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(run=_audit_verify)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -32,10 +32,14 @@ class Settings(BaseSettings):
     sessions_table: str = "dcisionai-sessions"
     counters_table: str = "dcisionai-counters"
     audit_heads_table: str = "dcisionai-audit-heads"
+    audit_subject_keys_table: str = "dcisionai-audit-subject-keys"
     idempotency_table: str = "dcisionai-idempotency"
 
     token_signing_key_id: str = ""
     audit_log_key_id: str = ""
+    audit_checkpoint_key_id: str = ""
+    # A signed checkpoint every this many records (and on the writer's schedule).
+    audit_checkpoint_every: int = Field(100, ge=1, le=1_000_000)
     platform_master_key_id: str = ""
     event_dlq_url: str = ""
     database_secret_arn: str = ""
@@ -53,7 +57,15 @@ class Settings(BaseSettings):
         # Tables and the bus are named from the prefix (template.yaml); explicit values win.
         if isinstance(values, dict):
             prefix = values.get("resource_prefix") or values.get("RESOURCE_PREFIX") or "dcisionai"
-            for name in ("tenants", "users", "sessions", "counters", "audit_heads", "idempotency"):
+            for name in (
+                "tenants",
+                "users",
+                "sessions",
+                "counters",
+                "audit_heads",
+                "audit_subject_keys",
+                "idempotency",
+            ):
                 key = f"{name}_table"
                 if not (values.get(key) or values.get(key.upper())):
                     values[key] = f"{prefix}-{name.replace('_', '-')}"
@@ -84,6 +96,23 @@ class Settings(BaseSettings):
     def tenant_key_alias(self, tenant_id: str, purpose: str) -> str:
         """The alias of a tenant key: ``alias/<prefix>-tenant-<id>-<purpose>``."""
         return f"alias/{self.resource_prefix}-tenant-{tenant_id}-{purpose}"
+
+    def data_bucket(self, tenant_id: str) -> str:
+        return f"{self.resource_prefix}-tenant-{tenant_id}-data"
+
+    def audit_bucket(self, tenant_id: str) -> str:
+        """The tenant's object-locked audit bucket (the platform's is in template.yaml)."""
+        return f"{self.resource_prefix}-audit-logs-{tenant_id}"
+
+    @property
+    def audit_key_arn(self) -> str:
+        return self.kms_arn(f"key/{self.audit_log_key_id}")
+
+    def data_key_arn(self, tenant_id: str) -> str:
+        """The tenant data key (the platform master key for the platform tenant)."""
+        if tenant_id == self.platform_tenant_id:
+            return self.kms_arn(f"key/{self.platform_master_key_id}")
+        return self.kms_arn(self.tenant_key_alias(tenant_id, "data"))
 
     def secrets_key_arn(self, tenant_id: str) -> str:
         """The key that protects a tenant's secrets (the platform master key for the platform)."""

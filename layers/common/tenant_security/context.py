@@ -6,7 +6,8 @@ it rebuilds who is calling from ``requestContext.authorizer`` (never from the re
 refuses a revoked or expired session (401) and an ``X-Data-Region`` outside the tenant policy's
 data_locality (403), then runs the request under the caller tenant's quotas (see
 :class:`tenant_security.quotas.QuotaGuard`: domain entitlement, one atomic rate/cost write, a
-concurrency lease, max_request_duration).
+concurrency lease, max_request_duration). Every request that reaches it -- admitted, refused or
+failed -- becomes one `User Activity` event (per the tenant policy's audit_logging flags).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
 from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.authz.routes import rule_for
-from tenant_security.errors import Forbidden, NotFound, Unauthorized
+from tenant_security.errors import DomainError, Forbidden, NotFound, Unauthorized
 from tenant_security.headers import header
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenants import TenantRecord
@@ -75,13 +77,37 @@ def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -
         )
 
 
+def activity_of(
+    event: Mapping[str, Any], caller: TenantContext, tenant_id: str, status: int, reason: str | None
+) -> Activity:
+    """The `User Activity` of one API request (the route's action, never its raw path or body)."""
+    method, resource = str(event.get("httpMethod")), str(event.get("resource"))
+    rule = rule_for(method, resource)
+    action = rule.action if rule else f"{method} {resource}"[:128]
+    return Activity(
+        tenant_id=tenant_id,
+        action=action,
+        outcome=outcome_of(status),
+        category=category_of(action, method),
+        actor_tenant=caller.tenant_id,
+        user=caller.user,
+        resource=f"{method} {resource}",
+        source_ip=caller.source_ip,
+        request_id=caller.request_id,
+        status=status,
+        reason=reason,
+        target_user=(event.get("pathParameters") or {}).get("username"),
+    )
+
+
 def protected_middleware(
     tenants: Callable[[str], TenantRecord | None],
     session_live: Callable[[str, str], bool],
     platform_tenant: str,
     quotas: Callable[[], Any] | None = None,
+    activity: Callable[[], EventPublisher] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """Middleware that sets ``app.context["tenant"]`` and enforces per-request policy.
+    """Middleware that sets ``app.context["tenant"]``, enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
     makes logout and revocation take effect on the very next request.
@@ -90,6 +116,31 @@ def protected_middleware(
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
         event = app.current_event.raw_event
         context = tenant_context(event, platform_tenant)
+        audited: dict[str, Any] = {"tenant": context.tenant_id, "record": None}
+        status = 500
+        reason: str | None = "internal_error"
+        try:
+            response = _admit(app, next_middleware, event, context, audited)
+            status, reason = response.status_code, None
+            return response
+        except DomainError as exc:
+            status, reason = exc.status, exc.code
+            raise
+        finally:
+            if activity is not None:
+                record: TenantRecord | None = audited["record"]
+                activity().activity(
+                    activity_of(event, context, audited["tenant"], status, reason),
+                    record.policies if record is not None else None,
+                )
+
+    def _admit(
+        app: APIGatewayRestResolver,
+        next_middleware: NextMiddleware,
+        event: Mapping[str, Any],
+        context: TenantContext,
+        audited: dict[str, Any],
+    ) -> Response[Any]:
         if not session_live(context.tenant_id, context.session_id):
             raise Unauthorized("session ended")
         # The tenant whose data is touched: the path's (checked against the id rule first), else
@@ -102,6 +153,7 @@ def protected_middleware(
         record = tenants(target)
         if record is None:
             raise NotFound(f"no tenant {target!r}")
+        audited.update(tenant=target, record=record)
         if not record.active and not context.platform_admin:
             # (a platform-admin still reads a FAILED or OFFBOARDED tenant's status)
             raise Forbidden("the tenant is not active")

@@ -15,6 +15,12 @@ from typing import Any
 from tenant_security.errors import DomainError
 
 PURPOSE_MFA_SECRET = "mfa-secret"  # noqa: S105 - a label, not a secret
+# A warm function reuses a data key for at most this long and this many messages (the caching
+# materials manager), so it makes no KMS call per item.
+CACHE_MAX_AGE_SECONDS = 300.0
+CACHE_MAX_MESSAGES = 1000
+CACHE_CAPACITY = 256
+RAW_KEY_PROVIDER = "dcisionai-raw"
 
 
 class DecryptionRefused(DomainError):
@@ -51,37 +57,132 @@ def _decrypt_provider(account_id: str, partition: str) -> Any:
     )
 
 
+@cache
+def _caching_encrypt_cmm(key_arn: str) -> Any:
+    import aws_encryption_sdk
+
+    return aws_encryption_sdk.CachingCryptoMaterialsManager(
+        master_key_provider=_encrypt_provider(key_arn),
+        cache=aws_encryption_sdk.LocalCryptoMaterialsCache(CACHE_CAPACITY),
+        max_age=CACHE_MAX_AGE_SECONDS,
+        max_messages_encrypted=CACHE_MAX_MESSAGES,
+    )
+
+
+@cache
+def _caching_decrypt_cmm(account_id: str, partition: str) -> Any:
+    import aws_encryption_sdk
+
+    return aws_encryption_sdk.CachingCryptoMaterialsManager(
+        master_key_provider=_decrypt_provider(account_id, partition),
+        cache=aws_encryption_sdk.LocalCryptoMaterialsCache(CACHE_CAPACITY),
+        max_age=CACHE_MAX_AGE_SECONDS,
+    )
+
+
+def reset_caches() -> None:
+    """Forget clients, providers and cached data keys (tests that start a new moto)."""
+    for cached in (_client, _encrypt_provider, _decrypt_provider, _caching_encrypt_cmm, _caching_decrypt_cmm):
+        cached.cache_clear()
+
+
+def _raw_key(key_id: str, key: bytes) -> Any:
+    from aws_encryption_sdk.identifiers import EncryptionKeyType, WrappingAlgorithm
+    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
+    from aws_encryption_sdk.key_providers.raw import RawMasterKey
+
+    return RawMasterKey(
+        provider_id=RAW_KEY_PROVIDER,
+        key_id=key_id.encode(),
+        wrapping_key=WrappingKey(
+            wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
+            wrapping_key=key,
+            wrapping_key_type=EncryptionKeyType.SYMMETRIC,
+        ),
+    )
+
+
+def _check_context(context: Mapping[str, str]) -> None:
+    if "tenant_id" not in context or "purpose" not in context:
+        raise ValueError("an encryption context needs tenant_id and purpose")
+
+
+def _refuse_other_context(actual: Mapping[str, str], expected: Mapping[str, str]) -> None:
+    if any(actual.get(key) != value for key, value in expected.items()):
+        raise DecryptionRefused("ciphertext belongs to another tenant or purpose")
+
+
 def encryption_context(tenant_id: str, purpose: str, **extra: str) -> dict[str, str]:
     """The context of a tenant's message: tenant, purpose and whatever else names the data."""
     return {"tenant_id": tenant_id, "purpose": purpose, **extra}
 
 
-def encrypt(plaintext: bytes, key_arn: str, context: Mapping[str, str]) -> bytes:
-    """Encrypt under ``key_arn`` (a key or alias ARN) with ``context`` bound to the data key."""
+def encrypt(plaintext: bytes, key_arn: str, context: Mapping[str, str], *, cached: bool = False) -> bytes:
+    """Encrypt under ``key_arn`` (a key or alias ARN) with ``context`` bound to the data key.
+
+    ``cached``: reuse data keys through the caching materials manager (bounded age and message
+    count) -- for high-volume messages such as audit records.
+    """
     from aws_encryption_sdk.identifiers import Algorithm
 
-    if "tenant_id" not in context or "purpose" not in context:
-        raise ValueError("an encryption context needs tenant_id and purpose")
+    _check_context(context)
+    source = (
+        {"materials_manager": _caching_encrypt_cmm(key_arn)}
+        if cached
+        else {"key_provider": _encrypt_provider(key_arn)}
+    )
     ciphertext, _header = _client().encrypt(
         source=plaintext,
-        key_provider=_encrypt_provider(key_arn),
+        encryption_context=dict(context),
+        algorithm=Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+        **source,
+    )
+    return bytes(ciphertext)
+
+
+def encrypt_with_key(plaintext: bytes, key_id: str, key: bytes, context: Mapping[str, str]) -> bytes:
+    """Encrypt under a 256-bit key the caller holds (a per-subject key, itself KMS-wrapped)."""
+    from aws_encryption_sdk.identifiers import Algorithm
+
+    _check_context(context)
+    ciphertext, _header = _client().encrypt(
+        source=plaintext,
+        key_provider=_raw_key(key_id, key),
         encryption_context=dict(context),
         algorithm=Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
     )
     return bytes(ciphertext)
 
 
-def decrypt(
-    ciphertext: bytes, expected_context: Mapping[str, str], account_id: str, partition: str = "aws"
+def decrypt_with_key(
+    ciphertext: bytes, key_id: str, key: bytes, expected_context: Mapping[str, str]
 ) -> bytes:
-    """Decrypt a message of this account's keys; refuse it unless its context holds ``expected_context``."""
+    """Decrypt a message of :func:`encrypt_with_key`; refuse another context."""
     try:
-        plaintext, header = _client().decrypt(
-            source=ciphertext, key_provider=_decrypt_provider(account_id, partition)
-        )
+        plaintext, header = _client().decrypt(source=ciphertext, key_provider=_raw_key(key_id, key))
     except Exception as exc:
         raise DecryptionRefused("ciphertext could not be decrypted") from exc
-    actual = header.encryption_context
-    if any(actual.get(key) != value for key, value in expected_context.items()):
-        raise DecryptionRefused("ciphertext belongs to another tenant or purpose")
+    _refuse_other_context(header.encryption_context, expected_context)
+    return bytes(plaintext)
+
+
+def decrypt(
+    ciphertext: bytes,
+    expected_context: Mapping[str, str],
+    account_id: str,
+    partition: str = "aws",
+    *,
+    cached: bool = False,
+) -> bytes:
+    """Decrypt a message of this account's keys; refuse it unless its context holds ``expected_context``."""
+    source = (
+        {"materials_manager": _caching_decrypt_cmm(account_id, partition)}
+        if cached
+        else {"key_provider": _decrypt_provider(account_id, partition)}
+    )
+    try:
+        plaintext, header = _client().decrypt(source=ciphertext, **source)
+    except Exception as exc:
+        raise DecryptionRefused("ciphertext could not be decrypted") from exc
+    _refuse_other_context(header.encryption_context, expected_context)
     return bytes(plaintext)

@@ -43,14 +43,6 @@ _TRANSIENT_CODES = {
 }
 
 
-def data_bucket_name(prefix: str, tenant_id: str) -> str:
-    return f"{prefix}-tenant-{tenant_id}-data"
-
-
-def audit_bucket_name(prefix: str, tenant_id: str) -> str:
-    return f"{prefix}-audit-logs-{tenant_id}"
-
-
 class TransientError(ServiceUnavailable):
     """A failure worth retrying (the state machines retry it with back-off)."""
 
@@ -86,10 +78,10 @@ class TenantProvisioner:
 
     # ------------------------------------------------------------------ names
     def data_bucket(self, tenant_id: str) -> str:
-        return data_bucket_name(self.settings.resource_prefix, tenant_id)
+        return self.settings.data_bucket(tenant_id)
 
     def audit_bucket(self, tenant_id: str) -> str:
-        return audit_bucket_name(self.settings.resource_prefix, tenant_id)
+        return self.settings.audit_bucket(tenant_id)
 
     def secret_name(self, tenant_id: str, what: str) -> str:
         return f"{self.settings.resource_prefix}/tenants/{tenant_id}/{what}"
@@ -104,10 +96,10 @@ class TenantProvisioner:
         """:meth:`validate` for callers that have only the settings (the API)."""
         request = parse_onboarding_request(data)
         problems = []
-        prefix, tenant_id = settings.resource_prefix, request.tenant_id
+        tenant_id = request.tenant_id
         if tenant_id == settings.platform_tenant_id:
             problems.append({"field": "tenant_id", "message": "the platform tenant cannot be onboarded"})
-        if max(len(data_bucket_name(prefix, tenant_id)), len(audit_bucket_name(prefix, tenant_id))) > 63:
+        if max(len(settings.data_bucket(tenant_id)), len(settings.audit_bucket(tenant_id))) > 63:
             problems.append(
                 {"field": "tenant_id", "message": "too long for the S3 bucket names with this prefix"}
             )
@@ -310,7 +302,7 @@ class TenantProvisioner:
         )
         self._create_bucket(audit, tenant_id, object_lock=True)
         # The trail is encrypted with the platform's audit key: it survives crypto-shredding.
-        self._encrypt_bucket(audit, self.settings.kms_arn(f"key/{self.settings.audit_log_key_id}"))
+        self._encrypt_bucket(audit, self.settings.audit_key_arn)
         self.s3.put_object_lock_configuration(
             Bucket=audit,
             ObjectLockConfiguration={

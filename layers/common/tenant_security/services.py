@@ -14,6 +14,13 @@ from tenant_security import aws
 
 if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
+    from tenant_security.audit.checkpoints import Checkpoints
+    from tenant_security.audit.cipher import RecordCipher
+    from tenant_security.audit.pii import PiiProtector, SubjectKeys
+    from tenant_security.audit.reader import AuditReader
+    from tenant_security.audit.store import ChainHeads, LockedObjects
+    from tenant_security.audit.verify import ChainVerifier
+    from tenant_security.audit.writer import AuditWriter
     from tenant_security.authz.decision import RequestAuthorizer
     from tenant_security.config import Settings
     from tenant_security.database import TenantDatabases
@@ -149,7 +156,15 @@ def signin() -> SignInService:
     from tenant_security.identity.signin import SignInService
 
     return SignInService(
-        users(), tenants(), sessions(), mfa(), issuer(), verifier(), on_first_sign_in=forget_initial_password
+        users(),
+        tenants(),
+        sessions(),
+        mfa(),
+        issuer(),
+        verifier(),
+        on_first_sign_in=forget_initial_password,
+        publisher=publisher(),
+        platform_tenant=settings().platform_tenant_id,
     )
 
 
@@ -233,3 +248,101 @@ def quota_guard() -> QuotaGuard:
     from tenant_security.quotas import QuotaGuard
 
     return QuotaGuard(rate_limiter(), leases())
+
+
+# ---------------------------------------------------------------------- audit trail
+@cache
+def chain_heads() -> ChainHeads:
+    from tenant_security.audit.store import ChainHeads
+
+    return ChainHeads(aws.dynamodb(), settings().audit_heads_table)
+
+
+@cache
+def audit_objects() -> LockedObjects:
+    from tenant_security.audit.store import LockedObjects
+
+    return LockedObjects(aws.s3(), settings().audit_key_arn)
+
+
+@cache
+def record_cipher() -> RecordCipher:
+    from tenant_security.audit.cipher import RecordCipher
+
+    return RecordCipher(settings().audit_key_arn, settings().account_id, settings().partition)
+
+
+@cache
+def checkpoints() -> Checkpoints:
+    from tenant_security.audit.checkpoints import Checkpoints
+
+    return Checkpoints(aws.kms(), settings().audit_checkpoint_key_id, audit_objects())
+
+
+def _subject_key_context(tenant_id: str, key_id: str) -> dict[str, str]:
+    from tenant_security import crypto
+    from tenant_security.audit.pii import PURPOSE_SUBJECT_KEY
+
+    return crypto.encryption_context(tenant_id, PURPOSE_SUBJECT_KEY, key_id=key_id)
+
+
+def _wrap_subject_key(tenant_id: str, key_id: str, key: bytes) -> bytes:
+    from tenant_security import crypto
+
+    return crypto.encrypt(key, settings().data_key_arn(tenant_id), _subject_key_context(tenant_id, key_id))
+
+
+def _unwrap_subject_key(tenant_id: str, key_id: str, wrapped: bytes) -> bytes:
+    from tenant_security import crypto
+
+    return crypto.decrypt(
+        wrapped, _subject_key_context(tenant_id, key_id), settings().account_id, settings().partition
+    )
+
+
+@cache
+def subject_keys() -> SubjectKeys:
+    from tenant_security.audit.pii import SubjectKeys
+
+    return SubjectKeys(
+        aws.dynamodb(), settings().audit_subject_keys_table, _wrap_subject_key, _unwrap_subject_key
+    )
+
+
+@cache
+def pii() -> PiiProtector:
+    from tenant_security.audit.pii import PiiProtector
+
+    return PiiProtector(subject_keys())
+
+
+@cache
+def audit_writer() -> AuditWriter:
+    from tenant_security.audit.writer import AuditWriter
+
+    return AuditWriter(
+        settings(),
+        chain_heads(),
+        audit_objects(),
+        record_cipher(),
+        tenants(),
+        pii(),
+        checkpoints(),
+        fault=lambda tenant_id, step: faults().check("audit", tenant_id, step),
+    )
+
+
+@cache
+def chain_verifier() -> ChainVerifier:
+    from tenant_security.audit.verify import ChainVerifier
+
+    return ChainVerifier(
+        chain_heads(), audit_objects(), checkpoints(), record_cipher().decode, settings().audit_bucket
+    )
+
+
+@cache
+def audit_reader() -> AuditReader:
+    from tenant_security.audit.reader import AuditReader
+
+    return AuditReader(aws.s3(), record_cipher().decode, pii(), subject_keys())

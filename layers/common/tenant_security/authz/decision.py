@@ -109,9 +109,38 @@ class RequestAuthorizer:
         )
 
     def authorize(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The authorizer response (policy and context) for ``event``."""
-        caller = self.caller(event)
+        """The authorizer response (policy and context) for ``event``.
+
+        Every refusal is also a `Security Alert` in the trail of the caller's tenant (the
+        platform's when the token names none we can trust).
+        """
         source_ip = ((event.get("requestContext") or {}).get("identity") or {}).get("sourceIp")
+        try:
+            caller = self.caller(event)
+        except Unauthorized as exc:
+            self._alert(self.platform_tenant, "invalid_token", event, source_ip, reason=exc.message)
+            raise
+        try:
+            return self._decide(event, caller, source_ip)
+        except Unauthorized as exc:
+            self._alert(
+                caller.tenant_id, "session_ended", event, source_ip, user=caller.user, reason=exc.message
+            )
+            raise
+
+    def _alert(
+        self, tenant_id: str, alert: str, event: Mapping[str, Any], source_ip: str | None, **extra: Any
+    ) -> None:
+        self.publisher.security_alert(
+            tenant_id,
+            alert,
+            source_ip=source_ip,
+            method=event.get("httpMethod"),
+            resource=event.get("resource"),
+            **extra,
+        )
+
+    def _decide(self, event: Mapping[str, Any], caller: Caller, source_ip: str | None) -> dict[str, Any]:
         response = APIGatewayAuthorizerResponse.from_route_arn(
             str(event["methodArn"]),
             principal_id=f"{caller.tenant_id}/{caller.user}",
@@ -124,19 +153,16 @@ class RequestAuthorizer:
         )
         tenant = self.tenants.get(caller.tenant_id)
         if tenant is None or not tenant.active:
-            return self._deny(response, "tenant_not_active")
+            return self._deny(response, "tenant_not_active", caller, event, source_ip)
         if not caller.session_id or not self.sessions.is_live(caller.tenant_id, caller.session_id):
             raise Unauthorized("session ended")
         if caller.scope != SCOPE_FULL:
-            return self._deny(response, "password_change_required")
+            return self._deny(response, "password_change_required", caller, event, source_ip)
         access = tenant.policies.access_control
         if access.mfa_required and not MFA_METHODS & set(caller.amr):
-            return self._deny(response, "mfa_required")
+            return self._deny(response, "mfa_required", caller, event, source_ip)
         if not ip_allowed(source_ip, access.ip_whitelist):
-            self.publisher.security_alert(
-                caller.tenant_id, "source_ip_not_allowed", user=caller.user, source_ip=source_ip
-            )
-            return self._deny(response, "source_ip_not_allowed")
+            return self._deny(response, "source_ip_not_allowed", caller, event, source_ip)
 
         platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
         roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
@@ -144,7 +170,7 @@ class RequestAuthorizer:
         tenant_in_path = "*" if platform_admin else caller.tenant_id
         allowed = [rule for rule in ROUTES if is_allowed(rule.action, granted)]
         if not allowed:
-            return self._deny(response, "no_permission")
+            return self._deny(response, "no_permission", caller, event, source_ip)
         for rule in allowed:
             response.allow_route(rule.method, policy_resource(rule, tenant_in_path))
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
@@ -152,8 +178,15 @@ class RequestAuthorizer:
             self._alert_cross_tenant(caller, path_tenant, event, source_ip)
         return response.asdict()
 
-    @staticmethod
-    def _deny(response: APIGatewayAuthorizerResponse, reason: str) -> dict[str, Any]:
+    def _deny(
+        self,
+        response: APIGatewayAuthorizerResponse,
+        reason: str,
+        caller: Caller,
+        event: Mapping[str, Any],
+        source_ip: str | None,
+    ) -> dict[str, Any]:
+        self._alert(caller.tenant_id, reason, event, source_ip, user=caller.user)
         response.context = {**(response.context or {}), "deny_reason": reason}
         response.deny_all_routes()
         return response.asdict()
@@ -161,12 +194,11 @@ class RequestAuthorizer:
     def _alert_cross_tenant(
         self, caller: Caller, path_tenant: str, event: Mapping[str, Any], source_ip: str | None
     ) -> None:
-        self.publisher.security_alert(
+        self._alert(
             caller.tenant_id,
             "cross_tenant_access",
+            event,
+            source_ip,
             user=caller.user,
             target_tenant=str(path_tenant)[:64],
-            method=event.get("httpMethod"),
-            resource=event.get("resource"),
-            source_ip=source_ip,
         )

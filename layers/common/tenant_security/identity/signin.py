@@ -7,10 +7,12 @@ A one-time or temporary password never becomes the long-term one: after MFA such
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tenant_security.errors import BadRequest, Forbidden, Unauthorized
+from tenant_security.activity import Activity
+from tenant_security.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from tenant_security.identity.mfa import Enrollment, MfaService
 from tenant_security.identity.passwords import (
     check_new_password,
@@ -35,6 +37,9 @@ from tenant_security.identity.users import User, UserStore
 from tenant_security.observability import logger
 from tenant_security.tenants import TenantRecord
 
+if TYPE_CHECKING:
+    from tenant_security.activity import EventPublisher
+
 
 class TenantLookup(Protocol):
     def get(self, tenant_id: str) -> TenantRecord | None: ...
@@ -53,8 +58,13 @@ class SignInService:
         verifier: TokenVerifier,
         clock: Callable[[], float] = time.time,
         on_first_sign_in: Callable[[str, str], None] | None = None,
+        publisher: EventPublisher | None = None,
+        platform_tenant: str = "platform",
     ) -> None:
+        """``publisher``: where each step's `User Activity` (success or failure) goes."""
         self.on_first_sign_in = on_first_sign_in
+        self.publisher = publisher
+        self.platform_tenant = platform_tenant
         self.users = users
         self.tenants = tenants
         self.sessions = sessions
@@ -63,16 +73,57 @@ class SignInService:
         self.verifier = verifier
         self.clock = clock
 
+    # ------------------------------------------------------------------ audit
+    @contextmanager
+    def _audited(self, action: str, source_ip: str | None, who: dict[str, str | None]) -> Iterator[None]:
+        """Record the step's outcome as `User Activity` for the user in ``who`` once it is known.
+
+        ``who`` is filled as the step learns who is signing in; an unknown tenant or user is
+        recorded in the platform's trail without a user name.
+        """
+        reason: str | None = None
+        outcome = "failure"
+        try:
+            yield
+            outcome = "success"
+        except DomainError as exc:
+            reason = exc.code
+            outcome = "denied" if exc.status in (403, 423, 429) else "failure"
+            raise
+        finally:
+            if self.publisher is not None:
+                self.publisher.activity(
+                    Activity(
+                        tenant_id=who.get("tenant_id") or self.platform_tenant,
+                        action=action,
+                        outcome=outcome,  # type: ignore[arg-type]
+                        category="authentication",
+                        user=who.get("user"),
+                        source_ip=source_ip,
+                        reason=reason,
+                    )
+                )
+
     # ------------------------------------------------------------------ steps
     def login(self, tenant_id: str, username: str, password: str, source_ip: str | None) -> dict[str, Any]:
         """Check the password; answer with an MFA challenge or a forced enrolment."""
+        who: dict[str, str | None] = {}
+        with self._audited("auth:Login", source_ip, who):
+            return self._login(tenant_id, username, password, source_ip, who)
+
+    def _login(
+        self, tenant_id: str, username: str, password: str, source_ip: str | None, who: dict[str, str | None]
+    ) -> dict[str, Any]:
         from tenant_security.authz.decision import ip_allowed
 
         tenant = self.tenants.get(tenant_id)
+        if tenant is not None:
+            who["tenant_id"] = tenant_id
         user = self.users.get(tenant_id, username) if tenant is not None else None
         if user is None:
             verify_password(None, password)  # the same work as for a real user
             raise Unauthorized("invalid credentials")
+        who.update(tenant_id=tenant_id, user=username)
         assert tenant is not None
         if not ip_allowed(source_ip, tenant.policies.access_control.ip_whitelist):
             raise Forbidden("source address not allowed for this tenant")
@@ -103,16 +154,20 @@ class SignInService:
         )
         return {"status": "MFA_REQUIRED", "challenge_token": token}
 
-    def enroll(self, enrollment_token: str) -> Enrollment:
+    def enroll(self, enrollment_token: str, source_ip: str | None = None) -> Enrollment:
         """A new TOTP secret, QR code and backup codes (shown once)."""
-        user, _ = self._user_of(enrollment_token, MFA_ENROLLMENT)
-        return self.mfa.enroll(user)
+        who: dict[str, str | None] = {}
+        with self._audited("auth:MfaEnroll", source_ip, who):
+            user, _ = self._user_of(enrollment_token, MFA_ENROLLMENT, who)
+            return self.mfa.enroll(user)
 
     def activate(self, enrollment_token: str, code: str, source_ip: str | None) -> dict[str, Any]:
         """Confirm enrolment with a first code; the token reply."""
-        user, tenant = self._user_of(enrollment_token, MFA_ENROLLMENT)
-        amr = self.mfa.activate(user, code, source_ip)
-        return self._start_session(user, tenant, amr)
+        who: dict[str, str | None] = {}
+        with self._audited("auth:MfaActivate", source_ip, who):
+            user, tenant = self._user_of(enrollment_token, MFA_ENROLLMENT, who)
+            amr = self.mfa.activate(user, code, source_ip)
+            return self._start_session(user, tenant, amr)
 
     def verify(
         self, challenge_token: str, code: str | None, backup_code: str | None, source_ip: str | None
@@ -120,19 +175,34 @@ class SignInService:
         """Check a TOTP code or a backup code; the token reply."""
         if (code is None) == (backup_code is None):
             raise BadRequest("send either code or backup_code")
-        user, tenant = self._user_of(challenge_token, MFA_CHALLENGE)
-        if code is not None:
-            amr = self.mfa.verify_code(user, code, source_ip)
-        else:
-            amr = self.mfa.verify_backup_code(user, str(backup_code), source_ip)
-        return self._start_session(user, tenant, amr)
+        who: dict[str, str | None] = {}
+        with self._audited("auth:MfaVerify", source_ip, who):
+            user, tenant = self._user_of(challenge_token, MFA_CHALLENGE, who)
+            if code is not None:
+                amr = self.mfa.verify_code(user, code, source_ip)
+            else:
+                amr = self.mfa.verify_backup_code(user, str(backup_code), source_ip)
+            return self._start_session(user, tenant, amr)
 
     def change_password(
         self, access_token: str, current_password: str, new_password: str, source_ip: str | None
     ) -> dict[str, Any]:
         """Replace the password (required after a one-time one); a full-rights token reply."""
+        who: dict[str, str | None] = {}
+        with self._audited("auth:ChangePassword", source_ip, who):
+            return self._change_password(access_token, current_password, new_password, source_ip, who)
+
+    def _change_password(
+        self,
+        access_token: str,
+        current_password: str,
+        new_password: str,
+        source_ip: str | None,
+        who: dict[str, str | None],
+    ) -> dict[str, Any]:
         claims = self.verifier.verify(access_token, ACCESS)
         tenant_id, username, sid = str(claims["tenant_id"]), str(claims["sub"]), str(claims.get("sid", ""))
+        who.update(tenant_id=tenant_id, user=username)
         if not self.sessions.is_live(tenant_id, sid):
             raise Unauthorized("session ended")
         user, tenant = self._user_and_tenant(tenant_id, username)
@@ -159,8 +229,12 @@ class SignInService:
             raise Forbidden("tenant is not active")
         return user, tenant
 
-    def _user_of(self, token: str, token_use: str) -> tuple[User, TenantRecord]:
+    def _user_of(
+        self, token: str, token_use: str, who: dict[str, str | None] | None = None
+    ) -> tuple[User, TenantRecord]:
         claims = self.verifier.verify(token, token_use)
+        if who is not None:
+            who.update(tenant_id=str(claims["tenant_id"]), user=str(claims["sub"]))
         return self._user_and_tenant(str(claims["tenant_id"]), str(claims["sub"]))
 
     def _start_session(self, user: User, tenant: TenantRecord, amr: list[str]) -> dict[str, Any]:

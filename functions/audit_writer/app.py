@@ -1,0 +1,45 @@
+"""EventBridge → the tenant's hash chain; the scheduled rule → signed checkpoints.
+
+An exception fails the delivery: EventBridge retries it (24 h, 185 attempts) and then parks it in
+the dead-letter queue. The writer is idempotent per event id, so retries never duplicate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_security import services
+from tenant_security.observability import logger, metrics, tracer
+
+
+def _lag_seconds(event: dict[str, Any]) -> float | None:
+    try:
+        sent = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, (datetime.now(UTC) - sent).total_seconds())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Append one event (or, for the schedule, checkpoint every chain that grew)."""
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        written = services.audit_writer().checkpoint_all()
+        metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))
+        return {"checkpoints": written}
+    appended = services.audit_writer().append(event)
+    logger.append_keys(tenant_id=appended.tenant_id)
+    if appended.duplicate:
+        metrics.add_metric(name="AuditDuplicateDeliveries", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="AuditRecordsAppended", unit=MetricUnit.Count, value=1)
+    lag = _lag_seconds(event)
+    if lag is not None:
+        metrics.add_metric(name="AuditLag", unit=MetricUnit.Seconds, value=lag)
+    return {"tenant_id": appended.tenant_id, "sequence": appended.sequence, "duplicate": appended.duplicate}

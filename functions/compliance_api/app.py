@@ -1,0 +1,96 @@
+"""Audit routes behind the authorizer: the tenant's trail (filtered, paginated) and its verification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_security import services
+from tenant_security.audit.reader import decode_next
+from tenant_security.context import protected_middleware
+from tenant_security.errors import ValidationFailed
+from tenant_security.http import make_resolver
+from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.observability import logger, metrics, tracer
+from tenant_security.tenancy import require_tenant_id
+
+settings = services.settings()
+app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
+app.use(
+    [
+        protected_middleware(
+            services.tenants().get,
+            services.sessions().is_live,
+            settings.platform_tenant_id,
+            services.quota_guard,
+            services.publisher,
+        )
+    ]
+)
+
+MAX_VERIFY_SPAN = 5000  # records verified per request; ask for from/to ranges beyond that
+ACTION_PATTERN = r"^[a-z-]{1,32}:[A-Za-z: -]{1,64}$"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@app.get("/tenants/<tenant_id>/audit")
+def read_audit(
+    tenant_id: str,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    action: Annotated[str | None, Query(pattern=ACTION_PATTERN)] = None,
+    actor: Annotated[str | None, Query(pattern=USERNAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[str | None, Query(alias="next", max_length=400)] = None,
+) -> dict[str, Any]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    return services.audit_reader().query(
+        tenant,
+        settings.audit_bucket(tenant),
+        start=_utc(start),
+        end=_utc(end),
+        action=action,
+        actor=actor,
+        limit=limit,
+        after=decode_next(after) if after else None,
+    )
+
+
+@app.get("/tenants/<tenant_id>/audit/verify")
+def verify_audit(
+    tenant_id: str,
+    first: Annotated[int, Query(alias="from", ge=1)] = 1,
+    last: Annotated[int | None, Query(alias="to", ge=1)] = None,
+) -> dict[str, Any]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    if last is not None and last < first:
+        raise ValidationFailed(
+            "to is before from", fields=[{"field": "query.to", "message": "must be >= from"}]
+        )
+    head = services.chain_heads().get(tenant).sequence
+    end = head if last is None else min(last, head)
+    if end - first + 1 > MAX_VERIFY_SPAN:
+        raise ValidationFailed(
+            f"verify at most {MAX_VERIFY_SPAN} records per request (the chain has {head}); use from and to",
+            fields=[{"field": "query.to", "message": f"at most {MAX_VERIFY_SPAN} records from 'from'"}],
+        )
+    report = services.chain_verifier().verify(tenant, first, end)
+    metrics.add_metric(name="AuditVerifications", unit="Count", value=1)
+    return report
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway proxy entry point."""
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""The tenant audit trail: activity events → hash chain → object-locked S3, checkpoints, verifier."""

@@ -1,0 +1,35 @@
+"""Audit record bodies: the Encryption SDK under the platform audit key, one context per tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenant_security import crypto
+from tenant_security.audit.chain import PURPOSE_AUDIT_RECORD, canonical
+from tenant_security.audit.verify import json_record
+
+
+def record_context(tenant_id: str) -> dict[str, str]:
+    return crypto.encryption_context(tenant_id, PURPOSE_AUDIT_RECORD)
+
+
+class RecordCipher:
+    """Encrypts sealed records and decodes stored bodies (None for anything that is not one)."""
+
+    def __init__(self, key_arn: str, account_id: str, partition: str) -> None:
+        self.key_arn = key_arn
+        self.account_id = account_id
+        self.partition = partition
+
+    def encrypt(self, tenant_id: str, record: dict[str, Any]) -> bytes:
+        # Cached data keys: a warm writer makes no KMS call per record.
+        return crypto.encrypt(canonical(record), self.key_arn, record_context(tenant_id), cached=True)
+
+    def decode(self, tenant_id: str, body: bytes) -> dict[str, Any] | None:
+        try:
+            plaintext = crypto.decrypt(
+                body, record_context(tenant_id), self.account_id, self.partition, cached=True
+            )
+        except crypto.DecryptionRefused:
+            return None
+        return json_record(plaintext)

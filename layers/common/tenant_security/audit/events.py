@@ -1,0 +1,110 @@
+"""Any platform event, as the content of one audit record.
+
+`User Activity` events carry the fields of :class:`tenant_security.activity.Activity`;
+`Security Alert` and lifecycle events (`Tenant Onboarded`, ...) are mapped onto the same shape.
+Every string is bounded and unknown fields are kept only as short scalars, so a record stays
+small whatever an event carries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tenant_security.activity import SECURITY_ALERT, USER_ACTIVITY
+from tenant_security.tenancy import TENANT_ID_PATTERN
+
+_MAX_TEXT = 256
+_MAX_EXTRA_FIELDS = 20
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+_CORE = {
+    "event_id",
+    "tenant_id",
+    "action",
+    "outcome",
+    "category",
+    "actor_tenant",
+    "user",
+    "resource",
+    "source_ip",
+    "request_id",
+    "status",
+    "reason",
+    "target_user",
+    "target_email",
+    "time",
+    "alert",
+}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)[:_MAX_TEXT]
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return _text(value)
+
+
+def event_id_of(event: Mapping[str, Any]) -> str:
+    """The id that makes a delivery idempotent: the producer's ``detail.event_id``, else EventBridge's."""
+    detail = event.get("detail") or {}
+    return str(detail.get("event_id") or event.get("id") or "")[:128]
+
+
+def tenant_of(event: Mapping[str, Any], platform_tenant: str) -> str:
+    """The tenant an event is about (the platform when it names no valid tenant)."""
+    tenant = (event.get("detail") or {}).get("tenant_id")
+    return tenant if isinstance(tenant, str) and _TENANT_RE.fullmatch(tenant) else platform_tenant
+
+
+def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any]:
+    """The audit record's fields for ``event`` (before PII protection and chaining)."""
+    detail = event.get("detail") or {}
+    if not isinstance(detail, Mapping):
+        detail = {"value": str(detail)}
+    detail_type = str(event.get("detail-type") or "")[:_MAX_TEXT]
+    about = detail.get("tenant_id")
+    if detail_type == USER_ACTIVITY:
+        action, category = (
+            _text(detail.get("action")) or "unknown",
+            _text(detail.get("category")) or "operation",
+        )
+    elif detail_type == SECURITY_ALERT:
+        action, category = f"security:{_text(detail.get('alert')) or 'alert'}", "security"
+    else:
+        action, category = f"lifecycle:{detail_type}", "lifecycle"
+    outcome = _text(detail.get("outcome")) or ("failure" if "Failed" in detail_type else "success")
+    extra = {
+        str(k)[:64]: _scalar(v)
+        for k, v in list(detail.items())[: _MAX_EXTRA_FIELDS * 2]
+        if k not in _CORE and not isinstance(v, Mapping | list)
+    }
+    content: dict[str, Any] = {
+        "tenant_id": chain_tenant,
+        "event_id": event_id_of(event),
+        "detail_type": detail_type,
+        "source": _text(event.get("source")),
+        "time": _text(detail.get("time") or event.get("time")),
+        "category": category,
+        "action": action,
+        "outcome": outcome,
+        "resource": _text(detail.get("resource")),
+        "status": detail.get("status") if isinstance(detail.get("status"), int) else None,
+        "reason": _text(detail.get("reason")),
+        "request_id": _text(detail.get("request_id")),
+        "actor": {
+            "tenant_id": _text(detail.get("actor_tenant") or about),
+            "user": _text(detail.get("user")),
+        },
+        "source_ip": _text(detail.get("source_ip")),
+        "target": {"user": _text(detail.get("target_user")), "email": _text(detail.get("target_email"))},
+        "details": dict(list(extra.items())[:_MAX_EXTRA_FIELDS]),
+    }
+    if isinstance(about, str) and about != chain_tenant:
+        content["details"]["about_tenant"] = about[:64]
+    return content

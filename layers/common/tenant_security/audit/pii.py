@@ -1,0 +1,224 @@
+"""Personal data in audit records, per the tenant policy's ``pii_handling``.
+
+With ``encrypt_and_redact`` (or ``encrypt``) the personal fields of a record (user names, e-mail,
+source IP) are replaced by :data:`REDACTED` and kept encrypted, per subject, under that subject's
+own 256-bit key; the subject key is itself encrypted under the tenant data key (the platform
+master key for the platform tenant). Erasing a subject (GDPR) deletes only that key: their PII
+no longer decrypts, while the records -- and so the hash chain -- stay exactly as written.
+``redact`` keeps no copy; ``none`` leaves the fields as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tenant_security import crypto
+from tenant_security.dynamo import is_conditional_failure
+
+REDACTED = "[redacted]"
+ERASED = "[erased]"
+ANONYMOUS = "~anonymous"
+PURPOSE_PII = "audit-pii"
+PURPOSE_SUBJECT_KEY = "audit-subject-key"
+# (path in the record, whose PII it is: the actor or the target user)
+PII_FIELDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("actor", "user"), "actor"),
+    (("source_ip",), "actor"),
+    (("target", "user"), "target"),
+    (("target", "email"), "target"),
+)
+
+Wrap = Callable[[str, str, bytes], bytes]
+
+
+def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    target = record
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
+
+
+def subject_of(record: dict[str, Any], role: str) -> str:
+    """The subject whose key protects a field: a user of the record's tenant (or ``tenant:user``)."""
+    if role == "target":
+        return str(_get(record, ("target", "user")) or ANONYMOUS)
+    user, actor_tenant = _get(record, ("actor", "user")), _get(record, ("actor", "tenant_id"))
+    if not user:
+        return ANONYMOUS
+    return str(user) if actor_tenant in (None, record.get("tenant_id")) else f"{actor_tenant}:{user}"
+
+
+class SubjectKeys:
+    """Per-subject keys in DynamoDB: ``subject#<name>`` → key id, ``key#<id>`` → the wrapped key."""
+
+    def __init__(
+        self, client: Any, table: str, wrap: Wrap, unwrap: Wrap, cache_seconds: float = 300.0
+    ) -> None:
+        """``wrap``/``unwrap`` (tenant, key id, bytes) encrypt a key under the tenant data key."""
+        self.client = client
+        self.table = table
+        self.wrap = wrap
+        self.unwrap = unwrap
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[str, bytes, float]] = {}
+
+    def _item(self, tenant_id: str, sk: str) -> dict[str, Any] | None:
+        reply = self.client.get_item(
+            TableName=self.table, Key={"tenant_id": {"S": tenant_id}, "sk": {"S": sk}}, ConsistentRead=True
+        )
+        item: dict[str, Any] | None = reply.get("Item")
+        return item
+
+    def key_id_of(self, tenant_id: str, subject: str) -> str | None:
+        item = self._item(tenant_id, f"subject#{subject}")
+        return item["key_id"]["S"] if item else None
+
+    def key_by_id(self, tenant_id: str, key_id: str) -> bytes | None:
+        """The plaintext key, or None once erased."""
+        item = self._item(tenant_id, f"key#{key_id}")
+        if item is None:
+            return None
+        return self.unwrap(tenant_id, key_id, bytes(item["wrapped"]["B"]))
+
+    def key_for(self, tenant_id: str, subject: str) -> tuple[str, bytes]:
+        """The subject's key id and key, created on first use (cached for a few minutes)."""
+        cached = self._cache.get((tenant_id, subject))
+        if cached and cached[2] > time.monotonic():
+            return cached[0], cached[1]
+        for _ in range(3):
+            key_id = self.key_id_of(tenant_id, subject)
+            key = self.key_by_id(tenant_id, key_id) if key_id else None
+            if key_id is None or key is None:
+                key_id, key = self._create(tenant_id, subject)
+            if key_id is not None and key is not None:
+                self._cache[(tenant_id, subject)] = (key_id, key, time.monotonic() + self.cache_seconds)
+                return key_id, key
+        raise RuntimeError("subject key could not be created")
+
+    def _create(self, tenant_id: str, subject: str) -> tuple[str | None, bytes | None]:
+        key_id, key = str(uuid.uuid4()), os.urandom(32)
+        wrapped = self.wrap(tenant_id, key_id, key)
+        now = str(int(time.time()))
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "tenant_id": {"S": tenant_id},
+                                "sk": {"S": f"subject#{subject}"},
+                                "key_id": {"S": key_id},
+                                "created_at": {"N": now},
+                            },
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "tenant_id": {"S": tenant_id},
+                                "sk": {"S": f"key#{key_id}"},
+                                "subject": {"S": subject},
+                                "wrapped": {"B": wrapped},
+                                "created_at": {"N": now},
+                            },
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc) or "TransactionCanceled" in str(exc):
+                return None, None  # another writer created it first: read theirs
+            raise
+        return key_id, key
+
+    def erase(self, tenant_id: str, subject: str) -> bool:
+        """Destroy the subject's key (GDPR erasure); True when there was one."""
+        self._cache.pop((tenant_id, subject), None)
+        key_id = self.key_id_of(tenant_id, subject)
+        if key_id is None:
+            return False
+        for sk in (f"key#{key_id}", f"subject#{subject}"):
+            self.client.delete_item(
+                TableName=self.table, Key={"tenant_id": {"S": tenant_id}, "sk": {"S": sk}}
+            )
+        return True
+
+
+def _context(tenant_id: str, key_id: str) -> dict[str, str]:
+    return crypto.encryption_context(tenant_id, PURPOSE_PII, key_id=key_id)
+
+
+class PiiProtector:
+    """Applies a tenant's pii_handling to a record, and reveals it to an authorised reader."""
+
+    def __init__(self, keys: SubjectKeys) -> None:
+        self.keys = keys
+
+    def protect(self, record: dict[str, Any], mode: str) -> dict[str, Any]:
+        """The record with its personal fields redacted (and, per mode, kept encrypted)."""
+        if mode == "none":
+            return record
+        out: dict[str, Any] = json.loads(json.dumps(record))
+        tenant_id = str(record["tenant_id"])
+        groups: dict[str, dict[str, Any]] = {}
+        for path, role in PII_FIELDS:
+            value = _get(record, path)
+            if value is None:
+                continue
+            groups.setdefault(subject_of(record, role), {})[".".join(path)] = value
+            _set(out, path, REDACTED)
+        if mode in ("encrypt", "encrypt_and_redact") and groups:
+            entries = []
+            for subject, fields in sorted(groups.items()):
+                key_id, key = self.keys.key_for(tenant_id, subject)
+                ciphertext = crypto.encrypt_with_key(
+                    json.dumps(fields).encode(), key_id, key, _context(tenant_id, key_id)
+                )
+                entries.append(
+                    {
+                        "key_id": key_id,
+                        "fields": sorted(fields),
+                        "ciphertext": base64.b64encode(ciphertext).decode(),
+                    }
+                )
+            out["pii"] = entries
+        return out
+
+    def reveal(self, record: dict[str, Any], keys: dict[str, bytes | None] | None = None) -> dict[str, Any]:
+        """The record with its PII decrypted where the subject key still exists, else ``[erased]``.
+
+        ``keys``: a cache of subject keys for one request (key id → key or None).
+        """
+        keys = {} if keys is None else keys
+        out: dict[str, Any] = json.loads(json.dumps({k: v for k, v in record.items() if k != "pii"}))
+        tenant_id = str(record["tenant_id"])
+        for entry in record.get("pii") or []:
+            key_id = str(entry.get("key_id"))
+            if key_id not in keys:
+                keys[key_id] = self.keys.key_by_id(tenant_id, key_id)
+            key = keys[key_id]
+            fields: dict[str, Any] = dict.fromkeys(entry.get("fields", []), ERASED)
+            if key is not None:
+                plaintext = crypto.decrypt_with_key(
+                    base64.b64decode(entry["ciphertext"]), key_id, key, _context(tenant_id, key_id)
+                )
+                fields = json.loads(plaintext)
+            for name, value in fields.items():
+                _set(out, tuple(name.split(".")), value)
+        return out

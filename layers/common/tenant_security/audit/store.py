@@ -1,0 +1,244 @@
+"""The audit chain's storage: chain heads in DynamoDB, records and checkpoints in S3.
+
+The head of a tenant's chain (``sequence``, ``hash``) advances by one conditional transaction
+that also claims the event id, so concurrent writers never fork or skip a sequence and a
+duplicate delivery is recognised. The head's last record rides along in it as ``pending``: a
+writer that finds it unwritten (the retry of a writer that died, or the next writer of that
+tenant) writes that same record before appending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tenant_security.audit.chain import GENESIS_HASH
+from tenant_security.dynamo import is_conditional_failure
+
+DEDUP_DAYS = 3  # EventBridge gives up on an event after a day; duplicates cannot come later
+
+
+@dataclass(frozen=True)
+class Pending:
+    sequence: int
+    event_id: str
+    key: str
+    body: bytes
+    retain_until: str
+    claimed_at: float = 0.0  # when the writer claimed it (epoch seconds)
+
+    def item(self) -> dict[str, Any]:
+        return {
+            "M": {
+                "sequence": {"N": str(self.sequence)},
+                "event_id": {"S": self.event_id},
+                "key": {"S": self.key},
+                "body": {"B": self.body},
+                "retain_until": {"S": self.retain_until},
+                "claimed_at": {"N": repr(self.claimed_at)},
+            }
+        }
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Pending:
+        m = value["M"]
+        return cls(
+            sequence=int(m["sequence"]["N"]),
+            event_id=m["event_id"]["S"],
+            key=m["key"]["S"],
+            body=bytes(m["body"]["B"]),
+            retain_until=m["retain_until"]["S"],
+            claimed_at=float(m.get("claimed_at", {}).get("N", "0")),
+        )
+
+
+@dataclass(frozen=True)
+class Head:
+    tenant_id: str
+    sequence: int = 0
+    hash: str = GENESIS_HASH
+    pending: Pending | None = None
+    checkpoint_sequence: int = 0
+    exists: bool = False
+
+
+def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
+    if not item:
+        return Head(tenant_id)
+    return Head(
+        tenant_id=tenant_id,
+        sequence=int(item["sequence"]["N"]),
+        hash=item["hash"]["S"],
+        pending=Pending.of(item["pending"]) if "pending" in item else None,
+        checkpoint_sequence=int(item.get("checkpoint_sequence", {}).get("N", "0")),
+        exists=True,
+    )
+
+
+class ChainHeads:
+    """The heads table: one item per tenant chain, plus one claim per appended event id."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def get(self, tenant_id: str) -> Head:
+        reply = self.client.get_item(
+            TableName=self.table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        )
+        return _head_of(tenant_id, reply.get("Item"))
+
+    def heads(self) -> Iterator[Head]:
+        """Every chain head (for the scheduled checkpoints)."""
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table, ConsistentRead=True):
+            for item in page.get("Items", []):
+                tenant_id = item["tenant_id"]["S"]
+                if "#" not in tenant_id:
+                    yield _head_of(tenant_id, item)
+
+    def advance(self, head: Head, new_hash: str, pending: Pending, now: datetime) -> str:
+        """Claim ``pending.event_id`` and move the head to ``pending.sequence``.
+
+        Returns ``"ok"``, ``"duplicate"`` (the event id was appended before) or ``"conflict"``
+        (another writer moved the head first: read it again).
+        """
+        if head.exists:
+            # The head still holds what the writer saw: same sequence, same last record.
+            condition = "#seq = :expected"
+            values: dict[str, Any] = {":expected": {"N": str(head.sequence)}}
+        else:
+            condition, values = "attribute_not_exists(tenant_id)", {}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "tenant_id": {"S": f"{head.tenant_id}#event#{pending.event_id}"},
+                                "sequence": {"N": str(pending.sequence)},
+                                "expires_at": {"N": str(int(time.time()) + DEDUP_DAYS * 86400)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(tenant_id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"tenant_id": {"S": head.tenant_id}},
+                            "UpdateExpression": (
+                                "SET #seq = :seq, #hash = :hash, pending = :pending, updated_at = :now"
+                            ),
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#seq": "sequence", "#hash": "hash"},
+                            "ExpressionAttributeValues": {
+                                **values,
+                                ":seq": {"N": str(pending.sequence)},
+                                ":hash": {"S": new_hash},
+                                ":pending": pending.item(),
+                                ":now": {"S": now.isoformat()},
+                            },
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            codes = [str(r.get("Code")) for r in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return "duplicate"
+            if (codes and codes[1:2] == ["ConditionalCheckFailed"]) or is_conditional_failure(exc):
+                return "conflict"
+            if "TransactionConflict" in codes:
+                return "conflict"
+            raise
+        return "ok"
+
+    def sequence_of_event(self, tenant_id: str, event_id: str) -> int | None:
+        reply = self.client.get_item(
+            TableName=self.table,
+            Key={"tenant_id": {"S": f"{tenant_id}#event#{event_id}"}},
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        return int(item["sequence"]["N"]) if item else None
+
+    def set_checkpoint(self, tenant_id: str, sequence: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression="SET checkpoint_sequence = :seq",
+                ConditionExpression="attribute_not_exists(checkpoint_sequence) OR checkpoint_sequence < :seq",
+                ExpressionAttributeValues={":seq": {"N": str(sequence)}},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+
+def error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class LockedObjects:
+    """Write-once objects in an object-locked bucket (COMPLIANCE retention, SSE-KMS)."""
+
+    def __init__(self, client: Any, kms_key_arn: str) -> None:
+        self.client = client
+        self.kms_key_arn = kms_key_arn
+
+    def put_once(self, bucket: str, key: str, body: bytes, retain_until: datetime, content_type: str) -> bool:
+        """Write ``key`` unless it exists (True when this call wrote it)."""
+        try:
+            self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                IfNoneMatch="*",
+                ObjectLockMode="COMPLIANCE",
+                ObjectLockRetainUntilDate=retain_until,
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self.kms_key_arn,
+            )
+        except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def versions(self, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every key under ``prefix``: its versions (oldest first) and whether a delete marker hides it."""
+        out: dict[str, dict[str, Any]] = {}
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for version in page.get("Versions", []):
+                entry = out.setdefault(version["Key"], {"versions": [], "deleted": False})
+                entry["versions"].append(version)
+                if version.get("IsLatest"):
+                    entry["deleted"] = False
+            for marker in page.get("DeleteMarkers", []):
+                entry = out.setdefault(marker["Key"], {"versions": [], "deleted": False})
+                if marker.get("IsLatest"):
+                    entry["deleted"] = True
+        for entry in out.values():
+            entry["versions"].sort(key=lambda v: v["LastModified"])
+        return out
+
+    def read(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        args = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+        return bytes(self.client.get_object(**args)["Body"].read())

@@ -1,0 +1,245 @@
+"""The chain verifier: walks a tenant's records and checkpoints and names every problem.
+
+Problems, each with the sequence number it concerns:
+
+- ``modified_record``: an object overwritten by a new version, a body that does not decrypt
+  under the platform audit key, content that does not match its hash, content that differs from
+  what the next record (or the chain head, or a signed checkpoint) committed to;
+- ``missing_record``: no object for a sequence, or one hidden by a delete marker;
+- ``inserted_record``: an object the chain does not account for (beyond the head, outside the
+  key layout, a second object for one sequence, another tenant's record);
+- ``reordering``: a record found at another sequence's position;
+- ``bad_checkpoint_signature``: a checkpoint whose signature is not our checkpoint key's, or that
+  signs another position; ``missing_checkpoint``: a checkpoint hidden by a delete marker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from tenant_security.audit.chain import (
+    CHECKPOINT_PREFIX,
+    GENESIS_HASH,
+    RECORD_PREFIX,
+    record_hash,
+    record_key,
+    sequence_of_checkpoint_key,
+    sequence_of_record_key,
+)
+from tenant_security.audit.checkpoints import Checkpoints, parse_checkpoint
+from tenant_security.audit.store import ChainHeads, LockedObjects
+
+IN_FLIGHT_SECONDS = 60.0
+MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "inserted_record", "reordering"
+BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
+
+Decode = Callable[[str, bytes], dict[str, Any] | None]
+
+
+class Problems:
+    """Problems keyed by (sequence, kind): one report per problem, however it was found."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def add(self, sequence: int | None, kind: str, detail: str) -> None:
+        self._items.setdefault((sequence or 0, kind), {"sequence": sequence, "kind": kind, "detail": detail})
+
+    def has(self, sequence: int, kind: str) -> bool:
+        return (sequence, kind) in self._items
+
+    def listed(self) -> list[dict[str, Any]]:
+        return [self._items[k] for k in sorted(self._items)]
+
+
+class ChainVerifier:
+    """Verifies one tenant's chain in its audit bucket against its head and checkpoints."""
+
+    def __init__(
+        self,
+        heads: ChainHeads,
+        objects: LockedObjects,
+        checkpoints: Checkpoints,
+        decode: Decode,
+        bucket_of: Callable[[str], str],
+    ) -> None:
+        """``decode(tenant_id, body)``: the record in a stored body, or None if it does not decrypt."""
+        self.heads = heads
+        self.objects = objects
+        self.checkpoints = checkpoints
+        self.decode = decode
+        self.bucket_of = bucket_of
+
+    def verify(self, tenant_id: str, first: int = 1, last: int | None = None) -> dict[str, Any]:
+        """``{status: VALID|INVALID, checked, problems, ...}`` for sequences ``first``..``last``."""
+        bucket = self.bucket_of(tenant_id)
+        head = self.heads.get(tenant_id)
+        top = head.sequence
+        first, last = max(1, first), top if last is None else min(last, top)
+        # The head's last record may be in flight (claimed, its object a moment away).
+        in_flight = head.pending is not None and time.time() - head.pending.claimed_at < IN_FLIGHT_SECONDS
+        pending = head.pending.sequence if head.pending is not None and in_flight else None
+        problems = Problems()
+        records = self.objects.versions(bucket, RECORD_PREFIX)
+        keys_of: dict[int, list[str]] = {}
+        for key in sorted(records):
+            sequence = sequence_of_record_key(key)
+            if sequence is None:
+                problems.add(None, INSERTED, f"{key[:200]} is not a record of the chain's layout")
+            elif sequence > top:
+                problems.add(sequence, INSERTED, f"{key} is beyond the chain head ({top})")
+            else:
+                keys_of.setdefault(sequence, []).append(key)
+
+        genuine: dict[int, dict[str, Any]] = {}
+        for sequence in range(max(1, first - 1), min(top, last + 1) + 1):
+            in_range = first <= sequence <= last
+            found = self._candidates(
+                tenant_id, bucket, sequence, keys_of.get(sequence, []), records, problems, in_range
+            )
+            if not found:
+                if in_range and sequence != pending and not problems.has(sequence, MISSING):
+                    problems.add(sequence, MISSING, "no record for this sequence")
+                continue
+            previous = genuine.get(sequence - 1)
+            # The genuine record of a sequence: the most consistent, then the first written.
+            found.sort(
+                key=lambda c: (*self._rank(c[0], c[1], sequence, tenant_id, previous), -c[2]), reverse=True
+            )
+            (_key, record, _written), extra = found[0], found[1:]
+            for other_key, _other, _ in extra:
+                if in_range:
+                    problems.add(sequence, INSERTED, f"{other_key} is a second record for this sequence")
+            if in_range:
+                self._check(record, sequence, tenant_id, previous, problems, first)
+            genuine[sequence] = record
+
+        if last == top and top in genuine and genuine[top].get("hash") != head.hash:
+            problems.add(top, MODIFIED, "the last record differs from the chain head")
+        checked_checkpoints = self._check_checkpoints(tenant_id, bucket, first, last, genuine, problems)
+        listed = problems.listed()
+        return {
+            "tenant_id": tenant_id,
+            "status": "INVALID" if listed else "VALID",
+            "checked": max(0, last - first + 1),
+            "from": first,
+            "to": last,
+            "head_sequence": top,
+            "checkpoints_checked": checked_checkpoints,
+            "problems": listed,
+        }
+
+    def _candidates(
+        self,
+        tenant_id: str,
+        bucket: str,
+        sequence: int,
+        keys: list[str],
+        records: dict[str, dict[str, Any]],
+        problems: Problems,
+        in_range: bool,
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """The readable records stored for ``sequence``, each with the time it was first written."""
+        found = []
+        for key in keys:
+            entry = records[key]
+            if entry["deleted"]:
+                if in_range:
+                    problems.add(sequence, MISSING, f"{key} is hidden by a delete marker")
+                continue
+            if len(entry["versions"]) > 1 and in_range:
+                problems.add(sequence, MODIFIED, f"{key} was overwritten ({len(entry['versions'])} versions)")
+            record = self.decode(tenant_id, self.objects.read(bucket, key))
+            if record is None:
+                if in_range:
+                    kind = INSERTED if len(keys) > 1 else MODIFIED
+                    problems.add(sequence, kind, f"{key} does not decrypt as a record of this tenant")
+                continue
+            found.append((key, record, entry["versions"][0]["LastModified"].timestamp()))
+        return found
+
+    @staticmethod
+    def _rank(
+        key: str, record: dict[str, Any], sequence: int, tenant_id: str, previous: dict[str, Any] | None
+    ) -> tuple[bool, ...]:
+        try:
+            at_its_own_key = key == record_key(
+                sequence, datetime.fromisoformat(str(record.get("recorded_at")))
+            )
+        except ValueError:
+            at_its_own_key = False
+        return (
+            at_its_own_key,
+            record.get("tenant_id") == tenant_id,
+            record.get("sequence") == sequence,
+            record_hash(record) == record.get("hash"),
+            previous is None or record.get("prev_hash") == previous.get("hash"),
+        )
+
+    @staticmethod
+    def _check(
+        record: dict[str, Any],
+        sequence: int,
+        tenant_id: str,
+        previous: dict[str, Any] | None,
+        problems: Problems,
+        first: int,
+    ) -> None:
+        if record.get("tenant_id") != tenant_id:
+            problems.add(sequence, INSERTED, "a record of another tenant")
+            return
+        if record.get("sequence") != sequence:
+            problems.add(
+                sequence, REORDERED, f"the record of sequence {record.get('sequence')} is at this position"
+            )
+            return
+        if record_hash(record) != record.get("hash"):
+            problems.add(sequence, MODIFIED, "its content does not match its hash")
+            return
+        if sequence == 1 and record.get("prev_hash") != GENESIS_HASH:
+            problems.add(sequence, MODIFIED, "the first record does not start the chain")
+        if previous is not None and record.get("prev_hash") != previous.get("hash") and sequence - 1 >= first:
+            # This record is intact, so it is the one before that no longer matches it.
+            problems.add(sequence - 1, MODIFIED, f"differs from the hash record {sequence} commits to")
+
+    def _check_checkpoints(
+        self,
+        tenant_id: str,
+        bucket: str,
+        first: int,
+        last: int,
+        genuine: dict[int, dict[str, Any]],
+        problems: Problems,
+    ) -> int:
+        checked = 0
+        for key, entry in sorted(self.objects.versions(bucket, CHECKPOINT_PREFIX).items()):
+            sequence = sequence_of_checkpoint_key(key)
+            if entry["deleted"]:
+                problems.add(sequence, MISSING_CHECKPOINT, f"{key} is hidden by a delete marker")
+                continue
+            checked += 1
+            signed = parse_checkpoint(self.objects.read(bucket, key))
+            if signed is None or not self.checkpoints.signature_valid(signed):
+                problems.add(sequence, BAD_SIGNATURE, f"{key} is not signed by the platform checkpoint key")
+                continue
+            if signed.get("tenant_id") != tenant_id or signed.get("sequence") != sequence:
+                problems.add(sequence, BAD_SIGNATURE, f"{key} signs another chain position")
+                continue
+            record = genuine.get(sequence) if sequence is not None else None
+            in_range = sequence is not None and first <= sequence <= last
+            if in_range and record is not None and record.get("hash") != signed.get("hash"):
+                problems.add(sequence, MODIFIED, "differs from the signed checkpoint")
+        return checked
+
+
+def json_record(body: bytes) -> dict[str, Any] | None:
+    """A decrypted record body as a dict (None when it is not one)."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

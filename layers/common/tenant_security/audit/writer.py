@@ -1,0 +1,205 @@
+"""The audit writer: appends each platform event to its tenant's hash chain, exactly once.
+
+Per event: protect PII per the tenant policy → read the chain head → seal the record (sequence,
+previous hash, hash) and encrypt it (Encryption SDK, platform audit key, tenant_id and purpose in
+the context) → one conditional transaction claims the event id and advances the head, which
+carries the new record as ``pending`` → write the object (Object Lock COMPLIANCE until now +
+retention_days, SSE-KMS): three AWS calls per event. The head keeps its last record until the
+next append replaces it: a writer that dies after the transaction leaves it there, and the retry
+of that event or the tenant's next writer writes that same record (a write-once put of the same
+bytes) -- no gap, no duplicate. Every ``checkpoint_every`` records a signed checkpoint follows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from tenant_security.audit.chain import record_key, seal
+from tenant_security.audit.checkpoints import Checkpoints
+from tenant_security.audit.cipher import RecordCipher
+from tenant_security.audit.events import record_content, tenant_of
+from tenant_security.audit.pii import PiiProtector
+from tenant_security.audit.store import ChainHeads, LockedObjects, Pending
+from tenant_security.config import Settings
+from tenant_security.errors import ServiceUnavailable
+from tenant_security.models.policies import SecurityPolicies
+from tenant_security.observability import logger
+from tenant_security.tenants import RETIRED, TenantRecord
+
+MAX_ATTEMPTS = 60
+_REMEMBERED = 64
+_NO_CHAIN_YET = ("PROVISIONING", "FAILED")  # no audit bucket (yet, or any more)
+
+
+def _backoff(attempt: int) -> None:
+    # Exponential back-off with full jitter: writers racing for one chain spread out instead of
+    # colliding again (each collision costs a read and a failed transaction).
+    time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+
+
+class TenantLookup(Protocol):
+    def get(self, tenant_id: str) -> TenantRecord | None: ...
+
+
+class ChainBusy(ServiceUnavailable):
+    """Too many concurrent writers on one chain; the delivery is retried."""
+
+    code = "chain_busy"
+
+
+@dataclass(frozen=True)
+class Appended:
+    tenant_id: str
+    sequence: int | None
+    duplicate: bool = False
+
+
+class AuditWriter:
+    """Appends events to tenant chains (stores given, not found)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        heads: ChainHeads,
+        objects: LockedObjects,
+        cipher: RecordCipher,
+        tenants: TenantLookup,
+        pii: PiiProtector,
+        checkpoints: Checkpoints,
+        fault: Callable[[str, str], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """``fault(tenant_id, step)`` raises to inject a failure between the writer's steps (tests)."""
+        self.settings = settings
+        self.heads = heads
+        self.objects = objects
+        self.cipher = cipher
+        self.tenants = tenants
+        self.pii = pii
+        self.checkpoints = checkpoints
+        self.fault = fault or (lambda _tenant, _step: None)
+        self.clock = clock
+        # The records whose objects this warm writer wrote itself (no need to look for them).
+        self._written: list[tuple[str, int]] = []
+
+    # ------------------------------------------------------------------ routing
+    def chain_of(self, event: Mapping[str, Any]) -> tuple[str, TenantRecord | None]:
+        """The chain an event goes to: its tenant's, or the platform's while the tenant has none."""
+        platform = self.settings.platform_tenant_id
+        tenant_id = tenant_of(event, platform)
+        record = self.tenants.get(tenant_id)
+        if tenant_id != platform and (record is None or record.status in _NO_CHAIN_YET):
+            return platform, self.tenants.get(platform)
+        return tenant_id, record
+
+    def _policies(self, record: TenantRecord | None) -> SecurityPolicies:
+        return record.policies if record is not None else SecurityPolicies()
+
+    def _retain_until(self, policies: SecurityPolicies, now: datetime) -> datetime:
+        return now + timedelta(days=policies.audit_logging.retention_days)
+
+    # ------------------------------------------------------------------ append
+    def append(self, event: Mapping[str, Any]) -> Appended:
+        """Append one EventBridge event to its chain (a repeated event id appends nothing)."""
+        tenant_id, tenant = self.chain_of(event)
+        policies = self._policies(tenant)
+        content = record_content(event, tenant_id)
+        if not content["event_id"]:
+            raise ValueError("an event without an id cannot be appended idempotently")
+        mode = policies.compliance.pii_handling
+        if tenant is not None and tenant.status in RETIRED and mode != "none":
+            mode = "redact"  # the tenant data key is being shredded: keep no new PII
+        protected = self.pii.protect(content, mode)
+        event_id = str(content["event_id"])
+        for attempt in range(MAX_ATTEMPTS):
+            head = self.heads.get(tenant_id)
+            last = head.pending
+            if last is not None and (tenant_id, last.sequence) not in self._written:
+                # Its writer may be at work or dead: look (a cheap HEAD), and write the same bytes
+                # if they are not there -- safe either way, the put is write-once.
+                self._write(tenant_id, last, check_first=True)
+            now = self.clock()
+            record = seal(
+                {
+                    **protected,
+                    "sequence": head.sequence + 1,
+                    "prev_hash": head.hash,
+                    "recorded_at": now.isoformat(),
+                }
+            )
+            pending = Pending(
+                sequence=record["sequence"],
+                event_id=event_id,
+                key=record_key(record["sequence"], now),
+                body=self.cipher.encrypt(tenant_id, record),
+                retain_until=self._retain_until(policies, now).isoformat(),
+                claimed_at=time.time(),
+            )
+            outcome = self.heads.advance(head, record["hash"], pending, now)
+            if outcome == "conflict":  # another writer moved the head first
+                _backoff(attempt)
+                continue
+            if outcome == "duplicate":
+                head = self.heads.get(tenant_id)
+                if head.pending is not None and head.pending.event_id == event_id:
+                    self._write(tenant_id, head.pending)  # the retry of a writer that died
+                sequence = self.heads.sequence_of_event(tenant_id, event_id)
+                logger.info("duplicate event", extra={"tenant_id": tenant_id, "sequence": sequence})
+                return Appended(tenant_id, sequence, duplicate=True)
+            self.fault(tenant_id, "after_head")
+            self._write(tenant_id, pending)
+            if pending.sequence % self.settings.audit_checkpoint_every == 0:
+                self.checkpoint(tenant_id, pending.sequence, record["hash"], policies, now)
+            return Appended(tenant_id, pending.sequence)
+        raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
+
+    def _write(self, tenant_id: str, pending: Pending, *, check_first: bool = False) -> None:
+        """The pending record's object (once; a second writer's attempt is a no-op)."""
+        bucket = self.settings.audit_bucket(tenant_id)
+        if not (check_first and self.objects.exists(bucket, pending.key)):
+            self.objects.put_once(
+                bucket,
+                pending.key,
+                pending.body,
+                datetime.fromisoformat(pending.retain_until),
+                "application/vnd.aws.encryption-sdk",
+            )
+        self._written.append((tenant_id, pending.sequence))
+        del self._written[:-_REMEMBERED]
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(
+        self, tenant_id: str, sequence: int, hash_: str, policies: SecurityPolicies, now: datetime
+    ) -> None:
+        self.checkpoints.write(
+            self.settings.audit_bucket(tenant_id),
+            tenant_id,
+            sequence,
+            hash_,
+            now,
+            self._retain_until(policies, now),
+        )
+        self.heads.set_checkpoint(tenant_id, sequence)
+
+    def checkpoint_all(self) -> list[dict[str, Any]]:
+        """The scheduled run: a checkpoint of every chain that grew since its last one."""
+        written = []
+        for head in self.heads.heads():
+            if head.sequence <= head.checkpoint_sequence:
+                continue
+            if head.pending is not None:
+                self._write(head.tenant_id, head.pending, check_first=True)
+            self.checkpoint(
+                head.tenant_id,
+                head.sequence,
+                head.hash,
+                self._policies(self.tenants.get(head.tenant_id)),
+                self.clock(),
+            )
+            written.append({"tenant_id": head.tenant_id, "sequence": head.sequence})
+        return written

@@ -1,0 +1,365 @@
+"""The audit writer, verifier and reader on moto: exactly-once appends, crash recovery, tampering
+done directly in S3 as someone with write access to the bucket could, PII erasure.
+
+moto proves what the S3 API refuses (deleting a locked version is AccessDenied); it does not
+prove COMPLIANCE semantics beyond that (it lets a retention be shortened, for one). The
+template's bucket settings carry the real control.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tenant_security import crypto
+from tenant_security.audit.chain import canonical, checkpoint_key, record_key, seal
+from tenant_security.audit.cipher import record_context
+from tenant_security.audit.pii import ERASED, REDACTED
+from tenant_security.models.policies import parse_security_policies
+from tests.support.audit import AuditStack, activity_event, audit_stack
+from tests.support.moto import mocked_aws
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
+    with mocked_aws(monkeypatch):
+        built = audit_stack(checkpoint_every=5)
+        built.add_tenant("acme")
+        yield built
+
+
+def _keys(stack: AuditStack, tenant: str = "acme") -> list[str]:
+    reply = stack.s3.list_objects_v2(Bucket=stack.settings.audit_bucket(tenant), Prefix="audit/")
+    return sorted(o["Key"] for o in reply.get("Contents", []))
+
+
+def _record(stack: AuditStack, key: str, tenant: str = "acme") -> dict[str, Any]:
+    body = stack.s3.get_object(Bucket=stack.settings.audit_bucket(tenant), Key=key)["Body"].read()
+    record = stack.cipher.decode(tenant, body)
+    assert record is not None
+    return record
+
+
+def _fill(stack: AuditStack, n: int, tenant: str = "acme") -> list[str]:
+    writer = stack.writer()
+    for i in range(n):
+        writer.append(activity_event(tenant, i))
+    return _keys(stack, tenant)
+
+
+def _overwrite(stack: AuditStack, key: str, record: dict[str, Any], tenant: str = "acme") -> None:
+    """A new version over ``key``, validly encrypted (the attacker may even hold the audit key)."""
+    body = crypto.encrypt(canonical(record), stack.settings.audit_key_arn, record_context(tenant))
+    stack.s3.put_object(Bucket=stack.settings.audit_bucket(tenant), Key=key, Body=body)
+
+
+def _problems(stack: AuditStack, tenant: str = "acme") -> list[tuple[int | None, str]]:
+    report = stack.verifier().verify(tenant)
+    return [(p["sequence"], p["kind"]) for p in report["problems"]]
+
+
+# ---------------------------------------------------------------------- appending
+
+
+def test_each_event_is_one_record_in_a_contiguous_chain(stack: AuditStack) -> None:
+    keys = _fill(stack, 12)
+    records = [_record(stack, k) for k in keys]
+    assert [r["sequence"] for r in records] == list(range(1, 13))
+    assert records[0]["prev_hash"] == "0" * 64
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(records))
+    report = stack.verifier().verify("acme")
+    assert report["status"] == "VALID", report
+    assert report["checked"] == 12
+    assert report["checkpoints_checked"] == 2  # every 5 records
+
+
+def test_records_are_locked_in_compliance_mode_for_the_policy_retention(stack: AuditStack) -> None:
+    stack.tenants["acme"] = stack.tenants["acme"].__class__(
+        tenant_id="acme",
+        name="acme",
+        status="ACTIVE",
+        policies=parse_security_policies({"audit_logging": {"retention_days": 30}}),
+    )
+    key = _fill(stack, 1)[0]
+    head = stack.s3.head_object(Bucket=stack.settings.audit_bucket("acme"), Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    until = head["ObjectLockRetainUntilDate"]
+    assert timedelta(days=29) < until - datetime.now(UTC) <= timedelta(days=30)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert key.startswith(f"audit/{datetime.now(UTC):%Y/%m/%d}/")
+
+
+def test_a_locked_record_cannot_be_deleted(stack: AuditStack) -> None:
+    key = _fill(stack, 1)[0]
+    bucket = stack.settings.audit_bucket("acme")
+    version = stack.s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    with pytest.raises(ClientError) as refused:
+        stack.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert stack.s3.head_object(Bucket=bucket, Key=key, VersionId=version)["VersionId"] == version
+
+
+def test_duplicate_deliveries_append_one_record(stack: AuditStack) -> None:
+    writer = stack.writer()
+    first = writer.append(activity_event("acme", 1))
+    again = [writer.append(activity_event("acme", 1)) for _ in range(3)]
+    assert (first.sequence, first.duplicate) == (1, False)
+    assert all(a.duplicate and a.sequence == 1 for a in again)
+    assert len(_keys(stack)) == 1
+
+
+def test_a_crash_between_head_and_object_is_completed_by_the_retry(stack: AuditStack) -> None:
+    writer = stack.writer()
+    writer.append(activity_event("acme", 0))
+    stack.faults["acme"] = "after_head"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        writer.append(activity_event("acme", 1))
+    head = stack.heads.get("acme")
+    assert head.sequence == 2  # sequence 2 is claimed ...
+    assert len(_keys(stack)) == 1  # ... and not yet in S3
+    stack.faults.clear()
+    retried = writer.append(activity_event("acme", 1))  # EventBridge's retry of the same event
+    assert (retried.sequence, retried.duplicate) == (2, True)
+    assert [_record(stack, k)["event_id"] for k in _keys(stack)] == ["acme-0", "acme-1"]
+    assert stack.verifier().verify("acme")["status"] == "VALID"
+
+
+def test_the_next_event_completes_a_crashed_writers_record_first(stack: AuditStack) -> None:
+    writer = stack.writer()
+    stack.faults["acme"] = "after_head"
+    with pytest.raises(RuntimeError):
+        writer.append(activity_event("acme", 0))
+    stack.faults.clear()
+    assert writer.append(activity_event("acme", 1)).sequence == 2
+    assert [_record(stack, k)["event_id"] for k in _keys(stack)] == ["acme-0", "acme-1"]
+    assert stack.verifier().verify("acme")["status"] == "VALID"
+
+
+def test_concurrent_writers_never_fork_or_skip(stack: AuditStack) -> None:
+    stack.add_tenant("beta")
+    errors: list[BaseException] = []
+
+    def put(tenant: str, start: int) -> None:
+        writer = stack.writer()
+        try:
+            for i in range(start, start + 15):
+                writer.append(activity_event(tenant, i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(t, s)) for t in ("acme", "beta") for s in (0, 100, 200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for tenant in ("acme", "beta"):
+        records = [_record(stack, k, tenant) for k in _keys(stack, tenant)]
+        assert [r["sequence"] for r in records] == list(range(1, 46))
+        assert len({r["event_id"] for r in records}) == 45
+        assert stack.verifier().verify(tenant)["status"] == "VALID"
+
+
+def test_events_of_a_tenant_without_a_trail_go_to_the_platform_chain(stack: AuditStack) -> None:
+    stack.add_tenant("newco", status="PROVISIONING")
+    appended = stack.writer().append(activity_event("newco", 1))
+    assert appended.tenant_id == "platform"
+    record = _record(stack, _keys(stack, "platform")[0], "platform")
+    assert record["details"]["about_tenant"] == "newco"
+    assert stack.writer().append(activity_event("no-such-tenant", 2)).tenant_id == "platform"
+
+
+def test_scheduled_checkpoints_cover_chains_that_grew(stack: AuditStack) -> None:
+    _fill(stack, 3)
+    written = stack.writer().checkpoint_all()
+    assert written == [{"tenant_id": "acme", "sequence": 3}]
+    assert stack.writer().checkpoint_all() == []  # nothing new since
+    report = stack.verifier().verify("acme")
+    assert (report["status"], report["checkpoints_checked"]) == ("VALID", 1)
+
+
+# ---------------------------------------------------------------------- tampering
+
+
+def test_an_untouched_chain_is_valid(stack: AuditStack) -> None:
+    _fill(stack, 7)
+    assert _problems(stack) == []
+
+
+def test_a_new_version_with_a_changed_body_is_a_modified_record(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    record = _record(stack, keys[2])
+    _overwrite(stack, keys[2], {**record, "outcome": "denied"})  # hash left as it was
+    assert (3, "modified_record") in _problems(stack)
+
+
+def test_a_rewritten_record_with_a_recomputed_hash_is_still_found(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    record = _record(stack, keys[3])
+    _overwrite(stack, keys[3], seal({**record, "action": "users:Delete"}))
+    problems = _problems(stack)
+    assert (4, "modified_record") in problems
+    assert {s for s, _ in problems} == {4}
+
+
+def test_a_delete_marker_hiding_a_record_is_a_missing_record(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    stack.s3.delete_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[4])  # allowed: a marker
+    assert _problems(stack) == [(5, "missing_record")]
+
+
+def test_a_forged_record_beyond_the_head_is_an_inserted_record(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    last = _record(stack, keys[-1])
+    forged = seal({**last, "sequence": 8, "prev_hash": last["hash"], "event_id": "forged"})
+    _overwrite(stack, record_key(8, datetime.now(UTC)), forged)
+    assert _problems(stack) == [(8, "inserted_record")]
+
+
+def test_a_forged_second_record_for_a_sequence_is_an_inserted_record(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    genuine = _record(stack, keys[2])
+    forged = seal({**genuine, "action": "files:Delete", "event_id": "forged"})
+    _overwrite(stack, record_key(3, datetime.now(UTC) - timedelta(days=1)), forged)
+    assert _problems(stack) == [(3, "inserted_record")]
+
+
+def test_swapped_records_are_a_reordering(stack: AuditStack) -> None:
+    keys = _fill(stack, 7)
+    fifth, sixth = _record(stack, keys[4]), _record(stack, keys[5])
+    _overwrite(stack, keys[4], sixth)
+    _overwrite(stack, keys[5], fifth)
+    problems = _problems(stack)
+    assert {(5, "reordering"), (6, "reordering")} <= set(problems)
+
+
+def test_garbage_in_place_of_a_record_is_a_modified_record(stack: AuditStack) -> None:
+    keys = _fill(stack, 3)
+    stack.s3.put_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[1], Body=b"not a record")
+    assert (2, "modified_record") in _problems(stack)
+
+
+def test_a_checkpoint_with_a_bad_signature_is_reported(stack: AuditStack) -> None:
+    _fill(stack, 5)  # checkpoint at 5
+    bucket = stack.settings.audit_bucket("acme")
+    signed = canonical(
+        {
+            "tenant_id": "acme",
+            "sequence": 5,
+            "hash": "f" * 64,
+            "time": datetime.now(UTC).isoformat(),
+            "key_id": stack.settings.audit_checkpoint_key_id,
+            "algorithm": "ECDSA_SHA_256",
+            "signature": base64.b64encode(b"forged").decode(),
+        }
+    )
+    stack.s3.put_object(Bucket=bucket, Key=checkpoint_key(5), Body=signed)
+    assert (5, "bad_checkpoint_signature") in _problems(stack)
+
+
+def test_a_recomputed_chain_does_not_match_its_signed_checkpoint(stack: AuditStack) -> None:
+    keys = _fill(stack, 6)  # a checkpoint signs record 5
+    previous = "0" * 64
+    for key in keys[:5]:  # rewrite 1..5 consistently, every hash recomputed
+        record = seal({**_record(stack, key), "prev_hash": previous, "outcome": "failure"})
+        _overwrite(stack, key, record)
+        previous = record["hash"]
+    problems = _problems(stack)
+    assert (5, "modified_record") in problems  # the signed checkpoint (and record 6's link) disagree
+
+
+# ---------------------------------------------------------------------- PII
+
+
+def test_pii_is_redacted_in_the_record_and_revealed_to_the_reader(stack: AuditStack) -> None:
+    stack.writer().append(activity_event("acme", 1, target_user="bob", target_email="bob@example.com"))
+    stored = _record(stack, _keys(stack)[0])
+    assert (stored["actor"]["user"], stored["source_ip"]) == (REDACTED, REDACTED)
+    assert stored["target"] == {"user": REDACTED, "email": REDACTED}
+    clear_text = canonical(stored).decode()
+    assert "alice" not in clear_text
+    assert "bob@example.com" not in clear_text
+    item = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"][0]
+    assert (item["actor"]["user"], item["source_ip"]) == ("alice", "10.1.2.3")
+    assert item["target"] == {"user": "bob", "email": "bob@example.com"}
+
+
+def test_an_erased_subject_no_longer_decrypts_and_the_chain_still_verifies(stack: AuditStack) -> None:
+    writer = stack.writer()
+    writer.append(activity_event("acme", 1))
+    writer.append(activity_event("acme", 2, user="carol", source_ip="10.9.9.9"))
+    assert stack.keys.erase("acme", "alice")
+    items = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"]
+    assert (items[0]["actor"]["user"], items[0]["source_ip"]) == (ERASED, ERASED)
+    assert items[1]["actor"]["user"] == "carol"  # another subject is untouched
+    assert stack.verifier().verify("acme")["status"] == "VALID"
+    assert stack.reader().query("acme", stack.settings.audit_bucket("acme"), actor="alice")["items"] == []
+
+
+@pytest.mark.parametrize("mode", ["redact", "none"])
+def test_pii_handling_redact_keeps_no_copy_and_none_keeps_the_clear_value(
+    stack: AuditStack, mode: str
+) -> None:
+    policies = parse_security_policies({"compliance": {"pii_handling": mode}})
+    stack.tenants["acme"] = stack.tenants["acme"].__class__(
+        tenant_id="acme", name="acme", status="ACTIVE", policies=policies
+    )
+    stack.writer().append(activity_event("acme", 1))
+    stored = _record(stack, _keys(stack)[0])
+    assert "pii" not in stored
+    assert stored["actor"]["user"] == (REDACTED if mode == "redact" else "alice")
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def test_the_reader_filters_and_pages(stack: AuditStack) -> None:
+    writer = stack.writer()
+    for i in range(6):
+        writer.append(activity_event("acme", i, action="files:Write" if i % 2 else "files:Read"))
+    reader, bucket = stack.reader(), stack.settings.audit_bucket("acme")
+    page = reader.query("acme", bucket, action="files:Write", limit=2)
+    assert [r["event_id"] for r in page["items"]] == ["acme-1", "acme-3"]
+    rest = reader.query("acme", bucket, action="files:Write", limit=2, after=_decode(page["next"]))
+    assert [r["event_id"] for r in rest["items"]] == ["acme-5"]
+    assert len(reader.query("acme", bucket, actor="alice", limit=100)["items"]) == 6
+    future = datetime.now(UTC) + timedelta(days=1)
+    assert reader.query("acme", bucket, start=future)["items"] == []
+
+
+def _decode(token: str) -> str:
+    from tenant_security.audit.reader import decode_next
+
+    return decode_next(token)
+
+
+# ---------------------------------------------------------------------- the console script
+
+
+def test_the_cli_verifies_and_exits_by_the_result(
+    stack: AuditStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tenant_security.cli import EXIT_INVALID, EXIT_OK, main
+
+    stack.kms.create_alias(
+        AliasName="alias/tst-audit-checkpoints", TargetKeyId=stack.settings.audit_checkpoint_key_id
+    )
+    keys = _fill(stack, 6)
+    assert main(["audit", "verify", "--tenant", "acme", "--prefix", "tst", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["status"] == "VALID"
+    stack.s3.delete_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[2])
+    assert main(["audit", "verify", "--tenant", "acme", "--prefix", "tst"]) == EXIT_INVALID
+    out = capsys.readouterr().out
+    assert out.startswith("INVALID")
+    assert "sequence 3: missing_record" in out
+    assert (
+        main(["audit", "verify", "--tenant", "acme", "--prefix", "tst", "--from", "4", "--json"]) == EXIT_OK
+    )

@@ -1,0 +1,154 @@
+"""An audit trail stack in in-process moto: tables, keys, an object-locked bucket per tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from tenant_security import crypto
+from tenant_security.audit.checkpoints import Checkpoints
+from tenant_security.audit.cipher import RecordCipher
+from tenant_security.audit.pii import PiiProtector, SubjectKeys
+from tenant_security.audit.reader import AuditReader
+from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.verify import ChainVerifier
+from tenant_security.audit.writer import AuditWriter
+from tenant_security.config import Settings
+from tenant_security.models.policies import SecurityPolicies
+from tenant_security.tenants import TenantRecord
+from tests.support.moto import create_table
+
+PREFIX = "tst"
+
+
+@dataclass
+class AuditStack:
+    settings: Settings
+    s3: Any
+    ddb: Any
+    kms: Any
+    tenants: dict[str, TenantRecord]
+    faults: dict[str, str] = field(default_factory=dict)
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        return self.tenants.get(tenant_id)
+
+    def add_tenant(
+        self, tenant_id: str, policies: SecurityPolicies | None = None, status: str = "ACTIVE"
+    ) -> str:
+        """A tenant record, its data key alias and its object-locked audit bucket."""
+        self.tenants[tenant_id] = TenantRecord(
+            tenant_id=tenant_id, name=tenant_id, status=status, policies=policies or SecurityPolicies()
+        )
+        key = self.kms.create_key(Description=f"{tenant_id} data")["KeyMetadata"]["KeyId"]
+        self.kms.create_alias(AliasName=self.settings.tenant_key_alias(tenant_id, "data"), TargetKeyId=key)
+        bucket = self.settings.audit_bucket(tenant_id)
+        self.s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        return bucket
+
+    def fault(self, tenant_id: str, step: str) -> None:
+        if self.faults.get(tenant_id) == step:
+            raise RuntimeError(f"injected crash at {step}")
+
+    # the services, built as services.py builds them
+    @property
+    def heads(self) -> ChainHeads:
+        return ChainHeads(self.ddb, self.settings.audit_heads_table)
+
+    @property
+    def objects(self) -> LockedObjects:
+        return LockedObjects(self.s3, self.settings.audit_key_arn)
+
+    @property
+    def cipher(self) -> RecordCipher:
+        return RecordCipher(self.settings.audit_key_arn, self.settings.account_id, self.settings.partition)
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.kms, self.settings.audit_checkpoint_key_id, self.objects)
+
+    @property
+    def keys(self) -> SubjectKeys:
+        settings = self.settings
+
+        def context(tenant_id: str, key_id: str) -> dict[str, str]:
+            return crypto.encryption_context(tenant_id, "audit-subject-key", key_id=key_id)
+
+        return SubjectKeys(
+            self.ddb,
+            settings.audit_subject_keys_table,
+            lambda t, k, key: crypto.encrypt(key, settings.data_key_arn(t), context(t, k)),
+            lambda t, k, wrapped: crypto.decrypt(wrapped, context(t, k), settings.account_id),
+            cache_seconds=0,
+        )
+
+    def writer(self) -> AuditWriter:
+        return AuditWriter(
+            self.settings,
+            self.heads,
+            self.objects,
+            self.cipher,
+            self,
+            PiiProtector(self.keys),
+            self.checkpoints,
+            self.fault,
+        )
+
+    def verifier(self) -> ChainVerifier:
+        return ChainVerifier(
+            self.heads, self.objects, self.checkpoints, self.cipher.decode, self.settings.audit_bucket
+        )
+
+    def reader(self) -> AuditReader:
+        keys = self.keys
+        return AuditReader(self.s3, self.cipher.decode, PiiProtector(keys), keys)
+
+
+def audit_stack(checkpoint_every: int = 100) -> AuditStack:
+    """Call inside ``mocked_aws``: the platform tenant and its chain, ready to append."""
+    region = "us-east-1"
+    ddb, s3, kms = (boto3.client(n, region_name=region) for n in ("dynamodb", "s3", "kms"))
+    audit_key = kms.create_key(Description="audit")["KeyMetadata"]["KeyId"]
+    master_key = kms.create_key(Description="master")["KeyMetadata"]["KeyId"]
+    signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    settings = Settings(
+        resource_prefix=PREFIX,
+        audit_log_key_id=audit_key,
+        platform_master_key_id=master_key,
+        audit_checkpoint_key_id=signing,
+        audit_checkpoint_every=checkpoint_every,
+        account_id="123456789012",
+    )
+    create_table(ddb, settings.audit_heads_table, "tenant_id")
+    create_table(ddb, settings.audit_subject_keys_table, "tenant_id", "sk")
+    stack = AuditStack(settings, s3, ddb, kms, {})
+    stack.tenants[settings.platform_tenant_id] = TenantRecord(
+        tenant_id=settings.platform_tenant_id, name="platform", status="ACTIVE"
+    )
+    s3.create_bucket(
+        Bucket=settings.audit_bucket(settings.platform_tenant_id), ObjectLockEnabledForBucket=True
+    )
+    return stack
+
+
+def activity_event(tenant_id: str, n: int, **detail: Any) -> dict[str, Any]:
+    """An EventBridge `User Activity` event as the bus delivers it."""
+    return {
+        "id": f"eb-{tenant_id}-{n}",
+        "source": "dcisionai.tenant-security",
+        "detail-type": "User Activity",
+        "time": "2026-11-26T12:00:00Z",
+        "detail": {
+            "event_id": f"{tenant_id}-{n}",
+            "tenant_id": tenant_id,
+            "action": "files:Read",
+            "category": "data",
+            "outcome": "success",
+            "user": "alice",
+            "source_ip": "10.1.2.3",
+            "resource": "GET /tenants/{tenant_id}/files/{key+}",
+            **detail,
+        },
+    }
