@@ -49,7 +49,7 @@ test-fast: setup  ## the tests only
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
 bench: setup  ## pytest-benchmark suite (bounded; stops by itself)
-	$(PY) -m pytest benchmarks --benchmark-only -p no:xdist
+	$(PY) -m pytest benchmarks --benchmark-only -p no:xdist -s  # -s: the AWS calls per request/event they print
 
 deploy: build  ## sam deploy with samconfig.toml (ENV=dev|prod)
 	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)

@@ -89,34 +89,31 @@ def test_ten_tenants_times_200_concurrent_events_each_appear_once_and_verify(
         assert {r["actor"]["user"] for r in page["items"]} == {f"user-{n}" for n in range(5)}  # revealed
 
 
-def test_a_writer_crash_after_the_head_update_is_filled_by_the_retry(platform_cloud: RunningCloud) -> None:
+def test_a_writer_crash_is_filled_by_the_retry_and_duplicates_append_nothing(
+    platform_cloud: RunningCloud,
+) -> None:
     tenant = "audit-crash"
     seed_tenant(platform_cloud, tenant)
     _put(platform_cloud, [_activity(tenant, 0)])
-    wait_for(lambda: _head(platform_cloud, tenant) == 1)
+    wait_for(lambda: _records(platform_cloud, tenant) == 1)
     set_fault(platform_cloud, "audit", tenant, "after_head")
     try:
         _put(platform_cloud, [_activity(tenant, 1)])
-        pending = wait_for(
-            lambda: (
-                "pending"
-                in platform_cloud.client("dynamodb")
-                .get_item(
-                    TableName="dcisionai-audit-heads", Key={"tenant_id": {"S": tenant}}, ConsistentRead=True
-                )
-                .get("Item", {})
-            )
-        )
-        assert pending
+        wait_for(lambda: _head(platform_cloud, tenant) == 2)  # sequence 2 claimed ...
+        assert _records(platform_cloud, tenant) == 1  # ... its object not written: the writer "died"
     finally:
         set_fault(platform_cloud, "audit", tenant, None)
-    wait_for(lambda: _head(platform_cloud, tenant) == 2, timeout=60)  # EventBridge's retry completes it
+    wait_for(lambda: _records(platform_cloud, tenant) == 2, timeout=60)  # EventBridge's retry fills it
+    assert _head(platform_cloud, tenant) == 2
+    _put(platform_cloud, [_activity(tenant, 1), _activity(tenant, 0), _activity(tenant, 2)])  # 2 duplicates
+    wait_for(lambda: _records(platform_cloud, tenant) == 3, timeout=60)
+    assert _head(platform_cloud, tenant) == 3
     s3 = platform_cloud.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=f"dcisionai-audit-logs-{tenant}")["Contents"]]
-    assert [k.rsplit("/", 1)[1] for k in sorted(keys)] == [f"{n:016d}.json" for n in (1, 2)]
+    assert [k.rsplit("/", 1)[1] for k in sorted(keys)] == [f"{n:016d}.json" for n in (1, 2, 3)]
     auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])
     report = _get(platform_cloud, f"/tenants/{tenant}/audit/verify", auditor).json()
-    assert (report["status"], report["checked"]) == ("VALID", 2)
+    assert (report["status"], report["checked"]) == ("VALID", 3)
 
 
 def test_api_activity_sign_in_and_denials_are_in_the_trail(platform_cloud: RunningCloud) -> None:
