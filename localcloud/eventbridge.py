@@ -1,6 +1,6 @@
-"""EventBridge delivery to Lambda and Step Functions targets, as EventBridge does it.
+"""EventBridge delivery to Lambda, Step Functions and SNS targets, as EventBridge does it.
 
-moto matches events against rules; we take over delivery for ``lambda`` and ``states`` targets:
+moto matches events against rules; we take over delivery for ``lambda``, ``states`` and ``sns`` targets:
 asynchronously, with the target's input (Input, InputPath, InputTransformer), its RetryPolicy
 (MaximumRetryAttempts, MaximumEventAgeInSeconds; exponential back-off) and, when delivery gives
 up, its DeadLetterConfig queue with EventBridge's message attributes. A function error counts as a
@@ -103,6 +103,8 @@ class EventDelivery:
                 raise DeliveryError(str(error.get("errorType")), str(error.get("errorMessage")))
         elif service == "states":
             self._client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+        elif service == "sns":
+            self._client("sns").publish(TopicArn=arn, Message=json.dumps(payload))
         else:  # pragma: no cover - only lambda and states targets are routed here
             raise DeliveryError("UnsupportedTarget", arn)
 

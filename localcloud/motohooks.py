@@ -2,7 +2,7 @@
 
 - Lambda ``Invoke`` (from boto3 clients, Step Functions tasks and anything else) runs the
   function in :class:`~localcloud.lambdas.LambdaRuntime` instead of moto's Docker path.
-- EventBridge rules hand their ``lambda`` and ``states`` targets to
+- EventBridge rules hand their ``lambda``, ``states`` and ``sns`` targets to
   :class:`~localcloud.eventbridge.EventDelivery`; other targets (SQS, logs, buses) stay moto's,
   and a DISABLED rule delivers nothing (moto ignores the state).
 - Step Functions executions started without a name get a UUID, as in AWS (moto's interpreter
@@ -30,7 +30,7 @@ import requests
 from localcloud.eventbridge import EventDelivery
 from localcloud.lambdas import LambdaRuntime
 
-_OURS = ("lambda", "states")
+_OURS = ("lambda", "states", "sns")  # moto's EventBridge delivers to none of these
 
 
 def _moto_class(module: str, name: str) -> Any:

@@ -141,6 +141,7 @@ class Provisioner:
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::SNS::Topic": self._topic,
             "AWS::SNS::Subscription": self._subscription,
+            "AWS::SNS::TopicPolicy": self._topic_policy,
             "AWS::DynamoDB::Table": self._table,
             "AWS::KMS::Key": self._key,
             "AWS::KMS::Alias": self._alias,
@@ -280,6 +281,13 @@ class Provisioner:
         for sub in p.get("Subscription", []):
             self.client("sns").subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
         return arn, {"TopicArn": arn, "TopicName": name}
+
+    def _topic_policy(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        for topic in p["Topics"]:
+            self.client("sns").set_topic_attributes(
+                TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(p["PolicyDocument"])
+            )
+        return logical_id, {}
 
     def _subscription(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         arn = self.client("sns").subscribe(

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tenant_security import services
-from tenant_security.context import TenantContext, protected_middleware
-from tenant_security.errors import Conflict, NotFound, ValidationFailed
+from tenant_security.context import AUDIT_TARGET, TenantContext, protected_middleware
+from tenant_security.errors import Conflict, NotFound, ValidationFailed, from_validation_error
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
 from tenant_security.models.onboarding import OnboardingRequest
@@ -44,6 +44,11 @@ class NewUser(BaseModel):
     username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
     email: Email
     roles: list[Role] = Field(min_length=1, max_length=20)
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 class Roles(BaseModel):
@@ -143,6 +148,7 @@ def quota_usage(tenant_id: str) -> dict[str, Any]:
 
 @app.post("/tenants/<tenant_id>/users")
 def create_user(tenant_id: str, body: NewUser) -> Response[Any]:
+    app.context[AUDIT_TARGET] = {"user": body.username, "email": body.email}
     created = services.user_admin().create(
         _caller(), _tenant(tenant_id), body.username, body.email, body.roles
     )
@@ -167,7 +173,38 @@ def set_roles(tenant_id: str, username: str, body: Roles) -> dict[str, Any]:
 
 @app.delete("/tenants/<tenant_id>/sessions")
 def revoke_sessions(tenant_id: str) -> dict[str, Any]:
-    return {"revoked": services.user_admin().revoke_sessions(_tenant(tenant_id).tenant_id)}
+    caller = _caller()
+    revoked = services.incidents().revoke_sessions(
+        _tenant(tenant_id).tenant_id, (caller.tenant_id, caller.user)
+    )
+    return {"revoked": revoked}
+
+
+def _incident() -> Incident:
+    """The optional ``{reason}`` body of suspend and reinstate."""
+    body = app.current_event.body
+    if not body:
+        return Incident()
+    try:
+        return Incident.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+@app.post("/tenants/<tenant_id>/suspend")
+def suspend_tenant(tenant_id: str) -> dict[str, Any]:
+    caller = _caller()
+    return services.incidents().suspend(
+        _tenant(tenant_id).tenant_id, (caller.tenant_id, caller.user), _incident().reason
+    )
+
+
+@app.post("/tenants/<tenant_id>/reinstate")
+def reinstate_tenant(tenant_id: str) -> dict[str, Any]:
+    caller = _caller()
+    return services.incidents().reinstate(
+        _tenant(tenant_id).tenant_id, (caller.tenant_id, caller.user), _incident().reason
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

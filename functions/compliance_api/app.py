@@ -1,4 +1,5 @@
-"""Audit routes behind the authorizer: the tenant's trail (filtered, paginated) and its verification."""
+"""Compliance routes behind the authorizer: the tenant's audit trail (filtered, paginated) and its
+verification; GDPR export and erasure of a data subject."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
@@ -14,7 +16,7 @@ from tenant_security.audit.reader import decode_next
 from tenant_security.context import protected_middleware
 from tenant_security.errors import ValidationFailed
 from tenant_security.http import make_resolver
-from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.tenancy import require_tenant_id
 
@@ -84,8 +86,30 @@ def verify_audit(
             fields=[{"field": "query.to", "message": f"at most {MAX_VERIFY_SPAN} records from 'from'"}],
         )
     report = services.chain_verifier().verify(tenant, first, end)
-    metrics.add_metric(name="AuditVerifications", unit="Count", value=1)
+    metrics.add_metric(name="AuditVerifications", unit=MetricUnit.Count, value=1)
     return report
+
+
+def _subject(username: str) -> str:
+    if not is_valid_username(username):
+        raise ValidationFailed(
+            "invalid user name", fields=[{"field": "path.username", "message": "not a user name"}]
+        )
+    return username
+
+
+@app.get("/tenants/<tenant_id>/gdpr/subjects/<username>")
+def export_subject(
+    tenant_id: str, username: str, after: Annotated[str | None, Query(alias="next", max_length=400)] = None
+) -> dict[str, Any]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    return services.subject_rights().export(tenant, _subject(username), decode_next(after) if after else None)
+
+
+@app.delete("/tenants/<tenant_id>/gdpr/subjects/<username>")
+def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    return services.subject_rights().erase(tenant, _subject(username))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

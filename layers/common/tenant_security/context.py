@@ -77,10 +77,22 @@ def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -
         )
 
 
+AUDIT_TARGET = "audit_target"
+
+
 def activity_of(
-    event: Mapping[str, Any], caller: TenantContext, tenant_id: str, status: int, reason: str | None
+    event: Mapping[str, Any],
+    caller: TenantContext,
+    tenant_id: str,
+    status: int,
+    reason: str | None,
+    target: Mapping[str, str] | None = None,
 ) -> Activity:
-    """The `User Activity` of one API request (the route's action, never its raw path or body)."""
+    """The `User Activity` of one API request (the route's action, never its raw path or body).
+
+    ``target``: the user the request was about, when a handler names one that the path does not
+    (``app.context["audit_target"] = {"user", "email"}``).
+    """
     method, resource = str(event.get("httpMethod")), str(event.get("resource"))
     rule = rule_for(method, resource)
     action = rule.action if rule else f"{method} {resource}"[:128]
@@ -96,7 +108,8 @@ def activity_of(
         request_id=caller.request_id,
         status=status,
         reason=reason,
-        target_user=(event.get("pathParameters") or {}).get("username"),
+        target_user=(target or {}).get("user") or (event.get("pathParameters") or {}).get("username"),
+        target_email=(target or {}).get("email"),
     )
 
 
@@ -130,7 +143,9 @@ def protected_middleware(
             if activity is not None:
                 record: TenantRecord | None = audited["record"]
                 activity().activity(
-                    activity_of(event, context, audited["tenant"], status, reason),
+                    activity_of(
+                        event, context, audited["tenant"], status, reason, app.context.get(AUDIT_TARGET)
+                    ),
                     record.policies if record is not None else None,
                 )
 

@@ -25,14 +25,17 @@ if TYPE_CHECKING:
     from tenant_security.config import Settings
     from tenant_security.database import TenantDatabases
     from tenant_security.faults import FaultInjector
+    from tenant_security.gdpr import SubjectRights
     from tenant_security.identity.admin import UserAdmin
     from tenant_security.identity.mfa import MfaService
     from tenant_security.identity.sessions import SessionStore
     from tenant_security.identity.signin import SignInService
     from tenant_security.identity.tokens import PublicKeys, TokenIssuer, TokenVerifier
     from tenant_security.identity.users import UserStore
+    from tenant_security.incidents import IncidentResponse
     from tenant_security.onboarding import TenantProvisioner
     from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
+    from tenant_security.tenant_secrets import TenantSecrets
     from tenant_security.tenants import TenantDirectory, TenantStore
 
 
@@ -173,6 +176,13 @@ def user_admin() -> UserAdmin:
     from tenant_security.identity.admin import UserAdmin
 
     return UserAdmin(users(), sessions(), settings().platform_tenant_id)
+
+
+@cache
+def incidents() -> IncidentResponse:
+    from tenant_security.incidents import IncidentResponse
+
+    return IncidentResponse(tenant_store(), tenants(), sessions(), publisher(), settings().platform_tenant_id)
 
 
 @cache
@@ -346,3 +356,17 @@ def audit_reader() -> AuditReader:
     from tenant_security.audit.reader import AuditReader
 
     return AuditReader(aws.s3(), record_cipher().decode, pii(), subject_keys())
+
+
+@cache
+def subject_rights() -> SubjectRights:
+    from tenant_security.gdpr import SubjectRights
+
+    return SubjectRights(users(), sessions(), subject_keys(), audit_reader(), settings().audit_bucket)
+
+
+@cache
+def tenant_secrets() -> TenantSecrets:
+    from tenant_security.tenant_secrets import TenantSecrets
+
+    return TenantSecrets(settings(), aws.secretsmanager())

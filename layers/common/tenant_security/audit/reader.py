@@ -51,13 +51,16 @@ class AuditReader:
         end: datetime | None = None,
         action: str | None = None,
         actor: str | None = None,
+        subject: str | None = None,
         limit: int = 50,
         after: str | None = None,
     ) -> dict[str, Any]:
-        """``{items, next}``: records recorded in [start, end] matching action and actor."""
+        """``{items, next}``: records recorded in [start, end] matching action and actor (the user
+        who acted) or subject (a user the record is about: actor or target)."""
         start_after = after or (f"{RECORD_PREFIX}{start:%Y/%m/%d}/" if start else RECORD_PREFIX)
         last_day = f"{RECORD_PREFIX}{end:%Y/%m/%d}/~" if end else None
         actor_key = self.keys.key_id_of(tenant_id, actor) if actor else None
+        subject_key = self.keys.key_id_of(tenant_id, subject) if subject else None
         subject_keys: dict[str, bytes | None] = {}
         items: list[dict[str, Any]] = []
         scanned, last_key = 0, None
@@ -72,7 +75,10 @@ class AuditReader:
                 scanned, last_key = scanned + 1, key
                 body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 record = self.decode(tenant_id, body)
-                if record is None or not self._matches(record, start, end, action, actor, actor_key):
+                if record is None or not (
+                    self._matches(record, start, end, action, actor, actor_key)
+                    and (subject is None or _about(record, subject, subject_key))
+                ):
                     if scanned >= MAX_SCANNED:
                         return {"items": items, "next": encode_next(key)}
                     continue
@@ -108,3 +114,10 @@ class AuditReader:
             entry.get("key_id") == actor_key and "actor.user" in entry.get("fields", [])
             for entry in record.get("pii") or []
         )
+
+
+def _about(record: dict[str, Any], subject: str, key_id: str | None) -> bool:
+    """True when ``subject`` is the record's actor or target (in the clear or by their key)."""
+    if subject in ((record.get("actor") or {}).get("user"), (record.get("target") or {}).get("user")):
+        return True
+    return key_id is not None and any(entry.get("key_id") == key_id for entry in record.get("pii") or [])

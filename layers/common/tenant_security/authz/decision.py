@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from tenant_security.activity import EventPublisher
 from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
-from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule
+from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_for
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
 from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
@@ -176,6 +176,19 @@ class RequestAuthorizer:
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
         if path_tenant not in (None, caller.tenant_id) and not platform_admin:
             self._alert_cross_tenant(caller, path_tenant, event, source_ip)
+        else:
+            # The policy lets API Gateway refuse this very route (403) without another call here:
+            # say so now, or the refusal would leave no trace.
+            requested = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
+            if requested is not None and requested not in allowed:
+                self._alert(
+                    caller.tenant_id,
+                    "permission_denied",
+                    event,
+                    source_ip,
+                    user=caller.user,
+                    action=requested.action,
+                )
         return response.asdict()
 
     def _deny(

@@ -73,7 +73,3 @@ class UserAdmin:
         if user is None:
             raise NotFound(f"no user {username!r}")
         return user.public()
-
-    def revoke_sessions(self, tenant_id: str) -> int:
-        """End every session of the tenant."""
-        return self.sessions.revoke_all(tenant_id)

@@ -1,0 +1,94 @@
+"""Tenant application secrets (PUT/GET /tenants/{t}/secrets/{name}).
+
+Each value is encrypted with the Encryption SDK under the tenant secrets key (tenant_id, purpose
+and the secret's name in the context: a value can never be read back as another tenant's or
+another name's) and stored in Secrets Manager as `<prefix>/tenants/<t>/app/<name>`, itself
+encrypted under the same key and tagged with the tenant.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from tenant_security import crypto
+from tenant_security.config import Settings
+from tenant_security.errors import NotFound, ValidationFailed
+
+PURPOSE_TENANT_SECRET = "tenant-secret"  # noqa: S105 - a label, not a secret
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_VALUE_BYTES = 32 * 1024  # Secrets Manager holds 64 KiB; the ciphertext needs room
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _code(exc: BaseException) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValidationFailed(
+            "invalid secret name",
+            fields=[
+                {
+                    "field": "path.name",
+                    "message": "1-64 letters, digits, '_', '.', '-'; starting alphanumeric",
+                }
+            ],
+        )
+    return name
+
+
+class TenantSecrets:
+    """A tenant's named secrets in Secrets Manager (client given)."""
+
+    def __init__(self, settings: Settings, client: Any) -> None:
+        self.settings = settings
+        self.client = client
+
+    def _id(self, tenant_id: str, name: str) -> str:
+        return f"{self.settings.resource_prefix}/tenants/{tenant_id}/app/{check_name(name)}"
+
+    def _context(self, tenant_id: str, name: str) -> dict[str, str]:
+        return crypto.encryption_context(tenant_id, PURPOSE_TENANT_SECRET, name=name)
+
+    def put(self, tenant_id: str, name: str, value: str) -> dict[str, Any]:
+        """Create or replace the secret; its version."""
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            raise ValidationFailed(
+                "secret value too large",
+                fields=[{"field": "value", "message": f"at most {MAX_VALUE_BYTES} bytes"}],
+            )
+        secret_id = self._id(tenant_id, name)
+        key = self.settings.secrets_key_arn(tenant_id)
+        ciphertext = crypto.encrypt(value.encode(), key, self._context(tenant_id, name))
+        try:
+            reply = self.client.create_secret(
+                Name=secret_id,
+                SecretBinary=ciphertext,
+                KmsKeyId=key,
+                Description="tenant application secret",
+                Tags=[{"Key": "TenantId", "Value": tenant_id}],
+            )
+        except Exception as exc:
+            if _code(exc) != "ResourceExistsException":
+                raise
+            reply = self.client.put_secret_value(SecretId=secret_id, SecretBinary=ciphertext)
+        return {"name": name, "version": reply["VersionId"], "updated_at": datetime.now(UTC).isoformat()}
+
+    def get(self, tenant_id: str, name: str) -> dict[str, Any]:
+        """The value; 404 for a name the tenant has not set."""
+        try:
+            reply = self.client.get_secret_value(SecretId=self._id(tenant_id, name))
+        except Exception as exc:
+            if _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+                raise NotFound(f"no secret {name!r}") from None
+            raise
+        plaintext = crypto.decrypt(
+            bytes(reply["SecretBinary"]),
+            self._context(tenant_id, name),
+            self.settings.account_id,
+            self.settings.partition,
+        )
+        return {"name": name, "value": plaintext.decode(), "version": reply["VersionId"]}
