@@ -21,6 +21,7 @@ import copy
 import fnmatch
 import importlib
 import json
+import struct
 import threading
 import uuid
 from typing import Any
@@ -128,6 +129,68 @@ def cheap_transaction_snapshots() -> None:
     transact_write_items._localcloud = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items
     models.copy = _TransactionSnapshots()  # type: ignore[attr-defined]
+
+
+def kms_multi_region_ciphertexts() -> None:
+    """moto's ciphertext header holds 36 characters of key id; a multi-Region key's id (``mrk-``
+    and 36 more) is cut short and its ciphertexts never decrypt. Give the id room (idempotent)."""
+    utils: Any = importlib.import_module("moto.kms.utils")
+    if getattr(utils, "_localcloud_key_id_room", False):
+        return
+    width = 40
+    header = f">{width}s{utils.IV_LEN}s{utils.TAG_LEN}s"
+    header_len = width + utils.IV_LEN + utils.TAG_LEN
+
+    def serialize(ciphertext: Any) -> bytes:
+        packed = struct.pack(header, ciphertext.key_id.encode(), ciphertext.iv, ciphertext.tag)
+        return packed + bytes(ciphertext.ciphertext)
+
+    def deserialize(ciphertext_blob: bytes) -> Any:  # (moto passes it by name)
+        key_id, iv, tag = struct.unpack(header, ciphertext_blob[:header_len])
+        return utils.Ciphertext(
+            key_id=key_id.rstrip(b"\x00").decode(), iv=iv, ciphertext=ciphertext_blob[header_len:], tag=tag
+        )
+
+    utils._serialize_ciphertext_blob = serialize
+    utils._deserialize_ciphertext_blob = deserialize
+    utils._localcloud_key_id_room = True
+
+
+def kms_key_states() -> None:
+    """KMS refuses to encrypt, decrypt or sign with a key that is disabled or pending deletion;
+    moto does not (idempotent). Crypto-shredding at offboarding relies on it."""
+    backend = _moto_class("moto.kms.models", "KmsBackend")
+    json_error = _moto_class("moto.core.exceptions", "JsonRESTError")
+
+    class KMSInvalidStateException(json_error):  # type: ignore[misc, valid-type]
+        code = 400
+
+        def __init__(self, message: str) -> None:
+            super().__init__("KMSInvalidStateException", message)
+
+    def require_enabled(kms: Any, key_id: str) -> None:
+        key = kms.keys.get(kms.any_id_to_key_id(key_id))
+        if key is not None and key.key_state != "Enabled":
+            raise KMSInvalidStateException(f"{key.arn} is {key.key_state}.")
+
+    def make_by_key(original: Any) -> Any:
+        def by_key(self: Any, key_id: str, *args: Any, **kwargs: Any) -> Any:
+            require_enabled(self, key_id)
+            return original(self, key_id, *args, **kwargs)
+
+        return by_key
+
+    def make_decrypt(original: Any) -> Any:
+        def decrypt(self: Any, *args: Any, **kwargs: Any) -> Any:
+            plaintext, arn = original(self, *args, **kwargs)
+            require_enabled(self, arn)
+            return plaintext, arn
+
+        return decrypt
+
+    for name in ("encrypt", "generate_data_key", "sign"):
+        _patch(backend, name, make_by_key)
+    _patch(backend, "decrypt", make_decrypt)
 
 
 _s3_request = threading.local()
@@ -257,6 +320,8 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
 
     serialize_dynamodb_writes()
     cheap_transaction_snapshots()
+    kms_key_states()
+    kms_multi_region_ciphertexts()
     s3_policy_conditions()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)

@@ -1,22 +1,33 @@
-"""Tenant data routes behind the authorizer: secrets (files and records follow)."""
+"""Tenant data routes behind the authorizer: files and secrets (records follow).
+
+File bodies are raw bytes (send ``Content-Type: application/octet-stream``; ask for them back with
+``Accept: application/octet-stream``); the key is the rest of the path after ``files/``.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from tenant_security import services
 from tenant_security.context import protected_middleware
+from tenant_security.errors import BadRequest
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
+from tenant_security.storage import decode_next
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
 settings = services.settings()
-app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
+FILES = "/tenants/{tenant_id}/files/"
+app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(FILES,))
 app.use(
     [
         protected_middleware(
@@ -43,6 +54,55 @@ def put_secret(tenant_id: str, name: str, body: SecretValue) -> dict[str, Any]:
 @app.get("/tenants/<tenant_id>/secrets/<name>")
 def get_secret(tenant_id: str, name: str) -> dict[str, Any]:
     return services.tenant_secrets().get(require_tenant_id(tenant_id, "path.tenant_id"), name)
+
+
+def _file_key() -> str:
+    """The greedy ``{key+}`` as API Gateway decoded it."""
+    return str((app.current_event.path_parameters or {}).get("key", ""))
+
+
+def _raw_body() -> bytes:
+    event = app.current_event
+    if not event.body:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(event.body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("body is not valid base64") from None
+    return event.body.encode()
+
+
+@app.put("/tenants/<tenant_id>/files/.+")
+def put_file(tenant_id: str) -> dict[str, Any]:
+    tenant = app.context["tenant_record"]
+    return services.tenant_files().put(tenant, _file_key(), _raw_body())
+
+
+# No return annotation on purpose: Powertools validates an annotated response by encoding it as
+# text, which binary file contents are not.
+@app.get("/tenants/<tenant_id>/files/.+")
+def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
+    data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
+    return Response(status_code=200, content_type="application/octet-stream", body=data)
+
+
+@app.delete("/tenants/<tenant_id>/files/.+")
+def delete_file(tenant_id: str) -> Response[str]:
+    services.tenant_files().delete(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
+    return Response(status_code=204, body="")
+
+
+@app.get("/tenants/<tenant_id>/files")
+def list_files(
+    tenant_id: str,
+    prefix: Annotated[str, Query(max_length=512)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(alias="next", max_length=800)] = None,
+) -> dict[str, Any]:
+    return services.tenant_files().list(
+        require_tenant_id(tenant_id, "path.tenant_id"), prefix, limit, decode_next(after) if after else None
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

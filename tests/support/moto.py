@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from localcloud.motohooks import cheap_transaction_snapshots, serialize_dynamodb_writes
+from localcloud.motohooks import (
+    cheap_transaction_snapshots,
+    kms_key_states,
+    kms_multi_region_ciphertexts,
+    serialize_dynamodb_writes,
+)
 from tenant_security import aws, crypto
 
 
@@ -26,6 +31,8 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
         cheap_transaction_snapshots()
+        kms_key_states()
+        kms_multi_region_ciphertexts()
         aws.reset_clients()
         crypto.reset_caches()
         try:

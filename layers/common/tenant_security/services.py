@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tenant_security.incidents import IncidentResponse
     from tenant_security.onboarding import TenantProvisioner
     from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
+    from tenant_security.storage import TenantFiles
     from tenant_security.tenant_secrets import TenantSecrets
     from tenant_security.tenants import TenantDirectory, TenantStore
 
@@ -370,3 +371,10 @@ def tenant_secrets() -> TenantSecrets:
     from tenant_security.tenant_secrets import TenantSecrets
 
     return TenantSecrets(settings(), aws.secretsmanager())
+
+
+@cache
+def tenant_files() -> TenantFiles:
+    from tenant_security.storage import TenantFiles
+
+    return TenantFiles(settings(), aws.s3(), aws.kms(), storage_quota())
