@@ -1,11 +1,13 @@
 """Compliance routes behind the authorizer: the tenant's audit trail (filtered, paginated) and its
-verification; GDPR export and erasure of a data subject."""
+verification; the SOX report (JSON or HTML); GDPR export and erasure of a data subject."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -13,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.audit.reader import decode_next
+from tenant_security.compliance import PERIOD_PATTERN, build_sox_report, render_html
 from tenant_security.context import protected_middleware
 from tenant_security.errors import ValidationFailed
 from tenant_security.http import make_resolver
@@ -110,6 +113,28 @@ def export_subject(
 def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
     tenant = require_tenant_id(tenant_id, "path.tenant_id")
     return services.subject_rights().erase(tenant, _subject(username))
+
+
+@app.get("/tenants/<tenant_id>/reports/sox")
+def sox_report(
+    tenant_id: str,
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN)],
+    output: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
+) -> Response[str]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    record = app.context["tenant_record"]
+    report = build_sox_report(
+        tenant,
+        period,
+        record.policies.compliance.segregation_of_duties,
+        services.users(),
+        services.audit_reader(),
+        settings.audit_bucket(tenant),
+        services.chain_verifier(),
+    )
+    if output == "html":
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=render_html(report))
+    return Response(status_code=200, content_type="application/json", body=json.dumps(report))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -28,6 +28,7 @@ def _check_cidr(value: str) -> str:
 
 
 Region = Annotated[str, AfterValidator(_check_region)]
+RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,47}$")]
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 
 
@@ -75,6 +76,15 @@ class Compliance(StrictModel):
     )
     data_classification: Literal["public", "internal", "confidential", "restricted"] = "confidential"
     pii_handling: Literal["encrypt_and_redact", "redact", "encrypt", "none"] = "encrypt_and_redact"
+    # Role pairs no user may hold together (the SOX report's segregation-of-duties check).
+    segregation_of_duties: list[tuple[RoleName, RoleName]] = Field(
+        default_factory=lambda: [
+            ("security-admin", "auditor"),
+            ("tenant-admin", "auditor"),
+            ("developer", "auditor"),
+        ],
+        max_length=50,
+    )
 
 
 class RateLimiting(StrictModel):

@@ -1,0 +1,67 @@
+"""The SOX report over HTTP: a planted segregation-of-duties conflict is non_compliant and named;
+a fresh tenant has insufficient evidence; the HTML page shows the status and a chart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.support.cloud import RunningCloud, wait_for
+from tests.support.identity import mint_token, seed_tenant
+
+
+def _quarter() -> str:
+    now = datetime.now(UTC)
+    return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+
+
+def _call(cloud: RunningCloud, path: str, token: str, **params: Any) -> Any:
+    return cloud.http("GET", path, headers={"Authorization": f"Bearer {token}"}, params=params)
+
+
+def test_a_planted_conflict_is_non_compliant_and_names_the_user(platform_cloud: RunningCloud) -> None:
+    tenant = "sox-conflict"
+    seed_tenant(platform_cloud, tenant)
+    admin = mint_token(platform_cloud, tenant, "ada", ["tenant-admin"])
+    created = platform_cloud.http(
+        "POST",
+        f"/tenants/{tenant}/users",
+        json={"username": "mallory", "email": "m@example.com", "roles": ["security-admin", "auditor"]},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert created.status_code == 201, created.text
+    auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])
+    wait_for(lambda: _call(platform_cloud, f"/tenants/{tenant}/audit", auditor).json()["items"], timeout=60)
+    reply = _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=_quarter())
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert report["status"] == "non_compliant"
+    sod = next(c for c in report["checks"] if c["id"] == "segregation_of_duties")
+    assert {"user": "mallory", "conflicting_roles": ["auditor", "security-admin"]} in sod["findings"]
+    privileged = next(c for c in report["checks"] if c["id"] == "privileged_actions")
+    creation = next(f for f in privileged["findings"] if f["action"] == "users:Create")
+    assert creation["user"] == "ada"
+    assert creation["audit_sequences"]
+    page = _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=_quarter(), format="html")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "non_compliant" in page.text
+    assert "mallory" in page.text
+    assert "<svg" in page.text
+
+
+def test_a_fresh_tenant_has_insufficient_evidence(platform_cloud: RunningCloud) -> None:
+    tenant = "sox-fresh"
+    seed_tenant(platform_cloud, tenant)
+    auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])
+    report = _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=_quarter()).json()
+    assert report["status"] == "insufficient_evidence"
+    for bad in ("2026-Q5", "last-year", "'; DROP TABLE users; --"):
+        assert _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=bad).status_code == 400
+    assert (
+        _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor).status_code == 400
+    )  # period required
+    viewer = mint_token(platform_cloud, tenant, "vic", ["viewer"])
+    assert (
+        _call(platform_cloud, f"/tenants/{tenant}/reports/sox", viewer, period=_quarter()).status_code == 403
+    )
