@@ -44,12 +44,7 @@ class CallCounter:
 @pytest.fixture(scope="module")
 def writer_env(platform_cloud: RunningCloud) -> Iterator[tuple[AuditWriter, CallCounter]]:
     mp = pytest.MonkeyPatch()
-    for name, value in {
-        "AWS_ENDPOINT_URL": platform_cloud.info["aws_endpoint_url"],
-        "AWS_DEFAULT_REGION": platform_cloud.info["region"],
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }.items():
+    for name, value in platform_cloud.aws_environment().items():
         mp.setenv(name, value)
     aws.reset_clients()
     crypto.reset_caches()

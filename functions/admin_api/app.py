@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tenant_security import services
-from tenant_security.context import AUDIT_TARGET, TenantContext, protected_middleware
+from tenant_security.context import AUDIT_TARGET, TenantContext
 from tenant_security.errors import Conflict, NotFound, ValidationFailed, from_validation_error
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
@@ -21,17 +21,7 @@ from tenant_security.tenants import TenantRecord
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
-app.use(
-    [
-        protected_middleware(
-            services.tenants().get,
-            services.sessions().is_live,
-            settings.platform_tenant_id,
-            services.quota_guard,
-            services.publisher,
-        )
-    ]
-)
+app.use([services.request_middleware()])
 
 Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,47}$")]
 Email = Annotated[

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenant_security import services
 from tenant_security.authz.decision import bearer_token
-from tenant_security.context import protected_middleware, tenant_context
+from tenant_security.context import tenant_context
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN
 from tenant_security.observability import logger, metrics, tracer
@@ -90,15 +90,7 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 
 @app.post(
     "/auth/logout",
-    middlewares=[
-        protected_middleware(
-            services.tenants().get,
-            services.sessions().is_live,
-            settings.platform_tenant_id,
-            services.quota_guard,
-            services.publisher,
-        )
-    ],
+    middlewares=[services.request_middleware()],
 )
 def logout() -> Response[str]:
     caller = tenant_context(app.current_event.raw_event, settings.platform_tenant_id)

@@ -16,7 +16,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_security import services
 from tenant_security.audit.reader import decode_next
 from tenant_security.compliance import PERIOD_PATTERN, build_sox_report, render_html
-from tenant_security.context import protected_middleware
 from tenant_security.errors import ValidationFailed
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
@@ -25,17 +24,7 @@ from tenant_security.tenancy import require_tenant_id
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
-app.use(
-    [
-        protected_middleware(
-            services.tenants().get,
-            services.sessions().is_live,
-            settings.platform_tenant_id,
-            services.quota_guard,
-            services.publisher,
-        )
-    ]
-)
+app.use([services.request_middleware()])
 
 MAX_VERIFY_SPAN = 5000  # records verified per request; ask for from/to ranges beyond that
 ACTION_PATTERN = r"^[a-z-]{1,32}:[A-Za-z: -]{1,64}$"

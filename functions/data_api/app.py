@@ -17,7 +17,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from tenant_security import services
-from tenant_security.context import protected_middleware
 from tenant_security.errors import BadRequest
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
@@ -28,17 +27,7 @@ from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 settings = services.settings()
 FILES = "/tenants/{tenant_id}/files/"
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(FILES,))
-app.use(
-    [
-        protected_middleware(
-            services.tenants().get,
-            services.sessions().is_live,
-            settings.platform_tenant_id,
-            services.quota_guard,
-            services.publisher,
-        )
-    ]
-)
+app.use([services.request_middleware()])
 
 
 class SecretValue(BaseModel):

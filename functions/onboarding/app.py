@@ -13,8 +13,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
+from tenant_security.aws import error_code
 from tenant_security.observability import logger
-from tenant_security.onboarding import _TRANSIENT_CODES, TransientError, error_code
+from tenant_security.onboarding import _TRANSIENT_CODES, TransientError
 
 
 def _request(event: dict[str, Any]) -> Any:

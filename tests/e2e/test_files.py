@@ -178,12 +178,7 @@ def test_offboarding_shreds_every_copy_of_the_files(
         finished_execution(platform_cloud, "offboarding", "files-gone", after=started)["status"]
         == "SUCCEEDED"
     )
-    for name, value in {
-        "AWS_ENDPOINT_URL": platform_cloud.info["aws_endpoint_url"],
-        "AWS_DEFAULT_REGION": platform_cloud.info["region"],
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-    }.items():
+    for name, value in platform_cloud.aws_environment().items():
         monkeypatch.setenv(name, value)
     crypto.reset_caches()
     try:

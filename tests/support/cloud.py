@@ -51,6 +51,15 @@ class RunningCloud:
             aws_secret_access_key="test",
         )
 
+    def aws_environment(self) -> dict[str, str]:
+        """Environment that points this process's AWS clients (the Encryption SDK's too) here."""
+        return {
+            "AWS_ENDPOINT_URL": str(self.info["aws_endpoint_url"]),
+            "AWS_DEFAULT_REGION": str(self.info["region"]),
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+
     def http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
         return requests.request(method, self.api_url + path, **kwargs)

@@ -84,3 +84,8 @@ def secretsmanager() -> SecretsManagerClient:
 def sqs() -> SQSClient:
     """SQS client."""
     return client("sqs")  # type: ignore[no-any-return]
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tenant_security.authz.rbac import TENANT_ADMIN
+from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.database import TenantDatabases
 from tenant_security.errors import Conflict, ServiceUnavailable, ValidationFailed
@@ -47,10 +48,6 @@ class TransientError(ServiceUnavailable):
     """A failure worth retrying (the state machines retry it with back-off)."""
 
     code = "transient_error"
-
-
-def error_code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 class TenantProvisioner:

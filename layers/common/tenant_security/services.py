@@ -8,7 +8,7 @@ code it never uses). Domain code itself never calls this module: it receives its
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tenant_security import aws
 
@@ -252,6 +252,15 @@ def storage_quota() -> StorageQuota:
     from tenant_security.quotas import StorageQuota
 
     return StorageQuota(aws.dynamodb(), settings().counters_table)
+
+
+def request_middleware() -> Any:
+    """The middleware every API function behind the authorizer runs (see tenant_security.context)."""
+    from tenant_security.context import protected_middleware
+
+    return protected_middleware(
+        tenants().get, sessions().is_live, settings().platform_tenant_id, quota_guard, publisher
+    )
 
 
 @cache

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from tenant_security import crypto
+from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.errors import NotFound, ValidationFailed
 from tenant_security.quotas import StorageQuota
@@ -24,10 +25,6 @@ PURPOSE_FILE = "file"
 MAX_KEY_BYTES = 512
 SIZE_METADATA = "plaintext-size"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def check_key(key: str) -> str:
@@ -90,7 +87,7 @@ class TenantFiles:
         try:
             head = self.s3.head_object(Bucket=self.settings.data_bucket(tenant_id), Key=key)
         except Exception as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return int(head.get("Metadata", {}).get(SIZE_METADATA, head.get("ContentLength", 0)))
@@ -125,7 +122,7 @@ class TenantFiles:
         try:
             body = self.s3.get_object(Bucket=self.settings.data_bucket(tenant_id), Key=key)["Body"].read()
         except Exception as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"no file {key!r}") from None
             raise
         return crypto.decrypt(

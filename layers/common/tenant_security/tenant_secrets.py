@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tenant_security import crypto
+from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.errors import NotFound, ValidationFailed
 
@@ -20,10 +21,6 @@ PURPOSE_TENANT_SECRET = "tenant-secret"  # noqa: S105 - a label, not a secret
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_VALUE_BYTES = 32 * 1024  # Secrets Manager holds 64 KiB; the ciphertext needs room
 _NAME = re.compile(NAME_PATTERN)
-
-
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def check_name(name: str) -> str:
@@ -72,7 +69,7 @@ class TenantSecrets:
                 Tags=[{"Key": "TenantId", "Value": tenant_id}],
             )
         except Exception as exc:
-            if _code(exc) != "ResourceExistsException":
+            if error_code(exc) != "ResourceExistsException":
                 raise
             reply = self.client.put_secret_value(SecretId=secret_id, SecretBinary=ciphertext)
         return {"name": name, "version": reply["VersionId"], "updated_at": datetime.now(UTC).isoformat()}
@@ -82,7 +79,7 @@ class TenantSecrets:
         try:
             reply = self.client.get_secret_value(SecretId=self._id(tenant_id, name))
         except Exception as exc:
-            if _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+            if error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
                 raise NotFound(f"no secret {name!r}") from None
             raise
         plaintext = crypto.decrypt(

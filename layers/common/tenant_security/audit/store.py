@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from tenant_security.audit.chain import GENESIS_HASH
+from tenant_security.aws import error_code
 from tenant_security.dynamo import is_conditional_failure
 
 DEDUP_DAYS = 3  # EventBridge gives up on an event after a day; duplicates cannot come later
@@ -179,10 +180,6 @@ class ChainHeads:
         except Exception as exc:
             if not is_conditional_failure(exc):
                 raise
-
-
-def error_code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 class LockedObjects:
