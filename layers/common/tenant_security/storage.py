@@ -73,9 +73,6 @@ class TenantFiles:
         self.quota = quota
         self._key_arns: dict[str, str] = {}
 
-    def _context(self, tenant_id: str, key: str) -> dict[str, str]:
-        return crypto.encryption_context(tenant_id, PURPOSE_FILE, key=key)
-
     def _data_key(self, tenant_id: str) -> str:
         """The tenant data key's ARN (the bucket policy names the key, not its alias)."""
         if tenant_id not in self._key_arns:
@@ -99,7 +96,7 @@ class TenantFiles:
         self.quota.reserve(tenant_id, len(data), tenant.quotas)
         try:
             key_arn = self._data_key(tenant_id)
-            ciphertext = crypto.encrypt(data, key_arn, self._context(tenant_id, key), cached=True)
+            ciphertext = crypto.encrypt_data(tenant_id, data, key_arn, PURPOSE_FILE, key=key)
             reply = self.s3.put_object(
                 Bucket=self.settings.data_bucket(tenant_id),
                 Key=key,
@@ -125,12 +122,8 @@ class TenantFiles:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"no file {key!r}") from None
             raise
-        return crypto.decrypt(
-            body,
-            self._context(tenant_id, key),
-            self.settings.account_id,
-            self.settings.partition,
-            cached=True,
+        return crypto.decrypt_data(
+            tenant_id, body, PURPOSE_FILE, self.settings.account_id, self.settings.partition, key=key
         )
 
     def delete(self, tenant_id: str, key: str) -> None:
