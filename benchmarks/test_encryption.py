@@ -12,9 +12,9 @@ from typing import Any
 import boto3
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from moto import mock_aws
 
 from tenant_security import crypto
+from tests.support.moto import mocked_aws
 
 SIZES = {"1KiB": 1024, "1MiB": 1024 * 1024}
 ACCOUNT = "123456789012"
@@ -24,13 +24,6 @@ kms_calls: Counter[str] = Counter()
 @pytest.fixture(scope="module")
 def key_arn() -> Iterator[str]:
     mp = pytest.MonkeyPatch()
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        mp.setenv(name, value)
-    mp.delenv("AWS_ENDPOINT_URL", raising=False)
     backend = __import__("moto.kms.models", fromlist=["KmsBackend"]).KmsBackend
     for op in ("generate_data_key", "decrypt"):  # (moto's GenerateDataKey calls its own encrypt)
         original = getattr(backend, op)
@@ -40,10 +33,9 @@ def key_arn() -> Iterator[str]:
             return _original(self, *args, **kwargs)
 
         mp.setattr(backend, op, counted)
-    with mock_aws():
-        crypto.reset_caches()
+    with mocked_aws(mp):
         yield str(boto3.client("kms").create_key()["KeyMetadata"]["Arn"])
-        crypto.reset_caches()
+    crypto.reset_caches()
     mp.undo()
 
 

@@ -108,17 +108,17 @@ class Settings(BaseSettings):
     def audit_key_arn(self) -> str:
         return self.kms_arn(f"key/{self.audit_log_key_id}")
 
-    def data_key_arn(self, tenant_id: str) -> str:
-        """The tenant data key (the platform master key for the platform tenant)."""
+    def tenant_key_arn(self, tenant_id: str, purpose: str) -> str:
+        """A tenant key by purpose; the platform tenant's keys are the platform master key."""
         if tenant_id == self.platform_tenant_id:
             return self.kms_arn(f"key/{self.platform_master_key_id}")
-        return self.kms_arn(self.tenant_key_alias(tenant_id, "data"))
+        return self.kms_arn(self.tenant_key_alias(tenant_id, purpose))
+
+    def data_key_arn(self, tenant_id: str) -> str:
+        return self.tenant_key_arn(tenant_id, "data")
 
     def secrets_key_arn(self, tenant_id: str) -> str:
-        """The key that protects a tenant's secrets (the platform master key for the platform)."""
-        if tenant_id == self.platform_tenant_id:
-            return self.kms_arn(f"key/{self.platform_master_key_id}")
-        return self.kms_arn(self.tenant_key_alias(tenant_id, "secrets"))
+        return self.tenant_key_arn(tenant_id, "secrets")
 
 
 @lru_cache(maxsize=1)

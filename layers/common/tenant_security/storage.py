@@ -9,12 +9,10 @@ the tenant keys for deletion no file decrypts again.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
-from tenant_security import crypto
+from tenant_security import crypto, paging
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.errors import NotFound, ValidationFailed
@@ -50,17 +48,17 @@ def check_key(key: str) -> str:
     return key
 
 
-def encode_next(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+def _is_safe_key(key: str) -> bool:
+    try:
+        check_key(key)
+    except ValidationFailed:
+        return False
+    return True
 
 
 def decode_next(token: str) -> str:
-    try:
-        return check_key(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError, ValidationFailed):
-        raise ValidationFailed(
-            "invalid next token", fields=[{"field": "query.next", "message": "not a page token"}]
-        ) from None
+    """The file key a ``next`` token of :meth:`TenantFiles.list` continues after (400 otherwise)."""
+    return paging.decode_next(token, _is_safe_key)
 
 
 class TenantFiles:
@@ -150,4 +148,4 @@ class TenantFiles:
             for o in reply.get("Contents", [])
         ]
         more = reply.get("IsTruncated") and items
-        return {"items": items, "next": encode_next(items[-1]["key"]) if more else None}
+        return {"items": items, "next": paging.encode_next(items[-1]["key"]) if more else None}

@@ -55,3 +55,12 @@ def sequence_of_record_key(key: str) -> int | None:
 def sequence_of_checkpoint_key(key: str) -> int | None:
     match = _CHECKPOINT_KEY.fullmatch(key)
     return int(match.group(1)) if match else None
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """A stored body as a JSON object, or None when it is not one."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

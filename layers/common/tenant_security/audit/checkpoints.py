@@ -9,7 +9,6 @@ without the verifier noticing, even by recomputing every hash.
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime
 from typing import Any
 
@@ -77,11 +76,3 @@ class Checkpoints:
         except (KeyError, ValueError, InvalidSignature):
             return False
         return True
-
-
-def parse_checkpoint(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

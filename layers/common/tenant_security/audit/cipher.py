@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tenant_security import crypto
-from tenant_security.audit.chain import PURPOSE_AUDIT_RECORD, canonical
-from tenant_security.audit.verify import json_record
+from tenant_security.audit.chain import PURPOSE_AUDIT_RECORD, canonical, json_object
 
 
 def record_context(tenant_id: str) -> dict[str, str]:
@@ -32,4 +31,4 @@ class RecordCipher:
             )
         except crypto.DecryptionRefused:
             return None
-        return json_record(plaintext)
+        return json_object(plaintext)

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tenant_security import paging
 from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
-from tenant_security.errors import ValidationFailed
 
 MAX_SCANNED = 1000  # records read per request at most; the reply's `next` continues from there
 Decode = Callable[[str, bytes], dict[str, Any] | None]
 
 
-def encode_next(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
-
-
 def decode_next(token: str) -> str:
-    """The key a ``next`` token continues after; 400 for anything we did not issue."""
-    try:
-        key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        key = ""
-    if sequence_of_record_key(key) is None:
-        raise ValidationFailed(
-            "invalid next token", fields=[{"field": "query.next", "message": "not a page token"}]
-        )
-    return key
+    """The record key a ``next`` token of :meth:`AuditReader.query` continues after (400 otherwise)."""
+    return paging.decode_next(token, lambda key: sequence_of_record_key(key) is not None)
 
 
 class AuditReader:
@@ -80,14 +66,14 @@ class AuditReader:
                     and (subject is None or _about(record, subject, subject_key))
                 ):
                     if scanned >= MAX_SCANNED:
-                        return {"items": items, "next": encode_next(key)}
+                        return {"items": items, "next": paging.encode_next(key)}
                     continue
                 items.append(self.pii.reveal(record, subject_keys))
                 if len(items) >= limit or scanned >= MAX_SCANNED:
-                    return {"items": items, "next": encode_next(key)}
+                    return {"items": items, "next": paging.encode_next(key)}
         return {
             "items": items,
-            "next": None if last_key is None or len(items) < limit else encode_next(last_key),
+            "next": None if last_key is None or len(items) < limit else paging.encode_next(last_key),
         }
 
     @staticmethod

@@ -15,7 +15,6 @@ Problems, each with the sequence number it concerns:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -25,12 +24,13 @@ from tenant_security.audit.chain import (
     CHECKPOINT_PREFIX,
     GENESIS_HASH,
     RECORD_PREFIX,
+    json_object,
     record_hash,
     record_key,
     sequence_of_checkpoint_key,
     sequence_of_record_key,
 )
-from tenant_security.audit.checkpoints import Checkpoints, parse_checkpoint
+from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.store import ChainHeads, LockedObjects
 
 IN_FLIGHT_SECONDS = 60.0
@@ -222,7 +222,7 @@ class ChainVerifier:
                 problems.add(sequence, MISSING_CHECKPOINT, f"{key} is hidden by a delete marker")
                 continue
             checked += 1
-            signed = parse_checkpoint(self.objects.read(bucket, key))
+            signed = json_object(self.objects.read(bucket, key))
             if signed is None or not self.checkpoints.signature_valid(signed):
                 problems.add(sequence, BAD_SIGNATURE, f"{key} is not signed by the platform checkpoint key")
                 continue
@@ -234,12 +234,3 @@ class ChainVerifier:
             if in_range and record is not None and record.get("hash") != signed.get("hash"):
                 problems.add(sequence, MODIFIED, "differs from the signed checkpoint")
         return checked
-
-
-def json_record(body: bytes) -> dict[str, Any] | None:
-    """A decrypted record body as a dict (None when it is not one)."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
