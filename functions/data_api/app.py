@@ -1,4 +1,4 @@
-"""Tenant data routes behind the authorizer: files and secrets (records follow).
+"""Tenant data routes behind the authorizer: files, records and secrets.
 
 File bodies are raw bytes (send ``Content-Type: application/octet-stream``; ask for them back with
 ``Accept: application/octet-stream``); the key is the rest of the path after ``files/``.
@@ -14,12 +14,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from tenant_security import services
 from tenant_security.errors import BadRequest
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
+from tenant_security.records import MAX_FIELD_NAME, MAX_SENSITIVE_FIELDS
 from tenant_security.storage import decode_next
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
@@ -37,12 +38,37 @@ class SecretValue(BaseModel):
 
 @app.put("/tenants/<tenant_id>/secrets/<name>")
 def put_secret(tenant_id: str, name: str, body: SecretValue) -> dict[str, Any]:
-    return services.tenant_secrets().put(require_tenant_id(tenant_id, "path.tenant_id"), name, body.value)
+    return services.tenant_secrets().put(app.context["tenant_record"], name, body.value)
 
 
 @app.get("/tenants/<tenant_id>/secrets/<name>")
 def get_secret(tenant_id: str, name: str) -> dict[str, Any]:
     return services.tenant_secrets().get(require_tenant_id(tenant_id, "path.tenant_id"), name)
+
+
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FIELD_NAME)]
+
+
+class NewRecord(BaseModel):
+    """A record: any JSON object; the top-level fields named in ``sensitive`` are stored encrypted."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: dict[FieldName, JsonValue]
+    sensitive: list[FieldName] = Field(default_factory=list, max_length=MAX_SENSITIVE_FIELDS)
+
+
+@app.post("/tenants/<tenant_id>/records")
+def create_record(tenant_id: str, body: NewRecord) -> Response[dict[str, Any]]:
+    caller = app.context["tenant"]
+    created = services.tenant_records().create(
+        app.context["tenant_record"], caller.user, body.data, body.sensitive
+    )
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.get("/tenants/<tenant_id>/records/<record_id>")
+def get_record(tenant_id: str, record_id: str) -> dict[str, Any]:
+    return services.tenant_records().get(require_tenant_id(tenant_id, "path.tenant_id"), record_id)
 
 
 def _file_key() -> str:

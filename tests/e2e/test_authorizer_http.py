@@ -177,7 +177,7 @@ def test_the_data_region_must_be_inside_data_locality(
     reply = get(platform_cloud, "/tenants/authz-a/users", tenants["a"], **{"X-Data-Region": region})
     assert reply.status_code == status, reply.text
     if status == 403:
-        assert reply.json()["error"] == "forbidden"
+        assert reply.json()["error"] == "data_locality"
 
 
 def test_a_platform_admin_may_act_in_any_tenant(

@@ -98,6 +98,9 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
         for alias in owned["aliases"]:
             meta = kms.describe_key(KeyId=alias)["KeyMetadata"]
             assert meta["MultiRegion"] is multi_region
+            replicas = meta.get("MultiRegionConfiguration", {}).get("ReplicaKeys", [])
+            # cross_region_encryption: a replica in the other data_locality region (us-west-2)
+            assert [r["Region"] for r in replicas] == (["us-west-2"] if multi_region else [])
             assert kms.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"] is True
             policy = json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"])
             assert {s["Sid"] for s in policy["Statement"]} == {
@@ -105,6 +108,14 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
                 "PlatformRolesUseTheKey",
             }
         data_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")["KeyMetadata"]["Arn"]
+        if multi_region:  # what the home region encrypts, the replica region decrypts
+            sealed = kms.encrypt(KeyId=data_key, Plaintext=b"x", EncryptionContext={"tenant_id": tenant})
+            west = platform_cloud.client("kms", region_name="us-west-2")
+            opened = west.decrypt(
+                CiphertextBlob=sealed["CiphertextBlob"], EncryptionContext={"tenant_id": tenant}
+            )
+            assert opened["Plaintext"] == b"x"
+            assert opened["KeyId"] == data_key.replace("us-east-1", "us-west-2")
         data, audit = f"dcisionai-tenant-{tenant}-data", f"dcisionai-audit-logs-{tenant}"
         assert sorted(owned["buckets"]) == sorted([data, audit])
         (rule,) = s3.get_bucket_encryption(Bucket=data)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -313,6 +324,9 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
     left = tenant_resources(platform_cloud, tenant)
     assert len(left["keys"]) == 3
     assert set(left["keys"].values()) == {"PendingDeletion"}
+    west = platform_cloud.client("kms", region_name="us-west-2")
+    replica = west.describe_key(KeyId=data_key.replace("us-east-1", "us-west-2"))["KeyMetadata"]
+    assert replica["KeyState"] == "PendingDeletion"  # the replica of the multi-Region key is shredded too
     assert left["buckets"] == [f"dcisionai-audit-logs-{tenant}"]
     assert left["database"] == {"role": False, "database": False, "schema": False}
     assert left["secrets"] == []

@@ -42,11 +42,11 @@ class RunningCloud:
     def outputs(self) -> dict[str, Any]:
         return dict(self.info["outputs"])
 
-    def client(self, service: str) -> Any:
-        return boto3.client(
+    def client(self, service: str, region_name: str | None = None) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.info["aws_endpoint_url"],
-            region_name=self.info["region"],
+            region_name=region_name or str(self.info["region"]),
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )

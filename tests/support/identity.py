@@ -6,6 +6,7 @@ Every password, code, TOTP secret, backup code and token these helpers see is re
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -67,10 +68,13 @@ def post(
     return cloud.http("POST", path, json=body, headers=headers)
 
 
-def seed_tenant(cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", **policy: Any) -> None:
-    """A tenant as onboarding leaves it (record, data and secrets keys, object-locked audit bucket),
-    with policy sections overridden."""
-    document = {"access_control": {"ip_whitelist": []}}
+def seed_tenant(
+    cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", database: str | None = None, **policy: Any
+) -> None:
+    """A tenant as onboarding leaves it (record, data and secrets keys, object-locked audit bucket;
+    with ``database`` = "database" or "schema" also its PostgreSQL and login secret), with policy
+    sections overridden."""
+    document: dict[str, Any] = {"access_control": {"ip_whitelist": []}}
     for section, values in policy.items():
         document.setdefault(section, {}).update(values)
     record = TenantRecord(
@@ -84,6 +88,14 @@ def seed_tenant(cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", **p
     cloud.client("s3").create_bucket(
         Bucket=f"dcisionai-audit-logs-{tenant_id}", ObjectLockEnabledForBucket=True
     )
+    if database is not None:
+        from tests.support.tenants import databases
+
+        login = databases(cloud).create(tenant_id, database)
+        seen(login["password"])  # a database password must never reach the logs either
+        cloud.client("secretsmanager").create_secret(
+            Name=f"dcisionai/tenants/{tenant_id}/database", SecretString=json.dumps(login)
+        )
 
 
 def signing_key_id(cloud: RunningCloud) -> str:

@@ -28,7 +28,11 @@ class RecordingKms:
         self.calls.append(("create_key", kw))
         self.count += 1
         return {
-            "KeyMetadata": {"KeyId": f"k{self.count}", "Arn": f"arn:aws:kms:us-east-1:1:key/k{self.count}"}
+            "KeyMetadata": {
+                "KeyId": f"k{self.count}",
+                "Arn": f"arn:aws:kms:us-east-1:1:key/k{self.count}",
+                "MultiRegion": kw["MultiRegion"],
+            }
         }
 
     def __getattr__(self, name: str) -> Any:
@@ -70,6 +74,40 @@ def test_keys_rotate_on_the_policys_schedule_and_are_tagged() -> None:
         "alias/dcisionai-tenant-acme-secrets",
     ]
     assert '"arn:aws:iam::1:role/a"' in created[0]["Policy"]
+    # cross_region_encryption: each key replicated to the other data_locality region, same policy
+    replicas = [kw for name, kw in kms.calls if name == "replicate_key"]
+    assert [(r["KeyId"], r["ReplicaRegion"]) for r in replicas] == [
+        ("k1", "us-west-2"),
+        ("k2", "us-west-2"),
+        ("k3", "us-west-2"),
+    ]
+    assert replicas[0]["Policy"] == created[0]["Policy"]
+
+
+def test_keys_without_cross_region_encryption_stay_in_one_region() -> None:
+    kms = RecordingKms()
+    provisioner(kms).create_keys(request(data_protection={"cross_region_encryption": False}))
+    assert all(kw["MultiRegion"] is False for name, kw in kms.calls if name == "create_key")
+    assert not [name for name, _ in kms.calls if name == "replicate_key"]
+
+
+def test_a_data_locality_without_this_region_is_refused() -> None:
+    body = {
+        "tenant_id": "acme",
+        "name": "Acme",
+        "isolation": "schema",
+        "admin": {"username": "owner", "email": "o@acme.example"},
+        "security_policies": {"data_protection": {"data_locality": ["eu-west-1"]}},
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        TenantProvisioner.validate_with(Settings(AWS_REGION="us-east-1"), body)
+    assert caught.value.fields == [
+        {
+            "field": "security_policies.data_protection.data_locality",
+            "message": "must include us-east-1: this deployment stores the tenant's data there",
+        }
+    ]
+    TenantProvisioner.validate_with(Settings(AWS_REGION="eu-west-1"), body)  # fine where it is allowed
 
 
 def test_the_fingerprint_tells_requests_apart() -> None:

@@ -38,16 +38,18 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def client(service: str) -> Any:
-    """The shared client for ``service`` (created once, thread-safe)."""
-    return _client(service)
+def client(service: str, region: str | None = None) -> Any:
+    """The shared client for ``service`` (created once, thread-safe), in ``region`` if given."""
+    return _client(service, region)
 
 
 @cache
-def _client(service: str) -> Any:
+def _client(service: str, region: str | None) -> Any:
     # boto3 session creation is not thread-safe; clients are.
     with _lock:
-        return _session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+        return _session().client(  # type: ignore[call-overload]
+            service, region_name=region, config=CLIENT_CONFIG
+        )
 
 
 def reset_clients() -> None:
@@ -61,9 +63,9 @@ def dynamodb() -> DynamoDBClient:
     return client("dynamodb")  # type: ignore[no-any-return]
 
 
-def kms() -> KMSClient:
-    """KMS client."""
-    return client("kms")  # type: ignore[no-any-return]
+def kms(region: str | None = None) -> KMSClient:
+    """KMS client (of this function's region unless ``region`` is given: multi-Region key replicas)."""
+    return client("kms", region)  # type: ignore[no-any-return]
 
 
 def s3() -> S3Client:

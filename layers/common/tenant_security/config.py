@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
 
+    # Tenant database connections of one execution environment: at most this many per tenant, for
+    # at most this many tenants at once (the least recently used tenant's pool is closed).
+    records_pool_size: int = Field(2, ge=1, le=20)
+    records_max_pools: int = Field(8, ge=1, le=100)
+    # Seconds a request waits for a tenant database connection before a 503.
+    records_connect_wait: float = Field(5.0, gt=0, le=30)
+    # Seconds the tenant database credentials are kept before Secrets Manager is asked again.
+    records_credentials_max_age: int = Field(300, ge=0, le=3600)
+
     @property
     def signing_key_ids(self) -> list[str]:
         """Key ids whose tokens are accepted (the first one signs); comma-separated for rotation."""
@@ -99,6 +108,10 @@ class Settings(BaseSettings):
 
     def data_bucket(self, tenant_id: str) -> str:
         return f"{self.resource_prefix}-tenant-{tenant_id}-data"
+
+    def tenant_secret_name(self, tenant_id: str, what: str) -> str:
+        """A tenant's secret in Secrets Manager: ``<prefix>/tenants/<id>/<what>``."""
+        return f"{self.resource_prefix}/tenants/{tenant_id}/{what}"
 
     def audit_bucket(self, tenant_id: str) -> str:
         """The tenant's object-locked audit bucket (the platform's is in template.yaml)."""

@@ -23,11 +23,9 @@ from tenant_security.activity import Activity, EventPublisher, category_of, outc
 from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.authz.routes import rule_for
 from tenant_security.errors import DomainError, Forbidden, NotFound, Unauthorized
-from tenant_security.headers import header
+from tenant_security.locality import check_data_region
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenants import TenantRecord
-
-DATA_REGION_HEADER = "x-data-region"
 
 
 @dataclass(frozen=True)
@@ -63,18 +61,6 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
         source_ip=(request.get("identity") or {}).get("sourceIp"),
         platform_admin=tenant_id == platform_tenant and PLATFORM_ADMIN in roles,
     )
-
-
-def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -> None:
-    """403 when ``X-Data-Region`` names a region outside the tenant's data_locality."""
-    region = header(headers, DATA_REGION_HEADER)
-    if region is None or region.strip().lower() == "auto":
-        return
-    allowed = tenant.policies.data_protection.data_locality
-    if region.strip() not in allowed:
-        raise Forbidden(
-            f"data region {region.strip()[:32]!r} is outside the tenant's data locality {allowed}"
-        )
 
 
 AUDIT_TARGET = "audit_target"

@@ -18,6 +18,8 @@ import psycopg
 from psycopg import sql
 
 SHARED_DATABASE = "tenants_shared"
+# The tenant's login, as `<prefix>/tenants/<id>/database` in Secrets Manager.
+CREDENTIALS_SECRET = "database"  # noqa: S105 - the secret's name, not a secret
 
 # The seed's baseline tables, and the records table of the data plane.
 _BASELINE_TABLES = (

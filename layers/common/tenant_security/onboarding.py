@@ -17,11 +17,12 @@ from typing import Any
 from tenant_security.authz.rbac import TENANT_ADMIN
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
-from tenant_security.database import TenantDatabases
+from tenant_security.database import CREDENTIALS_SECRET, TenantDatabases
 from tenant_security.errors import Conflict, ServiceUnavailable, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import User, UserStore
+from tenant_security.locality import replica_regions
 from tenant_security.models.onboarding import OnboardingRequest, parse_onboarding_request
 from tenant_security.observability import logger
 from tenant_security.tenants import RETIRED, TenantRecord, TenantStore
@@ -63,9 +64,12 @@ class TenantProvisioner:
         users: UserStore,
         sessions: SessionStore,
         databases: Callable[[], TenantDatabases],
+        kms_in: Callable[[str], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.kms = kms
+        # KMS of another region: shredding a multi-Region key shreds its replicas there too.
+        self.kms_in = kms_in
         self.s3 = s3
         self.secrets = secrets
         self.tenants = tenants
@@ -81,7 +85,7 @@ class TenantProvisioner:
         return self.settings.audit_bucket(tenant_id)
 
     def secret_name(self, tenant_id: str, what: str) -> str:
-        return f"{self.settings.resource_prefix}/tenants/{tenant_id}/{what}"
+        return self.settings.tenant_secret_name(tenant_id, what)
 
     # ------------------------------------------------------------------ 1. validate
     def validate(self, data: Any) -> OnboardingRequest:
@@ -96,6 +100,14 @@ class TenantProvisioner:
         tenant_id = request.tenant_id
         if tenant_id == settings.platform_tenant_id:
             problems.append({"field": "tenant_id", "message": "the platform tenant cannot be onboarded"})
+        if settings.region not in request.security_policies.data_protection.data_locality:
+            problems.append(
+                {
+                    "field": "security_policies.data_protection.data_locality",
+                    "message": f"must include {settings.region}: "
+                    "this deployment stores the tenant's data there",
+                }
+            )
         if max(len(settings.data_bucket(tenant_id)), len(settings.audit_bucket(tenant_id))) > 63:
             problems.append(
                 {"field": "tenant_id", "message": "too long for the S3 bucket names with this prefix"}
@@ -192,21 +204,39 @@ class TenantProvisioner:
                     KeySpec="SYMMETRIC_DEFAULT",
                     MultiRegion=protection.cross_region_encryption,
                     Policy=json.dumps(self._key_policy()),
-                    Tags=[
-                        {"TagKey": "TenantId", "TagValue": request.tenant_id},
-                        {"TagKey": "Purpose", "TagValue": purpose},
-                        {
-                            "TagKey": "ManagedBy",
-                            "TagValue": f"{self.settings.resource_prefix}-tenant-security",
-                        },
-                    ],
+                    Tags=self._key_tags(request.tenant_id, purpose),
                 )["KeyMetadata"]
                 self.kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
             self.kms.enable_key_rotation(
                 KeyId=meta["KeyId"], RotationPeriodInDays=protection.key_rotation_days
             )
+            if meta.get("MultiRegion"):
+                regions = replica_regions(request.security_policies, self.settings.region)
+                self._replicate(meta, regions, self._key_tags(request.tenant_id, purpose))
             out[purpose] = str(meta["Arn"])
         return out
+
+    def _replicas(self, meta: dict[str, Any]) -> dict[str, str]:
+        """A multi-Region key's replicas: ARN by region."""
+        replicas = (meta.get("MultiRegionConfiguration") or {}).get("ReplicaKeys") or []
+        return {str(r["Region"]): str(r["Arn"]) for r in replicas}
+
+    def _key_tags(self, tenant_id: str, purpose: str) -> list[dict[str, str]]:
+        return [
+            {"TagKey": "TenantId", "TagValue": tenant_id},
+            {"TagKey": "Purpose", "TagValue": purpose},
+            {"TagKey": "ManagedBy", "TagValue": f"{self.settings.resource_prefix}-tenant-security"},
+        ]
+
+    def _replicate(self, meta: dict[str, Any], regions: list[str], tags: list[dict[str, str]]) -> None:
+        """Replicas of a multi-Region tenant key in ``regions`` (those it lacks), same key policy."""
+        for region in [r for r in regions if r not in self._replicas(meta)]:
+            self.kms.replicate_key(
+                KeyId=meta["KeyId"],
+                ReplicaRegion=region,
+                Policy=json.dumps(self._key_policy()),
+                Tags=tags,
+            )
 
     # ------------------------------------------------------------------ 4. buckets
     def _tls_only(self, bucket: str) -> dict[str, Any]:
@@ -337,7 +367,7 @@ class TenantProvisioner:
     def create_database(self, request: OnboardingRequest) -> dict[str, str]:
         """The tenant's database or schema and role; credentials in Secrets Manager."""
         credentials = self.databases().create(request.tenant_id, request.isolation)
-        name = self.secret_name(request.tenant_id, "database")
+        name = self.secret_name(request.tenant_id, CREDENTIALS_SECRET)
         self._put_secret(name, json.dumps(credentials), request.tenant_id, "Tenant database credentials")
         return {"secret": name, "dbname": credentials["dbname"], "schema": credentials["schema"]}
 
@@ -424,13 +454,28 @@ class TenantProvisioner:
             meta = self._key_of_alias(alias)
             if meta is None:
                 continue
+            # Replicas first: a multi-Region key's material lives on in every replica.
+            for region, arn in self._replicas(meta).items():
+                # by key id: the replica shares it (moto takes no ARN here; AWS takes either)
+                self._schedule_deletion(self._kms_of(region), arn.rsplit("/", 1)[-1])
             if meta.get("KeyState") != "PendingDeletion":
-                self.kms.schedule_key_deletion(
-                    KeyId=meta["KeyId"], PendingWindowInDays=KEY_DELETION_WINDOW_DAYS
-                )
+                self._schedule_deletion(self.kms, str(meta["KeyId"]))
             self.kms.delete_alias(AliasName=alias)
             shredded.append(str(meta["KeyId"]))
         return shredded
+
+    def _kms_of(self, region: str) -> Any:
+        if self.kms_in is None:
+            raise RuntimeError(f"no KMS client for {region}: the key replica there cannot be shredded")
+        return self.kms_in(region)
+
+    def _schedule_deletion(self, kms: Any, key_id: str) -> None:
+        try:
+            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=KEY_DELETION_WINDOW_DAYS)
+        except Exception as exc:
+            # already pending deletion (or gone): shredded either way
+            if error_code(exc) not in ("KMSInvalidStateException", "NotFoundException"):
+                raise
 
     def _delete_users(self, tenant_id: str) -> int:
         users = self.users.list_users(tenant_id)
@@ -442,7 +487,7 @@ class TenantProvisioner:
         """Undo every step of a failed onboarding; status FAILED with ``reason``."""
         self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
-        for what in ("admin-initial-password", "database"):
+        for what in ("admin-initial-password", CREDENTIALS_SECRET):
             self._delete_secret(self.secret_name(tenant_id, what))
         self.databases().drop(tenant_id)
         buckets = [
@@ -465,7 +510,7 @@ class TenantProvisioner:
         """Revoke sessions, drop the database, delete the data bucket, shred the keys; keep the trail."""
         revoked = self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
-        for what in ("admin-initial-password", "database"):
+        for what in ("admin-initial-password", CREDENTIALS_SECRET):
             self._delete_secret(self.secret_name(tenant_id, what))
         self.databases().drop(tenant_id)
         data_deleted = self._delete_bucket(self.data_bucket(tenant_id))

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tenant_security.incidents import IncidentResponse
     from tenant_security.onboarding import TenantProvisioner
     from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
+    from tenant_security.records import TenantRecords
     from tenant_security.storage import TenantFiles
     from tenant_security.tenant_secrets import TenantSecrets
     from tenant_security.tenants import TenantDirectory, TenantStore
@@ -145,7 +146,7 @@ def mfa() -> MfaService:
 
 def forget_initial_password(tenant_id: str, username: str) -> None:
     """At a first sign-in, delete the operator's copy of that user's one-time password (if any)."""
-    name = f"{settings().resource_prefix}/tenants/{tenant_id}/admin-initial-password"
+    name = settings().tenant_secret_name(tenant_id, "admin-initial-password")
     client = aws.secretsmanager()
     try:
         tags = {t["Key"]: t["Value"] for t in client.describe_secret(SecretId=name).get("Tags", [])}
@@ -216,6 +217,7 @@ def provisioner() -> TenantProvisioner:
         users(),
         sessions(),
         tenant_databases,
+        kms_in=aws.kms,
     )
 
 
@@ -387,3 +389,23 @@ def tenant_files() -> TenantFiles:
     from tenant_security.storage import TenantFiles
 
     return TenantFiles(settings(), aws.s3(), aws.kms(), storage_quota())
+
+
+@cache
+def tenant_records() -> TenantRecords:
+    from tenant_security.database import CREDENTIALS_SECRET
+    from tenant_security.records import TenantLogins, TenantPools, TenantRecords
+
+    config = settings()
+    logins = TenantLogins(
+        aws.secretsmanager(),
+        lambda tenant_id: config.tenant_secret_name(tenant_id, CREDENTIALS_SECRET),
+        max_age=config.records_credentials_max_age,
+    )
+    pools = TenantPools(
+        logins,
+        pool_size=config.records_pool_size,
+        max_pools=config.records_max_pools,
+        wait_seconds=config.records_connect_wait,
+    )
+    return TenantRecords(config, pools, storage_quota())

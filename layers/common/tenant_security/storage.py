@@ -16,6 +16,7 @@ from tenant_security import crypto, paging
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.errors import NotFound, ValidationFailed
+from tenant_security.locality import check_writable_in
 from tenant_security.quotas import StorageQuota
 from tenant_security.tenants import TenantRecord
 
@@ -90,6 +91,7 @@ class TenantFiles:
     def put(self, tenant: TenantRecord, key: str, data: bytes) -> dict[str, Any]:
         """Store (or replace) a file; 413 over max_file_size or the tenant's storage quota."""
         tenant_id, key = tenant.tenant_id, check_key(key)
+        check_writable_in(tenant, self.settings.region)
         previous = self._size(tenant_id, key)
         self.quota.reserve(tenant_id, len(data), tenant.quotas)
         try:

@@ -16,6 +16,8 @@ from tenant_security import crypto
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.errors import NotFound, ValidationFailed
+from tenant_security.locality import check_writable_in
+from tenant_security.tenants import TenantRecord
 
 PURPOSE_TENANT_SECRET = "tenant-secret"  # noqa: S105 - a label, not a secret
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -45,19 +47,21 @@ class TenantSecrets:
         self.client = client
 
     def _id(self, tenant_id: str, name: str) -> str:
-        return f"{self.settings.resource_prefix}/tenants/{tenant_id}/app/{check_name(name)}"
+        return self.settings.tenant_secret_name(tenant_id, f"app/{check_name(name)}")
 
     def _context(self, tenant_id: str, name: str) -> dict[str, str]:
         return crypto.encryption_context(tenant_id, PURPOSE_TENANT_SECRET, name=name)
 
-    def put(self, tenant_id: str, name: str, value: str) -> dict[str, Any]:
-        """Create or replace the secret; its version."""
+    def put(self, tenant: TenantRecord, name: str, value: str) -> dict[str, Any]:
+        """Create or replace the secret; its version (403 outside the tenant's data locality)."""
+        tenant_id = tenant.tenant_id
         if len(value.encode()) > MAX_VALUE_BYTES:
             raise ValidationFailed(
                 "secret value too large",
                 fields=[{"field": "value", "message": f"at most {MAX_VALUE_BYTES} bytes"}],
             )
         secret_id = self._id(tenant_id, name)
+        check_writable_in(tenant, self.settings.region)
         key = self.settings.secrets_key_arn(tenant_id)
         ciphertext = crypto.encrypt(value.encode(), key, self._context(tenant_id, name))
         try:
