@@ -17,13 +17,16 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import fnmatch
+import html
 import importlib
 import json
 import struct
 import threading
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -270,6 +273,95 @@ def s3_policy_conditions() -> None:
     _patch(_moto_class("moto.s3.models", "FakeBucket"), "get_permission", make_get_permission)
 
 
+# Form fields a POST policy need not list (AWS: the signature fields, the policy and the file).
+_UNLISTED_POST_FIELDS = {"policy", "x-amz-signature", "file", "signature", "awsaccesskeyid"}
+
+
+def post_policy_problem(fields: dict[str, str], bucket: str, size: int, now: datetime) -> str | None:
+    """Why S3 would refuse a browser-based (presigned POST) upload, or None when it would accept it.
+
+    ``fields``: the form fields, names lower-cased. The policy must not have expired, every
+    condition must hold (exact values, ``eq``, ``starts-with``, ``content-length-range`` on the
+    file's ``size``) and every form field must be named by a condition.
+    """
+    try:
+        policy = json.loads(base64.b64decode(fields.get("policy", ""), validate=True))
+        expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+        conditions = list(policy["conditions"])
+    except (ValueError, KeyError, TypeError):
+        return "Invalid Policy: the policy is missing or not valid"
+    if expires <= now:
+        return "Invalid according to Policy: Policy expired."
+    values = {**fields, "bucket": bucket}
+    covered: set[str] = set()
+    for condition in conditions:
+        if isinstance(condition, dict):
+            for field, want in condition.items():
+                name = str(field).lower()
+                covered.add(name)
+                if values.get(name) != str(want):
+                    return f'Invalid according to Policy: Policy Condition failed: ["eq", "${name}"]'
+        elif isinstance(condition, list) and len(condition) == 3:
+            operator, name, want = condition
+            if operator == "content-length-range":
+                if not int(name) <= size <= int(want):
+                    return (
+                        "Your proposed upload exceeds the maximum allowed size"
+                        if size > int(want)
+                        else ("Your proposed upload is smaller than the minimum allowed size")
+                    )
+                continue
+            name = str(name).lstrip("$").lower()
+            covered.add(name)
+            got = values.get(name, "")
+            if (operator == "eq" and got != want) or (operator == "starts-with" and not got.startswith(want)):
+                return f'Invalid according to Policy: Policy Condition failed: ["{operator}", "${name}"]'
+        else:
+            return "Invalid Policy: a condition is not valid"
+    extra = [
+        name
+        for name in fields
+        if name not in covered and name not in _UNLISTED_POST_FIELDS and not name.startswith("x-ignore-")
+    ]
+    if extra:
+        return f"Invalid according to Policy: Extra input fields: {sorted(extra)[0]}"
+    return None
+
+
+def s3_post_policies() -> None:
+    """S3 browser-based uploads: enforce the POST policy and the form's SSE fields (idempotent).
+
+    moto stores whatever a POST sends; S3 checks the signed policy (size, key, encryption fields)
+    and encrypts with the key the form names. Presigned uploads of tenant files rely on both.
+    """
+
+    def make_post(original: Any) -> Any:
+        def bucket_response_post(self: Any, request: Any, bucket_name: str) -> Any:
+            self.path = self._get_path(request)  # what is_delete_keys() reads (moto sets it later)
+            if self.is_delete_keys():
+                return original(self, request, bucket_name)
+            fields = {str(k).lower(): str(v) for k, v in self.form_data.items()}
+            body = self.raw_body if isinstance(self.raw_body, bytes) else str(self.raw_body or "").encode()
+            problem = post_policy_problem(fields, bucket_name, len(body), datetime.now(UTC))
+            if problem is not None:
+                error = (
+                    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                    f"<Message>{html.escape(problem)}</Message></Error>"
+                )
+                return 403, {"Content-Type": "application/xml"}, error
+            reply = original(self, request, bucket_name)
+            encryption = fields.get("x-amz-server-side-encryption")
+            if encryption:
+                stored = self.backend.get_object(bucket_name, fields["key"])
+                stored.encryption = encryption
+                stored.kms_key_id = fields.get("x-amz-server-side-encryption-aws-kms-key-id")
+            return reply
+
+        return bucket_response_post
+
+    _patch(_moto_class("moto.s3.responses", "S3Response"), "_bucket_response_post", make_post)
+
+
 def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     """Patch moto's Lambda invoke, EventBridge rule delivery and unnamed executions."""
 
@@ -323,6 +415,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     kms_key_states()
     kms_multi_region_ciphertexts()
     s3_policy_conditions()
+    s3_post_policies()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

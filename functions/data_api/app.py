@@ -1,4 +1,4 @@
-"""Tenant data routes behind the authorizer: files, records and secrets.
+"""Tenant data routes behind the authorizer: files (and presigned uploads), records and secrets.
 
 File bodies are raw bytes (send ``Content-Type: application/octet-stream``; ask for them back with
 ``Accept: application/octet-stream``); the key is the rest of the path after ``files/``.
@@ -21,7 +21,7 @@ from tenant_security.errors import BadRequest
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.records import MAX_FIELD_NAME, MAX_SENSITIVE_FIELDS
-from tenant_security.storage import decode_next
+from tenant_security.storage import MAX_KEY_BYTES, MAX_UPLOAD_BYTES, decode_next
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
@@ -106,6 +106,35 @@ def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
 def delete_file(tenant_id: str) -> Response[str]:
     services.tenant_files().delete(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
     return Response(status_code=204, body="")
+
+
+class NewUpload(BaseModel):
+    """A file to send straight to S3: its key and exact size in bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_BYTES)]
+    size: Annotated[int, Field(strict=True, ge=1, le=MAX_UPLOAD_BYTES)]
+
+
+class FileRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_BYTES)]
+
+
+@app.post("/tenants/<tenant_id>/uploads")
+def create_upload(tenant_id: str, body: NewUpload) -> Response[dict[str, Any]]:
+    created = services.tenant_files().upload(app.context["tenant_record"], body.key, body.size)
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.post("/tenants/<tenant_id>/uploads/<upload_id>/complete")
+def complete_upload(tenant_id: str, upload_id: str) -> dict[str, Any]:
+    return services.tenant_files().complete(app.context["tenant_record"], upload_id)
+
+
+@app.post("/tenants/<tenant_id>/downloads")
+def create_download(tenant_id: str, body: FileRef) -> dict[str, Any]:
+    return services.tenant_files().download(require_tenant_id(tenant_id, "path.tenant_id"), body.key)
 
 
 @app.get("/tenants/<tenant_id>/files")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
 from tenant_security import crypto
 from tests.support.cloud import RunningCloud
@@ -158,6 +159,68 @@ def test_sizes_over_the_quota_are_413_and_release_nothing(
         "PUT", "/tenants/files-a/files/fill-3.bin", data=b"x" * (60 * 1024), headers=_headers(tenants["a"])
     )
     assert again.status_code == 200  # deletes released the space
+
+
+def test_a_file_over_the_payload_limit_goes_through_a_presigned_upload(
+    platform_cloud: RunningCloud, tenants: dict[str, str]
+) -> None:
+    data = b"\x07" * 60_000
+    auth = _headers(tenants["a"], binary=False)
+    reply = platform_cloud.http(
+        "POST", "/tenants/files-a/uploads", json={"key": "big/scan.tif", "size": len(data)}, headers=auth
+    )
+    assert reply.status_code == 201, reply.text
+    upload = reply.json()
+    # straight to S3 (moto), the way a browser form or curl -F sends it
+    sent = requests.post(upload["url"], data=upload["fields"], files={"file": ("scan.tif", data)}, timeout=10)
+    assert sent.status_code == 204, sent.text
+    refused = requests.post(
+        upload["url"], data=upload["fields"], files={"file": ("x", data + b"!")}, timeout=10
+    )
+    assert refused.status_code == 403  # the signed policy fixes the size
+    complete = f"/tenants/files-a/uploads/{upload['upload_id']}/complete"
+    assert (
+        platform_cloud.http("POST", complete, headers=_headers(tenants["b"], binary=False)).status_code == 403
+    )
+    done = platform_cloud.http("POST", complete, headers=auth)
+    assert done.status_code == 200, done.text
+    assert done.json()["key"] == "big/scan.tif"
+    got = platform_cloud.http(
+        "GET", "/tenants/files-a/files/big/scan.tif", headers=_headers(tenants["a-viewer"])
+    )
+    assert got.content == data
+    link = platform_cloud.http(
+        "POST", "/tenants/files-a/downloads", json={"key": "big/scan.tif"}, headers=auth
+    )
+    assert link.status_code == 200, link.text
+    assert requests.get(link.json()["url"], timeout=10).content == data
+    head = platform_cloud.client("s3").head_object(Bucket="dcisionai-tenant-files-a-data", Key="big/scan.tif")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"].endswith(":key/" + head["SSEKMSKeyId"].rsplit("/", 1)[-1])
+    # other tenants and bad requests
+    other = _headers(tenants["b"], binary=False)
+    for method, path, body in (
+        ("POST", "/tenants/files-a/uploads", {"key": "x", "size": 1}),
+        ("POST", "/tenants/files-a/downloads", {"key": "big/scan.tif"}),
+    ):
+        assert platform_cloud.http(method, path, json=body, headers=other).status_code == 403
+    for body in (
+        {"key": "x", "size": 0},
+        {"key": "x", "size": "1"},
+        {"key": "../x", "size": 1},
+        {"key": ".uploads/x", "size": 1},
+        {"size": 1},
+    ):
+        bad = platform_cloud.http("POST", "/tenants/files-a/uploads", json=body, headers=auth)
+        assert bad.status_code == 400, (body, bad.text)
+    too_big = platform_cloud.http(
+        "POST", "/tenants/files-a/uploads", json={"key": "x", "size": 65 * 1024}, headers=auth
+    )
+    assert too_big.status_code == 413
+    assert (
+        platform_cloud.http("POST", "/tenants/files-a/uploads/not-an-id/complete", headers=auth).status_code
+        == 400
+    )
 
 
 def test_offboarding_shreds_every_copy_of_the_files(

@@ -126,6 +126,9 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
         assert rule["BucketKeyEnabled"] is True
         assert all(s3.get_public_access_block(Bucket=data)["PublicAccessBlockConfiguration"].values())
         assert s3.get_bucket_versioning(Bucket=data)["Status"] == "Enabled"
+        lifecycle = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=data)["Rules"]}
+        assert lifecycle["expire-uncompleted-uploads"]["Filter"] == {"Prefix": ".uploads/"}
+        assert lifecycle["expire-old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
         statements = {s["Sid"] for s in json.loads(s3.get_bucket_policy(Bucket=data)["Policy"])["Statement"]}
         assert statements == {"DenyInsecureTransport", "DenyUploadsWithoutTheTenantKey"}
         lock = s3.get_object_lock_configuration(Bucket=audit)["ObjectLockConfiguration"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from tenant_security.config import Settings
 from tenant_security.crypto import DecryptionRefused
-from tenant_security.errors import NotFound, PayloadTooLarge, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from tenant_security.models.quotas import parse_resource_quotas
-from tenant_security.quotas import StorageQuota
+from tenant_security.quotas import StorageQuota, StorageQuotaExceeded
 from tenant_security.storage import TenantFiles, check_key
 from tenant_security.tenants import TenantRecord
 from tests.support.moto import create_table, mocked_aws
@@ -72,3 +74,98 @@ def test_a_ciphertext_of_one_tenant_or_key_is_refused_as_another(
 def test_unsafe_keys_are_refused(key: str) -> None:
     with pytest.raises(ValidationFailed):
         check_key(key)
+
+
+def _send(upload: dict[str, Any], data: bytes, **overrides: str) -> requests.Response:
+    """What a browser or curl does with a presigned POST (fields, then the file)."""
+    fields = {**upload["fields"], **overrides}
+    return requests.post(upload["url"], data=fields, files={"file": ("f", data)}, timeout=10)
+
+
+def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
+    files: tuple[TenantFiles, dict[str, TenantRecord]],
+) -> None:
+    store, tenants = files
+    payload = bytes(range(256)) * 3  # 768 bytes
+    upload = store.upload(tenants["acme"], "big/report.bin", len(payload))
+    assert upload["fields"]["key"] == f".uploads/{upload['upload_id']}"
+    assert _send(upload, payload).status_code == 204
+    assert store.quota.usage("acme") == {"bytes": 0, "files": 0}  # nothing counted before completion
+    assert store.list("acme")["items"] == []  # and nothing listed
+    done = store.complete(tenants["acme"], upload["upload_id"])
+    assert (done["key"], done["size"]) == ("big/report.bin", 768)
+    assert store.quota.usage("acme") == {"bytes": 768, "files": 1}
+    head = store.s3.head_object(Bucket="tst-tenant-acme-data", Key="big/report.bin")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == store._data_key("acme")
+    assert [i["key"] for i in store.list("acme")["items"]] == ["big/report.bin"]
+    assert store.get("acme", "big/report.bin") == payload
+    link = store.download("acme", "big/report.bin")
+    assert requests.get(link["url"], timeout=10).content == payload
+    with pytest.raises(NotFound):  # completed once; the staging object is gone
+        store.complete(tenants["acme"], upload["upload_id"])
+    store.delete("acme", "big/report.bin")
+    assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
+
+
+@pytest.mark.parametrize(
+    ("size", "overrides"),
+    [
+        (100, {}),  # more bytes than signed for
+        (10, {}),  # fewer
+        (50, {"x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:123456789012:key/other"}),
+        (50, {"x-amz-server-side-encryption": "AES256"}),
+        (50, {"key": ".uploads/someone-elses"}),
+        (50, {"x-amz-meta-target-key": "elsewhere"}),
+        (50, {"x-amz-meta-plaintext-size": "1"}),
+        (50, {"x-amz-meta-extra": "unsigned field"}),
+    ],
+)
+def test_s3_refuses_an_upload_the_policy_does_not_allow(
+    files: tuple[TenantFiles, dict[str, TenantRecord]], size: int, overrides: dict[str, str]
+) -> None:
+    store, tenants = files
+    upload = store.upload(tenants["acme"], "doc.bin", 50)
+    reply = _send(upload, b"x" * size, **overrides)
+    assert reply.status_code == 403, reply.text
+    assert "AccessDenied" in reply.text
+    with pytest.raises(NotFound):
+        store.complete(tenants["acme"], upload["upload_id"])
+    assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
+
+
+def test_uploads_over_the_limits_or_with_bad_ids_are_refused(
+    files: tuple[TenantFiles, dict[str, TenantRecord]],
+) -> None:
+    store, tenants = files
+    with pytest.raises(PayloadTooLarge):
+        store.upload(tenants["acme"], "huge.bin", 1025)  # max_file_size is 1KB
+    with pytest.raises(ValidationFailed):
+        store.upload(tenants["acme"], ".uploads/sneaky", 10)  # the staging area is not a file key
+    with pytest.raises(ValidationFailed):
+        store.complete(tenants["acme"], "../../x")
+    with pytest.raises(NotFound):
+        store.complete(tenants["acme"], "0" * 32)
+    # room is checked again when completing: two uploads signed while there was room for one
+    first = store.upload(tenants["beta"], "a", 1000)
+    second = store.upload(tenants["beta"], "b", 1000)
+    store.put(tenants["beta"], "c", b"x" * 500)
+    for upload in (first, second):
+        assert _send(upload, b"y" * 1000).status_code == 204
+    store.complete(tenants["beta"], first["upload_id"])
+    with pytest.raises(StorageQuotaExceeded):
+        store.complete(tenants["beta"], second["upload_id"])  # 2,500 bytes > max_data_size 2KB
+    assert store.quota.usage("beta") == {"bytes": 1500, "files": 2}
+    staged = store.s3.list_objects_v2(Bucket="tst-tenant-beta-data", Prefix=".uploads/").get("KeyCount")
+    assert staged == 0  # the refused upload was discarded
+
+
+def test_a_download_link_is_only_for_uploaded_files(
+    files: tuple[TenantFiles, dict[str, TenantRecord]],
+) -> None:
+    store, tenants = files
+    store.put(tenants["acme"], "small.txt", b"hi")
+    with pytest.raises(Conflict):
+        store.download("acme", "small.txt")  # client-side encrypted: the API's GET decrypts it
+    with pytest.raises(NotFound):
+        store.download("acme", "missing.txt")

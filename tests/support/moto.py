@@ -13,6 +13,7 @@ from localcloud.motohooks import (
     cheap_transaction_snapshots,
     kms_key_states,
     kms_multi_region_ciphertexts,
+    s3_post_policies,
     serialize_dynamodb_writes,
 )
 from tenant_security import aws, crypto
@@ -33,6 +34,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         cheap_transaction_snapshots()
         kms_key_states()
         kms_multi_region_ciphertexts()
+        s3_post_policies()
         aws.reset_clients()
         crypto.reset_caches()
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -116,3 +119,27 @@ def test_event_time_is_iso_and_target_input_follows_the_target() -> None:
     assert target_input({"InputPath": "$.detail.a"}, event) == {"b": 2}
     assert target_input({"Input": '{"fixed": true}'}, event) == {"fixed": True}
     assert target_input({}, event) is event
+
+
+def _policy(expiration: str, *conditions: Any) -> str:
+    return base64.b64encode(
+        json.dumps({"expiration": expiration, "conditions": list(conditions)}).encode()
+    ).decode()
+
+
+def test_a_post_policy_is_enforced_like_s3_does() -> None:
+    from localcloud.motohooks import post_policy_problem
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    policy = _policy("2026-01-01T00:15:00Z", {"bucket": "b"}, {"key": "k"}, ["content-length-range", 1, 5])
+    fields = {"policy": policy, "key": "k", "x-amz-signature": "sig"}
+    assert post_policy_problem(fields, "b", 5, now) is None
+    assert "exceeds" in str(post_policy_problem(fields, "b", 6, now))
+    assert "smaller" in str(post_policy_problem(fields, "b", 0, now))
+    assert "bucket" in str(post_policy_problem(fields, "other", 5, now))
+    assert "expired" in str(post_policy_problem(fields, "b", 5, datetime(2026, 1, 1, 0, 15, tzinfo=UTC)))
+    assert "Extra input fields" in str(post_policy_problem({**fields, "x-amz-meta-a": "1"}, "b", 5, now))
+    assert "not valid" in str(post_policy_problem({"key": "k"}, "b", 5, now))
+    starts = _policy("2026-01-02T00:00:00Z", ["starts-with", "$key", "up/"])
+    assert post_policy_problem({"policy": starts, "key": "up/x"}, "b", 1, now) is None
+    assert post_policy_problem({"policy": starts, "key": "down/x"}, "b", 1, now) is not None

@@ -28,6 +28,25 @@ from tenant_security.observability import logger
 from tenant_security.tenants import RETIRED, TenantRecord, TenantStore
 
 KEY_PURPOSES = ("data", "secrets", "api-keys")
+# The data bucket's housekeeping: presigned uploads never completed, replaced or deleted versions
+# of files after 30 days (the current version stays until deleted or offboarded).
+DATA_LIFECYCLE: dict[str, Any] = {
+    "Rules": [
+        {
+            "ID": "expire-uncompleted-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ".uploads/"},
+            "Expiration": {"Days": 1},
+        },
+        {
+            "ID": "expire-old-versions",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+    ]
+}
 KEY_DELETION_WINDOW_DAYS = 7  # the KMS minimum: crypto-shredding as soon as KMS allows
 _TRANSIENT_CODES = {
     "Throttling",
@@ -303,6 +322,7 @@ class TenantProvisioner:
         data, audit = self.data_bucket(tenant_id), self.audit_bucket(tenant_id)
         self._create_bucket(data, tenant_id, object_lock=False)
         self._encrypt_bucket(data, keys["data"])
+        self.s3.put_bucket_lifecycle_configuration(Bucket=data, LifecycleConfiguration=DATA_LIFECYCLE)
         data_arn = f"arn:{self.settings.partition}:s3:::{data}"
         self.s3.put_bucket_policy(
             Bucket=data,

@@ -440,6 +440,18 @@ class StorageQuota:
                 raise StorageQuotaExceeded("the tenant's storage quota is used up") from exc
             raise
 
+    def check_room(self, tenant_id: str, size: int, quotas: ResourceQuotas) -> None:
+        """413 when one more file of ``size`` bytes would not fit now (nothing reserved)."""
+        storage = quotas.storage
+        if size > size_in_bytes(storage.max_file_size):
+            raise PayloadTooLarge(f"file larger than max_file_size ({storage.max_file_size})")
+        used = self.usage(tenant_id)
+        if (
+            used["bytes"] + size > size_in_bytes(storage.max_data_size)
+            or used["files"] >= storage.max_file_count
+        ):
+            raise StorageQuotaExceeded("the tenant's storage quota is used up")
+
     def release(self, tenant_id: str, size: int, files: int = 1) -> None:
         self.client.update_item(
             TableName=self.table,

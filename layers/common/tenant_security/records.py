@@ -339,7 +339,7 @@ class TenantRecords:
                     (record_id, Jsonb(plain), sealed, actor),
                 ).fetchone()
         except Exception:
-            self.quota.release(tenant_id, size)
+            self.quota.release(tenant_id, size, files=0)
             raise
         assert row is not None  # RETURNING always gives the row
         return {

@@ -44,6 +44,9 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("PUT", "/tenants/{tenant_id}/files/{key+}", "files:Write", cost=2),
     RouteRule("GET", "/tenants/{tenant_id}/files/{key+}", "files:Read"),
     RouteRule("DELETE", "/tenants/{tenant_id}/files/{key+}", "files:Delete"),
+    RouteRule("POST", "/tenants/{tenant_id}/uploads", "files:Write"),
+    RouteRule("POST", "/tenants/{tenant_id}/uploads/{upload_id}/complete", "files:Write", cost=2),
+    RouteRule("POST", "/tenants/{tenant_id}/downloads", "files:Read"),
     RouteRule("POST", "/tenants/{tenant_id}/records", "records:Write"),
     RouteRule("GET", "/tenants/{tenant_id}/records/{record_id}", "records:Read"),
     RouteRule("PUT", "/tenants/{tenant_id}/secrets/{name}", "secrets:Write"),
@@ -51,6 +54,7 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("GET", "/tenants/{tenant_id}/audit", "audit:Read"),
     RouteRule("GET", "/tenants/{tenant_id}/audit/verify", "audit:Verify", cost=10),
     RouteRule("GET", "/tenants/{tenant_id}/reports/sox", "reports:Read", cost=10),
+    RouteRule("GET", "/tenants/{tenant_id}/reports/{framework}", "reports:Read", cost=10),
     RouteRule("GET", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Export", cost=5),
     RouteRule("DELETE", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Erase"),
 )
