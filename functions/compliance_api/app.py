@@ -1,5 +1,5 @@
 """Compliance routes behind the authorizer: the tenant's audit trail (filtered, paginated) and its
-verification; the SOX report (JSON or HTML); GDPR export and erasure of a data subject."""
+verification; SOX, GDPR and ISO 27001 reports (JSON or HTML); GDPR export and erasure of a subject."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.audit.reader import decode_next
-from tenant_security.compliance import PERIOD_PATTERN, build_sox_report, render_html
+from tenant_security.compliance import PERIOD_PATTERN, FrameworkReporter, gather_evidence, render_html
 from tenant_security.errors import ValidationFailed
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
@@ -104,26 +104,43 @@ def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
     return services.subject_rights().erase(tenant, _subject(username))
 
 
+def _report(tenant_id: str, framework: str, period: str, output: str) -> Response[str]:
+    tenant = require_tenant_id(tenant_id, "path.tenant_id")
+    record = app.context["tenant_record"]
+    reporter = FrameworkReporter(framework, record.policies.compliance.segregation_of_duties)
+    evidence = gather_evidence(
+        record,
+        period,
+        services.users(),
+        services.audit_reader(),
+        settings.audit_bucket(tenant),
+        services.chain_verifier(),
+        services.tenant_controls(),
+    )
+    report = reporter.from_evidence(evidence)
+    if output == "html":
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=render_html(report))
+    return Response(status_code=200, content_type="application/json", body=json.dumps(report))
+
+
 @app.get("/tenants/<tenant_id>/reports/sox")
 def sox_report(
     tenant_id: str,
     period: Annotated[str, Query(pattern=PERIOD_PATTERN)],
     output: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
 ) -> Response[str]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    record = app.context["tenant_record"]
-    report = build_sox_report(
-        tenant,
-        period,
-        record.policies.compliance.segregation_of_duties,
-        services.users(),
-        services.audit_reader(),
-        settings.audit_bucket(tenant),
-        services.chain_verifier(),
-    )
-    if output == "html":
-        return Response(status_code=200, content_type="text/html; charset=utf-8", body=render_html(report))
-    return Response(status_code=200, content_type="application/json", body=json.dumps(report))
+    return _report(tenant_id, "sox", period, output)
+
+
+@app.get("/tenants/<tenant_id>/reports/<framework>")
+def framework_report(
+    tenant_id: str,
+    framework: str,
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN)],
+    output: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
+) -> Response[str]:
+    """GDPR (articles) or ISO 27001 (Annex A controls) -- or SOX -- mapped to the evidence held."""
+    return _report(tenant_id, framework, period, output)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

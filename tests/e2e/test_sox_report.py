@@ -1,5 +1,6 @@
-"""The SOX report over HTTP: a planted segregation-of-duties conflict is non_compliant and named;
-a fresh tenant has insufficient evidence; the HTML page shows the status and a chart."""
+"""Compliance reports over HTTP: a planted segregation-of-duties conflict is non_compliant and
+named; a fresh tenant has insufficient evidence; the HTML page shows the status and a chart; GDPR
+and ISO 27001 reports rest on the onboarded tenant's real keys and buckets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.cloud import RunningCloud, wait_for
-from tests.support.identity import mint_token, seed_tenant
+from tests.support.identity import Identity, mint_token, seed_tenant
+from tests.support.tenants import finished_execution, now, request_body
 
 
 def _quarter() -> str:
@@ -64,4 +66,50 @@ def test_a_fresh_tenant_has_insufficient_evidence(platform_cloud: RunningCloud) 
     viewer = mint_token(platform_cloud, tenant, "vic", ["viewer"])
     assert (
         _call(platform_cloud, f"/tenants/{tenant}/reports/sox", viewer, period=_quarter()).status_code == 403
+    )
+
+
+def test_gdpr_and_iso27001_reports_rest_on_the_tenants_real_keys_and_buckets(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    tenant = "frameworks"
+    body = request_body(tenant, "schema", security_policies={"access_control": {"ip_whitelist": []}})
+    started = now()
+    assert (
+        platform_cloud.http("POST", "/tenants", json=body, headers=platform_admin.headers).status_code == 202
+    )
+    assert finished_execution(platform_cloud, "onboarding", tenant, after=started)["status"] == "SUCCEEDED"
+    auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])
+    wait_for(lambda: _call(platform_cloud, f"/tenants/{tenant}/audit", auditor).json()["items"], timeout=60)
+    data_key = platform_cloud.client("kms").describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")
+    for framework, controls in (("gdpr", {"Art. 32", "Art. 44"}), ("iso27001", {"A.8.24", "A.5.19"})):
+        reply = _call(platform_cloud, f"/tenants/{tenant}/reports/{framework}", auditor, period=_quarter())
+        assert reply.status_code == 200, reply.text
+        report = reply.json()
+        assert controls <= {c["id"] for c in report["controls"]}
+        checks = {c["id"]: c for c in report["checks"]}
+        for passed in ("encryption_at_rest", "key_rotation", "data_locality"):
+            assert checks[passed]["status"] == "pass", checks[passed]
+        assert checks["encryption_at_rest"]["evidence"]["data_key"]["arn"] == data_key["KeyMetadata"]["Arn"]
+        assert checks["data_locality"]["evidence"]["key_replicas"]["data"] == ["us-west-2"]
+        # the onboarding request allowed every source address: found, and the report says so
+        assert checks["network_access"]["status"] == "fail"
+        assert report["status"] == "non_compliant"
+    assert checks["tenant_separation"]["evidence"]["database_isolation"] == "schema"  # the ISO report's
+    page = _call(
+        platform_cloud, f"/tenants/{tenant}/reports/iso27001", auditor, period=_quarter(), format="html"
+    )
+    assert "A.8.24" in page.text
+    assert page.text.startswith("<!doctype html>")
+    assert (
+        _call(platform_cloud, f"/tenants/{tenant}/reports/hipaa", auditor, period=_quarter()).status_code
+        == 404
+    )
+    viewer = mint_token(platform_cloud, tenant, "vic", ["viewer"])
+    assert (
+        _call(platform_cloud, f"/tenants/{tenant}/reports/gdpr", viewer, period=_quarter()).status_code == 403
+    )
+    other = mint_token(platform_cloud, "sox-fresh", "aud", ["auditor"])
+    assert (
+        _call(platform_cloud, f"/tenants/{tenant}/reports/gdpr", other, period=_quarter()).status_code == 403
     )

@@ -1,4 +1,4 @@
-"""The SOX report's statuses come only from evidence."""
+"""Compliance reports (SOX, GDPR, ISO 27001): statuses come only from evidence."""
 
 from __future__ import annotations
 
@@ -6,9 +6,18 @@ from typing import Any
 
 import pytest
 
-from tenant_security.compliance import SoxReporter, period_bounds, render_html
-from tenant_security.errors import ValidationFailed
+from tenant_security.compliance import (
+    Evidence,
+    FrameworkReporter,
+    SoxReporter,
+    framework_of,
+    period_bounds,
+    render_html,
+)
+from tenant_security.errors import NotFound, ValidationFailed
 from tenant_security.identity.users import User
+from tenant_security.models import parse_security_policies
+from tenant_security.tenants import TenantRecord
 
 CONFLICTS = [("security-admin", "auditor")]
 VALID = {"status": "VALID", "checked": 3, "from": 1, "to": 3, "checkpoints_checked": 0, "problems": []}
@@ -94,3 +103,100 @@ def test_the_html_shows_the_status_the_findings_and_a_chart() -> None:
     assert "<svg" in page
     assert "<script>" not in page  # escaped
     assert "&lt;script&gt;" in page
+
+
+def _tenant(**policy: Any) -> TenantRecord:
+    document: dict[str, Any] = {"access_control": {"ip_whitelist": ["10.0.0.0/8"]}}
+    for section, values in policy.items():
+        document.setdefault(section, {}).update(values)
+    return TenantRecord(
+        tenant_id="acme",
+        name="Acme",
+        status="ACTIVE",
+        isolation="database",
+        policies=parse_security_policies(document),
+    )
+
+
+def _platform(rotation: bool = True, replicas: tuple[str, ...] = ("us-west-2",)) -> dict[str, Any]:
+    key = {
+        "arn": "arn:aws:kms:us-east-1:1:key/mrk-1",
+        "state": "Enabled",
+        "rotation_enabled": rotation,
+        "multi_region": True,
+        "replica_regions": list(replicas),
+    }
+    return {
+        "region": "us-east-1",
+        "keys": {"data": key, "secrets": {**key, "arn": "k2"}, "api-keys": {**key, "arn": "k3"}},
+        "data_bucket": "d",
+        "data_bucket_encryption": {"algorithm": "aws:kms", "key": key["arn"]},
+        "audit_bucket": "a",
+        "audit_lock": {"mode": "COMPLIANCE", "days": 2555},
+    }
+
+
+def _evidence(tenant: TenantRecord, platform: dict[str, Any]) -> Evidence:
+    users = [_user("ada", ["tenant-admin"])]
+    return Evidence("acme", "2026-Q4", users, _records(), False, VALID, tenant, platform)
+
+
+@pytest.mark.parametrize("framework", ["gdpr", "ISO27001", "iso-27001", "SOX"])
+def test_every_control_passes_on_good_evidence(framework: str) -> None:
+    report = FrameworkReporter(framework, CONFLICTS).from_evidence(_evidence(_tenant(), _platform()))
+    assert report["status"] == "compliant", [c for c in report["checks"] if c["status"] != "pass"]
+    assert report["in_policy"] is True
+    assert all(c["status"] == "compliant" for c in report["controls"])
+    checks = {c["id"] for c in report["checks"]}
+    assert all(set(c["checks"]) <= checks for c in report["controls"])
+
+
+def test_iso27001_maps_annex_a_controls_to_evidence() -> None:
+    report = FrameworkReporter("iso27001", CONFLICTS).from_evidence(_evidence(_tenant(), _platform()))
+    assert report["framework"] == "ISO27001"
+    controls = {c["id"]: c for c in report["controls"]}
+    assert {"A.5.15", "A.8.24", "A.8.15", "A.8.16", "A.5.19", "A.8.22"} <= set(controls)
+    assert controls["A.8.24"]["checks"] == ["encryption_at_rest", "key_rotation", "data_locality"]
+    crypto_check = next(c for c in report["checks"] if c["id"] == "encryption_at_rest")
+    assert crypto_check["evidence"]["data_key"]["arn"] == "arn:aws:kms:us-east-1:1:key/mrk-1"
+
+
+@pytest.mark.parametrize(
+    ("tenant", "platform", "check", "control"),
+    [
+        (_tenant(compliance={"pii_handling": "none"}), _platform(), "pii_protection", "Art. 25"),
+        (_tenant(), _platform(rotation=False), "key_rotation", "Art. 32"),
+        (_tenant(), _platform(replicas=("ap-south-1",)), "data_locality", "Art. 44"),
+        (_tenant(access_control={"ip_whitelist": []}), _platform(), "network_access", "Art. 32"),
+        (
+            _tenant(),
+            {**_platform(), "audit_lock": {"mode": "GOVERNANCE", "days": 1}},
+            "audit_retention",
+            "Art. 30",
+        ),
+    ],
+)
+def test_a_gdpr_failure_names_its_article_and_evidence(
+    tenant: TenantRecord, platform: dict[str, Any], check: str, control: str
+) -> None:
+    report = FrameworkReporter("gdpr", CONFLICTS).from_evidence(_evidence(tenant, platform))
+    assert report["status"] == "non_compliant"
+    failed = next(c for c in report["checks"] if c["id"] == check)
+    assert failed["status"] == "fail"
+    assert failed["findings"]
+    assert next(c for c in report["controls"] if c["id"] == control)["status"] == "non_compliant"
+
+
+def test_without_platform_evidence_a_gdpr_report_is_never_compliant() -> None:
+    report = FrameworkReporter("gdpr", CONFLICTS).from_evidence(_evidence(_tenant(), {}))
+    assert report["status"] == "insufficient_evidence"
+    assert (
+        next(c for c in report["checks"] if c["id"] == "encryption_at_rest")["status"]
+        == "insufficient_evidence"
+    )
+
+
+@pytest.mark.parametrize("name", ["hipaa", "soc2", "../sox", ""])
+def test_frameworks_without_a_report_are_404(name: str) -> None:
+    with pytest.raises(NotFound):
+        framework_of(name)

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenant_security.tenancy import PREFIX_PATTERN
 
+# The tenant keys onboarding creates, by purpose (alias ``<prefix>-tenant-<id>-<purpose>``).
+KEY_PURPOSES = ("data", "secrets", "api-keys")
+
 
 class Settings(BaseSettings):
     """Environment of a function, as template.yaml sets it (see Globals.Function.Environment)."""

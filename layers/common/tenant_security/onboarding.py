@@ -16,7 +16,7 @@ from typing import Any
 
 from tenant_security.authz.rbac import TENANT_ADMIN
 from tenant_security.aws import error_code
-from tenant_security.config import Settings
+from tenant_security.config import KEY_PURPOSES, Settings
 from tenant_security.database import CREDENTIALS_SECRET, TenantDatabases
 from tenant_security.errors import Conflict, ServiceUnavailable, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
@@ -27,7 +27,6 @@ from tenant_security.models.onboarding import OnboardingRequest, parse_onboardin
 from tenant_security.observability import logger
 from tenant_security.tenants import RETIRED, TenantRecord, TenantStore
 
-KEY_PURPOSES = ("data", "secrets", "api-keys")
 # The data bucket's housekeeping: presigned uploads never completed, replaced or deleted versions
 # of files after 30 days (the current version stays until deleted or offboarded).
 DATA_LIFECYCLE: dict[str, Any] = {

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tenant_security.audit.verify import ChainVerifier
     from tenant_security.audit.writer import AuditWriter
     from tenant_security.authz.decision import RequestAuthorizer
+    from tenant_security.compliance import TenantControls
     from tenant_security.config import Settings
     from tenant_security.database import TenantDatabases
     from tenant_security.faults import FaultInjector
@@ -409,3 +410,10 @@ def tenant_records() -> TenantRecords:
         wait_seconds=config.records_connect_wait,
     )
     return TenantRecords(config, pools, storage_quota())
+
+
+@cache
+def tenant_controls() -> TenantControls:
+    from tenant_security.compliance import TenantControls
+
+    return TenantControls(settings(), aws.kms(), aws.s3())
