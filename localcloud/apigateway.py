@@ -33,6 +33,7 @@ log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
 STATS_PATH = "/__localcloud/stats"
+OPENAPI_PATH = "/openapi.json"
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -143,9 +144,11 @@ class ApiGateway:
         region: str,
         account: str,
         stats: Any = None,
+        openapi: Any = None,
     ) -> None:
         self.runtime = runtime
         self._stats = stats
+        self._openapi = openapi
         self.api_id, self.stage, self.region, self.account = api_id, stage, region, account
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
         self._lock = threading.Lock()
@@ -416,6 +419,9 @@ class ApiGateway:
         if request.path == STATS_PATH and request.method == "GET" and self._stats is not None:
             # Not part of API Gateway: the local cloud's counters, for benchmarks.
             return Response(json.dumps(self._stats()), status=200, content_type="application/json")
+        if request.path == OPENAPI_PATH and request.method == "GET" and self._openapi is not None:
+            # Served by the local cloud (not a route of the template): the API's OpenAPI document.
+            return Response(self._openapi(), status=200, content_type="application/json")
         if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", request_id)
         matched = self._match(request.path, request.method)

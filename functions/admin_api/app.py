@@ -65,7 +65,7 @@ def _tenant(tenant_id: str) -> TenantRecord:
     return record
 
 
-@app.post("/tenants")
+@app.post("/tenants", status_code=202)
 def create_tenant(body: OnboardingRequest) -> Response[Any]:
     from tenant_security.onboarding import TenantProvisioner, request_onboarding
 
@@ -82,7 +82,7 @@ def get_tenant(tenant_id: str) -> dict[str, Any]:
     return record.public()
 
 
-@app.delete("/tenants/<tenant_id>")
+@app.delete("/tenants/<tenant_id>", status_code=202)
 def delete_tenant(tenant_id: str) -> Response[Any]:
     from tenant_security.onboarding import request_offboarding
 
@@ -136,7 +136,7 @@ def quota_usage(tenant_id: str) -> dict[str, Any]:
     }
 
 
-@app.post("/tenants/<tenant_id>/users")
+@app.post("/tenants/<tenant_id>/users", status_code=201)
 def create_user(tenant_id: str, body: NewUser) -> Response[Any]:
     app.context[AUDIT_TARGET] = {"user": body.username, "email": body.email}
     created = services.user_admin().create(
@@ -150,7 +150,7 @@ def list_users(tenant_id: str) -> dict[str, Any]:
     return {"items": services.user_admin().list_users(_tenant(tenant_id).tenant_id)}
 
 
-@app.delete("/tenants/<tenant_id>/users/<username>")
+@app.delete("/tenants/<tenant_id>/users/<username>", responses={204: {"description": "No content"}})
 def delete_user(tenant_id: str, username: str) -> Response[str]:
     services.user_admin().delete(_caller(), _tenant(tenant_id).tenant_id, _username(username))
     return Response(status_code=204, body="")

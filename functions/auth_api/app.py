@@ -91,6 +91,7 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 @app.post(
     "/auth/logout",
     middlewares=[services.request_middleware()],
+    responses={204: {"description": "No content"}},
 )
 def logout() -> Response[str]:
     caller = tenant_context(app.current_event.raw_event, settings.platform_tenant_id)

@@ -26,6 +26,16 @@ settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
 app.use([services.request_middleware()])
 
+# What a report route answers (OpenAPI): JSON, or an HTML page with ?format=html.
+REPORT: dict[int, Any] = {
+    200: {
+        "description": "The report",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+}
 MAX_VERIFY_SPAN = 5000  # records verified per request; ask for from/to ranges beyond that
 ACTION_PATTERN = r"^[a-z-]{1,32}:[A-Za-z: -]{1,64}$"
 
@@ -123,7 +133,7 @@ def _report(tenant_id: str, framework: str, period: str, output: str) -> Respons
     return Response(status_code=200, content_type="application/json", body=json.dumps(report))
 
 
-@app.get("/tenants/<tenant_id>/reports/sox")
+@app.get("/tenants/<tenant_id>/reports/sox", responses=REPORT)
 def sox_report(
     tenant_id: str,
     period: Annotated[str, Query(pattern=PERIOD_PATTERN)],
@@ -132,7 +142,7 @@ def sox_report(
     return _report(tenant_id, "sox", period, output)
 
 
-@app.get("/tenants/<tenant_id>/reports/<framework>")
+@app.get("/tenants/<tenant_id>/reports/<framework>", responses=REPORT)
 def framework_report(
     tenant_id: str,
     framework: str,

@@ -27,6 +27,13 @@ from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
 settings = services.settings()
 FILES = "/tenants/{tenant_id}/files/"
+# What GET of a file answers (OpenAPI): its bytes.
+FILE_BYTES: dict[int, Any] = {
+    200: {
+        "description": "The file's bytes",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(FILES,))
 app.use([services.request_middleware()])
 
@@ -57,7 +64,7 @@ class NewRecord(BaseModel):
     sensitive: list[FieldName] = Field(default_factory=list, max_length=MAX_SENSITIVE_FIELDS)
 
 
-@app.post("/tenants/<tenant_id>/records")
+@app.post("/tenants/<tenant_id>/records", status_code=201)
 def create_record(tenant_id: str, body: NewRecord) -> Response[dict[str, Any]]:
     caller = app.context["tenant"]
     created = services.tenant_records().create(
@@ -96,13 +103,13 @@ def put_file(tenant_id: str) -> dict[str, Any]:
 
 # No return annotation on purpose: Powertools validates an annotated response by encoding it as
 # text, which binary file contents are not.
-@app.get("/tenants/<tenant_id>/files/.+")
+@app.get("/tenants/<tenant_id>/files/.+", responses=FILE_BYTES)
 def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
     data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
     return Response(status_code=200, content_type="application/octet-stream", body=data)
 
 
-@app.delete("/tenants/<tenant_id>/files/.+")
+@app.delete("/tenants/<tenant_id>/files/.+", responses={204: {"description": "No content"}})
 def delete_file(tenant_id: str) -> Response[str]:
     services.tenant_files().delete(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
     return Response(status_code=204, body="")
@@ -121,7 +128,7 @@ class FileRef(BaseModel):
     key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_BYTES)]
 
 
-@app.post("/tenants/<tenant_id>/uploads")
+@app.post("/tenants/<tenant_id>/uploads", status_code=201)
 def create_upload(tenant_id: str, body: NewUpload) -> Response[dict[str, Any]]:
     created = services.tenant_files().upload(app.context["tenant_record"], body.key, body.size)
     return Response(status_code=201, content_type="application/json", body=created)

@@ -24,6 +24,16 @@ def test_health_answers(platform_cloud: RunningCloud) -> None:
     assert response.headers["Content-Type"] == "application/json"
 
 
+def test_the_openapi_document_is_served(platform_cloud: RunningCloud) -> None:
+    reply = platform_cloud.http("GET", "/openapi.json")
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"].startswith("application/json")
+    document = reply.json()
+    assert document["openapi"].startswith("3.")
+    assert "/tenants/{tenant_id}/records" in document["paths"]
+    assert document["components"]["securitySchemes"]["bearerToken"]["scheme"] == "bearer"
+
+
 def test_bootstrap_file_follows_the_contract(platform_cloud: RunningCloud) -> None:
     path = platform_cloud.state_dir / "bootstrap.json"
     info = json.loads(path.read_text())
