@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV        := .venv
+# checkov lives apart: its pinned dependencies would fight the project's.
+TOOLS       := .venv-tools
 PY          := $(VENV)/bin/python
 # Lambda runs python3.12: prefer it for the venv (sam build checks the runtime), fall back to python3.
 PYTHON_BOOT ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3; do \
@@ -26,16 +28,26 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 
 setup: $(VENV)/.installed  ## create .venv with everything the project needs
 
+$(TOOLS)/.installed:
+	@test -x $(TOOLS)/bin/python || $(PYTHON_BOOT) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	@touch $@
+
 local: setup  ## run the local cloud (moto + PostgreSQL + API on :3000)
 	$(PY) -m localcloud
 
-lint: setup  ## ruff, mypy, cfn-lint through `sam validate --lint`
+lint: setup $(TOOLS)/.installed  ## ruff, mypy, cfn-lint (sam validate --lint), bandit, checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	@# each function is its own `app` module: type-check them one at a time
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --config-file pyproject.toml "$$f" || exit 1; done
 	$(VENV)/bin/sam validate --lint --region $(REGION) --template-file template.yaml
+	@# no high-severity finding in the code
+	$(VENV)/bin/bandit --quiet --recursive layers/common/tenant_security functions localcloud --severity-level high
+	@# no failed check; every skipped one carries its reason in template.yaml (Metadata.checkov.skip)
+	$(TOOLS)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: setup  ## sam build (no container)
 	$(VENV)/bin/sam build --region $(REGION) --template-file template.yaml

@@ -44,6 +44,9 @@ def test_every_operation_documents_the_error_body_and_no_powertools_422() -> Non
     assert "201" in records  # the status the handler declares, not Powertools' default 200
     file_get = document()["paths"]["/tenants/{tenant_id}/files/{key}"]["get"]["responses"]["200"]
     assert "application/octet-stream" in file_get["content"]
-    assert "$ref" in document()["paths"]["/tenants/{tenant_id}/records"]["post"]["requestBody"]["content"][
-        "application/json"
-    ]["schema"]
+    assert (
+        "$ref"
+        in document()["paths"]["/tenants/{tenant_id}/records"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["schema"]
+    )
