@@ -126,3 +126,19 @@ def test_an_unexpected_exception_is_a_bare_500_without_details() -> None:
     status, body, _ = call("GET", "/bug")
     assert status == 500
     assert body == {"error": "internal_error", "message": "internal error", "request_id": "req-1"}
+
+
+@pytest.mark.parametrize("where", ["path", "query", "body"])
+def test_what_was_not_valid_utf8_is_400(where: str) -> None:
+    request = event("POST", "/things", '{"name": "a", "count": 1}')
+    if where == "path":
+        request["path"] = "/things/\ufffd"
+    elif where == "query":
+        request["multiValueQueryStringParameters"] = {"q": ["x\ufffd"]}
+    else:
+        request["body"] = '{"name": "a\ufffd", "count": 1}'
+    reply = app.resolve(request, None)
+    assert reply["statusCode"] == 400
+    assert json.loads(reply["body"]) == {"error": "bad_request", "message": "the request is not valid UTF-8"}
+    raw = event("PUT", "/raw", "bytes \ufffd of a text file", "text/plain")  # a file's bytes are its own
+    assert app.resolve(raw, None)["statusCode"] == 200

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from tenant_security.errors import (
+    BadRequest,
     DomainError,
     MalformedJson,
     NotFound,
@@ -59,6 +60,9 @@ def _proxy_reply(err: DomainError) -> dict[str, Any]:
     }
 
 
+_REPLACEMENT = "\ufffd"  # what a decoder puts where bytes were not UTF-8
+
+
 class GuardedResolver(APIGatewayRestResolver):
     """A REST resolver that checks a JSON body's content type and size before anything else.
 
@@ -89,8 +93,25 @@ class GuardedResolver(APIGatewayRestResolver):
             return PayloadTooLarge(f"JSON body larger than {self.max_json_body_bytes} bytes")
         return None
 
+    def encoding_error(self, event: Mapping[str, Any]) -> DomainError | None:
+        """400 when the path, a path or query parameter or a JSON body was not valid UTF-8.
+
+        API Gateway hands invalid bytes on as U+FFFD; nothing downstream should take a
+        mis-decoded name for a real one (a file key, a user name, a filter).
+        """
+        values = [str(event.get("path") or "")]
+        values += [str(v) for v in (event.get("pathParameters") or {}).values()]
+        for name, items in (event.get("multiValueQueryStringParameters") or {}).items():
+            values += [str(name), *(str(v) for v in items or [])]
+        raw = str(event.get("resource") or "").startswith(self.raw_body_prefixes)
+        if not event.get("isBase64Encoded") and not raw:  # a file's bytes are its own business
+            values.append(str(event.get("body") or ""))
+        if any(_REPLACEMENT in value for value in values):
+            return BadRequest("the request is not valid UTF-8")
+        return None
+
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        refused = self.body_error(event)
+        refused = self.encoding_error(event) or self.body_error(event)
         if refused is not None:
             return _proxy_reply(refused)
         return super().resolve(event, context)
