@@ -43,19 +43,46 @@ def client(service: str, region: str | None = None) -> Any:
     return _client(service, region)
 
 
-@cache
+_clients: dict[tuple[str, str | None], Any] = {}
+# botocore's event before an operation's parameters are built: it carries the API parameters.
+CALL_EVENT = "before-parameter-build"
+_call_hooks: list[tuple[str, Any]] = []
+
+
 def _client(service: str, region: str | None) -> Any:
+    key = (service, region)
+    found = _clients.get(key)
+    if found is not None:
+        return found
     # boto3 session creation is not thread-safe; clients are.
     with _lock:
-        return _session().client(  # type: ignore[call-overload]
-            service, region_name=region, config=CLIENT_CONFIG
-        )
+        if key not in _clients:
+            made = _session().client(  # type: ignore[call-overload]
+                service, region_name=region, config=CLIENT_CONFIG
+            )
+            for unique_id, handler in _call_hooks:
+                made.meta.events.register(CALL_EVENT, handler, unique_id=unique_id)
+            _clients[key] = made
+        return _clients[key]
+
+
+def before_every_call(unique_id: str, handler: Any) -> None:
+    """Run ``handler(model=, params=)`` before every API call of every client, made or to be
+    made -- the shared ones and those the Encryption SDK makes from the shared session."""
+    with _lock:
+        _call_hooks.append((unique_id, handler))
+        _session()._session.register(CALL_EVENT, handler, unique_id=unique_id)
+        for made in _clients.values():
+            made.meta.events.register(CALL_EVENT, handler, unique_id=unique_id)
 
 
 def reset_clients() -> None:
     """Forget every client (tests that change the endpoint or credentials call this)."""
-    _client.cache_clear()
+    with _lock:
+        _clients.clear()
     _session.cache_clear()
+    for unique_id, handler in _call_hooks:  # the new session gets the hooks too
+        _session()._session.register(CALL_EVENT, handler, unique_id=unique_id)
 
 
 def dynamodb() -> DynamoDBClient:
@@ -91,3 +118,45 @@ def sqs() -> SQSClient:
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else)."""
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def botocore_session() -> Any:
+    """The botocore session under every shared client (the Encryption SDK's KMS clients too)."""
+    return _session()._session
+
+
+# AWS error codes that mean "not now" rather than "not this": the request may be retried.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) is an AWS outage, throttling or timeout."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if error_code(current) in TRANSIENT_ERROR_CODES or isinstance(
+            current, BotoConnectionError | HTTPClientError
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

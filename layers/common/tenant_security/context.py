@@ -13,6 +13,7 @@ failed -- becomes one `User Activity` event (per the tenant policy's audit_loggi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
 from tenant_security.authz.rbac import PLATFORM_ADMIN
 from tenant_security.authz.routes import rule_for
+from tenant_security.aws import is_transient
 from tenant_security.errors import DomainError, Forbidden, NotFound, Unauthorized
 from tenant_security.locality import check_data_region
 from tenant_security.tenancy import require_tenant_id
@@ -105,11 +107,13 @@ def protected_middleware(
     platform_tenant: str,
     quotas: Callable[[], Any] | None = None,
     activity: Callable[[], EventPublisher] | None = None,
+    aws_faults: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
     """Middleware that sets ``app.context["tenant"]``, enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
-    makes logout and revocation take effect on the very next request.
+    makes logout and revocation take effect on the very next request. ``aws_faults``: the fault
+    injector's per-tenant AWS failures (resilience tests only).
     """
 
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -124,6 +128,10 @@ def protected_middleware(
             return response
         except DomainError as exc:
             status, reason = exc.status, exc.code
+            raise
+        except Exception as exc:
+            if is_transient(exc):  # answered 503 by the resolver (tenant_security.http)
+                status, reason = 503, "service_unavailable"
             raise
         finally:
             if activity is not None:
@@ -155,6 +163,20 @@ def protected_middleware(
         if record is None:
             raise NotFound(f"no tenant {target!r}")
         audited.update(tenant=target, record=record)
+        if aws_faults is not None:
+            with aws_faults(target):
+                return _govern(app, next_middleware, event, context, record, target)
+        return _govern(app, next_middleware, event, context, record, target)
+
+    def _govern(
+        app: APIGatewayRestResolver,
+        next_middleware: NextMiddleware,
+        event: Mapping[str, Any],
+        context: TenantContext,
+        record: TenantRecord,
+        target: str,
+    ) -> Response[Any]:
+        """The tenant's status, data region and quotas; then the handler."""
         if not record.active and not context.platform_admin:
             # (a platform-admin still reads a FAILED or OFFBOARDED tenant's status)
             raise Forbidden("the tenant is not active")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from tenant_security.errors import DomainError
+from tenant_security.errors import DomainError, ServiceUnavailable
 
 PURPOSE_MFA_SECRET = "mfa-secret"  # noqa: S105 - a label, not a secret
 # A warm function reuses a data key for at most this long and this many messages (the caching
@@ -39,11 +39,18 @@ def _client() -> Any:
     )
 
 
+def _botocore() -> Any:
+    # The shared session: one credential chain and one set of event hooks for every AWS call.
+    from tenant_security import aws
+
+    return aws.botocore_session()
+
+
 @cache
 def _encrypt_provider(key_arn: str) -> Any:
     import aws_encryption_sdk
 
-    return aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[key_arn])
+    return aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[key_arn], botocore_session=_botocore())
 
 
 @cache
@@ -53,7 +60,8 @@ def _decrypt_provider(account_id: str, partition: str) -> Any:
 
     # Any key of our own account; the context check below binds the message to its tenant.
     return aws_encryption_sdk.DiscoveryAwsKmsMasterKeyProvider(
-        discovery_filter=DiscoveryFilter(account_ids=[account_id], partition=partition)
+        discovery_filter=DiscoveryFilter(account_ids=[account_id], partition=partition),
+        botocore_session=_botocore(),
     )
 
 
@@ -166,6 +174,34 @@ def decrypt_with_key(
     return bytes(plaintext)
 
 
+def _kms_unavailable(exc: BaseException, ciphertext: bytes) -> bool:
+    """Whether a failed decryption is KMS being down or throttling rather than a bad message.
+
+    The Encryption SDK swallows KMS's errors ("Unable to decrypt data key"), so on a failure
+    we ask KMS about the message's key (one call, only on this path): a KMS outage answers that
+    too; a key that is fine, disabled or pending deletion means the refusal stands.
+    """
+    import io
+
+    from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
+
+    from tenant_security import aws
+
+    if aws.is_transient(exc):
+        return True
+    try:
+        header, _ = deserialize_header(io.BytesIO(ciphertext))
+        key_arns = [k.key_provider.key_info.decode() for k in header.encrypted_data_keys]
+    except Exception:
+        return False  # not even a message: refused
+    for key_arn in key_arns[:1]:
+        try:
+            aws.kms().describe_key(KeyId=key_arn)
+        except Exception as probe:
+            return aws.is_transient(probe)
+    return False
+
+
 def decrypt(
     ciphertext: bytes,
     expected_context: Mapping[str, str],
@@ -183,6 +219,8 @@ def decrypt(
     try:
         plaintext, header = _client().decrypt(source=ciphertext, **source)
     except Exception as exc:
+        if _kms_unavailable(exc, ciphertext):  # not a verdict on the ciphertext
+            raise ServiceUnavailable("the key service is unavailable; try again") from exc
         raise DecryptionRefused("ciphertext could not be decrypted") from exc
     _refuse_other_context(header.encryption_context, expected_context)
     return bytes(plaintext)

@@ -90,7 +90,13 @@ class RateLimited(DomainError):
 
 
 class ServiceUnavailable(DomainError):
+    """A dependency is down or slow: worth retrying (``Retry-After: 1`` unless told otherwise)."""
+
     status, code = 503, "service_unavailable"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kwargs)
 
 
 def fields_of(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

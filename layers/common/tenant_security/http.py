@@ -18,12 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from tenant_security.aws import is_transient
 from tenant_security.errors import (
     BadRequest,
     DomainError,
     MalformedJson,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
     fields_of,
@@ -156,6 +158,13 @@ def make_resolver(
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
+        if is_transient(exc):
+            # AWS is down, throttling or slow: the request may be retried; nothing was half-done
+            # that the domain code did not undo.
+            logger.warning("AWS unavailable", extra={"error_type": type(exc).__name__})
+            return error_response(
+                ServiceUnavailable("a dependency is unavailable; try again", headers={"Retry-After": "1"})
+            )
         # A bug: log it (redacted) and tell the client only what it needs to report it.
         logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
         request_id = app.current_event.request_context.request_id

@@ -224,9 +224,12 @@ def provisioner() -> TenantProvisioner:
 
 @cache
 def faults() -> FaultInjector:
-    from tenant_security.faults import FaultInjector
+    from tenant_security.faults import FaultInjector, install_aws_faults
 
-    return FaultInjector(aws.dynamodb(), settings().counters_table, settings().fault_injection == "enabled")
+    enabled = settings().fault_injection == "enabled"
+    if enabled:
+        install_aws_faults(aws.before_every_call)
+    return FaultInjector(aws.dynamodb(), settings().counters_table, enabled)
 
 
 def _threshold_reached(tenant_id: str, month: str, cost: float, budget: float) -> None:
@@ -261,8 +264,14 @@ def request_middleware() -> Any:
     """The middleware every API function behind the authorizer runs (see tenant_security.context)."""
     from tenant_security.context import protected_middleware
 
+    injector = faults() if settings().fault_injection == "enabled" else None
     return protected_middleware(
-        tenants().get, sessions().is_live, settings().platform_tenant_id, quota_guard, publisher
+        tenants().get,
+        sessions().is_live,
+        settings().platform_tenant_id,
+        quota_guard,
+        publisher,
+        aws_faults=injector.aws_faults if injector is not None else None,
     )
 
 
