@@ -135,7 +135,7 @@ def test_valid_json_is_accepted(fixture_cloud: RunningCloud) -> None:
         ("[1, 2]", "application/json", 400, "validation_error"),
         ('{"name": "x", "count": 1}', "text/plain", 415, "unsupported_media_type"),
         ('{"name": "' + "x" * (1024 * 1024) + '", "count": 1}', "application/json", 413, "payload_too_large"),
-        (b"\xff\xfe\x00garbage", "application/json", 400, "malformed_json"),
+        (b"\xff\xfe\x00garbage", "application/json", 400, "bad_request"),
     ],
     ids=["malformed", "wrong-type", "missing-field", "not-an-object", "content-type", "1MB", "invalid-utf8"],
 )

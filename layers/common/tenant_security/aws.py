@@ -66,14 +66,30 @@ def _client(service: str, region: str | None) -> Any:
         return _clients[key]
 
 
+@cache
+def sdk_botocore_session() -> Any:
+    """A botocore session of its own for the Encryption SDK's KMS clients, with the call hooks.
+
+    Its own: the SDK wraps the session it is given in a new boto3 Session for every client, and
+    each wrap registers boto3's client customisations again -- on the shared session that breaks
+    the next S3 client ("Cannot inject class attribute upload_file").
+    """
+    import botocore.session
+
+    session = botocore.session.get_session()
+    for unique_id, handler in _call_hooks:
+        session.register(CALL_EVENT, handler, unique_id=unique_id)
+    return session
+
+
 def before_every_call(unique_id: str, handler: Any) -> None:
     """Run ``handler(model=, params=)`` before every API call of every client, made or to be
-    made -- the shared ones and those the Encryption SDK makes from the shared session."""
+    made -- the shared ones and the Encryption SDK's."""
     with _lock:
         _call_hooks.append((unique_id, handler))
-        _session()._session.register(CALL_EVENT, handler, unique_id=unique_id)
         for made in _clients.values():
             made.meta.events.register(CALL_EVENT, handler, unique_id=unique_id)
+    sdk_botocore_session().register(CALL_EVENT, handler, unique_id=unique_id)
 
 
 def reset_clients() -> None:
@@ -81,8 +97,7 @@ def reset_clients() -> None:
     with _lock:
         _clients.clear()
     _session.cache_clear()
-    for unique_id, handler in _call_hooks:  # the new session gets the hooks too
-        _session()._session.register(CALL_EVENT, handler, unique_id=unique_id)
+    sdk_botocore_session.cache_clear()
 
 
 def dynamodb() -> DynamoDBClient:
@@ -118,11 +133,6 @@ def sqs() -> SQSClient:
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else)."""
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def botocore_session() -> Any:
-    """The botocore session under every shared client (the Encryption SDK's KMS clients too)."""
-    return _session()._session
 
 
 # AWS error codes that mean "not now" rather than "not this": the request may be retried.

@@ -40,10 +40,10 @@ def _client() -> Any:
 
 
 def _botocore() -> Any:
-    # The shared session: one credential chain and one set of event hooks for every AWS call.
+    # The SDK's own botocore session, carrying the same call hooks as the shared clients.
     from tenant_security import aws
 
-    return aws.botocore_session()
+    return aws.sdk_botocore_session()
 
 
 @cache
