@@ -50,11 +50,14 @@ def _patch(cls: Any, attribute: str, make: Any) -> None:
 
 
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+# Reads take the same lock: moto applies a write attribute by attribute, and a read beside it
+# could see an item half-written (DynamoDB's item reads are atomic).
+_DYNAMODB_READS = ("get_item", "query", "scan", "batch_get_item", "transact_get_items")
 _dynamodb_lock = threading.RLock()
 
 
 def serialize_dynamodb_writes() -> None:
-    """Run moto's DynamoDB writes one at a time (idempotent)."""
+    """Run moto's DynamoDB writes one at a time, and no read during a write (idempotent)."""
 
     def make_locked(original: Any) -> Any:
         def locked(*args: Any, **kwargs: Any) -> Any:
@@ -66,8 +69,27 @@ def serialize_dynamodb_writes() -> None:
     # The whole request, not only the backend call: moto reads the returned attributes
     # (ReturnValues) after the backend returns, and another write could slip in between.
     handler = _moto_class("moto.dynamodb.responses", "DynamoHandler")
-    for name in _DYNAMODB_WRITES:
+    for name in _DYNAMODB_WRITES + _DYNAMODB_READS:
         _patch(handler, name, make_locked)
+
+
+_s3_put_lock = threading.RLock()
+
+
+def atomic_s3_conditional_puts() -> None:
+    """A conditional PutObject (If-Match / If-None-Match) checks and writes as one step, as S3's
+    does; moto checks, then writes, and two writers of the same key both succeed (idempotent)."""
+
+    def make_locked(original: Any) -> Any:
+        def put_object(self: Any) -> Any:
+            if not (self.headers.get("If-None-Match") or self.headers.get("If-Match")):
+                return original(self)
+            with _s3_put_lock:
+                return original(self)
+
+        return put_object
+
+    _patch(_moto_class("moto.s3.responses", "S3Response"), "put_object", make_locked)
 
 
 _transaction = threading.local()
@@ -416,6 +438,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     kms_multi_region_ciphertexts()
     s3_policy_conditions()
     s3_post_policies()
+    atomic_s3_conditional_puts()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

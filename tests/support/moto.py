@@ -10,6 +10,7 @@ import pytest
 from moto import mock_aws
 
 from localcloud.motohooks import (
+    atomic_s3_conditional_puts,
     cheap_transaction_snapshots,
     kms_key_states,
     kms_multi_region_ciphertexts,
@@ -35,6 +36,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         kms_key_states()
         kms_multi_region_ciphertexts()
         s3_post_policies()
+        atomic_s3_conditional_puts()
         aws.reset_clients()
         crypto.reset_caches()
         try:
