@@ -36,7 +36,7 @@ CLIENTS = int(os.environ.get("LOAD_CLIENTS", "6"))
 TENANTS = ("load-a", "load-b", "load-c")
 RATE_LIMITED, STORAGE_LIMITED = "load-b", "load-c"
 PER_MINUTE = 90
-MAX_DATA = 300 * 1024
+MAX_DATA = 120 * 1024
 USERS_PER_TENANT = 3
 MIX = (("sign-in", 1), ("file-write", 3), ("record-write", 3), ("record-read", 1), ("audit-read", 2))
 
@@ -72,10 +72,9 @@ class Load:
                 policy["rate_limiting"] = {"requests_per_minute": PER_MINUTE, "burst_size": 10}
             seed_tenant(self.cloud, tenant, database="schema", **policy)
             self.cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{tenant}-data")
-            if tenant == STORAGE_LIMITED:
-                self._limit_storage(tenant)
+            self._set_quotas(tenant)
             for role in ("developer", "auditor", "tenant-admin"):
-                self.tokens[(tenant, role)] = mint_token(self.cloud, tenant, f"load-{role}", [role], ttl=3600)
+                self.tokens[(tenant, role)] = mint_token(self.cloud, tenant, f"load-{role}", [role], ttl=900)
             admin = Identity(tenant, "load-tenant-admin", "", self.tokens[(tenant, "tenant-admin")])
             self.users[tenant] = [
                 first_sign_in(
@@ -84,12 +83,18 @@ class Load:
                 for name in (f"user{i}" for i in range(USERS_PER_TENANT))
             ]
 
-    def _limit_storage(self, tenant: str) -> None:
+    def _set_quotas(self, tenant: str) -> None:
+        """Room for the run's cost (the seed's daily_limit of 200 units would stop it in a minute);
+        the storage-limited tenant gets a small max_data_size."""
         from tenant_security.models.quotas import parse_resource_quotas
         from tenant_security.tenants import TenantStore
 
-        quotas = parse_resource_quotas({"storage": {"max_file_size": "8KB", "max_data_size": f"{MAX_DATA}B"}})
-        TenantStore(self.cloud.client("dynamodb"), "dcisionai-tenants").set_quotas(tenant, quotas)
+        document: dict[str, Any] = {"cost": {"monthly_budget": 1_000_000, "daily_limit": 100_000}}
+        if tenant == STORAGE_LIMITED:
+            document["storage"] = {"max_file_size": "8KB", "max_data_size": f"{MAX_DATA}B"}
+        TenantStore(self.cloud.client("dynamodb"), "dcisionai-tenants").set_quotas(
+            tenant, parse_resource_quotas(document)
+        )
 
     # ------------------------------------------------------------------ one request
     def _send(self, route: str, tenant: str, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -255,6 +260,7 @@ def _audit_request_ids(load: Load, tenant: str) -> set[str]:
 
 
 @pytest.mark.benchmark(group="load")
+@pytest.mark.timeout(LOAD_SECONDS + 900)  # the run, then draining the trail and verifying it
 def test_bounded_mixed_load(benchmark: Any, platform_cloud: RunningCloud) -> None:
     load = Load(platform_cloud)
     load.set_up()
