@@ -169,26 +169,24 @@ def test_a_sealed_value_moved_to_another_record_or_tenant_does_not_decrypt(stack
 def test_a_tenants_role_cannot_read_another_tenants_records(stack: Stack, reader: str, owner: str) -> None:
     created = stack.records.create(stack.tenant(owner), "bob", {"x": 1}, [])
     mine, theirs = stack.login(reader), stack.login(owner)
-    if theirs["dbname"] != mine["dbname"]:  # database isolation: A's role may not even connect
-        with pytest.raises(psycopg.OperationalError, match="permission denied"):
-            psycopg.connect(
-                host=mine["host"],
-                port=mine["port"],
-                user=mine["username"],
-                password=mine["password"],
-                dbname=theirs["dbname"],
-                connect_timeout=5,
-            )
-        return
-    with (  # schema isolation: same database, but no usage of the other schema
-        psycopg.connect(
+
+    def connect_as_reader(dbname: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(
             host=mine["host"],
             port=mine["port"],
             user=mine["username"],
             password=mine["password"],
-            dbname=mine["dbname"],
+            dbname=dbname,
+            connect_timeout=5,
             autocommit=True,
-        ) as conn,
+        )
+
+    if theirs["dbname"] != mine["dbname"]:  # database isolation: A's role may not even connect
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            connect_as_reader(theirs["dbname"])
+        return
+    with (  # schema isolation: same database, but no usage of the other schema
+        connect_as_reader(mine["dbname"]) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute(

@@ -9,9 +9,9 @@ credentials go to Secrets Manager (see :mod:`tenant_security.onboarding`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -38,22 +38,31 @@ _BASELINE_TABLES = (
 
 
 @dataclass(frozen=True)
-class MasterCredentials:
+class DatabaseLogin:
+    """A PostgreSQL login as an RDS-style secret holds it: the platform's master user, or a
+    tenant's own role (with its schema) as onboarding stores it."""
+
     host: str
     port: int
     username: str
-    password: str
-    dbname: str
+    password: str = field(repr=False)
+    dbname: str = "postgres"
+    schema: str = "public"
 
     @classmethod
-    def from_secret(cls, value: dict[str, Any]) -> MasterCredentials:
+    def from_secret(cls, value: Mapping[str, Any]) -> DatabaseLogin:
         return cls(
             str(value["host"]),
             int(value.get("port", 5432)),
             str(value["username"]),
             str(value.get("password", "")),
-            str(value.get("dbname", "postgres")),
+            str(value.get("dbname") or "postgres"),
+            str(value.get("schema") or "public"),
         )
+
+
+# The master user's login (the same shape).
+MasterCredentials = DatabaseLogin
 
 
 def role_name(tenant_id: str) -> str:

@@ -24,7 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,6 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tenant_security import crypto
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
+from tenant_security.database import DatabaseLogin
 from tenant_security.errors import NotFound, ServiceUnavailable, ValidationFailed
 from tenant_security.locality import check_writable_in
 from tenant_security.quotas import StorageQuota
@@ -95,29 +96,6 @@ def check_record_id(record_id: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- credentials
-@dataclass(frozen=True)
-class DatabaseLogin:
-    """One tenant's database login, as onboarding stored it in Secrets Manager."""
-
-    host: str
-    port: int
-    username: str
-    password: str = field(repr=False)
-    dbname: str
-    schema: str
-
-    @classmethod
-    def from_secret(cls, value: Mapping[str, Any]) -> DatabaseLogin:
-        return cls(
-            str(value["host"]),
-            int(value.get("port", 5432)),
-            str(value["username"]),
-            str(value["password"]),
-            str(value["dbname"]),
-            str(value.get("schema") or "public"),
-        )
-
-
 @dataclass
 class _Cached:
     login: DatabaseLogin

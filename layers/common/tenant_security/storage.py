@@ -98,13 +98,20 @@ class TenantFiles:
             self._key_arns[tenant_id] = str(meta["Arn"])
         return self._key_arns[tenant_id]
 
-    def _size(self, tenant_id: str, key: str) -> int | None:
+    def _head(self, tenant_id: str, key: str) -> dict[str, Any] | None:
+        """The object's HeadObject reply, or None when there is no such object."""
         try:
-            head = self.s3.head_object(Bucket=self.settings.data_bucket(tenant_id), Key=key)
+            head: dict[str, Any] = self.s3.head_object(Bucket=self.settings.data_bucket(tenant_id), Key=key)
         except Exception as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        return head
+
+    def _size(self, tenant_id: str, key: str) -> int | None:
+        head = self._head(tenant_id, key)
+        if head is None:
+            return None
         return int(head.get("Metadata", {}).get(SIZE_METADATA, head.get("ContentLength", 0)))
 
     def put(self, tenant: TenantRecord, key: str, data: bytes) -> dict[str, Any]:
@@ -206,12 +213,9 @@ class TenantFiles:
         tenant_id = tenant.tenant_id
         bucket = self.settings.data_bucket(tenant_id)
         staging = f"{STAGING_PREFIX}{upload_id}"
-        try:
-            head = self.s3.head_object(Bucket=bucket, Key=staging)
-        except Exception as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                raise NotFound(f"no upload {upload_id} (never sent, expired or already completed)") from None
-            raise
+        head = self._head(tenant_id, staging)
+        if head is None:
+            raise NotFound(f"no upload {upload_id} (never sent, expired or already completed)")
         metadata, size = head.get("Metadata", {}), int(head["ContentLength"])
         key_arn = self._data_key(tenant_id)
         if (
@@ -252,12 +256,9 @@ class TenantFiles:
         """A presigned GET for a file uploaded straight to S3 (409 for one the API encrypted)."""
         key = check_key(key)
         bucket = self.settings.data_bucket(tenant_id)
-        try:
-            head = self.s3.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                raise NotFound(f"no file {key!r}") from None
-            raise
+        head = self._head(tenant_id, key)
+        if head is None:
+            raise NotFound(f"no file {key!r}")
         if head.get("Metadata", {}).get(PROTECTION_METADATA) != "sse-kms":
             raise Conflict(
                 "this file is encrypted by the API: GET /tenants/{tenant_id}/files/{key} returns it"
