@@ -13,7 +13,7 @@ from psycopg import sql
 
 from tests.support.cloud import RunningCloud
 from tests.support.identity import assert_no_secrets_logged, mint_token, seed_tenant
-from tests.support.tenants import databases
+from tests.support.tenants import connect_as_master
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +49,12 @@ def _post_raw(cloud: RunningCloud, tenant: str, token: str, body: str) -> Any:
 
 def _rows(cloud: RunningCloud, tenant: str) -> list[tuple[Any, ...]]:
     """Every row of the tenant's records table, read as the master user."""
-    master = databases(cloud).master
     login = json.loads(
         cloud.client("secretsmanager").get_secret_value(SecretId=f"dcisionai/tenants/{tenant}/database")[
             "SecretString"
         ]
     )
-    import psycopg
-
-    with psycopg.connect(
-        host=master.host,
-        port=master.port,
-        user=master.username,
-        password=master.password,
-        dbname=login["dbname"],
-        autocommit=True,
-    ) as conn:
+    with connect_as_master(cloud, login["dbname"]) as conn:
         return conn.execute(
             sql.SQL("SELECT id::text, data::text, sealed FROM {}").format(
                 sql.Identifier(login["schema"], "records")

@@ -15,12 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from tests.support.cloud import RunningCloud
 from tests.support.identity import mint_token, seed_tenant
-from tests.support.tenants import databases
+from tests.support.tenants import connect_as_master
 
 pytestmark = pytest.mark.e2e
 
@@ -127,22 +126,12 @@ def _send(cloud: RunningCloud, token: str, case: tuple[str, str, str, str, str |
 
 
 def _state(cloud: RunningCloud) -> dict[str, Any]:
-    master = databases(cloud).master
-    with psycopg.connect(
-        host=master.host, port=master.port, user=master.username, password=master.password, autocommit=True
-    ) as conn:
+    with connect_as_master(cloud) as conn:
         catalog = {
             "roles": conn.execute("SELECT rolname FROM pg_roles ORDER BY 1").fetchall(),
             "databases": conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall(),
         }
-    with psycopg.connect(
-        host=master.host,
-        port=master.port,
-        user=master.username,
-        password=master.password,
-        dbname="tenants_shared",
-        autocommit=True,
-    ) as conn:
+    with connect_as_master(cloud, "tenants_shared") as conn:
         catalog["tables"] = conn.execute(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname LIKE 'tenant_%' ORDER BY 1, 2"
         ).fetchall()

@@ -80,6 +80,20 @@ def databases(cloud: RunningCloud) -> TenantDatabases:
     return TenantDatabases(MasterCredentials.from_secret(value))
 
 
+def connect_as_master(cloud: RunningCloud, dbname: str = "postgres") -> psycopg.Connection[Any]:
+    """The platform database's master user (what an operator, or a test, inspects with)."""
+    master = databases(cloud).master
+    return psycopg.connect(
+        host=master.host,
+        port=master.port,
+        user=master.username,
+        password=master.password,
+        dbname=dbname,
+        connect_timeout=10,
+        autocommit=True,
+    )
+
+
 def connect_as_tenant(
     cloud: RunningCloud, tenant_id: str, dbname: str | None = None
 ) -> psycopg.Connection[Any]:
