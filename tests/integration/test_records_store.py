@@ -17,7 +17,7 @@ from psycopg import sql
 from localcloud.postgres import Database, EmbeddedPostgres
 from tenant_security.config import Settings
 from tenant_security.crypto import DecryptionRefused
-from tenant_security.database import MasterCredentials, TenantDatabases
+from tenant_security.database import DatabaseLogin, TenantDatabases
 from tenant_security.errors import NotFound, ServiceUnavailable, ValidationFailed
 from tenant_security.locality import DataLocalityViolation
 from tenant_security.models.policies import parse_security_policies
@@ -33,7 +33,7 @@ TENANTS = {"rec-db-a": "database", "rec-db-b": "database", "rec-sc-a": "schema",
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, TenantDatabases]]:
     server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("records-pg")))
     database = server.start()
-    databases = TenantDatabases(MasterCredentials.from_secret(database.secret()))
+    databases = TenantDatabases(DatabaseLogin.from_secret(database.secret()))
     try:
         yield database, databases
     finally:

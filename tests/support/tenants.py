@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from tenant_security.database import MasterCredentials, TenantDatabases
+from tenant_security.database import DatabaseLogin, TenantDatabases
 from tests.support.cloud import RunningCloud, wait_for
 
 BUS = "dcisionai-platform"
@@ -77,7 +77,7 @@ def databases(cloud: RunningCloud) -> TenantDatabases:
     secrets = cloud.client("secretsmanager")
     (secret,) = [s for s in secrets.list_secrets()["SecretList"] if s["Name"].endswith("/platform-database")]
     value = json.loads(secrets.get_secret_value(SecretId=secret["ARN"])["SecretString"])
-    return TenantDatabases(MasterCredentials.from_secret(value))
+    return TenantDatabases(DatabaseLogin.from_secret(value))
 
 
 def connect_as_master(cloud: RunningCloud, dbname: str = "postgres") -> psycopg.Connection[Any]:

@@ -9,7 +9,6 @@ import pytest
 from tenant_security.compliance import (
     Evidence,
     FrameworkReporter,
-    SoxReporter,
     framework_of,
     period_bounds,
     render_html,
@@ -20,6 +19,7 @@ from tenant_security.models import parse_security_policies
 from tenant_security.tenants import TenantRecord
 
 CONFLICTS = [("security-admin", "auditor")]
+SOX = FrameworkReporter("sox", CONFLICTS)
 VALID = {"status": "VALID", "checked": 3, "from": 1, "to": 3, "checkpoints_checked": 0, "problems": []}
 
 
@@ -49,7 +49,7 @@ def _records(n: int = 3) -> list[dict[str, Any]]:
 
 def test_a_planted_conflict_is_non_compliant_and_names_the_user() -> None:
     users = [_user("ada", ["tenant-admin"]), _user("mallory", ["security-admin", "auditor"])]
-    report = SoxReporter(CONFLICTS).report("acme", "2026-Q4", users, _records(), False, VALID)
+    report = SOX.report("acme", "2026-Q4", users, _records(), False, VALID)
     assert report["status"] == "non_compliant"
     sod = next(c for c in report["checks"] if c["id"] == "segregation_of_duties")
     assert sod["findings"] == [{"user": "mallory", "conflicting_roles": ["auditor", "security-admin"]}]
@@ -65,24 +65,18 @@ def test_a_planted_conflict_is_non_compliant_and_names_the_user() -> None:
 
 
 def test_no_evidence_is_never_compliant() -> None:
-    report = SoxReporter(CONFLICTS).report("acme", "2026-Q4", [], [], False, {"checked": 0})
+    report = SOX.report("acme", "2026-Q4", [], [], False, {"checked": 0})
     assert report["status"] == "insufficient_evidence"
     assert {c["status"] for c in report["checks"]} == {"insufficient_evidence"}
 
 
 def test_compliant_only_when_every_check_passes_on_evidence() -> None:
     users = [_user("ada", ["tenant-admin"])]
-    assert (
-        SoxReporter(CONFLICTS).report("acme", "2026-Q4", users, _records(), False, VALID)["status"]
-        == "compliant"
-    )
+    assert SOX.report("acme", "2026-Q4", users, _records(), False, VALID)["status"] == "compliant"
     no_mfa = [_user("ada", ["tenant-admin"], mfa=False)]
-    assert (
-        SoxReporter(CONFLICTS).report("acme", "2026-Q4", no_mfa, _records(), False, VALID)["status"]
-        == "non_compliant"
-    )
+    assert SOX.report("acme", "2026-Q4", no_mfa, _records(), False, VALID)["status"] == "non_compliant"
     broken = {**VALID, "status": "INVALID", "problems": [{"sequence": 2, "kind": "missing_record"}]}
-    report = SoxReporter(CONFLICTS).report("acme", "2026-Q4", users, _records(), False, broken)
+    report = SOX.report("acme", "2026-Q4", users, _records(), False, broken)
     assert report["status"] == "non_compliant"
 
 
@@ -98,7 +92,7 @@ def test_periods() -> None:
 
 def test_the_html_shows_the_status_the_findings_and_a_chart() -> None:
     users = [_user("<script>", ["security-admin", "auditor"])]
-    page = render_html(SoxReporter(CONFLICTS).report("acme", "2026-Q4", users, _records(), False, VALID))
+    page = render_html(SOX.report("acme", "2026-Q4", users, _records(), False, VALID))
     assert "non_compliant" in page
     assert "<svg" in page
     assert "<script>" not in page  # escaped

@@ -411,11 +411,6 @@ class FrameworkReporter:
         return self.from_evidence(Evidence(tenant_id, period, users, records, truncated, integrity))
 
 
-class SoxReporter(FrameworkReporter):
-    def __init__(self, conflicts: Iterable[tuple[str, str]]) -> None:
-        super().__init__("sox", conflicts)
-
-
 def _by_day(records: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
     counts = Counter(str(r.get("recorded_at", ""))[:10] for r in records)
     days, day = [], start.date()

@@ -61,10 +61,6 @@ class DatabaseLogin:
         )
 
 
-# The master user's login (the same shape).
-MasterCredentials = DatabaseLogin
-
-
 def role_name(tenant_id: str) -> str:
     return f"tenant_{tenant_id}"
 
@@ -80,7 +76,7 @@ def schema_name(tenant_id: str) -> str:
 class TenantDatabases:
     """Creates and drops tenants' databases, schemas and roles as the master user."""
 
-    def __init__(self, master: MasterCredentials, connect_timeout: int = 10) -> None:
+    def __init__(self, master: DatabaseLogin, connect_timeout: int = 10) -> None:
         self.master = master
         self.connect_timeout = connect_timeout
 

@@ -199,10 +199,10 @@ def request_authorizer() -> RequestAuthorizer:
 def tenant_databases() -> TenantDatabases:
     import json
 
-    from tenant_security.database import MasterCredentials, TenantDatabases
+    from tenant_security.database import DatabaseLogin, TenantDatabases
 
     secret = aws.secretsmanager().get_secret_value(SecretId=settings().database_secret_arn)["SecretString"]
-    return TenantDatabases(MasterCredentials.from_secret(json.loads(secret)))
+    return TenantDatabases(DatabaseLogin.from_secret(json.loads(secret)))
 
 
 @cache
