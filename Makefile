@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help setup local test test-fast lint validate build deploy bench clean
+.PHONY: help setup local test test-fast lint validate build deploy bench clean openapi demo browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,15 +49,25 @@ lint: setup $(TOOLS)/.installed  ## ruff, mypy, cfn-lint (sam validate --lint), 
 	@# no failed check; every skipped one carries its reason in template.yaml (Metadata.checkov.skip)
 	$(TOOLS)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
+openapi: setup  ## regenerate functions/docs/openapi.json from the handlers (a test checks it is current)
+	$(PY) -m localcloud.openapi template.yaml > functions/docs/openapi.json.tmp
+	mv functions/docs/openapi.json.tmp functions/docs/openapi.json
+
+CHROMIUM ?= /usr/bin/chromium
+browser:  ## Debian's chromium for the browser test (apt-get; as root or through sudo)
+	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) && $(CHROMIUM) --version
+
 build: setup  ## sam build (no container)
 	$(VENV)/bin/sam build --region $(REGION) --template-file template.yaml
 
 validate: lint build  ## everything CI checks besides the tests
 
-test: lint build  ## lint, sam build, then the whole test suite (under 10 minutes on 2 cores)
+test: lint build browser  ## lint, sam build, then the whole test suite (under 10 minutes on 2 cores)
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
-test-fast: setup  ## the tests only
+test-fast: setup browser  ## the tests only
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
 bench: setup  ## pytest-benchmark suite (bounded; stops by itself)

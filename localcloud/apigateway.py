@@ -33,7 +33,6 @@ log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
 STATS_PATH = "/__localcloud/stats"
-OPENAPI_PATH = "/openapi.json"
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -144,11 +143,9 @@ class ApiGateway:
         region: str,
         account: str,
         stats: Any = None,
-        openapi: Any = None,
     ) -> None:
         self.runtime = runtime
         self._stats = stats
-        self._openapi = openapi
         self.api_id, self.stage, self.region, self.account = api_id, stage, region, account
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
         self._lock = threading.Lock()
@@ -257,7 +254,9 @@ class ApiGateway:
             "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, route.resource).hex[:6],
             "resourcePath": route.resource,
             "httpMethod": request.method,
-            "path": f"/{self.stage}{request.path}",
+            # The path as the client called it: the local API is served at the root, as a custom
+            # domain with an empty base path mapping serves a stage (no /<stage> prefix).
+            "path": request.path,
             "stage": self.stage,
             "requestId": request_id,
             "extendedRequestId": request_id,
@@ -419,9 +418,6 @@ class ApiGateway:
         if request.path == STATS_PATH and request.method == "GET" and self._stats is not None:
             # Not part of API Gateway: the local cloud's counters, for benchmarks.
             return Response(json.dumps(self._stats()), status=200, content_type="application/json")
-        if request.path == OPENAPI_PATH and request.method == "GET" and self._openapi is not None:
-            # Served by the local cloud (not a route of the template): the API's OpenAPI document.
-            return Response(self._openapi(), status=200, content_type="application/json")
         if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", request_id)
         matched = self._match(request.path, request.method)

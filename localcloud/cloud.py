@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +67,6 @@ class LocalCloud:
         self._api_server: ApiServer | None = None
         self._clients: dict[str, Any] = {}
         self.bootstrap_result: dict[str, Any] = {}
-        self._openapi_json: str | None = None
-        self._openapi_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     def _function_environment(self) -> dict[str, str]:
@@ -143,32 +138,12 @@ class LocalCloud:
                 self.config.region,
                 ACCOUNT,
                 stats=lambda: {"aws_calls": moto.snapshot() if moto else {}},
-                openapi=self._openapi_document,
             )
             self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
             self._api_server.start()
         self.bootstrap_result = self._run_bootstrap()
         self._write_bootstrap()
         return self
-
-    def _openapi_document(self) -> str:
-        """The API's OpenAPI document, generated once (in a child process: it imports every
-        function's handler, which the local cloud itself never does)."""
-        with self._openapi_lock:
-            if self._openapi_json is None:
-                self._openapi_json = self._generate_openapi()
-            return self._openapi_json
-
-    def _generate_openapi(self) -> str:
-        done = subprocess.run(  # noqa: S603 - our own module, our own interpreter
-            [sys.executable, "-m", "localcloud.openapi", str(self.config.template)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        return done.stdout
 
     def _declared_parameters(self) -> set[str]:
         return set(load_template(self.config.template).get("Parameters", {}))

@@ -24,7 +24,7 @@ def _lag_seconds(event: dict[str, Any]) -> float | None:
     return max(0.0, (datetime.now(UTC) - sent).total_seconds())
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

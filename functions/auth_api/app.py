@@ -14,7 +14,7 @@ from tenant_security.authz.decision import bearer_token
 from tenant_security.context import tenant_context
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN
-from tenant_security.observability import logger, metrics, tracer
+from tenant_security.observability import bind_request, logger, metrics, tracer
 from tenant_security.tenancy import TenantId
 
 settings = services.settings()
@@ -58,6 +58,7 @@ def _source_ip() -> str | None:
 
 @app.post("/auth/login")
 def login(body: LoginBody) -> dict[str, Any]:
+    bind_request(body.tenant_id, body.username)
     return services.signin().login(body.tenant_id, body.username, body.password, _source_ip())
 
 
@@ -109,7 +110,7 @@ def jwks() -> Response[Any]:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -14,27 +14,33 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.errors import Unauthorized
-from tenant_security.observability import logger, metrics
+from tenant_security.observability import bind_request, logger, metrics, record_metric
+
+DECISION_METRIC = "AuthorizerDecision"  # dimensions: decision (allow|deny|unauthorized), reason
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Allow the caller's routes, deny, or raise ``Unauthorized`` (API Gateway answers 401)."""
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     try:
         decision = services.request_authorizer().authorize(event)
     except Unauthorized as exc:
         logger.info("unauthorized", extra={"reason": exc.message, "resource": event.get("resource")})
-        metrics.add_metric(name="AuthorizerUnauthorized", unit=MetricUnit.Count, value=1)
+        record_metric(DECISION_METRIC, decision="unauthorized", reason="invalid_credentials")
         raise Exception("Unauthorized") from None
     except Exception:
+        # Fails closed (401), so Lambda's own Errors metric stays at zero: this one is alarmed.
         logger.exception("authorizer error; denying")
         metrics.add_metric(name="AuthorizerError", unit=MetricUnit.Count, value=1)
         raise Exception("Unauthorized") from None
-    reason = (decision.get("context") or {}).get("deny_reason")
+    context_values = decision.get("context") or {}
+    bind_request(context_values.get("tenant_id"), context_values.get("user"))
+    reason = context_values.get("deny_reason")
     if reason:
         logger.info("denied", extra={"reason": reason, "resource": event.get("resource")})
-        metrics.add_metric(name="AuthorizerDenied", unit=MetricUnit.Count, value=1)
+        record_metric(DECISION_METRIC, decision="deny", reason=str(reason))
     else:
-        metrics.add_metric(name="AuthorizerAllowed", unit=MetricUnit.Count, value=1)
+        record_metric(DECISION_METRIC, decision="allow", reason="allowed")
     return decision

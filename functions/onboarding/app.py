@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.aws import error_code
-from tenant_security.observability import logger
+from tenant_security.errors import Conflict, ValidationFailed
+from tenant_security.observability import logger, record_metric
 from tenant_security.onboarding import _TRANSIENT_CODES, TransientError
+
+# The step whose success ends an onboarding, and the outcome it stands for.
+OUTCOME_OF_STEP = {"admin": "onboarded", "compensate": "rolled_back"}
 
 
 def _request(event: dict[str, Any]) -> Any:
@@ -49,7 +54,7 @@ def _tenant_of(event: dict[str, Any]) -> str:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     """Run one step."""
     step = str(event.get("step"))
@@ -61,9 +66,24 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     services.faults().check(flow, tenant_id, step)
     try:
         result = STEPS[step](event)
+    except (ValidationFailed, Conflict):
+        if step in ("validate", "register"):
+            record_metric("OnboardingOutcome", outcome="rejected")
+        raise
     except Exception as exc:
         if error_code(exc) in _TRANSIENT_CODES or type(exc).__name__ == "OperationalError":
             raise TransientError(f"{step}: {exc}") from exc
         raise
     logger.info("step done", extra={"outcome": "ok"})
+    if step in OUTCOME_OF_STEP:
+        _record_outcome(tenant_id, OUTCOME_OF_STEP[step])
     return result
+
+
+def _record_outcome(tenant_id: str, outcome: str) -> None:
+    """Onboarding outcome and duration (registration to the last step) as metrics."""
+    record_metric("OnboardingOutcome", outcome=outcome)
+    seconds = services.provisioner().seconds_since_registered(tenant_id)
+    if seconds is not None:
+        record_metric("OnboardingDuration", seconds, MetricUnit.Seconds, outcome=outcome)
+    logger.info("onboarding finished", extra={"outcome": outcome, "seconds": seconds})

@@ -45,3 +45,22 @@ def test_clients_are_lazy_shared_and_honour_the_endpoint(monkeypatch: pytest.Mon
         assert first.meta.config.retries["mode"] == "standard"
     finally:
         aws.reset_clients()
+
+
+def test_an_rds_managed_master_secret_is_completed_by_the_stacks_endpoint() -> None:
+    from tenant_security.config import Settings
+    from tenant_security.database import DatabaseLogin
+
+    # Aurora's managed secret holds only the user and password; template.yaml passes the rest.
+    settings = Settings(database_host="cluster.example.rds.amazonaws.com", database_name="platform")
+    login = DatabaseLogin.from_secret(
+        {"username": "platform_admin", "password": "pw"}, **settings.database_location
+    )
+    assert (login.host, login.port, login.dbname) == ("cluster.example.rds.amazonaws.com", 5432, "platform")
+    # A secret that names its cluster wins over the defaults.
+    named = DatabaseLogin.from_secret(
+        {"host": "db.internal", "port": 6543, "username": "u", "password": "p", "dbname": "tenants"},
+        **settings.database_location,
+    )
+    assert (named.host, named.port, named.dbname) == ("db.internal", 6543, "tenants")
+    assert Settings().database_location == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -50,3 +51,9 @@ def test_every_operation_documents_the_error_body_and_no_powertools_422() -> Non
             "application/json"
         ]["schema"]
     )
+
+
+def test_the_committed_document_is_the_generated_one() -> None:
+    # The deployed API serves functions/docs/openapi.json at /openapi.json and /docs.
+    committed = json.loads((REAL_TEMPLATE.parent / "functions" / "docs" / "openapi.json").read_text())
+    assert committed == document(), "functions/docs/openapi.json is stale: run `make openapi`"

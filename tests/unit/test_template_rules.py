@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -169,3 +170,141 @@ def test_every_skipped_checkov_check_says_why() -> None:
             assert skip["id"].startswith("CKV_"), name
             assert len(skip.get("comment", "")) >= 40, f"{name} skips {skip['id']} without a reason"
     assert skipped  # the reasons live in the template (make lint runs checkov on it)
+
+
+def _resource_strings(resource: Any) -> list[str]:
+    """The ARN patterns of a statement's Resource (Sub strings; both branches of an If)."""
+    if isinstance(resource, list):
+        return [s for item in resource for s in _resource_strings(item)]
+    if isinstance(resource, str):
+        return [resource]
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        return [sub if isinstance(sub, str) else sub[0]]
+    if isinstance(resource, dict) and "Fn::If" in resource:
+        return _resource_strings(resource["Fn::If"][1:])
+    return []  # a Ref or GetAtt names one resource
+
+
+def test_every_wildcard_resource_of_a_function_carries_a_condition(cfn: dict[str, Any]) -> None:
+    # "*" (any resource) and "key/*" (any KMS key: a key id cannot be known in advance) are
+    # narrowed by a condition: the ManagedBy tag, the tenant alias naming, the request's tags.
+    checked = 0
+    for logical_id, res in cfn["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in res["Properties"].get("Policies", []):
+            for statement in _statements(policy["PolicyDocument"]):
+                wild = [
+                    r for r in _resource_strings(statement["Resource"]) if r == "*" or r.endswith(":key/*")
+                ]
+                if wild:
+                    checked += 1
+                    assert statement.get("Condition"), (logical_id, statement.get("Sid"), wild)
+    assert checked >= 5
+
+
+def test_tenant_keys_are_reached_only_through_their_alias_or_the_stacks_tag(cfn: dict[str, Any]) -> None:
+    for res in cfn["Resources"].values():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in res["Properties"].get("Policies", []):
+            for statement in _statements(policy["PolicyDocument"]):
+                if not any(r.endswith(":key/*") for r in _resource_strings(statement["Resource"])):
+                    continue
+                condition = json.dumps(statement["Condition"])
+                assert "kms:ResourceAliases" in condition or "aws:ResourceTag/ManagedBy" in condition
+
+
+def _functions(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+
+
+def test_every_function_logs_to_its_own_encrypted_group_with_a_retention(cfn: dict[str, Any]) -> None:
+    groups = set()
+    for name, function in _functions(cfn).items():
+        group_ref = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        group = cfn["Resources"][group_ref]
+        assert group["Type"] == "AWS::Logs::LogGroup", name
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}
+        groups.add(group_ref)
+    assert len(groups) == len(_functions(cfn))
+
+
+def test_the_functions_that_reach_postgresql_can_run_in_its_vpc_with_bounded_concurrency(
+    cfn: dict[str, Any],
+) -> None:
+    for name, parameter in (
+        ("OnboardingFunction", "OnboardingConcurrency"),
+        ("DataApiFunction", "DataApiConcurrency"),
+    ):
+        props = _functions(cfn)[name]["Properties"]
+        assert props["VpcConfig"]["Fn::If"][0] == "InVpc"
+        assert props["ReservedConcurrentExecutions"]["Fn::If"][1] == {"Ref": parameter}
+    assert _functions(cfn)["AuditWriterFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "AuditWriterConcurrency"
+    }
+
+
+def test_aurora_keeps_its_master_password_in_secrets_manager_and_its_data_encrypted(
+    cfn: dict[str, Any],
+) -> None:
+    cluster = cfn["Resources"]["PlatformDatabaseCluster"]
+    props = cluster["Properties"]
+    assert cluster["Condition"] == "CreateAurora"
+    assert props["ManageMasterUserPassword"] is True
+    assert "MasterUserPassword" not in props
+    assert props["StorageEncrypted"] is True
+    assert props["DeletionProtection"] is True
+    assert "ServerlessV2ScalingConfiguration" in props
+    instance = cfn["Resources"]["PlatformDatabaseInstance"]["Properties"]
+    assert (instance["DBInstanceClass"], instance["PubliclyAccessible"]) == ("db.serverless", False)
+    ingress = cfn["Resources"]["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [rule["SourceSecurityGroupId"] for rule in ingress] == [{"Ref": "FunctionSecurityGroup"}]
+
+
+def test_every_alarm_reaches_the_alert_topic(cfn: dict[str, Any]) -> None:
+    alarms = {
+        k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert {
+        "EventDeliveryDLQAlarm",
+        "AuthorizerErrorsAlarm",
+        "OnboardingFailuresAlarm",
+        "SecurityAlertsAlarm",
+        "AuditLagAlarm",
+        "ApiServerErrorsAlarm",
+    } <= set(alarms)
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}], name
+        assert alarm["OKActions"] == [{"Ref": "AlertTopic"}], name
+        assert "runbook" in alarm["AlarmDescription"] or name == "EventDeliveryDLQAlarm"
+
+
+def test_the_security_alert_alarm_watches_the_rule_that_feeds_the_topic(cfn: dict[str, Any]) -> None:
+    rule = cfn["Resources"]["SecurityAlertsToTopic"]["Properties"]
+    alarm = cfn["Resources"]["SecurityAlertsAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dimensions["RuleName"] == rule["Name"]
+    assert dimensions["EventBusName"] == rule["EventBusName"]
+
+
+def test_outputs_and_parameters_a_deployer_needs(cfn: dict[str, Any]) -> None:
+    assert {"ApiUrl", "EventBusName", "JwksUrl", "DocsUrl", "MfaEnrolmentUrl", "DashboardUrl"} <= set(
+        cfn["Outputs"]
+    )
+    assert {
+        "ResourcePrefix",
+        "AuthorizerCacheTtl",
+        "AlertEmail",
+        "PlatformDatabase",
+        "DatabaseSecretArn",
+        "VpcSubnetIds",
+        "LogRetentionDays",
+    } <= set(cfn["Parameters"])
+
+
+def test_the_docs_function_has_no_aws_permissions(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"][_functions(cfn)["DocsFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    assert not role["Properties"].get("Policies")

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     platform_master_key_id: str = ""
     event_dlq_url: str = ""
     database_secret_arn: str = ""
+    # Where the cluster is when its secret does not say (an RDS-managed master secret holds only
+    # the user name and password): Aurora's endpoint and database name from template.yaml.
+    database_host: str = ""
+    database_name: str = ""
 
     account_id: str = "123456789012"
     partition: str = "aws"
@@ -91,6 +95,11 @@ class Settings(BaseSettings):
     records_connect_wait: float = Field(5.0, gt=0, le=30)
     # Seconds the tenant database credentials are kept before Secrets Manager is asked again.
     records_credentials_max_age: int = Field(300, ge=0, le=3600)
+
+    @property
+    def database_location(self) -> dict[str, str]:
+        """Host and database name to use where the master secret names none."""
+        return {k: v for k, v in (("host", self.database_host), ("dbname", self.database_name)) if v}
 
     @property
     def signing_key_ids(self) -> list[str]:

@@ -50,7 +50,9 @@ class DatabaseLogin:
     schema: str = "public"
 
     @classmethod
-    def from_secret(cls, value: Mapping[str, Any]) -> DatabaseLogin:
+    def from_secret(cls, value: Mapping[str, Any], **defaults: str) -> DatabaseLogin:
+        """The login a secret holds; ``defaults`` (host, dbname) fill what it leaves out."""
+        value = {**defaults, **{k: v for k, v in value.items() if v not in (None, "")}}
         return cls(
             str(value["host"]),
             int(value.get("port", 5432)),

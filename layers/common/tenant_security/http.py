@@ -30,7 +30,7 @@ from tenant_security.errors import (
     ValidationFailed,
     fields_of,
 )
-from tenant_security.observability import logger
+from tenant_security.observability import bind_request, logger, record_metric
 
 JSON = "application/json"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -113,6 +113,10 @@ class GuardedResolver(APIGatewayRestResolver):
         return None
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        # Who is asking goes on every log line: the authorizer's word, else the path's tenant.
+        authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+        path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
+        bind_request(authorizer.get("tenant_id") or path_tenant, authorizer.get("user"))
         refused = self.encoding_error(event) or self.body_error(event)
         if refused is not None:
             return _proxy_reply(refused)
@@ -134,6 +138,8 @@ def make_resolver(
 
     @app.exception_handler(DomainError)
     def _domain(exc: DomainError) -> Response[str]:
+        if exc.status == 429 or exc.code.endswith("quota_exceeded"):
+            record_metric("QuotaRefusal", quota=exc.code)
         return error_response(exc)
 
     @app.exception_handler(json.JSONDecodeError)

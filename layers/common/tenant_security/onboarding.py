@@ -502,6 +502,15 @@ class TenantProvisioner:
             self.users.delete(tenant_id, user.username)
         return len(users)
 
+    def seconds_since_registered(self, tenant_id: str) -> float | None:
+        """How long ago the tenant was registered (its onboarding's duration so far), if it is."""
+        record = self.tenants.get(tenant_id)
+        try:
+            started = datetime.fromisoformat(record.created_at) if record else None
+        except ValueError:
+            return None
+        return max(0.0, (datetime.now(UTC) - started).total_seconds()) if started else None
+
     def compensate(self, tenant_id: str, reason: str) -> dict[str, Any]:
         """Undo every step of a failed onboarding; status FAILED with ``reason``."""
         self.sessions.revoke_all(tenant_id)

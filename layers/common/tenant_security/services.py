@@ -202,7 +202,7 @@ def tenant_databases() -> TenantDatabases:
     from tenant_security.database import DatabaseLogin, TenantDatabases
 
     secret = aws.secretsmanager().get_secret_value(SecretId=settings().database_secret_arn)["SecretString"]
-    return TenantDatabases(DatabaseLogin.from_secret(json.loads(secret)))
+    return TenantDatabases(DatabaseLogin.from_secret(json.loads(secret), **settings().database_location))
 
 
 @cache

@@ -1,0 +1,127 @@
+"""The API in the browser: GET /docs (Swagger UI), /openapi.json, /mfa (MFA enrolment) and /static.
+
+Public and static: no AWS access and no tenant data. The OpenAPI document is generated from the
+handlers (``make openapi``; a test keeps the committed copy current). Pages load only their own
+scripts and styles (a Content-Security-Policy with no inline script), and the Swagger UI bundle
+is the copy Powertools ships, so nothing is fetched from a CDN.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import aws_lambda_powertools.event_handler as powertools_event_handler
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_security.errors import NotFound
+from tenant_security.http import make_resolver
+from tenant_security.observability import logger
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+SWAGGER_UI = Path(powertools_event_handler.__file__).parent / "openapi" / "swagger_ui"
+# /static/{asset}: exactly these files, nothing else on disk is reachable.
+ASSETS: dict[str, tuple[Path, str]] = {
+    "swagger-ui.js": (SWAGGER_UI / "swagger-ui-bundle.min.js", "text/javascript; charset=utf-8"),
+    "swagger-ui.css": (SWAGGER_UI / "swagger-ui.min.css", "text/css; charset=utf-8"),
+    "docs.js": (STATIC / "docs.js", "text/javascript; charset=utf-8"),
+    "mfa.js": (STATIC / "mfa.js", "text/javascript; charset=utf-8"),
+    "pages.css": (STATIC / "pages.css", "text/css; charset=utf-8"),
+}
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'{inline_styles}; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# Swagger UI sets style attributes from its scripts; the MFA page needs no inline style at all.
+DOCS_CSP = _CSP.format(inline_styles=" 'unsafe-inline'")
+PAGE_CSP = _CSP.format(inline_styles="")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+app = make_resolver()
+
+
+@cache
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _page(name: str, csp: str) -> Response[str]:
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=_read(STATIC / name),
+        headers={**SECURITY_HEADERS, "Content-Security-Policy": csp, "Cache-Control": "no-store"},
+    )
+
+
+def _base_path() -> str:
+    """The stage (or custom-domain mapping) in front of the routes: ``/dev`` for ``/dev/docs``."""
+    event = app.current_event
+    full = str((event.raw_event.get("requestContext") or {}).get("path") or event.path)
+    return full[: -len(event.path)] if full.endswith(event.path) else ""
+
+
+@app.get("/docs", responses={200: {"description": "Swagger UI", "content": {"text/html": {}}}})
+def swagger_ui() -> Response[str]:
+    """Swagger UI over this API's OpenAPI document."""
+    return _page("docs.html", DOCS_CSP)
+
+
+@app.get("/mfa", responses={200: {"description": "MFA enrolment page", "content": {"text/html": {}}}})
+def mfa_enrolment() -> Response[str]:
+    """First sign-in: password, then the authenticator's QR code, then the first code."""
+    return _page("mfa.html", PAGE_CSP)
+
+
+@app.get(
+    "/openapi.json",
+    responses={200: {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {}}}}},
+)
+def openapi_document() -> Response[str]:
+    """The OpenAPI 3.1 document of the API, its server being this stage."""
+    document: dict[str, Any] = json.loads(_read(HERE / "openapi.json"))
+    document["servers"] = [{"url": _base_path() or "/"}]
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=json.dumps(document),
+        headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
+    )
+
+
+@app.get(
+    "/static/<asset>",
+    responses={
+        200: {
+            "description": "Script or stylesheet",
+            "content": {"text/javascript": {}, "text/css": {}},
+        }
+    },
+)
+def static_asset(asset: str) -> Response[str]:
+    """A script or stylesheet of the pages above."""
+    if asset not in ASSETS:
+        raise NotFound("no such asset")
+    path, content_type = ASSETS[asset]
+    return Response(
+        status_code=200,
+        content_type=content_type,
+        body=_read(path),
+        headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=3600"},
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway proxy entry point."""
+    return app.resolve(event, context)
