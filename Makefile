@@ -37,6 +37,9 @@ $(TOOLS)/.installed:
 local: setup  ## run the local cloud (moto + PostgreSQL + API on :3000)
 	$(PY) -m localcloud
 
+demo: setup  ## guided tour on the running local cloud (start `make local` in another terminal first)
+	$(PY) -m localcloud.demo
+
 lint: setup $(TOOLS)/.installed  ## ruff, mypy, cfn-lint (sam validate --lint), bandit, checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -355,7 +355,9 @@ def test_the_cli_verifies_and_exits_by_the_result(
     )
     keys = _fill(stack, 6)
     assert main(["audit", "verify", "--tenant", "acme", "--prefix", "tst", "--json"]) == EXIT_OK
-    assert json.loads(capsys.readouterr().out)["status"] == "VALID"
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "VALID"
+    assert "record 6 of 6" in captured.err  # progress on stderr, the report alone on stdout
     stack.s3.delete_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[2])
     assert main(["audit", "verify", "--tenant", "acme", "--prefix", "tst"]) == EXIT_INVALID
     out = capsys.readouterr().out

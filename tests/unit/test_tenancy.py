@@ -38,3 +38,34 @@ def test_invalid_ids(tenant_id: object) -> None:
     with pytest.raises(ValidationFailed) as caught:
         require_tenant_id(tenant_id, field="path.tenant_id")
     assert caught.value.fields == [{"field": "path.tenant_id", "message": caught.value.fields[0]["message"]}]
+
+
+class _CountingStore:
+    def __init__(self) -> None:
+        self.record: object = None
+        self.reads = 0
+
+    def get(self, tenant_id: str) -> object:
+        self.reads += 1
+        return self.record
+
+
+def test_the_tenant_cache_keeps_absent_and_provisioning_tenants_only_briefly() -> None:
+    from tenant_security.tenants import TRANSITIONAL_CACHE_SECONDS, TenantDirectory, TenantRecord
+
+    now = [0.0]
+    store = _CountingStore()
+    directory = TenantDirectory(store, ttl=60, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert directory.get("acme") is None
+    assert directory.get("acme") is None
+    assert store.reads == 1  # an unknown id does not cost a read per request
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="PROVISIONING")
+    now[0] += TRANSITIONAL_CACHE_SECONDS + 0.1
+    assert directory.get("acme").status == "PROVISIONING"  # type: ignore[union-attr]
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE")
+    now[0] += TRANSITIONAL_CACHE_SECONDS + 0.1
+    assert directory.get("acme").status == "ACTIVE"  # type: ignore[union-attr]
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="SUSPENDED")
+    now[0] += 30
+    assert directory.get("acme").status == "ACTIVE"  # type: ignore[union-attr]  # an active one: 60 s
+    assert store.reads == 3

@@ -1,32 +1,71 @@
 """The ``tenant-security`` console script.
 
-Exit codes: 0 success (VALID for ``audit verify``), 1 failure, 2 usage, 3 already done (e.g. the
-admin exists), 4 the audit chain is INVALID.
+Commands: ``bootstrap-admin`` and ``audit verify`` work on the stack's AWS resources directly
+(platform operator credentials); ``login``, ``logout``, ``status`` and ``onboard --wait`` talk to
+the REST API as the signed-in user (``login`` saves the session, 0600); ``onboard`` puts the
+``Tenant Onboarding Requested`` event on the platform bus.
+
+Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
+
+====  ==========================================================================
+0     done (``audit verify``: VALID; ``status``: the tenant is ACTIVE)
+1     failed (onboarding FAILED, the API or AWS answered an error)
+2     usage: bad arguments or an invalid input file
+3     already done (``bootstrap-admin``: the admin exists)
+4     the audit chain is INVALID
+5     not signed in, session expired, or the credentials or code were refused
+6     no such tenant
+7     timed out waiting (``onboard --wait``)
+8     the tenant exists but is not ACTIVE (``status``)
+====  ==========================================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from tenant_security.errors import Conflict
+from tenant_security.client import ApiClient, ApiError, Session, load_session, save_session
+from tenant_security.errors import Conflict, ValidationFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE, EXIT_INVALID = 0, 1, 2, 3, 4
+EXIT_AUTH, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_NOT_ACTIVE = 5, 6, 7, 8
+EVENT_SOURCE = "tenant-security.cli"
 
 
+def progress(message: str) -> None:
+    """A line of progress for the person watching (stderr, so stdout stays parseable)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# Prompts: tests replace these. A secret never echoes and is never printed back.
+def ask(label: str) -> str:
+    return input(label)
+
+
+def ask_secret(label: str) -> str:
+    return getpass.getpass(label)
+
+
+def _cli_settings() -> Any:
+    from tenant_security.config import CliSettings
+
+    return CliSettings()
+
+
+# ---------------------------------------------------------------------- AWS-side commands
 def _bootstrap_admin(args: argparse.Namespace) -> int:
     from tenant_security import aws
     from tenant_security.bootstrap import bootstrap_platform
-    from tenant_security.config import Settings
     from tenant_security.identity.users import UserStore
     from tenant_security.tenants import TenantStore
 
-    overrides = {"resource_prefix": args.prefix} if args.prefix else {}
-    if args.platform_tenant:
-        overrides["platform_tenant_id"] = args.platform_tenant
-    settings = Settings(**overrides)
+    settings = _settings(args)
     try:
         result = bootstrap_platform(
             TenantStore(aws.dynamodb(), settings.tenants_table),
@@ -43,14 +82,18 @@ def _bootstrap_admin(args: argparse.Namespace) -> int:
         print(f"platform tenant : {result['platform_tenant']}")
         print(f"username        : {result['username']}")
         print(f"one-time password (shown once): {result['password']}")
-        print("Sign in with POST /auth/login; MFA enrolment and a new password are required.")
+        print(
+            "Sign in with `tenant-security login` or the /mfa page: MFA enrolment and a new password follow."
+        )
     return EXIT_OK
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from tenant_security.config import Settings
 
-    overrides = {"resource_prefix": args.prefix} if args.prefix else {}
+    overrides = {"resource_prefix": args.prefix} if getattr(args, "prefix", None) else {}
+    if getattr(args, "platform_tenant", None):
+        overrides["platform_tenant_id"] = args.platform_tenant
     return Settings(**overrides)
 
 
@@ -79,8 +122,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
         RecordCipher("", account, settings.partition).decode,
         settings.audit_bucket,
     )
-    print(f"verifying the audit chain of {tenant_id} ...", file=sys.stderr)
-    report = verifier.verify(tenant_id, args.first, args.last)
+    progress(f"verifying the audit chain of {tenant_id} ...")
+    report = verifier.verify(
+        tenant_id, args.first, args.last, progress=lambda done, last: progress(f"  record {done} of {last}")
+    )
     if args.json:
         print(json.dumps(report))
     else:
@@ -93,18 +138,248 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report["status"] == "VALID" else EXIT_INVALID
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tenant-security``."""
-    parser = argparse.ArgumentParser(prog="tenant-security", description="DcisionAI Tenant Security")
+def _onboard(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tenant_security import aws
+    from tenant_security.onboarding import TenantProvisioner
+
+    settings = _settings(args)
+    try:
+        document = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        progress(f"cannot read {args.file}: {exc}")
+        return EXIT_USAGE
+    try:
+        request = TenantProvisioner.validate_with(settings, document)
+    except ValidationFailed as exc:
+        progress(f"{args.file} is not a valid onboarding request:")
+        for field in exc.fields or []:
+            progress(f"  {field['field']}: {field['message']}")
+        return EXIT_USAGE
+    session = _session(required=args.wait)  # fail before putting the event, not after
+    if isinstance(session, int):
+        return session
+    bus = args.bus or settings.event_bus_name
+    reply = aws.events().put_events(
+        Entries=[
+            {
+                "Source": EVENT_SOURCE,
+                "DetailType": "Tenant Onboarding Requested",
+                "Detail": request.model_dump_json(),
+                "EventBusName": bus,
+            }
+        ]
+    )
+    if reply.get("FailedEntryCount"):
+        progress(f"EventBridge refused the event: {reply['Entries'][0].get('ErrorMessage', '')}")
+        return EXIT_FAILED
+    progress(
+        f"onboarding of {request.tenant_id} requested on {bus} (event {reply['Entries'][0].get('EventId')})"
+    )
+    if not args.wait or session is None:
+        if args.json:
+            print(json.dumps({"tenant_id": request.tenant_id, "status": "REQUESTED"}))
+        return EXIT_OK
+    return _wait_for_tenant(session, request.tenant_id, args.timeout, args.json)
+
+
+def _wait_for_tenant(session: Session, tenant_id: str, timeout: float, as_json: bool) -> int:
+    """Poll GET /tenants/{id} until ACTIVE or FAILED, narrating each change of status."""
+    api, started, seen, tenant = session.client(), time.monotonic(), None, None
+    while time.monotonic() - started < timeout:
+        try:
+            tenant = api.call("GET", f"/tenants/{tenant_id}")
+        except ApiError as exc:
+            if exc.status != 404:  # not registered yet: the state machine is on its way
+                return _api_failure(exc)
+        status = tenant.get("status") if tenant else "REQUESTED"
+        if status != seen:
+            progress(f"  [{time.monotonic() - started:5.1f}s] {status}")
+            seen = status
+        if status in ("ACTIVE", "FAILED"):
+            break
+        time.sleep(1)
+    else:
+        progress(f"timed out after {timeout:.0f}s; `tenant-security status --tenant {tenant_id}` tells later")
+        return EXIT_TIMEOUT
+    if as_json:
+        print(json.dumps(tenant))
+    if seen == "FAILED":
+        progress(f"onboarding failed and was rolled back: {(tenant or {}).get('failure_reason', '')}")
+        return EXIT_FAILED
+    if not as_json:
+        print(f"{tenant_id} is ACTIVE")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- API-side commands
+def _session(required: bool = True) -> Session | int | None:
+    """The saved session, or the exit code that says why there is none."""
+    session = load_session(_cli_settings().session_path)
+    if session is None or session.expired:
+        if not required:
+            return None
+        progress("not signed in (or the session expired): run `tenant-security login`")
+        return EXIT_AUTH
+    return session
+
+
+def _api_failure(exc: ApiError) -> int:
+    progress(f"refused: {exc.code}: {exc.message}" if exc.status else f"cannot reach the API: {exc.message}")
+    if exc.status in (401, 403, 423):
+        return EXIT_AUTH
+    return EXIT_NOT_FOUND if exc.status == 404 else EXIT_FAILED
+
+
+def _login(args: argparse.Namespace) -> int:
+    settings = _cli_settings()
+    url = args.api or settings.discovered_api_url()
+    if not url:
+        progress("which API? give --api URL (or TENANT_SECURITY_API_URL)")
+        return EXIT_USAGE
+    api = ApiClient(url)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ask_secret("Password: ")
+    try:
+        reply = api.call(
+            "POST", "/auth/login", {"tenant_id": args.tenant, "username": args.username, "password": password}
+        )
+        if reply.get("status") == "MFA_ENROLLMENT_REQUIRED":
+            tokens = _enrol(api, str(reply["enrollment_token"]))
+        else:
+            tokens = _second_factor(api, str(reply["challenge_token"]))
+        if tokens.get("password_change_required"):
+            tokens = _new_password(api, password, str(tokens["access_token"]))
+    except ApiError as exc:
+        return _api_failure(exc)
+    session = Session(
+        api.base_url,
+        args.tenant,
+        args.username,
+        str(tokens["access_token"]),
+        time.time() + int(tokens["expires_in"]),
+    )
+    save_session(session, settings.session_path)
+    print(f"signed in as {args.username} of {args.tenant} for {int(tokens['expires_in']) // 60} minutes")
+    return EXIT_OK
+
+
+def _second_factor(api: ApiClient, challenge: str) -> dict[str, Any]:
+    code = ask("Authenticator code (or a backup code): ").strip()
+    body = {"challenge_token": challenge}
+    body["backup_code" if "-" in code else "code"] = code
+    return api.call("POST", "/auth/mfa/verify", body)
+
+
+def _enrol(api: ApiClient, enrollment_token: str) -> dict[str, Any]:
+    import segno
+
+    enrolment = api.call("POST", "/auth/mfa/enroll", token=enrollment_token)
+    progress("Two-factor sign-in must be set up first. Scan this with your authenticator app:")
+    segno.make(str(enrolment["otpauth_uri"]), error="m").terminal(out=sys.stderr, compact=True)
+    progress(f"or enter the key by hand: {enrolment['secret']}")
+    progress("Backup codes (each works once; shown only now): " + "  ".join(enrolment["backup_codes"]))
+    code = ask("Code from the app: ").strip()
+    return api.call("POST", "/auth/mfa/activate", {"enrollment_token": enrollment_token, "code": code})
+
+
+def _new_password(api: ApiClient, current: str, limited_token: str) -> dict[str, Any]:
+    progress("Your password was a one-time password: choose your own (12 characters or more).")
+    while True:
+        new = ask_secret("New password: ")
+        if new == ask_secret("Again: "):
+            break
+        progress("the two do not match")
+    return api.call(
+        "POST", "/auth/password", {"current_password": current, "new_password": new}, token=limited_token
+    )
+
+
+def _logout(args: argparse.Namespace) -> int:
+    path = _cli_settings().session_path
+    session = load_session(path)
+    if session is not None and not session.expired:
+        try:
+            session.client().call("POST", "/auth/logout", {})
+        except ApiError as exc:
+            progress(f"the API did not end the session ({exc.code}); forgetting it here anyway")
+    path.unlink(missing_ok=True)
+    print("signed out")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    session = _session()
+    if isinstance(session, int) or session is None:
+        return session or EXIT_AUTH
+    tenant_id = args.tenant or session.tenant_id
+    try:
+        tenant = session.client().call("GET", f"/tenants/{tenant_id}")
+    except ApiError as exc:
+        return _api_failure(exc)
+    if args.json:
+        print(json.dumps(tenant))
+    else:
+        for name in (
+            "tenant_id",
+            "name",
+            "status",
+            "isolation",
+            "created_at",
+            "updated_at",
+            "failure_reason",
+        ):
+            if tenant.get(name):
+                print(f"{name:<15} {tenant[name]}")
+    return EXIT_OK if tenant.get("status") == "ACTIVE" else EXIT_NOT_ACTIVE
+
+
+# ---------------------------------------------------------------------- arguments
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenant-security",
+        description="DcisionAI Tenant Security: sign in, onboard tenants, check them, verify audit chains.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 usage, 3 already done, 4 audit chain INVALID, "
+        "5 not signed in or refused, 6 no such tenant, 7 timed out, 8 tenant not ACTIVE.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    prefix_help = "ResourcePrefix of the stack (default: RESOURCE_PREFIX or dcisionai)"
+
     boot = commands.add_parser(
         "bootstrap-admin", help="create the platform tenant and its first platform-admin"
     )
-    boot.add_argument("--prefix", help="ResourcePrefix of the stack (default: RESOURCE_PREFIX or dcisionai)")
+    boot.add_argument("--prefix", help=prefix_help)
     boot.add_argument("--platform-tenant", help="PlatformTenantId of the stack (default: platform)")
     boot.add_argument("--username", default="admin")
     boot.add_argument("--json", action="store_true", help="print the result as JSON")
     boot.set_defaults(run=_bootstrap_admin)
+
+    login = commands.add_parser(
+        "login", help="sign in (password, then the authenticator code) and keep the session"
+    )
+    login.add_argument("--api", help="API base URL (default: TENANT_SECURITY_API_URL, or the local cloud's)")
+    login.add_argument("--tenant", required=True, help="tenant id")
+    login.add_argument("--username", required=True)
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.set_defaults(run=_login)
+
+    logout = commands.add_parser("logout", help="end the saved session")
+    logout.set_defaults(run=_logout)
+
+    onboard = commands.add_parser("onboard", help="request a tenant's onboarding (an EventBridge event)")
+    onboard.add_argument("--file", required=True, help="the onboarding request (YAML or JSON; API.md)")
+    onboard.add_argument("--bus", help="event bus name (default: <prefix>-platform)")
+    onboard.add_argument("--prefix", help=prefix_help)
+    onboard.add_argument("--wait", action="store_true", help="follow it until ACTIVE or FAILED (needs login)")
+    onboard.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (default 600)")
+    onboard.add_argument("--json", action="store_true", help="print the tenant as JSON")
+    onboard.set_defaults(run=_onboard)
+
+    status = commands.add_parser("status", help="a tenant's status (default: your own tenant)")
+    status.add_argument("--tenant", help="tenant id")
+    status.add_argument("--json", action="store_true", help="print the tenant as JSON")
+    status.set_defaults(run=_status)
+
     audit = commands.add_parser("audit", help="the tenant audit trail").add_subparsers(
         dest="audit", required=True
     )
@@ -112,19 +387,28 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--tenant", required=True, help="tenant id")
     verify.add_argument("--from", dest="first", type=int, default=1, help="first sequence (default 1)")
     verify.add_argument("--to", dest="last", type=int, default=None, help="last sequence (default: the head)")
-    verify.add_argument(
-        "--prefix", help="ResourcePrefix of the stack (default: RESOURCE_PREFIX or dcisionai)"
-    )
+    verify.add_argument("--prefix", help=prefix_help)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(run=_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tenant-security``."""
     try:
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:
+        progress("interrupted")
+        return EXIT_FAILED
+    except ValueError as exc:  # a bad --api URL, tenant id, ...
+        progress(f"invalid input: {exc}")
+        return EXIT_USAGE
     except Exception as exc:
-        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        progress(f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
 
 

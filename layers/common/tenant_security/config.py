@@ -6,7 +6,9 @@ the local cloud call :func:`get_settings`.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -150,3 +152,33 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings of this process (read once per execution environment)."""
     return Settings()
+
+
+class CliSettings(BaseSettings):
+    """Environment of the ``tenant-security`` console script (``TENANT_SECURITY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TENANT_SECURITY_", extra="ignore", frozen=True)
+
+    # Where `login` keeps the session (0600); default ~/.config/tenant-security/session.json.
+    session: str = ""
+    # The API's base URL for `login` when --api is not given.
+    api_url: str = ""
+    # The local cloud's bootstrap file: its api_url is the default on a developer machine.
+    local_bootstrap: str = ".localcloud/bootstrap.json"
+
+    @property
+    def session_path(self) -> Path:
+        return (
+            Path(self.session)
+            if self.session
+            else Path.home() / ".config" / "tenant-security" / "session.json"
+        )
+
+    def discovered_api_url(self) -> str:
+        """TENANT_SECURITY_API_URL, else the running local cloud's, else ""."""
+        if self.api_url:
+            return self.api_url
+        try:
+            return str(json.loads(Path(self.local_bootstrap).read_text(encoding="utf-8"))["api_url"])
+        except (OSError, ValueError, KeyError):
+            return ""

@@ -26,6 +26,10 @@ ACTIVE = "ACTIVE"
 RETIRED = ("OFFBOARDING", "OFFBOARDED")  # ids that are never onboarded again
 STATUSES = ("PROVISIONING", "ACTIVE", "FAILED", "SUSPENDED", "OFFBOARDING", "OFFBOARDED")
 CONFIG_CACHE_SECONDS = 60
+# An absent or still-provisioning tenant is about to change: kept only this long, so a new
+# tenant is usable (and its onboarding visible) seconds after it is ACTIVE, while a flood of
+# requests for an unknown id still costs one read per few seconds.
+TRANSITIONAL_CACHE_SECONDS = 5
 
 
 def _default_policies() -> SecurityPolicies:
@@ -235,7 +239,8 @@ class TenantStore:
 
 
 class TenantDirectory:
-    """Tenant records cached for at most ``ttl`` seconds (absent tenants too)."""
+    """Tenant records cached for at most ``ttl`` seconds; absent and provisioning ones for at
+    most TRANSITIONAL_CACHE_SECONDS."""
 
     def __init__(
         self,
@@ -256,8 +261,10 @@ class TenantDirectory:
         if hit is not None and hit[0] > now:
             return hit[1]
         record = self.store.get(tenant_id)
+        transitional = record is None or record.status == "PROVISIONING"
+        ttl = min(self.ttl, TRANSITIONAL_CACHE_SECONDS) if transitional else self.ttl
         with self._lock:
-            self._cache[tenant_id] = (now + self.ttl, record)
+            self._cache[tenant_id] = (now + ttl, record)
         return record
 
     def forget(self, tenant_id: str) -> None:

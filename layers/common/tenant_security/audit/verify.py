@@ -34,6 +34,7 @@ from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.store import ChainHeads, LockedObjects
 
 IN_FLIGHT_SECONDS = 60.0
+PROGRESS_EVERY = 100  # records between two progress reports of a long verification
 MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "inserted_record", "reordering"
 BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
 
@@ -74,8 +75,17 @@ class ChainVerifier:
         self.decode = decode
         self.bucket_of = bucket_of
 
-    def verify(self, tenant_id: str, first: int = 1, last: int | None = None) -> dict[str, Any]:
-        """``{status: VALID|INVALID, checked, problems, ...}`` for sequences ``first``..``last``."""
+    def verify(
+        self,
+        tenant_id: str,
+        first: int = 1,
+        last: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """``{status: VALID|INVALID, checked, problems, ...}`` for sequences ``first``..``last``.
+
+        ``progress(sequence, last)`` is told every PROGRESS_EVERY records and at the end.
+        """
         bucket = self.bucket_of(tenant_id)
         head = self.heads.get(tenant_id)
         top = head.sequence
@@ -117,6 +127,8 @@ class ChainVerifier:
             if in_range:
                 self._check(record, sequence, tenant_id, previous, problems, first)
             genuine[sequence] = record
+            if progress is not None and in_range and (sequence % PROGRESS_EVERY == 0 or sequence == last):
+                progress(sequence, last)
 
         if last == top and top in genuine and genuine[top].get("hash") != head.hash:
             problems.add(top, MODIFIED, "the last record differs from the chain head")

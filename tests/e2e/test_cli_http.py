@@ -1,0 +1,196 @@
+"""`tenant-security` against the local cloud: login (enrolment, code, new password), status,
+onboard --file --wait (an EventBridge event) and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+
+from tenant_security import aws, cli
+from tenant_security.client import Session, load_session, save_session
+from tests.support.cloud import RunningCloud
+from tests.support.identity import Identity, create_user, seed_tenant, seen
+
+
+@pytest.fixture
+def session_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "config" / "session.json"
+    monkeypatch.setenv("TENANT_SECURITY_SESSION", str(path))
+    return path
+
+
+class Terminal:
+    """Plays the person at the prompts: answers from what the CLI printed so far."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], secrets: dict[str, str]) -> None:
+        self.capsys, self.secrets, self.err, self.out, self.asked = capsys, secrets, "", "", []
+
+    def read(self) -> None:
+        captured = self.capsys.readouterr()
+        self.err, self.out = self.err + captured.err, self.out + captured.out
+
+    def ask(self, label: str) -> str:
+        self.read()
+        self.asked.append(label)
+        if "Code" in label or "code" in label:
+            if "code_override" in self.secrets:
+                return self.secrets["code_override"]
+            match = re.search(r"by hand: ([A-Z2-7]+)", self.err)
+            secret = match.group(1) if match else self.secrets["totp"]
+            self.secrets["totp"] = secret
+            code = pyotp.TOTP(secret).now()
+            seen(secret, code)
+            return code
+        raise AssertionError(f"unexpected prompt {label!r}")
+
+    def ask_secret(self, label: str) -> str:
+        self.asked.append(label)
+        return (
+            self.secrets["new_password"]
+            if label in ("New password: ", "Again: ")
+            else self.secrets["password"]
+        )
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Terminal:
+    term = Terminal(capsys, {})
+    monkeypatch.setattr(cli, "ask", term.ask)
+    monkeypatch.setattr(cli, "ask_secret", term.ask_secret)
+    return term
+
+
+def test_first_login_enrols_mfa_changes_the_password_and_keeps_a_private_session(
+    platform_cloud: RunningCloud, platform_admin: Identity, session_file: Path, terminal: Terminal
+) -> None:
+    seed_tenant(platform_cloud, "clitour")
+    terminal.secrets["password"] = create_user(
+        platform_cloud, platform_admin, "clitour", "dana", ["tenant-admin"]
+    )
+    terminal.secrets["new_password"] = "Cli-" + pyotp.random_base32()[:20]
+    seen(terminal.secrets["new_password"])
+
+    argv = ["login", "--api", platform_cloud.api_url, "--tenant", "clitour", "--username", "dana"]
+    assert cli.main(argv) == cli.EXIT_OK
+    terminal.read()
+    assert terminal.asked == ["Password: ", "Code from the app: ", "New password: ", "Again: "]
+    assert "Backup codes" in terminal.err
+    assert "signed in as dana of clitour" in terminal.out
+
+    # The session: owner-only, a token and nothing a person typed.
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(session_file.parent.stat().st_mode) == 0o700
+    saved = session_file.read_text()
+    for secret in (terminal.secrets["password"], terminal.secrets["new_password"], terminal.secrets["totp"]):
+        assert secret not in saved
+    session = load_session(session_file)
+    assert session is not None
+    assert (session.tenant_id, session.username) == ("clitour", "dana")
+
+    assert cli.main(["status"]) == cli.EXIT_OK
+    terminal.read()
+    assert re.search(r"status\s+ACTIVE", terminal.out)
+    assert cli.main(["status", "--tenant", "someone-else", "--json"]) == cli.EXIT_AUTH  # 403: not its tenant
+    assert cli.main(["logout"]) == cli.EXIT_OK
+    assert not session_file.exists()
+    assert cli.main(["status"]) == cli.EXIT_AUTH
+
+
+def test_a_wrong_code_or_password_is_exit_5_and_saves_nothing(
+    platform_cloud: RunningCloud, platform_admin: Identity, session_file: Path, terminal: Terminal
+) -> None:
+    terminal.secrets.update(password=platform_admin.password, code_override="000000")
+    argv = [
+        "login",
+        "--api",
+        platform_cloud.api_url,
+        "--tenant",
+        "platform",
+        "--username",
+        platform_admin.username,
+    ]
+    assert cli.main(argv) == cli.EXIT_AUTH
+    terminal.secrets["password"] = "not-the-password"
+    assert cli.main(argv) == cli.EXIT_AUTH
+    assert not session_file.exists()
+
+
+def test_login_refuses_plain_http_to_another_host(session_file: Path, terminal: Terminal) -> None:
+    argv = ["login", "--api", "http://api.example.com", "--tenant", "acme", "--username", "a"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+
+
+@pytest.fixture
+def platform_session(platform_cloud: RunningCloud, platform_admin: Identity, session_file: Path) -> Session:
+    session = Session(
+        platform_cloud.api_url, "platform", platform_admin.username, platform_admin.token, time.time() + 600
+    )
+    save_session(session, session_file)
+    return session
+
+
+@pytest.fixture
+def aws_here(platform_cloud: RunningCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in platform_cloud.aws_environment().items():
+        monkeypatch.setenv(name, value)
+    aws.reset_clients()
+    yield
+    aws.reset_clients()
+
+
+def _request_file(tmp_path: Path, tenant_id: str, **extra: Any) -> Path:
+    path = tmp_path / f"{tenant_id}.yaml"
+    lines = [
+        f"tenant_id: {tenant_id}",
+        "name: CLI Tour",
+        "isolation: schema",
+        "admin:",
+        "  username: owner",
+        f"  email: owner@{tenant_id}.example",
+    ]
+    lines += [f"{key}: {json.dumps(value)}" for key, value in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_onboard_puts_the_event_and_follows_it_to_active(
+    platform_cloud: RunningCloud,
+    platform_session: Session,
+    aws_here: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    request = _request_file(tmp_path, "cli-onboarded")
+    argv = ["onboard", "--file", str(request), "--wait", "--timeout", "240", "--json"]
+    assert cli.main(argv) == cli.EXIT_OK
+    captured = capsys.readouterr()
+    assert "requested on dcisionai-platform" in captured.err
+    assert re.search(r"\]\s+ACTIVE", captured.err)  # progress, status by status
+    assert json.loads(captured.out)["status"] == "ACTIVE"
+    assert cli.main(["status", "--tenant", "cli-onboarded"]) == cli.EXIT_OK
+
+
+def test_onboard_refuses_an_invalid_file_before_putting_anything(
+    platform_session: Session, aws_here: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _request_file(tmp_path, "cli-bad", isolation="shared")  # a repeated key: the last one wins
+    assert cli.main(["onboard", "--file", str(bad)]) == cli.EXIT_USAGE
+    assert "isolation" in capsys.readouterr().err
+    (tmp_path / "broken.yaml").write_text("tenant_id: [unclosed\n")
+    assert cli.main(["onboard", "--file", str(tmp_path / "broken.yaml")]) == cli.EXIT_USAGE
+    assert cli.main(["onboard", "--file", str(tmp_path / "missing.yaml")]) == cli.EXIT_USAGE
+    assert cli.main(["status", "--tenant", "cli-bad"]) == cli.EXIT_NOT_FOUND
+
+
+def test_onboard_wait_without_a_session_fails_before_the_event(
+    session_file: Path, aws_here: None, tmp_path: Path
+) -> None:
+    request = _request_file(tmp_path, "cli-nosession")
+    assert cli.main(["onboard", "--file", str(request), "--wait"]) == cli.EXIT_AUTH
