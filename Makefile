@@ -60,7 +60,7 @@ CHROMIUM ?= /usr/bin/chromium
 browser:  ## Debian's chromium for the browser test (apt-get; as root or through sudo)
 	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
-	@test -x $(CHROMIUM) && $(CHROMIUM) --version
+	@test -x $(CHROMIUM) && $(CHROMIUM) --version 2>/dev/null
 
 build: setup  ## sam build (no container)
 	$(VENV)/bin/sam build --region $(REGION) --template-file template.yaml

@@ -61,3 +61,15 @@ def test_the_onboarding_sample_is_a_valid_request_for_the_platform_bus() -> None
     assert is_valid_tenant_id(detail["tenant_id"])
     assert detail["isolation"] in ("database", "schema")
     assert parse_security_policies(detail["security_policies"]).access_control.ip_whitelist == []
+
+
+def test_the_cli_sample_request_is_valid() -> None:
+    import yaml
+
+    from tenant_security.config import Settings
+    from tenant_security.onboarding import TenantProvisioner
+
+    document = yaml.safe_load((ROOT / "events" / "tenant.yaml").read_text())
+    request = TenantProvisioner.validate_with(Settings(), document)
+    assert (request.tenant_id, request.isolation) == ("initech", "schema")
+    assert request.security_policies.rate_limiting.requests_per_minute == 600
