@@ -292,7 +292,7 @@ class Tour:
             self.say(f"   GET {path} → 403 {refused.json().get('error')} (and a Security Alert)")
 
     def trip_the_rate_limit(self, owner: Account) -> None:
-        self.step(f"{owner.tenant_id} exceeds its rate limit (30 requests a minute)")
+        self.step(f"{owner.tenant_id} exceeds its rate limit (10 requests a second, 30 a minute)")
         path, admitted, limited = f"/tenants/{owner.tenant_id}/files", 0, None
         with ThreadPoolExecutor(max_workers=6) as pool:
             for _ in range(8):  # at most 48 requests: the minute's 30 run out before that
@@ -303,8 +303,9 @@ class Tour:
                     break
         if limited is None:
             raise DemoFailed("the tenant's rate limit never refused a request")
+        refusal = limited.json()
         self.say(
-            f"   {admitted} admitted, then 429 {limited.json().get('error')} "
+            f"   {admitted} admitted, then 429 {refusal.get('error')}: {refusal.get('message')} "
             f"(Retry-After: {limited.headers.get('Retry-After')}, "
             f"X-RateLimit-Limit: {limited.headers.get('X-RateLimit-Limit')})"
         )
