@@ -29,7 +29,23 @@ def platform_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         extra=("--parameter", "FaultInjection=enabled"),  # faults are set per tenant id by the tests
     )
     yield cloud
-    cloud.stop()
+    try:
+        _every_call_was_allowed(cloud)
+    finally:
+        cloud.stop()
+
+
+def _every_call_was_allowed(cloud: RunningCloud) -> None:
+    """After all the tests that used it: each function's AWS calls are allowed by its role."""
+    from localcloud.template import transform_template
+    from tests.support.iam import ungranted_calls
+
+    calls = cloud.http("GET", "/__localcloud/stats").json()["aws_calls"]
+    cfn = transform_template(REAL_TEMPLATE, {}, "us-east-1")[0]
+    missing = ungranted_calls(cfn, calls)
+    assert not missing, (
+        f"calls the functions made that their IAM roles in template.yaml do not allow: {missing}"
+    )
 
 
 @pytest.fixture(scope="session")

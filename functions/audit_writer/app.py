@@ -12,7 +12,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_security import services
+from tenant_security import aws, services
+from tenant_security.activity import dead_letter_depth
 from tenant_security.observability import logger, metrics, tracer
 
 
@@ -24,6 +25,20 @@ def _lag_seconds(event: dict[str, Any]) -> float | None:
     return max(0.0, (datetime.now(UTC) - sent).total_seconds())
 
 
+def _record_dead_letter_depth() -> None:
+    """The hourly tick also reports the dead-letter queue's depth (EMF, for the trend; the alarm
+    watches SQS's own one-minute metric). A failure here must not fail the checkpoints."""
+    queue_url = services.settings().event_dlq_url
+    if not queue_url:
+        return
+    try:
+        depth = dead_letter_depth(aws.sqs(), queue_url)
+    except Exception as exc:
+        logger.warning("dead-letter depth unknown", extra={"error_type": type(exc).__name__})
+        return
+    metrics.add_metric(name="DeadLetterDepth", unit=MetricUnit.Count, value=depth)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -32,6 +47,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         written = services.audit_writer().checkpoint_all()
         metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))
+        _record_dead_letter_depth()
         return {"checkpoints": written}
     appended = services.audit_writer().append(event)
     logger.append_keys(tenant_id=appended.tenant_id)

@@ -195,3 +195,29 @@ def test_the_dashboard_reads_the_metrics_the_code_writes() -> None:
     body = re.sub(r"\$\{[A-Za-z]+Alarm\.Arn\}", "arn:aws:cloudwatch:us-east-1:1:alarm:x", body)
     widgets = json.loads(body)["widgets"]
     assert len(widgets) >= 7
+
+
+def test_the_hourly_tick_reports_the_dead_letter_depth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    import boto3
+
+    from tenant_security import aws
+    from tests.support.moto import mocked_aws
+
+    module = load_function("audit_writer")
+    with mocked_aws(monkeypatch):
+        aws.reset_clients()
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        for n in range(3):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=f"undelivered event {n}")
+        monkeypatch.setattr(services, "settings", lambda: SimpleNamespace(event_dlq_url=queue_url))
+        monkeypatch.setattr(services, "audit_writer", lambda: SimpleNamespace(checkpoint_all=lambda: []))
+        tick = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-11-27T00:00:00Z"}
+        assert module.lambda_handler(tick, FakeContext()) == {"checkpoints": []}
+        aws.reset_clients()
+    printed = _metrics(_printed(capsys))
+    assert ("DeadLetterDepth", 3.0) in [(name, value) for name, _, value in printed]

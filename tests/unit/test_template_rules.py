@@ -308,3 +308,28 @@ def test_outputs_and_parameters_a_deployer_needs(cfn: dict[str, Any]) -> None:
 def test_the_docs_function_has_no_aws_permissions(cfn: dict[str, Any]) -> None:
     role = cfn["Resources"][_functions(cfn)["DocsFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
     assert not role["Properties"].get("Policies")
+
+
+def test_the_iam_check_flags_a_call_the_role_does_not_allow(cfn: dict[str, Any]) -> None:
+    # conftest runs this check on the calls counted by the local cloud after the e2e tests.
+    from tests.support.iam import ungranted_calls
+
+    calls = {
+        "localcloud-AuthorizerFunction|dynamodb:GetItem": 3,  # granted
+        "localcloud-AuditWriterFunction|dynamodb:TransactWriteItems": 1,  # through its item actions
+        "localcloud-DataApiFunction|s3:PUT": 2,  # s3:PutObject
+        "localcloud-DataApiFunction|sts:GetCallerIdentity": 1,  # needs no permission
+        "test|kms:ScheduleKeyDeletion": 1,  # the tests' own call
+        "localcloud-DocsFunction|kms:Decrypt": 1,  # the docs function has no AWS permission
+        "localcloud-AuthorizerFunction|s3:PUT": 1,
+        "localcloud-HealthFunction|dynamodb:TransactWriteItems": 1,
+        "localcloud-AuditWriterFunction|s3:HEAD": 1,  # does the record exist: GetObject + ListBucket
+        "localcloud-AuthApiFunction|s3:HEAD": 1,
+    }
+    assert ungranted_calls(cfn, calls) == [
+        "AuthApiFunction: s3:HEAD needs s3:GetObject",
+        "AuthApiFunction: s3:HEAD needs s3:ListBucket",
+        "AuthorizerFunction: s3:PUT",
+        "DocsFunction: kms:Decrypt",
+        "HealthFunction: dynamodb:TransactWriteItems",
+    ]

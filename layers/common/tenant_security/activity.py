@@ -145,3 +145,15 @@ class EventPublisher:
         if not should_record(activity.category, activity.outcome, policies):
             return True
         return self.put(USER_ACTIVITY, activity.detail())
+
+
+def dead_letter_depth(sqs: Any, queue_url: str) -> int:
+    """Platform events EventBridge gave up on and parked in the dead-letter queue (visible and in
+    flight): each is an audit record or an onboarding request waiting to be sent again."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )

@@ -1,0 +1,87 @@
+"""Which AWS actions each function's role allows, against the calls it really made.
+
+moto does not enforce IAM, so a policy missing an action would only fail in a real account. The
+local cloud signs each function's calls with its own access key (``<key>-<LogicalId>``) and moto's
+server counts them by service and operation: every call a function made in the tests must be an
+action its role in template.yaml allows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+# SigV4 service names whose operation is not an IAM action of the same prefix.
+_IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
+# Calls that need no permission.
+_FREE = {"sts:GetCallerIdentity"}
+# Calls IAM authorises through the actions on each item instead of an action of their own.
+_BY_ITEM_ACTIONS = {
+    "dynamodb:TransactWriteItems": (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    ),
+    "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
+}
+# A HEAD needs s3:GetObject (HeadObject) or s3:ListBucket (HeadBucket); an object HEAD answers a
+# missing key with 404 only with s3:ListBucket too (403 otherwise): code that tells "missing" by
+# a 404 needs both. moto's counter cannot tell the two HEADs apart, so both are required.
+_S3_HEAD_NEEDS = ("s3:GetObject", "s3:ListBucket")
+# S3 answers REST: moto's counter knows the HTTP method only, so a method needs any of these.
+_S3_BY_METHOD = {
+    "GET": ("s3:Get*", "s3:List*"),
+    "PUT": ("s3:Put*", "s3:CreateBucket"),
+    "POST": ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"),
+    "DELETE": ("s3:Delete*",),
+}
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document.get("Statement", [])
+    return [statements] if isinstance(statements, dict) else list(statements)
+
+
+def allowed_actions(cfn: dict[str, Any], function: str) -> list[str]:
+    """Actions the function's role allows (its inline policies; SAM adds logs and X-Ray)."""
+    role_id = cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments"]
+    for policy in cfn["Resources"][role_id]["Properties"].get("Policies", []):
+        for statement in _statements(policy["PolicyDocument"]):
+            if statement.get("Effect") == "Allow":
+                action = statement["Action"]
+                actions += [action] if isinstance(action, str) else list(action)
+    return actions
+
+
+def _granted(action_patterns: list[str], wanted: tuple[str, ...]) -> bool:
+    return any(
+        fnmatch.fnmatchcase(w.lower(), a.lower()) or fnmatch.fnmatchcase(a.lower(), w.lower())
+        for a in action_patterns
+        for w in wanted
+    )
+
+
+def ungranted_calls(cfn: dict[str, Any], calls: dict[str, int]) -> list[str]:
+    """``Function: service:Operation`` for every counted call its role does not allow."""
+    functions = {k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    missing = set()
+    for key in calls:
+        caller, _, call = key.partition("|")
+        function = caller.rsplit("-", 1)[-1]
+        if function not in functions:
+            continue  # the tests' own or the local cloud's calls
+        service, _, operation = call.partition(":")
+        action = f"{_IAM_PREFIX.get(service, service)}:{operation}"
+        if action in _FREE:
+            continue
+        wanted = _S3_BY_METHOD.get(operation, (action,)) if service == "s3" else (action,)
+        wanted = _BY_ITEM_ACTIONS.get(action, wanted)
+        granted = allowed_actions(cfn, function)
+        if action == "s3:HEAD":
+            lacking = [a for a in _S3_HEAD_NEEDS if not _granted(granted, (a,))]
+            missing.update(f"{function}: {action} needs {a}" for a in lacking)
+        elif not _granted(granted, wanted):
+            missing.add(f"{function}: {action}")
+    return sorted(missing)
