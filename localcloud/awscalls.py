@@ -1,5 +1,6 @@
-"""moto's server, counting the AWS calls it answers (by service and operation): what a request
-or a workflow costs, as a benchmark wants to know."""
+"""moto's server, counting the AWS calls it answers (by caller, service and operation): what a
+request or a workflow costs, as a benchmark wants to know, and which actions each function uses
+(every function signs with its own access key), as the IAM check wants to know."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import threading
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -38,8 +40,11 @@ class CountingMotoServer:
             if not environ.get("PATH_INFO", "").startswith("/moto-api"):
                 match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
                 caller, service = (match.group(1), match.group(2)) if match else ("-", "unsigned")
-                operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1] or environ.get(
-                    "REQUEST_METHOD"
+                operation = (
+                    s3_operation(environ)
+                    if service == "s3"
+                    else environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+                    or environ.get("REQUEST_METHOD")
                 )
                 with self._lock:
                     self.calls[f"{caller}|{service}:{operation}"] += 1
@@ -57,3 +62,54 @@ class CountingMotoServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# ---------------------------------------------------------------------- S3's REST operations
+# S3 names no operation in a header: it is the method, whether the path names an object, and the
+# sub-resource in the query. Path-style addressing (the local endpoint is an IP address).
+_S3_BUCKET_SUBRESOURCES: dict[tuple[str, str], str] = {
+    ("GET", "versions"): "ListObjectVersions",
+    ("GET", "encryption"): "GetBucketEncryption",
+    ("PUT", "encryption"): "PutBucketEncryption",
+    ("GET", "object-lock"): "GetObjectLockConfiguration",
+    ("PUT", "object-lock"): "PutObjectLockConfiguration",
+    ("GET", "policy"): "GetBucketPolicy",
+    ("PUT", "policy"): "PutBucketPolicy",
+    ("GET", "versioning"): "GetBucketVersioning",
+    ("PUT", "versioning"): "PutBucketVersioning",
+    ("GET", "tagging"): "GetBucketTagging",
+    ("PUT", "tagging"): "PutBucketTagging",
+    ("GET", "lifecycle"): "GetBucketLifecycleConfiguration",
+    ("PUT", "lifecycle"): "PutBucketLifecycleConfiguration",
+    ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("GET", "location"): "GetBucketLocation",
+    ("POST", "delete"): "DeleteObjects",
+}
+_S3_BUCKET = {
+    "GET": "ListObjects",
+    "HEAD": "HeadBucket",
+    "PUT": "CreateBucket",
+    "DELETE": "DeleteBucket",
+    "POST": "PostObject",
+}
+_S3_OBJECT = {"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject", "DELETE": "DeleteObject"}
+
+
+def s3_operation(environ: dict[str, Any]) -> str:
+    """The S3 API operation of a path-style request (``PutObject``, ``HeadBucket``...)."""
+    method = str(environ.get("REQUEST_METHOD", ""))
+    path = str(environ.get("PATH_INFO", "")).lstrip("/")
+    query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+    if "/" in path and path.split("/", 1)[1]:
+        if "retention" in query:
+            return f"{method.title()}ObjectRetention"
+        if method == "PUT" and environ.get("HTTP_X_AMZ_COPY_SOURCE"):
+            return "CopyObject"
+        operation = _S3_OBJECT.get(method, method)
+        return f"{operation}Version" if "versionId" in query and method in ("GET", "DELETE") else operation
+    for (verb, name), operation in _S3_BUCKET_SUBRESOURCES.items():
+        if verb == method and name in query:
+            return operation
+    if method == "GET" and query.get("list-type") == ["2"]:
+        return "ListObjectsV2"
+    return _S3_BUCKET.get(method, method)

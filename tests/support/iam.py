@@ -25,15 +25,23 @@ _BY_ITEM_ACTIONS = {
     ),
     "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
 }
-# S3 answers REST: moto's counter knows the HTTP method only, so a method needs any of these.
-_S3_BY_METHOD = {
-    "GET": ("s3:Get*", "s3:List*"),
-    # HeadObject needs s3:GetObject, HeadBucket s3:ListBucket; the counter cannot tell them apart.
-    # (Code telling "missing" by an object HEAD's 404 needs s3:ListBucket too: 403 without it.)
-    "HEAD": ("s3:GetObject", "s3:ListBucket"),
-    "PUT": ("s3:Put*", "s3:CreateBucket"),
-    "POST": ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"),
-    "DELETE": ("s3:Delete*",),
+# S3 operations (as localcloud/awscalls.py names them) whose IAM action has another name.
+_S3_ACTIONS = {
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "HeadObject": "s3:GetObject",
+    "CopyObject": "s3:PutObject",
+    "PostObject": "s3:PutObject",
+    "DeleteObjects": "s3:DeleteObject",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
 }
 
 
@@ -75,8 +83,9 @@ def ungranted_calls(cfn: dict[str, Any], calls: dict[str, int]) -> list[str]:
         action = f"{_IAM_PREFIX.get(service, service)}:{operation}"
         if action in _FREE:
             continue
-        wanted = _S3_BY_METHOD.get(operation, (action,)) if service == "s3" else (action,)
-        wanted = _BY_ITEM_ACTIONS.get(action, wanted)
+        if service == "s3":
+            action = _S3_ACTIONS.get(operation, action)
+        wanted = _BY_ITEM_ACTIONS.get(action, (action,))
         if not _granted(allowed_actions(cfn, function), wanted):
             missing.add(f"{function}: {action}")
     return sorted(missing)

@@ -317,18 +317,42 @@ def test_the_iam_check_flags_a_call_the_role_does_not_allow(cfn: dict[str, Any])
     calls = {
         "localcloud-AuthorizerFunction|dynamodb:GetItem": 3,  # granted
         "localcloud-AuditWriterFunction|dynamodb:TransactWriteItems": 1,  # through its item actions
-        "localcloud-DataApiFunction|s3:PUT": 2,  # s3:PutObject
+        "localcloud-AuditWriterFunction|s3:HeadObject": 1,  # s3:GetObject
+        "localcloud-DataApiFunction|s3:PutObject": 2,
+        "localcloud-OnboardingFunction|s3:HeadBucket": 1,  # s3:ListBucket
+        "localcloud-OnboardingFunction|s3:PutObjectLockConfiguration": 1,  # s3:PutBucketObjectLock...
         "localcloud-DataApiFunction|sts:GetCallerIdentity": 1,  # needs no permission
         "test|kms:ScheduleKeyDeletion": 1,  # the tests' own call
         "localcloud-DocsFunction|kms:Decrypt": 1,  # the docs function has no AWS permission
-        "localcloud-AuthorizerFunction|s3:PUT": 1,
+        "localcloud-AuthorizerFunction|s3:PutObject": 1,
         "localcloud-HealthFunction|dynamodb:TransactWriteItems": 1,
-        "localcloud-AuditWriterFunction|s3:HEAD": 1,  # does the record exist: s3:GetObject
-        "localcloud-AuthApiFunction|s3:HEAD": 1,
+        "localcloud-ComplianceApiFunction|s3:DeleteObjects": 1,  # the auditors' API deletes nothing
     }
     assert ungranted_calls(cfn, calls) == [
-        "AuthApiFunction: s3:HEAD",
-        "AuthorizerFunction: s3:PUT",
+        "AuthorizerFunction: s3:PutObject",
+        "ComplianceApiFunction: s3:DeleteObject",
         "DocsFunction: kms:Decrypt",
         "HealthFunction: dynamodb:TransactWriteItems",
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "operation"),
+    [
+        ("HEAD", "/bucket", "", "HeadBucket"),
+        ("HEAD", "/bucket/a/b.txt", "", "HeadObject"),
+        ("GET", "/bucket", "list-type=2&prefix=x", "ListObjectsV2"),
+        ("GET", "/bucket", "versions&prefix=records/", "ListObjectVersions"),
+        ("GET", "/bucket/key", "versionId=3", "GetObjectVersion"),
+        ("PUT", "/bucket", "object-lock", "PutObjectLockConfiguration"),
+        ("PUT", "/bucket/key", "retention", "PutObjectRetention"),
+        ("PUT", "/bucket", "", "CreateBucket"),
+        ("POST", "/bucket", "delete", "DeleteObjects"),
+        ("DELETE", "/bucket/key", "versionId=1", "DeleteObjectVersion"),
+    ],
+)
+def test_s3_calls_are_counted_by_operation(method: str, path: str, query: str, operation: str) -> None:
+    from localcloud.awscalls import s3_operation
+
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
+    assert s3_operation(environ) == operation
