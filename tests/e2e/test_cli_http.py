@@ -127,6 +127,10 @@ def test_login_refuses_plain_http_to_another_host(session_file: Path, terminal: 
     assert cli.main(argv) == cli.EXIT_USAGE
 
 
+def test_a_bad_tenant_id_is_a_usage_error(aws_here: None) -> None:
+    assert cli.main(["audit", "verify", "--tenant", "Not A Tenant; DROP"]) == cli.EXIT_USAGE
+
+
 @pytest.fixture
 def platform_session(platform_cloud: RunningCloud, platform_admin: Identity, session_file: Path) -> Session:
     session = Session(

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tenant_security.client import ApiClient, ApiError, Session, load_session, save_session
-from tenant_security.errors import Conflict, ValidationFailed
+from tenant_security.errors import Conflict, DomainError, ValidationFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE, EXIT_INVALID = 0, 1, 2, 3, 4
 EXIT_AUTH, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_NOT_ACTIVE = 5, 6, 7, 8
@@ -404,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         progress("interrupted")
         return EXIT_FAILED
-    except ValueError as exc:  # a bad --api URL, tenant id, ...
+    except ValueError as exc:  # a bad --api URL, ...
         progress(f"invalid input: {exc}")
         return EXIT_USAGE
+    except DomainError as exc:  # a bad tenant id (400), ...
+        progress(f"{exc.code}: {exc.message}")
+        return EXIT_USAGE if exc.status == 400 else EXIT_FAILED
     except Exception as exc:
         progress(f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
