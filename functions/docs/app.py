@@ -55,6 +55,11 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+@cache
+def _openapi() -> dict[str, Any]:
+    return dict(json.loads(_read(HERE / "openapi.json")))
+
+
 def _page(name: str, csp: str) -> Response[str]:
     return Response(
         status_code=200,
@@ -89,8 +94,7 @@ def mfa_enrolment() -> Response[str]:
 )
 def openapi_document() -> Response[str]:
     """The OpenAPI 3.1 document of the API, its server being this stage."""
-    document: dict[str, Any] = json.loads(_read(HERE / "openapi.json"))
-    document["servers"] = [{"url": _base_path() or "/"}]
+    document = {**_openapi(), "servers": [{"url": _base_path() or "/"}]}
     return Response(
         status_code=200,
         content_type="application/json",
