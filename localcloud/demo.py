@@ -1,11 +1,12 @@
 """`make demo`: a narrated tour of the platform on the running local cloud (`make local`).
 
-Two tenants are onboarded (one through the API, one through an EventBridge event put by the
-``tenant-security`` CLI); the first tenant's admin signs in with MFA, stores a file and a record,
-is refused another tenant's data and trips the tenant's rate limit; the audit chain is verified
-and a SOX report printed. Every step is a real request; nothing is mocked. The demo plays the
-authenticator app with pyotp. It can run again: new tenants get new ids, and the platform
-admin's demo credentials are kept in .localcloud/demo-admin.json (0600) after the first run.
+A platform operator of its own is created (``tenant-security bootstrap-admin``) and signs in with
+MFA; two tenants are onboarded (one through the API, one through an EventBridge event put by
+``tenant-security onboard``); the first tenant's admin signs in with MFA, stores a file and a
+record, is refused another tenant's data, has its audit chain verified and a SOX report printed,
+and trips the tenant's rate limit. Every step is a real request; nothing is mocked. The demo
+plays the authenticator app with pyotp. It leaves the bootstrap admin of `make local` alone and
+can run again: each run has its own operator and tenant ids.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,31 +144,50 @@ class Tour:
         }
         return self.expect(self.call("POST", "/auth/login", json=credentials), 200, "sign-in")
 
-    def sign_in(self, account: Account) -> Account:
-        """Password, then the current TOTP code (a code is good once: a used one waits for the next)."""
-        for attempt in range(2):
-            challenge = self.password_step(account)["challenge_token"]
-            code = pyotp.TOTP(account.totp_secret).now()
-            reply = self.call("POST", "/auth/mfa/verify", json={"challenge_token": challenge, "code": code})
-            if reply.status_code != 401 or attempt:
-                break
-            time.sleep(31 - time.time() % 30)
-        account.token = self.expect(reply, 200, "MFA verification")["access_token"]
-        return account
+    def tenant_security(self, *arguments: str, session: Account | None = None) -> str:
+        """Run the console script against the local cloud, narrating it; its stdout."""
+        environment = os.environ | {
+            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
+            "AWS_DEFAULT_REGION": self.info["region"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        session_file = self.state_dir / f"demo-session-{self.run_id}.json"
+        if session is not None:  # e.g. `onboard --wait` follows the tenant as this account
+            expires = time.time() + 600
+            save_session(
+                Session(self.api, session.tenant_id, session.username, session.token, expires), session_file
+            )
+            environment["TENANT_SECURITY_SESSION"] = str(session_file)
+        self.say(f"   $ tenant-security {' '.join(arguments)}")
+        try:
+            done = subprocess.run(  # noqa: S603 - our own interpreter and module, arguments we built
+                [sys.executable, "-m", "tenant_security.cli", *arguments],
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=360,
+                check=False,
+            )
+        finally:
+            session_file.unlink(missing_ok=True)
+        for line in done.stderr.strip().splitlines():
+            self.say(f"   | {line}")
+        if done.returncode != 0:
+            raise DemoFailed(f"tenant-security {arguments[0]} exited {done.returncode}: {done.stdout[-300:]}")
+        return done.stdout
 
-    def platform_admin(self, admin_file: Path) -> Account:
-        if admin_file.exists():
-            account = Account(**json.loads(admin_file.read_text()))
-            self.say(f"   signing in as {account.username}@{account.tenant_id} (password + TOTP code)")
-            return self.sign_in(account)
-        account = Account(self.info["platform_tenant"], self.info["username"], self.info["password"])
-        self.say(f"   {account.username}@{account.tenant_id} signs in for the first time (one-time password)")
-        self.first_sign_in(account)
-        admin_file.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(admin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(asdict(account) | {"token": ""}, out)
-        return account
+    def platform_operator(self) -> Account:
+        """A platform-admin of the demo's own, through its first sign-in."""
+        created = json.loads(
+            self.tenant_security("bootstrap-admin", "--username", f"demo-{self.run_id}", "--json")
+        )
+        self.say(
+            f"   {created['username']}@{created['platform_tenant']} gets a one-time password (shown once)"
+        )
+        return self.first_sign_in(
+            Account(created["platform_tenant"], created["username"], created["password"])
+        )
 
     def wait_active(self, admin: Account, tenant_id: str) -> dict[str, Any]:
         started, last = time.monotonic(), None
@@ -191,11 +211,11 @@ class Tour:
         return str(json.loads(secret["SecretString"])["password"])
 
     # ------------------------------------------------------------------ the tour
-    def run(self, admin_file: Path) -> dict[str, Any]:
+    def run(self) -> dict[str, Any]:
         """Every step in order; raises :class:`DemoFailed` at the first that does not hold."""
         tenant_a, tenant_b = f"acme-{self.run_id}", f"globex-{self.run_id}"
-        self.step("The platform administrator signs in (MFA is mandatory)")
-        admin = self.platform_admin(admin_file)
+        self.step("A platform operator is created and signs in for the first time (MFA is mandatory)")
+        admin = self.platform_operator()
         self.onboard_through_the_api(admin, tenant_a)
         self.onboard_through_an_event(admin, tenant_b)
         self.step(
@@ -234,32 +254,8 @@ class Tour:
             f"tenant_id: {tenant_id}\nname: Globex\nisolation: schema\n"
             "admin:\n  username: owner\n  email: owner@globex.example\n"
         )
-        # The CLI follows the onboarding as the platform admin: hand it the admin's session.
-        session_file = self.state_dir / "demo-session.json"
-        expires = time.time() + 600
-        save_session(Session(self.api, admin.tenant_id, admin.username, admin.token, expires), session_file)
-        environment = os.environ | {
-            "TENANT_SECURITY_SESSION": str(session_file),
-            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
-            "AWS_DEFAULT_REGION": self.info["region"],
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-        arguments = ["onboard", "--file", str(request_file), "--bus", self.info["event_bus_name"], "--wait"]
-        self.say(f"   $ tenant-security {' '.join(arguments)}")
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module, arguments we built
-            [sys.executable, "-m", "tenant_security.cli", *arguments, "--timeout", "300"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=360,
-            check=False,
-        )
-        session_file.unlink(missing_ok=True)
-        for line in (done.stderr + done.stdout).strip().splitlines():
-            self.say(f"   | {line}")
-        if done.returncode != 0:
-            raise DemoFailed(f"tenant-security onboard exited {done.returncode}")
+        bus = self.info["event_bus_name"]
+        self.tenant_security("onboard", "--file", str(request_file), "--bus", bus, "--wait", session=admin)
 
     def files_and_records(self, owner: Account) -> str:
         self.step("Files and records, encrypted with the tenant's own keys")
@@ -357,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tour = Tour(info, args.state_dir)
     try:
-        tour.run(args.state_dir / "demo-admin.json")
+        tour.run()
     except DemoFailed as exc:
         print(f"\nDEMO FAILED at step {tour.step_number}: {exc}")
         return 1
