@@ -77,6 +77,10 @@ def test_swagger_ui_shows_every_operation_of_the_api(platform_cloud: RunningClou
     assert any("/tenants/{tenant_id}/records" in s.replace("\u200b", "") for s in summaries)
     # Routes behind the authorizer show the lock; the Authorize button takes a bearer token.
     assert page.locator(".btn.authorize").is_visible()
+    # An operation opens with its schema and example (highlighted code: styles under the CSP).
+    page.locator(".opblock-summary-path", has_text="/auth/login").first.click()
+    page.wait_for_selector(".opblock-body .highlight-code, .opblock-body .model-example", timeout=10_000)
+    page.locator(".opblock-summary-path", has_text="/auth/login").first.click()
     assert not page.problems, page.problems  # no CSP violation, no script error
     _screenshot(page, "swagger-ui.png")
 
