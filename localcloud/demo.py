@@ -29,6 +29,7 @@ import boto3
 import pyotp
 import requests
 
+from localcloud.endpoints import client_environment
 from tenant_security.client import Session, save_session
 
 STATE_DIR = Path(".localcloud")
@@ -81,12 +82,13 @@ class Tour:
         return reply.json() if reply.content and "json" in reply.headers.get("Content-Type", "") else {}
 
     def secrets_manager(self) -> Any:
+        environment = client_environment(self.info)
         return boto3.client(
             "secretsmanager",
-            endpoint_url=self.info["aws_endpoint_url"],
-            region_name=self.info["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's fixed local credentials
+            endpoint_url=environment["AWS_ENDPOINT_URL"],
+            region_name=environment["AWS_DEFAULT_REGION"],
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
         )
 
     # ------------------------------------------------------------------ sign-in
@@ -146,12 +148,7 @@ class Tour:
 
     def tenant_security(self, *arguments: str, session: Account | None = None) -> str:
         """Run the console script against the local cloud, narrating it; its stdout."""
-        environment = os.environ | {
-            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
-            "AWS_DEFAULT_REGION": self.info["region"],
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
+        environment = os.environ | client_environment(self.info)
         session_file = self.state_dir / f"demo-session-{self.run_id}.json"
         if session is not None:  # e.g. `onboard --wait` follows the tenant as this account
             expires = time.time() + 600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,11 +20,10 @@ from tenant_security.observability import bind_request, logger, metrics, record_
 DECISION_METRIC = "AuthorizerDecision"  # dimensions: decision (allow|deny|unauthorized), reason
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Allow the caller's routes, deny, or raise ``Unauthorized`` (API Gateway answers 401)."""
-    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     try:
         decision = services.request_authorizer().authorize(event)
     except Unauthorized as exc:

@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import requests
 
+from localcloud.endpoints import client_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 REAL_TEMPLATE = ROOT / "template.yaml"
 FIXTURE_TEMPLATE = ROOT / "tests" / "integration" / "fixtures" / "localcloud" / "template.yaml"
@@ -53,12 +55,7 @@ class RunningCloud:
 
     def aws_environment(self) -> dict[str, str]:
         """Environment that points this process's AWS clients (the Encryption SDK's too) here."""
-        return {
-            "AWS_ENDPOINT_URL": str(self.info["aws_endpoint_url"]),
-            "AWS_DEFAULT_REGION": str(self.info["region"]),
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-        }
+        return client_environment(self.info, access_key="test")
 
     def http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)

@@ -45,9 +45,10 @@ _S3_ACTIONS = {
 }
 
 
-def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
-    statements = document.get("Statement", [])
-    return [statements] if isinstance(statements, dict) else list(statements)
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy document's statements (one may stand alone, not in a list)."""
+    found = document.get("Statement", [])
+    return [found] if isinstance(found, dict) else list(found)
 
 
 def allowed_actions(cfn: dict[str, Any], function: str) -> list[str]:
@@ -55,7 +56,7 @@ def allowed_actions(cfn: dict[str, Any], function: str) -> list[str]:
     role_id = cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
     actions = ["logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments"]
     for policy in cfn["Resources"][role_id]["Properties"].get("Policies", []):
-        for statement in _statements(policy["PolicyDocument"]):
+        for statement in statements(policy["PolicyDocument"]):
             if statement.get("Effect") == "Allow":
                 action = statement["Action"]
                 actions += [action] if isinstance(action, str) else list(action)

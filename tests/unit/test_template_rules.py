@@ -9,16 +9,12 @@ import pytest
 
 from localcloud.template import transform_template
 from tests.support.cloud import REAL_TEMPLATE
+from tests.support.iam import statements
 
 
 @pytest.fixture(scope="module")
 def cfn() -> dict[str, Any]:
     return transform_template(REAL_TEMPLATE, {}, "us-east-1")[0]
-
-
-def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
-    statements = document.get("Statement", [])
-    return [statements] if isinstance(statements, dict) else list(statements)
 
 
 def _all_policy_documents(cfn: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,7 +31,7 @@ def _all_policy_documents(cfn: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_no_statement_allows_every_action(cfn: dict[str, Any]) -> None:
     for document in _all_policy_documents(cfn):
-        for statement in _statements(document):
+        for statement in statements(document):
             if statement.get("Effect") == "Deny":
                 continue  # a wildcard in a Deny (TLS-only bucket policies) narrows, never grants
             actions = statement.get("Action", [])
@@ -149,7 +145,7 @@ def test_the_checkpoint_key_signs_and_only_the_writer_may_sign(cfn: dict[str, An
         if res["Type"] != "AWS::IAM::Role":
             continue
         for policy in res["Properties"].get("Policies", []):
-            for statement in _statements(policy["PolicyDocument"]):
+            for statement in statements(policy["PolicyDocument"]):
                 actions = (
                     statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 )
@@ -194,7 +190,7 @@ def test_every_wildcard_resource_of_a_function_carries_a_condition(cfn: dict[str
         if res["Type"] != "AWS::IAM::Role":
             continue
         for policy in res["Properties"].get("Policies", []):
-            for statement in _statements(policy["PolicyDocument"]):
+            for statement in statements(policy["PolicyDocument"]):
                 wild = [
                     r for r in _resource_strings(statement["Resource"]) if r == "*" or r.endswith(":key/*")
                 ]
@@ -209,7 +205,7 @@ def test_tenant_keys_are_reached_only_through_their_alias_or_the_stacks_tag(cfn:
         if res["Type"] != "AWS::IAM::Role":
             continue
         for policy in res["Properties"].get("Policies", []):
-            for statement in _statements(policy["PolicyDocument"]):
+            for statement in statements(policy["PolicyDocument"]):
                 if not any(r.endswith(":key/*") for r in _resource_strings(statement["Resource"])):
                     continue
                 condition = json.dumps(statement["Condition"])
