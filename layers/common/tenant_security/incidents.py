@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tenant_security.activity import EventPublisher
+from tenant_security.alerts import AlertKind
 from tenant_security.errors import Conflict, NotFound
 from tenant_security.tenants import TenantRecord, TenantStore
 
@@ -55,8 +56,8 @@ class IncidentResponse:
             self.tenants.set_status(tenant_id, "SUSPENDED", reason=reason, allowed_from=("ACTIVE",))
         self.cache.forget(tenant_id)
         revoked = self.sessions.revoke_all(tenant_id)
-        self._alert(tenant_id, "tenant_suspended", actor, reason=reason, sessions_revoked=revoked)
-        return {"tenant_id": tenant_id, "status": "SUSPENDED", "sessions_revoked": revoked}
+        self._alert(tenant_id, AlertKind.TENANT_SUSPENDED, actor, reason=reason, sessions_revoked=revoked)
+        return {"tenant_id": tenant_id, "status": "SUSPENDED", AlertKind.SESSIONS_REVOKED: revoked}
 
     def reinstate(self, tenant_id: str, actor: tuple[str, str], reason: str) -> dict[str, Any]:
         """ACTIVE again (from SUSPENDED); users sign in anew."""
@@ -64,13 +65,13 @@ class IncidentResponse:
         if record.status != "ACTIVE":
             self.tenants.set_status(tenant_id, "ACTIVE", reason=reason, allowed_from=("SUSPENDED",))
         self.cache.forget(tenant_id)
-        self._alert(tenant_id, "tenant_reinstated", actor, reason=reason, outcome="success")
+        self._alert(tenant_id, AlertKind.TENANT_REINSTATED, actor, reason=reason, outcome="success")
         return {"tenant_id": tenant_id, "status": "ACTIVE"}
 
     def revoke_sessions(self, tenant_id: str, actor: tuple[str, str]) -> int:
         """End every session of the tenant (an alert records who did it)."""
         revoked = self.sessions.revoke_all(tenant_id)
-        self._alert(tenant_id, "sessions_revoked", actor, sessions_revoked=revoked, outcome="success")
+        self._alert(tenant_id, AlertKind.SESSIONS_REVOKED, actor, sessions_revoked=revoked, outcome="success")
         return revoked
 
     def _alert(self, tenant_id: str, alert: str, actor: tuple[str, str], **detail: Any) -> None:

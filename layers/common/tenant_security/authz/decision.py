@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from tenant_security.activity import EventPublisher
+from tenant_security.alerts import AlertKind
 from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_for
 from tenant_security.errors import Unauthorized
@@ -118,13 +119,18 @@ class RequestAuthorizer:
         try:
             caller = self.caller(event)
         except Unauthorized as exc:
-            self._alert(self.platform_tenant, "invalid_token", event, source_ip, reason=exc.message)
+            self._alert(self.platform_tenant, AlertKind.INVALID_TOKEN, event, source_ip, reason=exc.message)
             raise
         try:
             return self._decide(event, caller, source_ip)
         except Unauthorized as exc:
             self._alert(
-                caller.tenant_id, "session_ended", event, source_ip, user=caller.user, reason=exc.message
+                caller.tenant_id,
+                AlertKind.SESSION_ENDED,
+                event,
+                source_ip,
+                user=caller.user,
+                reason=exc.message,
             )
             raise
 
@@ -153,16 +159,16 @@ class RequestAuthorizer:
         )
         tenant = self.tenants.get(caller.tenant_id)
         if tenant is None or not tenant.active:
-            return self._deny(response, "tenant_not_active", caller, event, source_ip)
+            return self._deny(response, AlertKind.TENANT_NOT_ACTIVE, caller, event, source_ip)
         if not caller.session_id or not self.sessions.is_live(caller.tenant_id, caller.session_id):
             raise Unauthorized("session ended")
         if caller.scope != SCOPE_FULL:
-            return self._deny(response, "password_change_required", caller, event, source_ip)
+            return self._deny(response, AlertKind.PASSWORD_CHANGE_REQUIRED, caller, event, source_ip)
         access = tenant.policies.access_control
         if access.mfa_required and not MFA_METHODS & set(caller.amr):
-            return self._deny(response, "mfa_required", caller, event, source_ip)
+            return self._deny(response, AlertKind.MFA_REQUIRED, caller, event, source_ip)
         if not ip_allowed(source_ip, access.ip_whitelist):
-            return self._deny(response, "source_ip_not_allowed", caller, event, source_ip)
+            return self._deny(response, AlertKind.SOURCE_IP_NOT_ALLOWED, caller, event, source_ip)
 
         platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
         roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
@@ -170,7 +176,7 @@ class RequestAuthorizer:
         tenant_in_path = "*" if platform_admin else caller.tenant_id
         allowed = [rule for rule in ROUTES if is_allowed(rule.action, granted)]
         if not allowed:
-            return self._deny(response, "no_permission", caller, event, source_ip)
+            return self._deny(response, AlertKind.NO_PERMISSION, caller, event, source_ip)
         for rule in allowed:
             response.allow_route(rule.method, policy_resource(rule, tenant_in_path))
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
@@ -183,7 +189,7 @@ class RequestAuthorizer:
             if requested is not None and requested not in allowed:
                 self._alert(
                     caller.tenant_id,
-                    "permission_denied",
+                    AlertKind.PERMISSION_DENIED,
                     event,
                     source_ip,
                     user=caller.user,
@@ -209,7 +215,7 @@ class RequestAuthorizer:
     ) -> None:
         self._alert(
             caller.tenant_id,
-            "cross_tenant_access",
+            AlertKind.CROSS_TENANT_ACCESS,
             event,
             source_ip,
             user=caller.user,

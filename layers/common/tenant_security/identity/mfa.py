@@ -23,6 +23,7 @@ from typing import Protocol
 import pyotp
 
 from tenant_security.activity import EventPublisher
+from tenant_security.alerts import AlertKind
 from tenant_security.errors import DomainError, Locked, Unauthorized
 from tenant_security.identity.tokens import AMR_BACKUP_CODE, AMR_TOTP
 from tenant_security.identity.users import User, UserStore
@@ -137,7 +138,7 @@ class MfaService:
             if self.users.lock(user.tenant_id, user.username, until, self.max_failures):
                 self.publisher.security_alert(
                     user.tenant_id,
-                    "user_locked_out",
+                    AlertKind.USER_LOCKED_OUT,
                     user=user.username,
                     reason=reason,
                     failures=count,
@@ -186,7 +187,11 @@ class MfaService:
             raise self.fail(user, "invalid code", source_ip)
         if not self.users.accept_timecode(user.tenant_id, user.username, timecode):
             self.publisher.security_alert(
-                user.tenant_id, "totp_replay", user=user.username, timecode=timecode, source_ip=source_ip
+                user.tenant_id,
+                AlertKind.TOTP_REPLAY,
+                user=user.username,
+                timecode=timecode,
+                source_ip=source_ip,
             )
             raise self.fail(user, "replayed code", source_ip)
         return list(AMR_TOTP)
