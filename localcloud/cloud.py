@@ -224,11 +224,14 @@ class LocalCloud:
         }
 
     def _write_bootstrap(self) -> None:
-        path = self.config.state_dir / "bootstrap.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.bootstrap(), indent=2, default=str))
-        tmp.chmod(0o600)  # it will hold a one-time password
-        tmp.replace(path)
+        # It holds a one-time password: 0600, never through a symlink planted in the state directory.
+        from tenant_security.private_files import DirectoryPolicy, write_private_file
+
+        write_private_file(
+            self.config.state_dir / "bootstrap.json",
+            json.dumps(self.bootstrap(), indent=2, default=str),
+            DirectoryPolicy.NOT_WORLD_WRITABLE,
+        )
 
     def stop(self) -> None:
         """Stop everything this cloud started; safe to call twice."""

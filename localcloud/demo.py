@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ import pyotp
 import requests
 
 from localcloud.endpoints import client_environment
-from tenant_security.client import Session, save_session
+from tenant_security.client import Session, checked_api_url, save_session
+from tenant_security.private_files import UnsafeFile, read_private_file
 
 STATE_DIR = Path(".localcloud")
 
@@ -149,15 +151,18 @@ class Tour:
     def tenant_security(self, *arguments: str, session: Account | None = None) -> str:
         """Run the console script against the local cloud, narrating it; its stdout."""
         environment = os.environ | client_environment(self.info)
-        session_file = self.state_dir / f"demo-session-{self.run_id}.json"
-        if session is not None:  # e.g. `onboard --wait` follows the tenant as this account
-            expires = time.time() + 600
-            save_session(
-                Session(self.api, session.tenant_id, session.username, session.token, expires), session_file
-            )
-            environment["TENANT_SECURITY_SESSION"] = str(session_file)
         self.say(f"   $ tenant-security {' '.join(arguments)}")
-        try:
+        # The session lives in a 0700 directory of its own: the CLI refuses one others can write,
+        # which .localcloud may be (it is made with the user's umask).
+        with tempfile.TemporaryDirectory(prefix="demo-session-") as private:
+            if session is not None:  # e.g. `onboard --wait` follows the tenant as this account
+                session_file = Path(private) / "session.json"
+                expires = time.time() + 600
+                save_session(
+                    Session(self.api, session.tenant_id, session.username, session.token, expires),
+                    session_file,
+                )
+                environment["TENANT_SECURITY_SESSION"] = str(session_file)
             done = subprocess.run(  # noqa: S603 - our own interpreter and module, arguments we built
                 [sys.executable, "-m", "tenant_security.cli", *arguments],
                 env=environment,
@@ -166,8 +171,6 @@ class Tour:
                 timeout=360,
                 check=False,
             )
-        finally:
-            session_file.unlink(missing_ok=True)
         for line in done.stderr.strip().splitlines():
             self.say(f"   | {line}")
         if done.returncode != 0:
@@ -342,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     if not info_file.exists():
         print(f"{info_file} not found: start the local cloud first (`make local` in another terminal)")
         return 2
-    info = json.loads(info_file.read_text())
+    try:
+        info = json.loads(read_private_file(info_file))
+        # The tour creates accounts and sends their passwords there: only to this machine.
+        info["api_url"] = checked_api_url(str(info["api_url"]), loopback_only=True)
+    except (UnsafeFile, ValueError, KeyError) as exc:
+        print(f"refusing {info_file}: {exc}")
+        return 2
     try:
         requests.get(f"{info['api_url']}/health", timeout=5).raise_for_status()
     except requests.RequestException:

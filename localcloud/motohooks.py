@@ -13,6 +13,9 @@
 - DynamoDB writes are serialised, each whole request: moto's TransactWriteItems deep-copies a
   table for rollback and fails when another thread writes to it meanwhile, and an UpdateItem's
   returned values are read after the write (real DynamoDB has neither limit).
+- Every call that writes a policy document (key, bucket, queue, topic, bus, secret and IAM
+  policies) has it checked by :mod:`localcloud.policies` first and is refused with the error AWS
+  gives for a malformed one (moto stores anything).
 """
 
 from __future__ import annotations
@@ -23,16 +26,22 @@ import fnmatch
 import html
 import importlib
 import json
+import logging
 import struct
 import threading
 import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import requests
 
 from localcloud.eventbridge import EventDelivery
 from localcloud.lambdas import LambdaRuntime
+from localcloud.policies import PolicyKind, check_policy
 
 _OURS = ("lambda", "states", "sns")  # moto's EventBridge delivers to none of these
 
@@ -295,6 +304,198 @@ def s3_policy_conditions() -> None:
     _patch(_moto_class("moto.s3.models", "FakeBucket"), "get_permission", make_get_permission)
 
 
+# ---------------------------------------------------------------------- policy documents
+_policy_log = logging.getLogger("localcloud.policies")
+# Warnings already logged: the same documents are written again and again (a key policy per key).
+_policy_warnings: set[str] = set()
+_policy_warnings_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _PolicyWrite:
+    """An API call that writes policy documents: moto's handler method, the documents it would
+    write (read from the parsed request), and the error AWS answers a malformed one with."""
+
+    module: str
+    handler: str
+    method: str
+    kind: PolicyKind
+    code: str
+    documents: Callable[[Any, tuple[Any, ...]], list[Any]]
+
+
+def _param(name: str) -> Callable[[Any, tuple[Any, ...]], list[Any]]:
+    return lambda handler, _args: [handler._get_param(name)]
+
+
+def _policy_attribute(handler: Any, _args: tuple[Any, ...]) -> list[Any]:
+    return [(handler._get_param("Attributes") or {}).get("Policy")]
+
+
+def _topic_policy_attribute(handler: Any, _args: tuple[Any, ...]) -> list[Any]:
+    return [handler._get_param("AttributeValue")] if handler._get_param("AttributeName") == "Policy" else []
+
+
+def _bucket_policy(handler: Any, args: tuple[Any, ...]) -> list[Any]:
+    # _bucket_response_put(request, bucket_name, querystring): PutBucketPolicy is ?policy
+    return [handler.body] if "policy" in args[2] else []
+
+
+_MALFORMED = "MalformedPolicyDocumentException"
+_POLICY_WRITES = (
+    *(
+        _PolicyWrite(
+            "moto.kms.responses", "KmsResponse", method, PolicyKind.KEY, _MALFORMED, _param("Policy")
+        )
+        for method in ("create_key", "put_key_policy", "replicate_key")
+    ),
+    _PolicyWrite(
+        "moto.s3.responses",
+        "S3Response",
+        "_bucket_response_put",
+        PolicyKind.BUCKET,
+        "MalformedPolicy",
+        _bucket_policy,
+    ),
+    *(
+        _PolicyWrite(
+            "moto.sqs.responses",
+            "SQSResponse",
+            method,
+            PolicyKind.QUEUE,
+            "InvalidAttributeValue",
+            _policy_attribute,
+        )
+        for method in ("create_queue", "set_queue_attributes")
+    ),
+    _PolicyWrite(
+        "moto.sns.responses",
+        "SNSResponse",
+        "create_topic",
+        PolicyKind.TOPIC,
+        "InvalidParameter",
+        _policy_attribute,
+    ),
+    _PolicyWrite(
+        "moto.sns.responses",
+        "SNSResponse",
+        "set_topic_attributes",
+        PolicyKind.TOPIC,
+        "InvalidParameter",
+        _topic_policy_attribute,
+    ),
+    _PolicyWrite(
+        "moto.events.responses",
+        "EventsHandler",
+        "put_permission",
+        PolicyKind.EVENT_BUS,
+        _MALFORMED,
+        _param("Policy"),
+    ),
+    _PolicyWrite(
+        "moto.secretsmanager.responses",
+        "SecretsManagerResponse",
+        "put_resource_policy",
+        PolicyKind.SECRET,
+        _MALFORMED,
+        _param("ResourcePolicy"),
+    ),
+    _PolicyWrite(
+        "moto.iam.responses",
+        "IamResponse",
+        "create_role",
+        PolicyKind.TRUST,
+        "MalformedPolicyDocument",
+        _param("AssumeRolePolicyDocument"),
+    ),
+    _PolicyWrite(
+        "moto.iam.responses",
+        "IamResponse",
+        "update_assume_role_policy",
+        PolicyKind.TRUST,
+        "MalformedPolicyDocument",
+        _param("PolicyDocument"),
+    ),
+    *(
+        _PolicyWrite(
+            "moto.iam.responses",
+            "IamResponse",
+            method,
+            PolicyKind.IDENTITY,
+            "MalformedPolicyDocument",
+            _param("PolicyDocument"),
+        )
+        for method in (
+            "put_role_policy",
+            "put_user_policy",
+            "put_group_policy",
+            "create_policy",
+            "create_policy_version",
+        )
+    ),
+)
+
+
+@cache
+def _policy_refused() -> Any:
+    """The exception a refused document raises in moto's handler.
+
+    An S3ClientError (a ServiceException) defined outside moto: moto serialises it in the
+    service's own protocol (JSON, query XML, S3's XML, SQS's query-compatible JSON) with the code
+    given, as botocore parses AWS's errors; S3's handler catches only its own error class.
+    """
+    s3_client_error = _moto_class("moto.s3.exceptions", "S3ClientError")
+
+    class PolicyRefused(s3_client_error):  # type: ignore[misc, valid-type]
+        code = _MALFORMED
+
+    # EventBridge's model has no MalformedPolicyDocumentException shape; moto warns, and sends it.
+    warnings.filterwarnings("ignore", message=r"Exception\(PolicyRefused\)", category=UserWarning)
+    return PolicyRefused
+
+
+def _check_written(write: _PolicyWrite, document: str | bytes) -> None:
+    """Raise the call's error if AWS would refuse ``document``; log its warnings (once a document)."""
+    check = check_policy(document.decode() if isinstance(document, bytes) else document, write.kind)
+    if check.accepted and check.warnings:
+        line = f"{write.kind.value} ({write.method}) accepted, as AWS would, with warnings: " + "; ".join(
+            str(w) for w in check.warnings
+        )
+        with _policy_warnings_lock:
+            first = line not in _policy_warnings
+            _policy_warnings.add(line)
+        if first:
+            _policy_log.warning("%s", line)
+    if not check.accepted:
+        raise _policy_refused()(write.code, check.message())
+
+
+def refuse_malformed_policies() -> None:
+    """Check each policy document a call writes before moto stores it; refuse it as AWS would.
+
+    The check sits in moto's handler methods rather than in the WSGI wrapper: moto has parsed the
+    request by then in every protocol (a queue's attributes as JSON or as ``Attribute.N.Name``
+    form fields, SNS's ``Attributes.entry.N``, S3's body), so the document checked is the one moto
+    would store, and moto serialises the error as each protocol needs; the backend has not been
+    called, so a refused call changes nothing. Warnings (accepted by AWS) go to the log.
+    """
+
+    def make_checked(write: _PolicyWrite) -> Any:
+        def make(original: Any) -> Any:
+            def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+                for document in write.documents(self, args):
+                    if document is not None:
+                        _check_written(write, document)
+                return original(self, *args, **kwargs)
+
+            return checked
+
+        return make
+
+    for write in _POLICY_WRITES:
+        _patch(_moto_class(write.module, write.handler), write.method, make_checked(write))
+
+
 # Form fields a POST policy need not list (AWS: the signature fields, the policy and the file).
 _UNLISTED_POST_FIELDS = {"policy", "x-amz-signature", "file", "signature", "awsaccesskeyid"}
 
@@ -439,6 +640,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     s3_policy_conditions()
     s3_post_policies()
     atomic_s3_conditional_puts()
+    refuse_malformed_policies()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

@@ -22,6 +22,7 @@ from typing import Any
 
 from localcloud.intrinsics import Resolver, UnresolvedReference, references
 from localcloud.lambdas import FunctionSpec, LambdaRuntime
+from localcloud.policies import check_policy, template_policies
 
 log = logging.getLogger("localcloud.provision")
 
@@ -32,9 +33,15 @@ STOOD_IN = {
     "AWS::ApiGateway::Account": "no CloudWatch role is needed locally",
     "AWS::Lambda::Permission": "recorded; IAM is not enforced by moto",
     "AWS::Lambda::EventInvokeConfig": "recorded; async retries follow the rule's retry policy",
+    "AWS::WAFv2::WebACL": "no edge locally: the API's own sign-in throttles apply",
+    "AWS::WAFv2::WebACLAssociation": "no edge locally: the API's own sign-in throttles apply",
     "AWS::XRay::Group": "no X-Ray locally",
     "AWS::XRay::SamplingRule": "no X-Ray locally",
 }
+
+
+def _is_list_type(parameter_type: str) -> bool:
+    return parameter_type == "CommaDelimitedList" or parameter_type.startswith("List<")
 
 
 class ProvisioningError(RuntimeError):
@@ -119,6 +126,10 @@ class Provisioner:
         missing = [name for name, value in values.items() if value is None]
         if missing:
             raise ProvisioningError(f"parameters without a value: {missing}")
+        for name, spec in declared.items():
+            if _is_list_type(str(spec.get("Type", ""))) and isinstance(values[name], str):
+                # as CloudFormation: a list parameter is a list ("" is [""])
+                values[name] = [part.strip() for part in values[name].split(",")]
         self.resolver = Resolver(
             template,
             values,
@@ -137,6 +148,7 @@ class Provisioner:
         self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
             "AWS::Events::EventBus": self._event_bus,
             "AWS::Events::Rule": self._rule,
+            "AWS::Events::EventBusPolicy": self._event_bus_policy,
             "AWS::SQS::Queue": self._queue,
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::SNS::Topic": self._topic,
@@ -193,6 +205,7 @@ class Provisioner:
         for logical_id in TopologicalSorter(graph).static_order():
             res = resources[logical_id]
             props = self.resolver.resolve(res.get("Properties", {}))
+            self._check_policies(logical_id, res["Type"], props)
             try:
                 attrs: dict[str, Any]
                 if res["Type"] in STOOD_IN:
@@ -210,6 +223,14 @@ class Provisioner:
         }
         return self.stack
 
+    def _check_policies(self, logical_id: str, kind: str, props: dict[str, Any]) -> None:
+        """Refuse a resource whose policy document AWS would refuse, naming it: CloudFormation
+        fails the deployment there. (The call that writes it logs the warnings.)"""
+        for where, policy_kind, document in template_policies(kind, props):
+            check = check_policy(document, policy_kind)
+            if not check.accepted:
+                raise ProvisioningError(f"{logical_id} ({kind}) {where}: {check.message()}")
+
     def _arn(self, service: str, resource: str, region: bool = True) -> str:
         where = self.stack.region if region else ""
         return f"arn:aws:{service}:{where}:{self.stack.account}:{resource}"
@@ -222,6 +243,22 @@ class Provisioner:
         name = p["Name"]
         arn = self.client("events").create_event_bus(Name=name, Tags=_tags(p))["EventBusArn"]
         return name, {"Arn": arn, "Name": name}
+
+    def _event_bus_policy(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """One statement of a bus's resource policy, merged with the statements already there (as
+        CloudFormation keeps one statement per EventBusPolicy resource)."""
+        events = self.client("events")
+        bus = p.get("EventBusName", "default")
+        statement = {"Sid": p["StatementId"], **p["Statement"]}
+        current = events.describe_event_bus(Name=bus).get("Policy")
+        statements = [
+            s
+            for s in (json.loads(current)["Statement"] if current else [])
+            if s.get("Sid") != statement["Sid"]
+        ]
+        policy = {"Version": "2012-10-17", "Statement": [*statements, statement]}
+        events.put_permission(EventBusName=bus, Policy=json.dumps(policy))
+        return f"{bus}|{p['StatementId']}", {}
 
     def _rule(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         events = self.client("events")

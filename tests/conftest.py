@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cloud import FIXTURE_TEMPLATE, REAL_TEMPLATE, RunningCloud, start_cloud
+from tests.support.cloud import (
+    FIXTURE_TEMPLATE,
+    REAL_TEMPLATE,
+    SIGN_IN_PER_ACCOUNT,
+    SIGN_IN_PER_ADDRESS,
+    RunningCloud,
+    start_cloud,
+)
 from tests.support.identity import Identity, first_sign_in
 
 
@@ -26,7 +33,11 @@ def platform_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         REAL_TEMPLATE,
         Path(tmp_path_factory.mktemp("platform-cloud")),
         database=True,
-        extra=("--parameter", "FaultInjection=enabled"),  # faults are set per tenant id by the tests
+        extra=(
+            *("--parameter", "FaultInjection=enabled"),  # faults are set per tenant id by the tests
+            *("--parameter", f"SignInAttemptsPerAddress={SIGN_IN_PER_ADDRESS}"),
+            *("--parameter", f"SignInAttemptsPerAccount={SIGN_IN_PER_ACCOUNT}"),
+        ),
     )
     yield cloud
     try:

@@ -88,8 +88,12 @@ def delete_tenant(tenant_id: str) -> Response[Any]:
 
     if tenant_id == settings.platform_tenant_id:
         raise Conflict("the platform tenant cannot be offboarded")
+    caller = _caller()
     accepted = request_offboarding(
-        _tenant(tenant_id).tenant_id, services.tenant_store(), services.publisher()
+        _tenant(tenant_id).tenant_id,
+        services.tenant_store(),
+        services.publisher(),
+        requested_by=f"{caller.tenant_id}/{caller.user}",
     )
     services.tenants().forget(tenant_id)  # this worker denies the tenant at once
     return Response(status_code=202, content_type="application/json", body=accepted)

@@ -96,7 +96,7 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 )
 def logout() -> Response[str]:
     caller = tenant_context(app.current_event.raw_event, settings.platform_tenant_id)
-    services.signin().logout(caller.tenant_id, caller.session_id)
+    services.signin().logout(caller.tenant_id, caller.session_id, caller.user)
     return Response(status_code=204, body="")
 
 

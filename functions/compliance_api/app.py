@@ -37,7 +37,9 @@ REPORT: dict[int, Any] = {
     }
 }
 MAX_VERIFY_SPAN = 5000  # records verified per request; ask for from/to ranges beyond that
-ACTION_PATTERN = r"^[a-z-]{1,32}:[A-Za-z: -]{1,64}$"
+ACTION_PATTERN = (
+    r"^[a-z-]{1,32}:[A-Za-z0-9_: -]{1,64}$"  # security:user_locked_out, lifecycle:Tenant Onboarded
+)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -110,14 +112,24 @@ def export_subject(
 
 @app.delete("/tenants/<tenant_id>/gdpr/subjects/<username>")
 def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
+    from tenant_security.authz.rbac import permissions
+
     tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    return services.subject_rights().erase(tenant, _subject(username))
+    caller = app.context["tenant"]
+    granted = permissions(caller.roles, app.context["tenant_record"].custom_roles)
+    return services.subject_rights().erase(
+        (caller.tenant_id, caller.user), granted, tenant, _subject(username)
+    )
 
 
 def _report(tenant_id: str, framework: str, period: str, output: str) -> Response[str]:
     tenant = require_tenant_id(tenant_id, "path.tenant_id")
     record = app.context["tenant_record"]
-    reporter = FrameworkReporter(framework, record.policies.compliance.segregation_of_duties)
+    reporter = FrameworkReporter(
+        framework,
+        record.policies.compliance.segregation_of_duties,
+        platform_tenant=settings.platform_tenant_id,
+    )
     evidence = gather_evidence(
         record,
         period,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from enum import StrEnum
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -98,7 +99,7 @@ def _raw_body() -> bytes:
 @app.put("/tenants/<tenant_id>/files/.+")
 def put_file(tenant_id: str) -> dict[str, Any]:
     tenant = app.context["tenant_record"]
-    return services.tenant_files().put(tenant, _file_key(), _raw_body())
+    return services.tenant_files().put(tenant, _file_key(), _raw_body(), app.context["tenant"].user)
 
 
 # No return annotation on purpose: Powertools validates an annotated response by encoding it as
@@ -136,7 +137,9 @@ def create_upload(tenant_id: str, body: NewUpload) -> Response[dict[str, Any]]:
 
 @app.post("/tenants/<tenant_id>/uploads/<upload_id>/complete")
 def complete_upload(tenant_id: str, upload_id: str) -> dict[str, Any]:
-    return services.tenant_files().complete(app.context["tenant_record"], upload_id)
+    return services.tenant_files().complete(
+        app.context["tenant_record"], upload_id, app.context["tenant"].user
+    )
 
 
 @app.post("/tenants/<tenant_id>/downloads")
@@ -156,9 +159,29 @@ def list_files(
     )
 
 
+class Sweep(StrEnum):
+    """The data API's scheduled work (template.yaml: the Schedule events' Input)."""
+
+    EXPIRED_UPLOADS = "expired-uploads"
+    EXPIRED_VERSIONS = "expired-versions"
+
+
+def sweep(task: str) -> dict[str, Any]:
+    """Release what the storage quota counts but S3 no longer keeps (or an upload never sent)."""
+    files = services.tenant_files()
+    if task == Sweep.EXPIRED_UPLOADS:
+        return {"uploads_released": files.release_expired_uploads()}
+    if task == Sweep.EXPIRED_VERSIONS:
+        released = sum(files.release_expired_versions(t.tenant_id) for t in services.tenant_store().all())
+        return {"versions_released": released}
+    raise ValueError(f"unknown task {task!r}")
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """API Gateway proxy entry point."""
+    """API Gateway proxy entry point; a scheduled ``{"task"}`` runs the storage sweep."""
+    if "task" in event and "httpMethod" not in event:
+        return sweep(str(event["task"]))
     return app.resolve(event, context)

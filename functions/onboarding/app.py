@@ -1,8 +1,10 @@
 """Step Functions tasks of onboarding and offboarding: ``{"step": NAME, ...}`` → the step's result.
 
 Errors keep their class name as Step Functions' error name: ``ValidationFailed`` and ``Conflict``
-end an execution without compensation, ``TransientError`` is retried with back-off, anything else
-leads to compensation.
+end an execution without compensation, ``NotOwner`` ends one that does not own the tenant's
+provisioning (it changes nothing), ``TransientError`` is retried with back-off, anything else
+leads to compensation. Every onboarding step receives the execution's id (``$$.Execution.Id``):
+only the execution that registered a tenant may create or undo its resources.
 """
 
 from __future__ import annotations
@@ -14,28 +16,34 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
-from tenant_security.aws import error_code
+from tenant_security.aws import is_transient
 from tenant_security.errors import Conflict, ValidationFailed
 from tenant_security.observability import logger, record_metric
-from tenant_security.onboarding import _TRANSIENT_CODES, TransientError
+from tenant_security.onboarding import TransientError
 
 # The step whose success ends an onboarding, and the outcome it stands for.
-OUTCOME_OF_STEP = {"admin": "onboarded", "compensate": "rolled_back"}
+OUTCOME_OF_STEP = {"activate": "onboarded", "compensate": "rolled_back"}
 
 
 def _request(event: dict[str, Any]) -> Any:
     return services.provisioner().validate(event["request"])
 
 
+def _execution(event: dict[str, Any]) -> str:
+    return str(event.get("execution") or "")
+
+
 STEPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "validate": lambda e: {"request": _request(e).model_dump(mode="json")},
-    "register": lambda e: {"status": services.provisioner().register(_request(e))},
-    "keys": lambda e: services.provisioner().create_keys(_request(e)),
-    "buckets": lambda e: services.provisioner().create_buckets(_request(e), e["keys"]),
-    "database": lambda e: services.provisioner().create_database(_request(e)),
-    "activate": lambda e: services.provisioner().activate(_request(e)),
-    "admin": lambda e: services.provisioner().create_admin(_request(e)),
-    "compensate": lambda e: services.provisioner().compensate(e["tenant_id"], _reason(e.get("error"))),
+    "register": lambda e: services.provisioner().register(_request(e), _execution(e)),
+    "keys": lambda e: services.provisioner().create_keys(_request(e), _execution(e)),
+    "buckets": lambda e: services.provisioner().create_buckets(_request(e), e["keys"], _execution(e)),
+    "database": lambda e: services.provisioner().create_database(_request(e), _execution(e)),
+    "admin": lambda e: services.provisioner().create_admin(_request(e), _execution(e)),
+    "activate": lambda e: services.provisioner().activate(_request(e), _execution(e)),
+    "compensate": lambda e: services.provisioner().compensate(
+        e["tenant_id"], _execution(e), _reason(e.get("error"))
+    ),
     "begin_offboarding": lambda e: services.provisioner().begin_offboarding(e["tenant_id"]),
     "offboard": lambda e: services.provisioner().offboard(e["tenant_id"]),
 }
@@ -71,11 +79,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
             record_metric("OnboardingOutcome", outcome="rejected")
         raise
     except Exception as exc:
-        if error_code(exc) in _TRANSIENT_CODES or type(exc).__name__ == "OperationalError":
+        if is_transient(exc) or type(exc).__name__ == "OperationalError":
             raise TransientError(f"{step}: {exc}") from exc
         raise
     logger.info("step done", extra={"outcome": "ok"})
-    if step in OUTCOME_OF_STEP:
+    if step in OUTCOME_OF_STEP and (step != "compensate" or result.get("compensated")):
         _record_outcome(tenant_id, OUTCOME_OF_STEP[step])
     return result
 

@@ -7,6 +7,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tenant_security.identity.passwords import hash_password
+from tenant_security.identity.users import User, UserStore
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, seed_tenant
 from tests.support.tenants import set_fault
@@ -124,8 +126,19 @@ def test_api_activity_sign_in_and_denials_are_in_the_trail(platform_cloud: Runni
     # (first: API Gateway answers a repeat from its authorizer cache, which raises no alert)
     assert _get(platform_cloud, f"/tenants/{other}/users", admin).status_code == 403  # cross-tenant
     assert _get(platform_cloud, f"/tenants/{tenant}/users", admin).status_code == 200
+    UserStore(platform_cloud.client("dynamodb"), "dcisionai-users").create(
+        User(
+            tenant_id=tenant,
+            username="nina",
+            email="n@x.io",
+            roles=["viewer"],
+            password_hash=hash_password("her own password"),
+        )
+    )
+    # a wrong password for an account is recorded per attempt, in the tenant's trail (an unknown
+    # account's refusals are counted per address and minute instead)
     login = platform_cloud.http(
-        "POST", "/auth/login", json={"tenant_id": tenant, "username": "nobody", "password": "wrong-password"}
+        "POST", "/auth/login", json={"tenant_id": tenant, "username": "nina", "password": "wrong-password"}
     )
     assert login.status_code == 401
     auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])

@@ -31,6 +31,7 @@ class Terminal:
 
     def __init__(self, capsys: pytest.CaptureFixture[str], secrets: dict[str, str]) -> None:
         self.capsys, self.secrets, self.err, self.out, self.asked = capsys, secrets, "", "", []
+        self.said_before_secret: list[str] = []  # the last line on stderr when a secret was asked
 
     def read(self) -> None:
         captured = self.capsys.readouterr()
@@ -51,7 +52,9 @@ class Terminal:
         raise AssertionError(f"unexpected prompt {label!r}")
 
     def ask_secret(self, label: str) -> str:
+        self.read()
         self.asked.append(label)
+        self.said_before_secret += self.err.splitlines()[-1:]
         return (
             self.secrets["new_password"]
             if label in ("New password: ", "Again: ")
@@ -101,6 +104,32 @@ def test_first_login_enrols_mfa_changes_the_password_and_keeps_a_private_session
     assert cli.main(["logout"]) == cli.EXIT_OK
     assert not session_file.exists()
     assert cli.main(["status"]) == cli.EXIT_AUTH
+
+
+def test_login_local_signs_in_to_the_running_local_cloud_and_says_where_first(
+    platform_cloud: RunningCloud,
+    platform_admin: Identity,
+    session_file: Path,
+    terminal: Terminal,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_tenant(platform_cloud, "clilocal")
+    terminal.secrets["password"] = create_user(
+        platform_cloud, platform_admin, "clilocal", "lee", ["tenant-admin"]
+    )
+    terminal.secrets["new_password"] = "Cli-" + pyotp.random_base32()[:20]
+    seen(terminal.secrets["new_password"])
+    monkeypatch.delenv("TENANT_SECURITY_API_URL", raising=False)
+    monkeypatch.setenv("LOCALCLOUD_STATE_DIR", str(platform_cloud.state_dir))
+    monkeypatch.chdir(tmp_path)  # no .localcloud here: the URL comes from the state directory
+
+    assert cli.main(["login", "--local", "--tenant", "clilocal", "--username", "lee"]) == cli.EXIT_OK
+    assert terminal.asked[0] == "Password: "
+    assert terminal.said_before_secret[0] == f"Signing in to {platform_cloud.api_url} as lee@clilocal"
+    session = load_session(session_file)
+    assert session is not None
+    assert (session.api_url, session.username) == (platform_cloud.api_url, "lee")
 
 
 def test_a_wrong_code_or_password_is_exit_5_and_saves_nothing(

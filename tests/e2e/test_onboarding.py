@@ -13,6 +13,7 @@ from tests.support.identity import Identity, mint_token, post, seen
 from tests.support.tenants import (
     connect_as_tenant,
     event_observer,
+    executions,
     finished_execution,
     now,
     put_onboarding_event,
@@ -103,10 +104,18 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
             assert [r["Region"] for r in replicas] == (["us-west-2"] if multi_region else [])
             assert kms.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"] is True
             policy = json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"])
-            assert {s["Sid"] for s in policy["Statement"]} == {
+            by_sid = {s["Sid"]: s for s in policy["Statement"]}
+            assert set(by_sid) == {
                 "AccountAdministration",
                 "PlatformRolesUseTheKey",
+                "PlatformRolePatternsUseTheKey",
             }
+            # KMS takes no wildcard in a principal: the tenant-data-* roles match by condition
+            patterned = by_sid["PlatformRolePatternsUseTheKey"]
+            assert patterned["Condition"]["ArnLike"]["aws:PrincipalArn"] == [
+                "arn:aws:iam::123456789012:role/dcisionai-tenant-data-*"
+            ]
+            assert not any("*" in p for p in by_sid["PlatformRolesUseTheKey"]["Principal"]["AWS"])
         data_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")["KeyMetadata"]["Arn"]
         if multi_region:  # what the home region encrypts, the replica region decrypts
             sealed = kms.encrypt(KeyId=data_key, Plaintext=b"x", EncryptionContext={"tenant_id": tenant})
@@ -188,8 +197,11 @@ def test_the_same_request_again_changes_nothing_and_another_is_refused(
     body = request_body("onb-repeat")
     assert onboard(platform_cloud, body, "api", platform_admin)["status"] == "SUCCEEDED"
     before = tenant_resources(platform_cloud, "onb-repeat")
-    again = onboard(platform_cloud, body, "api", platform_admin)
-    assert again["status"] == "SUCCEEDED"
+    started = now()
+    again = platform_cloud.http("POST", "/tenants", json=body, headers=platform_admin.headers)
+    assert again.status_code == 202
+    assert again.json() == {"tenant_id": "onb-repeat", "status": "ACTIVE"}  # a no-op: nothing started
+    assert executions(platform_cloud, "onboarding", "onb-repeat", after=started) == []
     assert tenant_resources(platform_cloud, "onb-repeat") == before
     other = platform_cloud.http(
         "POST", "/tenants", json={**body, "name": "Someone Else"}, headers=platform_admin.headers
@@ -245,7 +257,7 @@ def test_an_invalid_event_ends_the_execution_with_field_errors(
     assert tenant_resources(platform_cloud, "onb-invalid") == {**NOTHING, "keys": {}}
 
 
-STEPS = ["keys", "buckets", "database", "activate", "admin"]
+STEPS = ["keys", "buckets", "database", "admin", "activate"]
 
 
 @pytest.mark.parametrize("step", STEPS)

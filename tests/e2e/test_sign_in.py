@@ -3,9 +3,14 @@ one-time passwords, replay, backup codes, lockout, logout, session limits."""
 
 from __future__ import annotations
 
-import pytest
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tests.support.cloud import RunningCloud
+import pytest
+import requests
+
+from tests.support.cloud import SIGN_IN_PER_ACCOUNT, SIGN_IN_PER_ADDRESS, RunningCloud, from_address
 from tests.support.identity import (
     Identity,
     assert_no_secrets_logged,
@@ -122,14 +127,73 @@ def test_five_wrong_codes_lock_the_user_out(platform_cloud: RunningCloud, platfo
     locked = post(platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": good})
     assert locked.status_code == 423
     assert int(locked.headers["Retry-After"]) > 0
+    # the password step tells nothing (a stranger learns no lock); the lock holds at the MFA step
+    again = post(
+        platform_cloud,
+        "/auth/login",
+        {"tenant_id": "acme-lockout", "username": "frank", "password": frank.password},
+    )
+    assert again.json()["status"] == "MFA_REQUIRED"
+    seen(again.json()["challenge_token"])
     assert (
         post(
             platform_cloud,
-            "/auth/login",
-            {"tenant_id": "acme-lockout", "username": "frank", "password": frank.password},
+            "/auth/mfa/verify",
+            {"challenge_token": again.json()["challenge_token"], "code": frank.code(+1)},
         ).status_code
         == 423
     )
+
+
+def test_32_parallel_wrong_codes_get_at_most_five_guesses(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    ivan = new_signed_in_user(platform_cloud, platform_admin, "acme-race", "ivan", ["viewer"])
+    challenge = challenge_for(platform_cloud, ivan)
+    good = ivan.code()
+    wrong = "000000" if good not in ("000000", ivan.code(-1), ivan.code(+1)) else "999999"
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(
+            pool.map(
+                lambda _i: (
+                    post(
+                        platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": wrong}
+                    ).status_code
+                ),
+                range(32),
+            )
+        )
+    assert set(statuses) <= {401, 423}
+    assert statuses.count(401) <= 4  # the fifth evaluated guess is the one that locks (423)
+    right = post(platform_cloud, "/auth/mfa/verify", {"challenge_token": challenge, "code": good})
+    assert right.status_code == 423  # the right code is refused while locked
+
+
+def test_sign_in_is_throttled_per_address_and_per_account(platform_cloud: RunningCloud) -> None:
+    stranger = from_address("127.0.0.77")
+
+    def login(client: Any, username: str) -> requests.Response:
+        return client.post(
+            platform_cloud.api_url + "/auth/login",
+            json={"tenant_id": "platform", "username": username, "password": "not the password"},
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(lambda i: login(stranger, f"ghost{i}").status_code, range(SIGN_IN_PER_ADDRESS + 5))
+        )
+    refused = login(stranger, "ghost")
+    assert refused.status_code == 429
+    assert statuses.count(429) >= 5
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["error"] == "too_many_attempts"
+    # one account from many addresses
+    account = [
+        login(from_address(f"127.0.1.{i}"), "target").status_code for i in range(1, SIGN_IN_PER_ACCOUNT + 3)
+    ]
+    assert account[:SIGN_IN_PER_ACCOUNT] == [401] * SIGN_IN_PER_ACCOUNT
+    assert account[SIGN_IN_PER_ACCOUNT:] == [429, 429]
 
 
 def test_logout_ends_the_session_at_once(platform_cloud: RunningCloud, platform_admin: Identity) -> None:
@@ -176,17 +240,27 @@ def test_bad_login_bodies_are_400(platform_cloud: RunningCloud, body: dict[str, 
     assert reply.json()["error"] == "validation_error"
 
 
-def test_unknown_users_and_wrong_passwords_look_the_same(platform_cloud: RunningCloud) -> None:
-    unknown = post(
-        platform_cloud, "/auth/login", {"tenant_id": "platform", "username": "ghost", "password": "nope nope"}
+def test_unknown_users_wrong_passwords_and_locked_accounts_look_the_same(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    new_signed_in_user(platform_cloud, platform_admin, "acme-alike", "jill", ["viewer"])
+    platform_cloud.client("dynamodb").update_item(
+        TableName="dcisionai-users",
+        Key={"tenant_id": {"S": "acme-alike"}, "username": {"S": "jill"}},
+        UpdateExpression="SET locked_until = :u",
+        ExpressionAttributeValues={":u": {"N": str(int(time.time()) + 600)}},
     )
-    nobody = post(
-        platform_cloud,
-        "/auth/login",
-        {"tenant_id": "no-such-tenant", "username": "ghost", "password": "nope"},
-    )
-    assert unknown.status_code == nobody.status_code == 401
-    assert unknown.json() == nobody.json()
+    replies = [
+        post(platform_cloud, "/auth/login", body)
+        for body in (
+            {"tenant_id": "acme-alike", "username": "ghost", "password": "nope nope"},
+            {"tenant_id": "no-such-tenant", "username": "ghost", "password": "nope"},
+            {"tenant_id": "acme-alike", "username": "jill", "password": "not her password"},  # locked too
+        )
+    ]
+    assert [r.status_code for r in replies] == [401, 401, 401]
+    assert replies[0].json() == replies[1].json() == replies[2].json()
+    assert {k for k in replies[0].headers if k.lower() == "retry-after"} == set()
 
 
 def test_no_secret_reached_the_logs(platform_cloud: RunningCloud, platform_admin: Identity) -> None:

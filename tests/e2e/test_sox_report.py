@@ -41,7 +41,7 @@ def test_a_planted_conflict_is_non_compliant_and_names_the_user(platform_cloud: 
     sod = next(c for c in report["checks"] if c["id"] == "segregation_of_duties")
     assert {"user": "mallory", "conflicting_roles": ["auditor", "security-admin"]} in sod["findings"]
     privileged = next(c for c in report["checks"] if c["id"] == "privileged_actions")
-    creation = next(f for f in privileged["findings"] if f["action"] == "users:Create")
+    creation = next(a for a in privileged["evidence"]["by_actor"] if a["action"] == "users:Create")
     assert creation["user"] == "ada"
     assert creation["audit_sequences"]
     page = _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=_quarter(), format="html")

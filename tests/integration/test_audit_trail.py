@@ -284,22 +284,31 @@ def test_pii_is_redacted_in_the_record_and_revealed_to_the_reader(stack: AuditSt
     stack.writer().append(activity_event("acme", 1, target_user="bob", target_email="bob@example.com"))
     stored = _record(stack, _keys(stack)[0])
     assert (stored["actor"]["user"], stored["source_ip"]) == (REDACTED, REDACTED)
-    assert stored["target"] == {"user": REDACTED, "email": REDACTED}
+    # each subject keeps a pseudonym: its key id, the same in all its records, nameless once erased
+    assert stored["target"] == {"user": REDACTED, "email": REDACTED, "pseudonym": stored["pii"][1]["key_id"]}
+    assert stored["actor"]["pseudonym"] == stored["pii"][0]["key_id"] != stored["target"]["pseudonym"]
     clear_text = canonical(stored).decode()
     assert "alice" not in clear_text
     assert "bob@example.com" not in clear_text
     item = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"][0]
     assert (item["actor"]["user"], item["source_ip"]) == ("alice", "10.1.2.3")
-    assert item["target"] == {"user": "bob", "email": "bob@example.com"}
+    assert item["target"] == {
+        "user": "bob",
+        "email": "bob@example.com",
+        "pseudonym": stored["target"]["pseudonym"],
+    }
 
 
 def test_an_erased_subject_no_longer_decrypts_and_the_chain_still_verifies(stack: AuditStack) -> None:
     writer = stack.writer()
     writer.append(activity_event("acme", 1))
     writer.append(activity_event("acme", 2, user="carol", source_ip="10.9.9.9"))
+    writer.append(activity_event("acme", 3))
     assert stack.keys.erase("acme", "alice")
     items = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"]
     assert (items[0]["actor"]["user"], items[0]["source_ip"]) == (ERASED, ERASED)
+    # the erased subject's actions stay attributable to one person, by pseudonym
+    assert items[0]["actor"]["pseudonym"] == items[2]["actor"]["pseudonym"] != items[1]["actor"]["pseudonym"]
     assert items[1]["actor"]["user"] == "carol"  # another subject is untouched
     assert stack.verifier().verify("acme")["status"] == "VALID"
     assert stack.reader().query("acme", stack.settings.audit_bucket("acme"), actor="alice")["items"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from tenant_security.errors import Conflict, NotFound, PayloadTooLarge, Validati
 from tenant_security.models.quotas import parse_resource_quotas
 from tenant_security.quotas import StorageQuota, StorageQuotaExceeded
 from tenant_security.storage import TenantFiles, check_key
+from tenant_security.storage_ledger import FileLedger
 from tenant_security.tenants import TenantRecord
 from tests.support.moto import create_table, mocked_aws
 
@@ -31,9 +33,14 @@ def files(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, dict[s
             key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
             kms.create_alias(AliasName=settings.tenant_key_alias(tenant, "data"), TargetKeyId=key)
             s3.create_bucket(Bucket=settings.data_bucket(tenant))
+            s3.put_bucket_versioning(  # as onboarding makes them
+                Bucket=settings.data_bucket(tenant), VersioningConfiguration={"Status": "Enabled"}
+            )
             quotas = parse_resource_quotas({"storage": {"max_file_size": "1KB", "max_data_size": "2KB"}})
             records[tenant] = TenantRecord(tenant_id=tenant, name=tenant, status="ACTIVE", quotas=quotas)
-        yield TenantFiles(settings, s3, kms, StorageQuota(ddb, settings.counters_table)), records
+        quota = StorageQuota(ddb, settings.counters_table)
+        ledger = FileLedger(ddb, settings.counters_table, quota)
+        yield TenantFiles(settings, s3, kms, quota, ledger), records
 
 
 def test_files_round_trip_and_count_against_the_quota(
@@ -43,12 +50,13 @@ def test_files_round_trip_and_count_against_the_quota(
     store.put(tenants["acme"], "a/b.bin", b"\x00\x01" * 200)
     assert store.get("acme", "a/b.bin") == b"\x00\x01" * 200
     assert store.quota.usage("acme") == {"bytes": 400, "files": 1}
-    store.put(tenants["acme"], "a/b.bin", b"x" * 100)  # replacing counts the new size only
-    assert store.quota.usage("acme") == {"bytes": 100, "files": 1}
+    store.put(tenants["acme"], "a/b.bin", b"x" * 100)  # the replaced version stays (and counts) as noncurrent
+    assert store.quota.usage("acme") == {"bytes": 500, "files": 1}
     with pytest.raises(PayloadTooLarge):
         store.put(tenants["acme"], "big", b"x" * 1025)
-    store.delete("acme", "a/b.bin")
+    store.delete("acme", "a/b.bin")  # every version of it goes, and each is released
     assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
+    assert store.s3.list_object_versions(Bucket="tst-tenant-acme-data").get("Versions", []) == []
     with pytest.raises(NotFound):
         store.get("acme", "a/b.bin")
 
@@ -89,9 +97,9 @@ def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
     payload = bytes(range(256)) * 3  # 768 bytes
     upload = store.upload(tenants["acme"], "big/report.bin", len(payload))
     assert upload["fields"]["key"] == f".uploads/{upload['upload_id']}"
+    assert store.quota.usage("acme") == {"bytes": 768, "files": 1}  # reserved when granted
     assert _send(upload, payload).status_code == 204
-    assert store.quota.usage("acme") == {"bytes": 0, "files": 0}  # nothing counted before completion
-    assert store.list("acme")["items"] == []  # and nothing listed
+    assert store.list("acme")["items"] == []  # nothing listed before completion
     done = store.complete(tenants["acme"], upload["upload_id"])
     assert (done["key"], done["size"]) == ("big/report.bin", 768)
     assert store.quota.usage("acme") == {"bytes": 768, "files": 1}
@@ -131,6 +139,8 @@ def test_s3_refuses_an_upload_the_policy_does_not_allow(
     assert "AccessDenied" in reply.text
     with pytest.raises(NotFound):
         store.complete(tenants["acme"], upload["upload_id"])
+    assert store.quota.usage("acme") == {"bytes": 50, "files": 1}  # reserved until the link expires
+    assert store.release_expired_uploads(now=time.time() + 3600) == 1
     assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
 
 
@@ -146,18 +156,18 @@ def test_uploads_over_the_limits_or_with_bad_ids_are_refused(
         store.complete(tenants["acme"], "../../x")
     with pytest.raises(NotFound):
         store.complete(tenants["acme"], "0" * 32)
-    # room is checked again when completing: two uploads signed while there was room for one
+    # uploads are reserved when granted (max_data_size 2KB = 2,048 bytes)
     first = store.upload(tenants["beta"], "a", 1000)
-    second = store.upload(tenants["beta"], "b", 1000)
     store.put(tenants["beta"], "c", b"x" * 500)
-    for upload in (first, second):
-        assert _send(upload, b"y" * 1000).status_code == 204
-    store.complete(tenants["beta"], first["upload_id"])
     with pytest.raises(StorageQuotaExceeded):
-        store.complete(tenants["beta"], second["upload_id"])  # 2,500 bytes > max_data_size 2KB
+        store.upload(tenants["beta"], "b", 1000)  # 1,500 + 1,000 > 2,048
+    with pytest.raises(StorageQuotaExceeded):
+        store.put(tenants["beta"], "d", b"x" * 600)  # the granted upload holds its room
+    assert _send(first, b"y" * 1000).status_code == 204
+    store.complete(tenants["beta"], first["upload_id"])
     assert store.quota.usage("beta") == {"bytes": 1500, "files": 2}
-    staged = store.s3.list_objects_v2(Bucket="tst-tenant-beta-data", Prefix=".uploads/").get("KeyCount")
-    assert staged == 0  # the refused upload was discarded
+    staged = store.s3.list_object_versions(Bucket="tst-tenant-beta-data", Prefix=".uploads/")
+    assert staged.get("Versions", []) == []  # nothing staged remains
 
 
 def test_a_download_link_is_only_for_uploaded_files(

@@ -72,18 +72,23 @@ def test_a_backup_code_is_spent_by_exactly_one_request(moto_env: dict[str, Any])
     assert user.backup_code_hashes == {"h2"}
 
 
-def test_failed_attempts_are_counted_atomically_and_locked_once(moto_env: dict[str, Any]) -> None:
+def test_attempts_are_admitted_atomically_and_locked_once(moto_env: dict[str, Any]) -> None:
     users = UserStore(moto_env["ddb"], "users")
     users.create(
         User(tenant_id="acme", username="carol", email="c@x.io", roles=["viewer"], password_hash="h")
     )
+    now = int(time.time())
     with ThreadPoolExecutor(8) as pool:
-        counts = sorted(pool.map(lambda _: users.record_failure("acme", "carol"), range(20)))
-    assert counts == list(range(1, 21))
+        attempts = list(pool.map(lambda _: users.admit_attempt("acme", "carol", now, 5), range(20)))
+    assert sorted(a.count for a in attempts if a.admitted) == [1, 2, 3, 4, 5]  # five, whatever the race
+    assert all(a.count == 5 for a in attempts if not a.admitted)
     with ThreadPoolExecutor(8) as pool:
-        locks = list(pool.map(lambda _: users.lock("acme", "carol", 2_000_000_000, 5), range(8)))
+        locks = list(pool.map(lambda _: users.lock("acme", "carol", now + 900, 5, now), range(8)))
     assert locks.count(True) == 1
-    assert users.record_failure("acme", "nobody") == 0
+    refused = users.admit_attempt("acme", "carol", now + 1, 5)
+    assert (refused.admitted, refused.locked_until) == (False, now + 900)
+    assert users.admit_attempt("acme", "carol", now + 901, 5).admitted  # the lock lifts by itself
+    assert not users.admit_attempt("acme", "nobody", now, 5).admitted
 
 
 def test_max_concurrent_sessions_holds_under_concurrency(moto_env: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tenant_security.errors import Conflict
-from tenant_security.identity.users import User
+from tenant_security.identity.users import Attempt, User
 
 
 class FakeUsers:
@@ -67,16 +67,22 @@ class FakeUsers:
             user.failed_attempts = 0
             return True
 
-    def record_failure(self, tenant_id: str, username: str) -> int:
+    def admit_attempt(self, tenant_id: str, username: str, now: int, max_failures: int) -> Attempt:
         with self.mutex:
             user = self._user(tenant_id, username)
+            if user.locked_until > now or user.failed_attempts >= max_failures:
+                return Attempt(False, user.failed_attempts, user.locked_until)
             user.failed_attempts += 1
-            return user.failed_attempts
+            return Attempt(True, user.failed_attempts)
 
-    def lock(self, tenant_id: str, username: str, until: int, threshold: int) -> bool:
+    def reset_failures(self, tenant_id: str, username: str) -> None:
+        with self.mutex:
+            self._user(tenant_id, username).failed_attempts = 0
+
+    def lock(self, tenant_id: str, username: str, until: int, threshold: int, now: int) -> bool:
         with self.mutex:
             user = self._user(tenant_id, username)
-            if user.failed_attempts < threshold:
+            if user.failed_attempts < threshold or user.locked_until > now:
                 return False
             user.locked_until, user.failed_attempts = until, 0
             return True
@@ -104,6 +110,9 @@ class RecordingPublisher:
 
     def security_alert(self, tenant_id: str, alert: str, **detail: Any) -> bool:
         return self.put("Security Alert", {"tenant_id": tenant_id, "alert": alert, **detail})
+
+    def activity(self, activity: Any, policies: Any = None) -> bool:
+        return self.put("User Activity", activity.detail())
 
     def alerts(self) -> list[str]:
         return [d["alert"] for t, d in self.events if t == "Security Alert"]

@@ -12,6 +12,9 @@ from tenant_security.database import DatabaseLogin, TenantDatabases
 from tests.support.cloud import RunningCloud, wait_for
 
 BUS = "dcisionai-platform"
+# A source template.yaml's OnboardingEventSources lists (other systems than the platform itself).
+OPERATOR_SOURCE = "dcisionai.operators"
+PLATFORM_SOURCE = "dcisionai.tenant-security"
 
 
 def request_body(tenant_id: str, isolation: str = "database", **documents: Any) -> dict[str, Any]:
@@ -24,44 +27,80 @@ def request_body(tenant_id: str, isolation: str = "database", **documents: Any) 
     }
 
 
-def put_onboarding_event(cloud: RunningCloud, body: dict[str, Any]) -> None:
+def put_event(cloud: RunningCloud, detail_type: str, detail: dict[str, Any], source: str) -> None:
+    """One event on the platform bus, as anyone allowed to call PutEvents may put it."""
     reply = cloud.client("events").put_events(
         Entries=[
-            {
-                "Source": "tests.onboarding",
-                "DetailType": "Tenant Onboarding Requested",
-                "Detail": json.dumps(body),
-                "EventBusName": BUS,
-            }
+            {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": BUS}
         ]
     )
     assert reply["FailedEntryCount"] == 0
+
+
+def put_onboarding_event(cloud: RunningCloud, body: dict[str, Any], source: str = OPERATOR_SOURCE) -> None:
+    put_event(cloud, "Tenant Onboarding Requested", body, source)
 
 
 def machine_arn(cloud: RunningCloud, kind: str) -> str:
     return str(cloud.outputs[f"{kind.title()}StateMachineArn"])
 
 
+def executions(cloud: RunningCloud, kind: str, tenant_id: str, after: float = 0) -> list[dict[str, Any]]:
+    """Every execution for ``tenant_id`` started after ``after`` (described, oldest first)."""
+    sfn = cloud.client("stepfunctions")
+    found = []
+    for execution in sfn.list_executions(stateMachineArn=machine_arn(cloud, kind))["executions"]:
+        if execution["startDate"].timestamp() < after - 0.05:
+            continue
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        if json.loads(described.get("input") or "{}").get("tenant_id") == tenant_id:
+            found.append(dict(described))
+    return sorted(found, key=lambda d: d["startDate"])
+
+
+def finished_executions(
+    cloud: RunningCloud, kind: str, tenant_id: str, count: int, after: float = 0, timeout: float = 90
+) -> list[dict[str, Any]]:
+    """The first ``count`` executions for ``tenant_id`` started after ``after``, once all finished."""
+
+    def done() -> list[dict[str, Any]] | None:
+        found = executions(cloud, kind, tenant_id, after)
+        if len(found) < count or any(d["status"] == "RUNNING" for d in found):
+            return None
+        return found
+
+    return list(wait_for(done, timeout=timeout, interval=0.3))
+
+
 def finished_execution(
     cloud: RunningCloud, kind: str, tenant_id: str, after: float = 0, timeout: float = 90
 ) -> dict[str, Any]:
     """The newest execution for ``tenant_id`` started after ``after``, once it has finished."""
-    sfn = cloud.client("stepfunctions")
 
     def done() -> dict[str, Any] | None:
-        candidates = []
-        for execution in sfn.list_executions(stateMachineArn=machine_arn(cloud, kind))["executions"]:
-            if execution["startDate"].timestamp() < after - 0.05:
-                continue
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            if json.loads(described.get("input") or "{}").get("tenant_id") == tenant_id:
-                candidates.append(described)
-        if not candidates:
-            return None
-        newest = max(candidates, key=lambda d: d["startDate"])
-        return dict(newest) if newest["status"] != "RUNNING" else None
+        found = executions(cloud, kind, tenant_id, after)
+        return found[-1] if found and found[-1]["status"] != "RUNNING" else None
 
     return dict(wait_for(done, timeout=timeout, interval=0.3))
+
+
+def execution_path(cloud: RunningCloud, execution_arn: str) -> list[str]:
+    """The states an execution entered, in order (from its history)."""
+    history = cloud.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e
+    ]
+
+
+def set_status(cloud: RunningCloud, tenant_id: str, status: str) -> None:
+    """Put a tenant in ``status`` directly (a test's stand-in for a workflow in progress)."""
+    cloud.client("dynamodb").update_item(
+        TableName="dcisionai-tenants",
+        Key={"tenant_id": {"S": tenant_id}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": status}},
+    )
 
 
 def set_fault(cloud: RunningCloud, flow: str, tenant_id: str, step: str | None) -> None:

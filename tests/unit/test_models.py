@@ -20,6 +20,7 @@ SEED_SECURITY_POLICIES = {
     },
     "access_control": {
         "max_concurrent_sessions": 100,
+        "max_sessions_per_user": 10,
         "session_timeout_minutes": 480,
         "ip_whitelist": ["10.0.0.0/8", "172.16.0.0/12"],
         "mfa_required": True,

@@ -141,12 +141,12 @@ class _Provisioner:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def create_admin(self, request: Any) -> dict[str, str]:
-        return {"username": "alice"}
+    def activate(self, request: Any, execution: str) -> dict[str, str]:
+        return {"status": "ACTIVE"}
 
-    def compensate(self, tenant_id: str, reason: str) -> dict[str, Any]:
+    def compensate(self, tenant_id: str, execution: str, reason: str) -> dict[str, Any]:
         self.calls.append(reason)
-        return {"tenant_id": tenant_id}
+        return {"tenant_id": tenant_id, "compensated": True}
 
     def validate(self, data: Any) -> Any:
         return data
@@ -155,7 +155,7 @@ class _Provisioner:
         return 42.0
 
 
-@pytest.mark.parametrize(("step", "outcome"), [("admin", "onboarded"), ("compensate", "rolled_back")])
+@pytest.mark.parametrize(("step", "outcome"), [("activate", "onboarded"), ("compensate", "rolled_back")])
 def test_onboarding_outcome_and_duration(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], step: str, outcome: str
 ) -> None:

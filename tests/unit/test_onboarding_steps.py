@@ -51,14 +51,25 @@ def request(**policy: Any) -> Any:
     )
 
 
+class OwnedTenants:
+    """A tenant store in which this test's execution owns every tenant's provisioning."""
+
+    def owned(self, tenant_id: str, execution: str) -> Any:
+        assert execution == EXECUTION
+        return None
+
+
+EXECUTION = "arn:aws:states:us-east-1:1:execution:onboarding:run-1"
+
+
 def provisioner(kms: Any, **settings: Any) -> TenantProvisioner:
-    return TenantProvisioner(Settings(**settings), kms, None, None, None, None, None, lambda: None)  # type: ignore[arg-type]
+    return TenantProvisioner(Settings(**settings), kms, None, None, OwnedTenants(), None, None, lambda: None)  # type: ignore[arg-type]
 
 
 def test_keys_rotate_on_the_policys_schedule_and_are_tagged() -> None:
     kms = RecordingKms()
     keys = provisioner(kms, tenant_key_users="arn:aws:iam::1:role/a").create_keys(
-        request(data_protection={"key_rotation_days": 365, "cross_region_encryption": True})
+        request(data_protection={"key_rotation_days": 365, "cross_region_encryption": True}), EXECUTION
     )
     assert set(keys) == {"data", "secrets", "api-keys"}
     created = [kw for name, kw in kms.calls if name == "create_key"]
@@ -86,7 +97,7 @@ def test_keys_rotate_on_the_policys_schedule_and_are_tagged() -> None:
 
 def test_keys_without_cross_region_encryption_stay_in_one_region() -> None:
     kms = RecordingKms()
-    provisioner(kms).create_keys(request(data_protection={"cross_region_encryption": False}))
+    provisioner(kms).create_keys(request(data_protection={"cross_region_encryption": False}), EXECUTION)
     assert all(kw["MultiRegion"] is False for name, kw in kms.calls if name == "create_key")
     assert not [name for name, _ in kms.calls if name == "replicate_key"]
 

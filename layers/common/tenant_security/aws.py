@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 # Standard retry mode with a short connect timeout: a Lambda should fail fast, not hang.
 CLIENT_CONFIG = Config(
@@ -100,6 +101,11 @@ def reset_clients() -> None:
     sdk_botocore_session.cache_clear()
 
 
+def stepfunctions() -> SFNClient:
+    """Step Functions client."""
+    return client("stepfunctions")  # type: ignore[no-any-return]
+
+
 def dynamodb() -> DynamoDBClient:
     """DynamoDB client."""
     return client("dynamodb")  # type: ignore[no-any-return]
@@ -143,6 +149,8 @@ TRANSIENT_ERROR_CODES = frozenset(
         "ThrottlingException",
         "Throttling",
         "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
         "ProvisionedThroughputExceededException",
         "RequestThrottled",
         "SlowDown",

@@ -30,8 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tenant_security.client import ApiClient, ApiError, Session, load_session, save_session
+from tenant_security.client import (
+    ApiClient,
+    ApiError,
+    Session,
+    check_session_directory,
+    checked_api_url,
+    load_session,
+    save_session,
+)
 from tenant_security.errors import Conflict, DomainError, ValidationFailed
+from tenant_security.private_files import UnsafeFile, read_private_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE, EXIT_INVALID = 0, 1, 2, 3, 4
 EXIT_AUTH, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_NOT_ACTIVE = 5, 6, 7, 8
@@ -232,13 +241,49 @@ def _api_failure(exc: ApiError) -> int:
     return EXIT_NOT_FOUND if exc.status == 404 else EXIT_FAILED
 
 
+class UsageError(Exception):
+    """The arguments do not say enough (or say something refused): exit code 2, with the reason."""
+
+
+def _api_url(args: argparse.Namespace, settings: Any) -> str:
+    """The API ``login`` signs in to: ``--api``; the local cloud's with ``--local``; else
+    TENANT_SECURITY_API_URL. Never a file found in the working directory without ``--local``:
+    a cloned repository can carry one, and the password would go where it says."""
+    if args.api:
+        return str(args.api)
+    if args.local:
+        return _local_cloud_url(settings.local_bootstrap_path)
+    if settings.api_url:
+        return str(settings.api_url)
+    raise UsageError(
+        "which API? give --api URL (or set TENANT_SECURITY_API_URL), or --local for the local cloud"
+    )
+
+
+def _local_cloud_url(bootstrap: Path) -> str:
+    """The running local cloud's ``api_url`` from its bootstrap.json, only if it is this machine."""
+    try:
+        url = json.loads(read_private_file(bootstrap))["api_url"]
+    except FileNotFoundError:
+        raise UsageError(
+            f"--local: no {bootstrap}: is `make local` running (LOCALCLOUD_STATE_DIR)?"
+        ) from None
+    except UnsafeFile as exc:
+        raise UsageError(f"--local: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--local: cannot read the API URL from {bootstrap}: {exc}") from None
+    try:
+        return checked_api_url(str(url), loopback_only=True)
+    except ValueError as exc:
+        raise UsageError(f"--local: refusing {bootstrap}: {exc}") from None
+
+
 def _login(args: argparse.Namespace) -> int:
     settings = _cli_settings()
-    url = args.api or settings.discovered_api_url()
-    if not url:
-        progress("which API? give --api URL (or TENANT_SECURITY_API_URL)")
-        return EXIT_USAGE
-    api = ApiClient(url)
+    api = ApiClient(_api_url(args, settings))
+    check_session_directory(settings.session_path)
+    # Said before the password is asked for (or read): the person sees where it goes.
+    progress(f"Signing in to {api.base_url} as {args.username}@{args.tenant}")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ask_secret("Password: ")
     try:
         reply = api.call(
@@ -357,7 +402,14 @@ def _parser() -> argparse.ArgumentParser:
     login = commands.add_parser(
         "login", help="sign in (password, then the authenticator code) and keep the session"
     )
-    login.add_argument("--api", help="API base URL (default: TENANT_SECURITY_API_URL, or the local cloud's)")
+    target = login.add_mutually_exclusive_group()
+    target.add_argument("--api", help="API base URL (default: TENANT_SECURITY_API_URL)")
+    target.add_argument(
+        "--local",
+        action="store_true",
+        help="the running local cloud's API (from $LOCALCLOUD_STATE_DIR/bootstrap.json, "
+        "default .localcloud/; only a URL on this machine)",
+    )
     login.add_argument("--tenant", required=True, help="tenant id")
     login.add_argument("--username", required=True)
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -403,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         progress("interrupted")
+        return EXIT_FAILED
+    except UsageError as exc:
+        progress(str(exc))
+        return EXIT_USAGE
+    except UnsafeFile as exc:  # a session file or directory someone else could read or swap
+        progress(f"refused: {exc}")
         return EXIT_FAILED
     except ValueError as exc:  # a bad --api URL, ...
         progress(f"invalid input: {exc}")

@@ -1,23 +1,50 @@
 """The console script's side of the REST API: an HTTP client and the saved sign-in session.
 
 Plain ``urllib`` (no HTTP library in the layer). A token is sent only over HTTPS, or over HTTP to
-this machine (the local cloud). The session file is created 0600 in a 0700 directory and holds
-the access token only: never a password, a TOTP secret or a one-time code.
+this machine (the local cloud), and only to the URL the user chose: a redirect is never followed,
+so a bearer token never travels on to another host or scheme. The session file is written with
+:mod:`tenant_security.private_files` (0600, never through a symlink) and holds the access token
+only: never a password, a TOTP secret or a one-time code.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+from tenant_security.private_files import (
+    DirectoryPolicy,
+    private_directory,
+    read_private_file,
+    write_private_file,
+)
+
+
+class Scheme(StrEnum):
+    """The URL schemes the API may be reached by."""
+
+    HTTPS = "https"
+    HTTP = "http"  # only to this machine
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it could resolve anywhere
+        return False
 
 
 class ApiError(Exception):
@@ -28,13 +55,39 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def checked_api_url(url: str) -> str:
-    """The API's base URL, refused unless HTTPS (or HTTP to this machine)."""
+def checked_api_url(url: str, *, loopback_only: bool = False) -> str:
+    """The API's base URL, refused (``ValueError``) unless HTTPS or HTTP to this machine; with
+    ``loopback_only``, unless it is this machine whatever the scheme (the local cloud's)."""
     parts = urllib.parse.urlsplit(url.strip())
-    local = parts.hostname in LOCAL_HOSTS
-    if parts.scheme not in ("https", "http") or not parts.hostname or (parts.scheme == "http" and not local):
+    local = is_loopback_host(parts.hostname)
+    if parts.scheme not in tuple(Scheme) or not parts.hostname or (parts.scheme == Scheme.HTTP and not local):
         raise ValueError(f"{url!r}: the API URL must be https:// (http:// only for this machine)")
+    if loopback_only and not local:
+        raise ValueError(f"{url!r} is not on this machine (127.0.0.0/8, ::1 or localhost)")
     return url.strip().rstrip("/")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Hands a 3xx back as an ``HTTPError`` instead of following it with the same headers."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+# One opener for every call: urllib's default one follows redirects, Authorization header and all.
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _redirect_refusal(status: int, url: str, location: str | None) -> ApiError:
+    """The error for a 3xx from ``url``: it names where the API wanted the request to go."""
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location or ""))
+    where = f"{target.scheme}://{target.netloc}" if location else "nowhere (no Location)"
+    return ApiError(
+        status,
+        "redirect",
+        f"the API answered {status}, redirecting to {where}; not followed "
+        "(the token goes only to the URL you signed in to: use the final URL)",
+    )
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -59,7 +112,7 @@ class ApiClient:
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
     ) -> dict[str, Any]:
-        """The reply's JSON; :class:`ApiError` for a 4xx/5xx or no answer."""
+        """The reply's JSON; :class:`ApiError` for a 3xx (never followed), a 4xx/5xx or no answer."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -72,9 +125,11 @@ class ApiClient:
             method=method,
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:  # noqa: S310 - as above
+            with _OPENER.open(request, timeout=self.timeout) as reply:
                 return _json(reply.read())
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise _redirect_refusal(exc.code, request.full_url, exc.headers.get("Location")) from None
             payload = _json(exc.read())
             raise ApiError(
                 exc.code, str(payload.get("error", "error")), str(payload.get("message", exc.reason))
@@ -102,19 +157,27 @@ class Session:
         return ApiClient(self.api_url, self.access_token)
 
 
+# Nobody but its owner may add, rename or remove files where the session is kept.
+SESSION_DIRECTORY_POLICY = DirectoryPolicy.OWNER_ONLY
+
+
+def check_session_directory(path: Path) -> None:
+    """Make sure a session can be saved at ``path`` (its directory made 0700 when missing), so that
+    ``login`` stops before the password rather than after the sign-in;
+    :class:`~tenant_security.private_files.UnsafeFile` when others can write the directory."""
+    private_directory(path.parent, SESSION_DIRECTORY_POLICY)
+
+
 def save_session(session: Session, path: Path) -> None:
-    """Write the session readable by its owner only (replacing an earlier one)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        json.dump(asdict(session), out)
-    os.replace(temporary, path)
+    """Write the session readable by its owner only (replacing an earlier one, or a symlink there);
+    :class:`~tenant_security.private_files.UnsafeFile` when others can write its directory."""
+    write_private_file(path, json.dumps(asdict(session)), SESSION_DIRECTORY_POLICY)
 
 
 def load_session(path: Path) -> Session | None:
-    """The saved session, or None when there is none (or it is unreadable)."""
+    """The saved session, or None when there is none (or it is unreadable);
+    :class:`~tenant_security.private_files.UnsafeFile` for a symlink or a file others could read."""
     try:
-        return Session(**json.loads(path.read_text(encoding="utf-8")))
+        return Session(**json.loads(read_private_file(path)))
     except (OSError, ValueError, TypeError):
         return None

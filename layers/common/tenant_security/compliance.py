@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
+from tenant_security.alerts import REVIEW_REQUIRED, SECURITY_ACTION_PREFIX, AlertKind, action_of
+from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
+from tenant_security.audit.pii import subject_of
 from tenant_security.audit.reader import AuditReader, decode_next
+from tenant_security.audit.store import LockedObjects
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.aws import error_code
 from tenant_security.config import KEY_PURPOSES, Settings
@@ -45,6 +49,19 @@ PRIVILEGED_ACTIONS = (
     "secrets:Write",
     "gdpr:Erase",
 )
+GDPR_REQUESTS = ("gdpr:Export", "gdpr:Erase")
+SIGN_IN_PREFIX = "auth:"
+LOCKOUT = action_of(AlertKind.USER_LOCKED_OUT)
+SOURCE_IP_REFUSED = action_of(AlertKind.SOURCE_IP_NOT_ALLOWED)
+REVIEW_ACTIONS = frozenset(action_of(kind) for kind in REVIEW_REQUIRED)
+# Failed sign-ins of one user in a period that an auditor must look at: twice the five consecutive
+# failures that lock a user out, so someone kept trying across lockouts or between successes.
+FAILED_SIGN_INS_TO_REVIEW = 10
+# Refused or failed privileged actions of one actor in a period that an auditor must look at.
+FAILED_PRIVILEGED_ACTIONS_TO_REVIEW = 3
+MAX_CITED = 100  # audit sequence numbers cited per finding or evidence list
+# Only a platform-admin of the platform tenant may act in another tenant (authz/rbac.py).
+DEFAULT_PLATFORM_TENANT: str = Settings.model_fields["platform_tenant_id"].default
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:
@@ -77,8 +94,8 @@ def _overall(statuses: Iterable[str]) -> str:
 @dataclass(frozen=True)
 class Evidence:
     """What a report may rest on: the tenant's users, its trail in the period and the chain
-    verifier's answer; with ``tenant`` its policy, with ``platform`` the state of its keys and
-    buckets (see :class:`TenantControls`)."""
+    verifier's answer from the period's first record through the chain head; with ``tenant`` its
+    policy, with ``platform`` the state of its keys and buckets (see :class:`TenantControls`)."""
 
     tenant_id: str
     period: str
@@ -90,102 +107,185 @@ class Evidence:
     platform: dict[str, Any] = field(default_factory=dict)
 
 
-def _check(check_id: str, status: str, findings: list[Any], evidence: dict[str, Any]) -> dict[str, Any]:
+def _check(
+    check_id: str, findings: list[Any], evidence: dict[str, Any], *, examined: bool = True
+) -> dict[str, Any]:
+    """A check's result, its status following from its findings and never from a default.
+
+    ``examined``: whether there was anything to judge (a trail, users, a policy, keys...).
+    """
+    status = INSUFFICIENT if not examined else (FAIL if findings else PASS)
     return {"id": check_id, "status": status, "findings": findings, "evidence": evidence}
 
 
-class Checks:
-    """Every check of every framework; each judges only what the evidence shows."""
+def _cited(records: list[dict[str, Any]], **what: Any) -> dict[str, Any]:
+    """``what``, with how many records show it and their audit sequence numbers."""
+    return {**what, "count": len(records), "audit_sequences": _sequences(records)}
 
-    def __init__(self, conflicts: Iterable[tuple[str, str]]) -> None:
+
+def _sequences(records: Iterable[dict[str, Any]]) -> list[int]:
+    return sorted(int(r["sequence"]) for r in records)[:MAX_CITED]
+
+
+def _grouped(
+    records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> dict[Any, list[dict[str, Any]]]:
+    """The records by ``key``, keys in sorted order (a report reads the same every time)."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    return dict(sorted(groups.items()))
+
+
+def _action(record: dict[str, Any]) -> str:
+    return str(record.get("action", ""))
+
+
+def _actor_field(record: dict[str, Any], name: str) -> Any:
+    return (record.get("actor") or {}).get(name)
+
+
+def _actor(record: dict[str, Any]) -> str:
+    """Who acted, named as the trail names a subject (``tenant:user`` from another tenant)."""
+    return subject_of(record, "actor")
+
+
+def _succeeded(record: dict[str, Any]) -> bool:
+    return record.get("outcome") == "success"
+
+
+class Checks:
+    """Every check of every framework; each judges only what the evidence shows.
+
+    Findings are what an auditor must look at, evidence is what was examined: a check fails when it
+    has findings, passes when it has none on real evidence, and lacks evidence otherwise.
+    """
+
+    def __init__(
+        self, conflicts: Iterable[tuple[str, str]], platform_tenant: str = DEFAULT_PLATFORM_TENANT
+    ) -> None:
+        """``conflicts``: the role pairs no user may hold together; ``platform_tenant``: the
+        tenant whose platform-admins may act in every tenant."""
         self.conflicts = [tuple(sorted(pair)) for pair in conflicts]
+        self.platform_tenant = platform_tenant
 
     # ------------------------------------------------------------------ people and access
     def segregation_of_duties(self, e: Evidence) -> dict[str, Any]:
+        """Each user holding both roles of a conflicting pair is a finding."""
         findings = [
             {"user": u.username, "conflicting_roles": list(pair)}
             for u in e.users
             for pair in self.conflicts
             if set(pair) <= set(u.roles)
         ]
-        status = INSUFFICIENT if not e.users else (FAIL if findings else PASS)
         evidence = {"users_examined": len(e.users), "conflicting_pairs": [list(p) for p in self.conflicts]}
-        return _check("segregation_of_duties", status, findings, evidence)
+        return _check("segregation_of_duties", findings, evidence, examined=bool(e.users))
 
     def privileged_actions(self, e: Evidence) -> dict[str, Any]:
-        by_actor: dict[tuple[str, str], list[int]] = {}
-        for r in e.records:
-            if r.get("action") in PRIVILEGED_ACTIONS and r.get("outcome") == "success":
-                key = (str(r["action"]), str((r.get("actor") or {}).get("user")))
-                by_actor.setdefault(key, []).append(int(r["sequence"]))
-        findings = [
-            {"action": action, "user": user, "count": len(seqs), "audit_sequences": seqs[:50]}
-            for (action, user), seqs in sorted(by_actor.items())
+        """Findings: a privileged action done by no attributable user, or by a caller of another
+        tenant than this one and the platform's, and an actor whose privileged actions were refused
+        or failed FAILED_PRIVILEGED_ACTIONS_TO_REVIEW times or more. Who did what is evidence."""
+        privileged = [r for r in e.records if r.get("action") in PRIVILEGED_ACTIONS]
+        done = [r for r in privileged if _succeeded(r)]
+        trusted_tenants = (None, e.tenant_id, self.platform_tenant)
+        unattributed = [r for r in done if not _actor_field(r, "user")]
+        outsiders = [
+            r for r in done if _actor_field(r, "user") and _actor_field(r, "tenant_id") not in trusted_tenants
         ]
-        # Privileged actions are reported, not judged; without a trail there is nothing to report.
-        status = PASS if e.records else INSUFFICIENT
-        return _check("privileged_actions", status, findings, {"records_examined": len(e.records)})
+        refused = _grouped((r for r in privileged if not _succeeded(r)), _actor)
+        findings = [
+            _cited(records, issue="no attributable user", action=action)
+            for action, records in _grouped(unattributed, _action).items()
+        ]
+        findings += [
+            _cited(records, issue="done by a caller outside the tenant", action=action, user=user)
+            for (action, user), records in _grouped(outsiders, lambda r: (_action(r), _actor(r))).items()
+        ]
+        findings += [
+            _cited(records, issue="privileged actions refused or failed repeatedly", user=user)
+            for user, records in refused.items()
+            if len(records) >= FAILED_PRIVILEGED_ACTIONS_TO_REVIEW
+        ]
+        evidence = {
+            "records_examined": len(e.records),
+            "refused_or_failed": sum(len(records) for records in refused.values()),
+            "by_actor": [
+                _cited(records, action=action, user=user)
+                for (action, user), records in _grouped(done, lambda r: (_action(r), _actor(r))).items()
+            ],
+        }
+        return _check("privileged_actions", findings, evidence, examined=bool(e.records))
 
     def mfa_coverage(self, e: Evidence) -> dict[str, Any]:
+        """Each active user without MFA, and a policy that does not require MFA, are findings."""
         active = [u for u in e.users if u.status == "ACTIVE"]
         missing = sorted(u.username for u in active if not u.mfa_enrolled)
         findings: list[Any] = [{"user": name, "issue": "no MFA enrolled"} for name in missing]
         required = e.tenant.policies.access_control.mfa_required if e.tenant else None
         if required is False:
             findings.append({"policy": "access_control.mfa_required", "issue": "MFA is not required"})
-        status = INSUFFICIENT if not active else (FAIL if findings else PASS)
         evidence = {
             "active_users": len(active),
             "enrolled": len(active) - len(missing),
             "mfa_required": required,
         }
-        return _check("mfa_coverage", status, findings, evidence)
+        return _check("mfa_coverage", findings, evidence, examined=bool(active))
 
     def failed_sign_ins_and_lockouts(self, e: Evidence) -> dict[str, Any]:
-        failed = [
-            r
-            for r in e.records
-            if str(r.get("action", "")).startswith("auth:") and r.get("outcome") != "success"
+        """Findings: every user locked out, and every user with FAILED_SIGN_INS_TO_REVIEW failed
+        sign-ins or more in the period; the counts are evidence."""
+        failed = [r for r in e.records if _action(r).startswith(SIGN_IN_PREFIX) and not _succeeded(r)]
+        lockouts = [r for r in e.records if r.get("action") == LOCKOUT]
+        failed_by_user = _grouped(failed, _actor)
+        findings = [
+            _cited(records, issue="locked out", user=user)
+            for user, records in _grouped(lockouts, _actor).items()
         ]
-        lockouts = [r for r in e.records if r.get("action") in ("security:lockout", "security:locked_out")]
-        per_user = Counter(str((r.get("actor") or {}).get("user")) for r in failed)
+        findings += [
+            _cited(records, issue=f"{FAILED_SIGN_INS_TO_REVIEW} or more failed sign-ins", user=user)
+            for user, records in failed_by_user.items()
+            if len(records) >= FAILED_SIGN_INS_TO_REVIEW
+        ]
         evidence = {
             "failed_sign_ins": len(failed),
             "lockouts": len(lockouts),
-            "audit_sequences": sorted(int(r["sequence"]) for r in failed + lockouts)[:100],
+            "failed_sign_ins_by_user": dict(
+                Counter({user: len(records) for user, records in failed_by_user.items()}).most_common(20)
+            ),
+            "audit_sequences": _sequences(failed + lockouts),
         }
-        findings = [{"user": u, "failed_sign_ins": n} for u, n in per_user.most_common(20)]
-        return _check("failed_sign_ins_and_lockouts", PASS if e.records else INSUFFICIENT, findings, evidence)
+        return _check("failed_sign_ins_and_lockouts", findings, evidence, examined=bool(e.records))
 
     def network_access(self, e: Evidence) -> dict[str, Any]:
+        """A policy that allows any source address is a finding; refusals are evidence."""
         if e.tenant is None:
-            return _check("network_access", INSUFFICIENT, [], {})
+            return _check("network_access", [], {}, examined=False)
         allowed = e.tenant.policies.access_control.ip_whitelist
         findings = (
             [] if allowed else [{"policy": "access_control.ip_whitelist", "issue": "any source address"}]
         )
-        refused = [
-            int(r["sequence"])
-            for r in e.records
-            if "source_ip" in str(r.get("reason", "")) or r.get("action") == "security:source_ip_not_allowed"
-        ]
-        evidence = {"ip_allow_list": allowed, "refusals_audit_sequences": refused[:100]}
-        return _check("network_access", FAIL if findings else PASS, findings, evidence)
+        refused = [r for r in e.records if r.get("action") == SOURCE_IP_REFUSED]
+        evidence = {"ip_allow_list": allowed, "refusals_audit_sequences": _sequences(refused)}
+        return _check("network_access", findings, evidence)
 
     # ------------------------------------------------------------------ logging
     def audit_chain_integrity(self, e: Evidence) -> dict[str, Any]:
+        """Every problem the verifier found is a finding; nothing verified is no evidence."""
         integrity = e.integrity
-        if integrity.get("checked", 0) == 0:
-            status = INSUFFICIENT
-        else:
-            status = PASS if integrity.get("status") == "VALID" else FAIL
-        evidence = {k: integrity.get(k) for k in ("status", "checked", "from", "to", "checkpoints_checked")}
-        return _check("audit_chain_integrity", status, integrity.get("problems", [])[:50], evidence)
+        problems = integrity.get("problems", [])
+        evidence = {
+            k: integrity.get(k)
+            for k in ("status", "checked", "from", "to", "head_sequence", "checkpoints_checked")
+        }
+        # A problem found outside what was checked (an object beyond the head) still fails.
+        examined = integrity.get("checked", 0) > 0 or bool(problems)
+        return _check("audit_chain_integrity", problems[:50], evidence, examined=examined)
 
     def audit_retention(self, e: Evidence) -> dict[str, Any]:
+        """An object lock other than COMPLIANCE, or shorter than the policy's retention, is a finding."""
         lock = e.platform.get("audit_lock")
         if e.tenant is None or not lock:
-            return _check("audit_retention", INSUFFICIENT, [], {"object_lock": lock})
+            return _check("audit_retention", [], {"object_lock": lock}, examined=False)
         wanted = e.tenant.policies.audit_logging.retention_days
         findings = []
         if lock.get("mode") != "COMPLIANCE":
@@ -193,21 +293,31 @@ class Checks:
         if int(lock.get("days") or 0) < wanted:
             findings.append({"issue": f"retention {lock.get('days')} days, policy wants {wanted}"})
         evidence = {"object_lock": lock, "policy_retention_days": wanted}
-        return _check("audit_retention", FAIL if findings else PASS, findings, evidence)
+        return _check("audit_retention", findings, evidence)
 
     def security_events(self, e: Evidence) -> dict[str, Any]:
-        events = [r for r in e.records if str(r.get("action", "")).startswith("security:")]
-        kinds = Counter(str(r["action"]) for r in events)
-        findings = [{"event": k, "count": n} for k, n in sorted(kinds.items())]
-        evidence = {"audit_sequences": sorted(int(r["sequence"]) for r in events)[:100]}
-        return _check("security_events", PASS if e.records else INSUFFICIENT, findings, evidence)
+        """Alerts of a kind in REVIEW_REQUIRED are findings; every security event is evidence."""
+        events = [r for r in e.records if _action(r).startswith(SECURITY_ACTION_PREFIX)]
+        by_kind = _grouped(events, _action)
+        findings = [
+            _cited(records, event=kind, issue="may be an attack: review")
+            for kind, records in by_kind.items()
+            if kind in REVIEW_ACTIONS
+        ]
+        evidence = {
+            "events": {kind: len(records) for kind, records in by_kind.items()},
+            "audit_sequences": _sequences(events),
+        }
+        return _check("security_events", findings, evidence, examined=bool(e.records))
 
     # ------------------------------------------------------------------ cryptography and data
     def encryption_at_rest(self, e: Evidence) -> dict[str, Any]:
+        """A data key not enabled, or a data bucket not encrypted under it by default, is a finding."""
         keys, bucket = e.platform.get("keys") or {}, e.platform.get("data_bucket_encryption")
         data_key = keys.get("data")
         if not data_key or bucket is None:
-            return _check("encryption_at_rest", INSUFFICIENT, [], {"data_key": data_key, "bucket": bucket})
+            evidence = {"data_key": data_key, "bucket": bucket}
+            return _check("encryption_at_rest", [], evidence, examined=False)
         findings = []
         if data_key.get("state") != "Enabled":
             findings.append({"key": "data", "issue": f"tenant data key is {data_key.get('state')}"})
@@ -216,12 +326,13 @@ class Checks:
                 {"bucket": "data", "issue": "default encryption is not SSE-KMS under the tenant data key"}
             )
         evidence = {"data_key": data_key, "data_bucket_encryption": bucket}
-        return _check("encryption_at_rest", FAIL if findings else PASS, findings, evidence)
+        return _check("encryption_at_rest", findings, evidence)
 
     def key_rotation(self, e: Evidence) -> dict[str, Any]:
+        """Each tenant key without automatic rotation is a finding."""
         keys = {p: k for p, k in (e.platform.get("keys") or {}).items() if k}
         if not keys:
-            return _check("key_rotation", INSUFFICIENT, [], {})
+            return _check("key_rotation", [], {}, examined=False)
         findings = [
             {"key": p, "issue": "automatic rotation is off"}
             for p, k in keys.items()
@@ -233,12 +344,13 @@ class Checks:
             },
             "policy_rotation_days": e.tenant.policies.data_protection.key_rotation_days if e.tenant else None,
         }
-        return _check("key_rotation", FAIL if findings else PASS, findings, evidence)
+        return _check("key_rotation", findings, evidence)
 
     def data_locality(self, e: Evidence) -> dict[str, Any]:
+        """Data stored, or a key replicated, outside the policy's data_locality is a finding."""
         keys = {p: k for p, k in (e.platform.get("keys") or {}).items() if k}
         if e.tenant is None or not keys:
-            return _check("data_locality", INSUFFICIENT, [], {})
+            return _check("data_locality", [], {}, examined=False)
         allowed = e.tenant.policies.data_protection.data_locality
         home = e.platform.get("region")
         findings: list[Any] = (
@@ -256,11 +368,12 @@ class Checks:
             "key_replicas": {p: k.get("replica_regions", []) for p, k in keys.items()},
             "cross_region_encryption": e.tenant.policies.data_protection.cross_region_encryption,
         }
-        return _check("data_locality", FAIL if findings else PASS, findings, evidence)
+        return _check("data_locality", findings, evidence)
 
     def pii_protection(self, e: Evidence) -> dict[str, Any]:
+        """A policy that keeps PII in clear (``pii_handling: none``) is a finding."""
         if e.tenant is None:
-            return _check("pii_protection", INSUFFICIENT, [], {})
+            return _check("pii_protection", [], {}, examined=False)
         handling = e.tenant.policies.compliance.pii_handling
         findings = (
             [{"policy": "compliance.pii_handling", "issue": "PII is kept in clear"}]
@@ -271,22 +384,30 @@ class Checks:
             "pii_handling": handling,
             "data_classification": e.tenant.policies.compliance.data_classification,
         }
-        return _check("pii_protection", FAIL if findings else PASS, findings, evidence)
+        return _check("pii_protection", findings, evidence)
 
     def subject_requests(self, e: Evidence) -> dict[str, Any]:
-        handled = [r for r in e.records if r.get("action") in ("gdpr:Export", "gdpr:Erase")]
+        """A GDPR request (export, erasure) that did not end in success is a finding; the
+        requests are evidence (none in a period is no failure)."""
+        requests = [r for r in e.records if r.get("action") in GDPR_REQUESTS]
         findings = [
-            {"action": r["action"], "outcome": r.get("outcome"), "audit_sequence": int(r["sequence"])}
-            for r in handled[:100]
+            _cited(records, issue="the request did not succeed", action=action, outcome=outcome)
+            for (action, outcome), records in _grouped(
+                (r for r in requests if not _succeeded(r)), lambda r: (_action(r), str(r.get("outcome")))
+            ).items()
         ]
-        # Requests are reported, not judged (none in a period is no failure).
-        status = PASS if e.records else INSUFFICIENT
-        return _check("subject_requests", status, findings, {"requests": len(handled)})
+        evidence = {
+            "requests": len(requests),
+            "by_action": {action: len(records) for action, records in _grouped(requests, _action).items()},
+            "audit_sequences": _sequences(requests),
+        }
+        return _check("subject_requests", findings, evidence, examined=bool(e.records))
 
     def tenant_separation(self, e: Evidence) -> dict[str, Any]:
+        """A tenant key or data bucket missing, or an unknown database isolation, is a finding."""
         keys = e.platform.get("keys") or {}
         if e.tenant is None or not keys:
-            return _check("tenant_separation", INSUFFICIENT, [], {})
+            return _check("tenant_separation", [], {}, examined=False)
         findings = [{"key": p, "issue": "the tenant has no key of its own"} for p, k in keys.items() if not k]
         if e.tenant.isolation not in ("database", "schema"):
             findings.append({"issue": f"unknown isolation {e.tenant.isolation!r}"})
@@ -297,7 +418,7 @@ class Checks:
             "own_keys": sorted(p for p, k in keys.items() if k),
             "own_buckets": [b for b in (e.platform.get("data_bucket"), e.platform.get("audit_bucket")) if b],
         }
-        return _check("tenant_separation", FAIL if findings else PASS, findings, evidence)
+        return _check("tenant_separation", findings, evidence)
 
 
 @dataclass(frozen=True)
@@ -367,9 +488,15 @@ def framework_of(name: str) -> str:
 class FrameworkReporter:
     """A framework's report: its controls, each with the checks that evidence it."""
 
-    def __init__(self, framework: str, conflicts: Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        framework: str,
+        conflicts: Iterable[tuple[str, str]],
+        platform_tenant: str = DEFAULT_PLATFORM_TENANT,
+    ) -> None:
+        """``conflicts`` and ``platform_tenant`` as :class:`Checks` takes them."""
         self.framework = framework_of(framework)
-        self.checks = Checks(conflicts)
+        self.checks = Checks(conflicts, platform_tenant)
 
     def from_evidence(self, e: Evidence) -> dict[str, Any]:
         name, controls = FRAMEWORKS[self.framework]
@@ -481,6 +608,22 @@ class TenantControls:
         }
 
 
+def _first_sequence_from(objects: LockedObjects, bucket: str, start: datetime) -> int | None:
+    """The lowest sequence stored under a day from ``start`` on, hidden records included (None
+    when there is none).
+
+    Record keys name the day they were appended (``audit/YYYY/MM/DD/<sequence>.json``) and a locked
+    version cannot be removed, only hidden by a delete marker, which still lists its key: hiding
+    the first records of a period cannot move where its verification starts. A record key added
+    out of place can only move it earlier, so more is verified, and the verifier names the key.
+    """
+    first_day = f"{RECORD_PREFIX}{start:%Y/%m/%d}/"
+    sequences = (
+        sequence_of_record_key(key) for key in objects.versions(bucket, RECORD_PREFIX) if key >= first_day
+    )
+    return min((s for s in sequences if s is not None), default=None)
+
+
 def gather_evidence(
     tenant: TenantRecord,
     period: str,
@@ -490,7 +633,8 @@ def gather_evidence(
     verifier: ChainVerifier,
     controls: TenantControls | None = None,
 ) -> Evidence:
-    """The evidence of ``period``: users, up to MAX_RECORDS records, their chain, keys and buckets."""
+    """The evidence of ``period``: users, up to MAX_RECORDS records, keys and buckets, and the
+    chain verified from the period's first sequence through its head."""
     start, end = period_bounds(period)
     tenant_id = tenant.tenant_id
     records: list[dict[str, Any]] = []
@@ -506,8 +650,10 @@ def gather_evidence(
             truncated = True
             break
         after = decode_next(page["next"])
-    sequences = [int(r["sequence"]) for r in records]
-    integrity = verifier.verify(tenant_id, min(sequences), max(sequences)) if sequences else {"checked": 0}
+    first = _first_sequence_from(verifier.objects, bucket, start)
+    # Through the chain head (no last sequence), not the last record listed: records hidden at the
+    # end of the period, or after it, are then missing records instead of passing unseen.
+    integrity = verifier.verify(tenant_id, first) if first is not None else {"checked": 0}
     platform = controls.collect(tenant_id) if controls is not None else {}
     return Evidence(
         tenant_id, period, users.list_users(tenant_id), records, truncated, integrity, tenant, platform

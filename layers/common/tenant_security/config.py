@@ -6,7 +6,6 @@ the local cloud call :func:`get_settings`.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,11 @@ class Settings(BaseSettings):
     partition: str = "aws"
     token_issuer: str = "dcisionai-tenant-security"  # noqa: S105 - a name, not a secret
     token_audience: str = "dcisionai-api"  # noqa: S105 - a name, not a secret
-    # Consecutive failed sign-in or MFA attempts lock a user out for this long.
+    # Five failed second-factor attempts in a row lock a user out for this long.
     lockout_seconds: int = Field(900, ge=1, le=86400)
+    # Unauthenticated sign-in steps a minute, per source address and per account (429 beyond).
+    sign_in_attempts_per_address: int = Field(30, ge=1, le=1_000_000)
+    sign_in_attempts_per_account: int = Field(10, ge=1, le=1_000_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -83,8 +85,11 @@ class Settings(BaseSettings):
         return values
 
     fault_injection: str = Field("disabled", pattern=r"^(enabled|disabled)$")
-    # Roles (ARNs, comma-separated) that tenant key policies let use the keys.
-    tenant_key_users: str = ""
+    # Roles that tenant key policies let use the keys, comma-separated: exact ARNs (the policy's
+    # principals; KMS refuses a wildcard in a principal, so none here) and ARN patterns with `*`
+    # or `?` (matched by an aws:PrincipalArn condition on the account).
+    tenant_key_users: str = Field("", pattern=r"^[^*?]*$")
+    tenant_key_user_patterns: str = ""
 
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
@@ -110,7 +115,13 @@ class Settings(BaseSettings):
 
     @property
     def tenant_key_user_arns(self) -> list[str]:
-        return [a.strip() for a in self.tenant_key_users.split(",") if a.strip()]
+        """The exact role ARNs that may use tenant keys (TENANT_KEY_USERS)."""
+        return _comma_separated(self.tenant_key_users)
+
+    @property
+    def tenant_key_user_arn_patterns(self) -> list[str]:
+        """ARN patterns of the roles that may use tenant keys (TENANT_KEY_USER_PATTERNS)."""
+        return _comma_separated(self.tenant_key_user_patterns)
 
     def kms_arn(self, resource: str) -> str:
         """``key/<id>`` or ``alias/<name>`` as an ARN of this account and region."""
@@ -148,6 +159,10 @@ class Settings(BaseSettings):
         return self.tenant_key_arn(tenant_id, "secrets")
 
 
+def _comma_separated(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process (read once per execution environment)."""
@@ -155,16 +170,18 @@ def get_settings() -> Settings:
 
 
 class CliSettings(BaseSettings):
-    """Environment of the ``tenant-security`` console script (``TENANT_SECURITY_*``)."""
+    """Environment of the ``tenant-security`` console script (``TENANT_SECURITY_*``, and
+    ``LOCALCLOUD_STATE_DIR`` as `make local` reads it)."""
 
     model_config = SettingsConfigDict(env_prefix="TENANT_SECURITY_", extra="ignore", frozen=True)
 
     # Where `login` keeps the session (0600); default ~/.config/tenant-security/session.json.
     session: str = ""
-    # The API's base URL for `login` when --api is not given.
+    # The API's base URL for `login` when neither --api nor --local is given.
     api_url: str = ""
-    # The local cloud's bootstrap file: its api_url is the default on a developer machine.
-    local_bootstrap: str = ".localcloud/bootstrap.json"
+    # The local cloud's state directory, as `make local` has it; only `login --local` reads its
+    # bootstrap.json: a file in the working directory may come with a cloned repository.
+    localcloud_state_dir: str = Field(".localcloud", validation_alias="LOCALCLOUD_STATE_DIR")
 
     @property
     def session_path(self) -> Path:
@@ -174,11 +191,7 @@ class CliSettings(BaseSettings):
             else Path.home() / ".config" / "tenant-security" / "session.json"
         )
 
-    def discovered_api_url(self) -> str:
-        """TENANT_SECURITY_API_URL, else the running local cloud's, else ""."""
-        if self.api_url:
-            return self.api_url
-        try:
-            return str(json.loads(Path(self.local_bootstrap).read_text(encoding="utf-8"))["api_url"])
-        except (OSError, ValueError, KeyError):
-            return ""
+    @property
+    def local_bootstrap_path(self) -> Path:
+        """The running local cloud's bootstrap.json (its ``api_url`` is what `login --local` uses)."""
+        return Path(self.localcloud_state_dir) / "bootstrap.json"

@@ -1,8 +1,16 @@
 """Tenant onboarding and offboarding steps, run one by one by the Step Functions state machines.
 
-Every step is idempotent: run twice (a Step Functions retry, a repeated request) it changes
-nothing more. Compensation and offboarding find the tenant's resources by their names (aliases,
-buckets, secrets, roles), so they undo whatever exists, however far a failed attempt got.
+**An execution undoes only what it created itself.** Registration claims the tenant id for one
+execution (conditional write: a new id, or one whose earlier attempt FAILED); every later step,
+and the compensation, first checks that this execution still owns a PROVISIONING tenant, so a
+repeated or duplicated request -- by the API or by an event, in any status -- never creates or
+deletes anything of a tenant another execution built. Within its own run every step is
+idempotent (a Step Functions retry changes nothing more), and compensation finds the tenant's
+resources by their names, so it undoes whatever exists however far the run got.
+
+**Offboarding runs only on a recorded decision**: the API's DELETE /tenants/{t} (a
+platform-admin, audited) sets status OFFBOARDING first; an offboarding event for a tenant in any
+other status is refused.
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ from tenant_security.authz.rbac import TENANT_ADMIN
 from tenant_security.aws import error_code
 from tenant_security.config import KEY_PURPOSES, Settings
 from tenant_security.database import CREDENTIALS_SECRET, TenantDatabases
-from tenant_security.errors import Conflict, ServiceUnavailable, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import User, UserStore
 from tenant_security.locality import replica_regions
 from tenant_security.models.onboarding import OnboardingRequest, parse_onboarding_request
 from tenant_security.observability import logger
-from tenant_security.tenants import RETIRED, TenantRecord, TenantStore
+from tenant_security.tenants import RETIRED, NotOwner, TenantRecord, TenantStatus, TenantStore
 
 # The data bucket's housekeeping: presigned uploads never completed, replaced or deleted versions
 # of files after 30 days (the current version stays until deleted or offboarded).
@@ -46,27 +54,45 @@ DATA_LIFECYCLE: dict[str, Any] = {
         },
     ]
 }
+# What the platform's roles may do with a tenant key (its key policy).
+KEY_USE_ACTIONS = (
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:DescribeKey",
+)
 KEY_DELETION_WINDOW_DAYS = 7  # the KMS minimum: crypto-shredding as soon as KMS allows
-_TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-    "ProvisionedThroughputExceededException",
-    "RequestTimeout",
-    "SlowDown",
-    "KMSInternalException",
-    "DependencyTimeoutException",
-}
 
 
 class TransientError(ServiceUnavailable):
     """A failure worth retrying (the state machines retry it with back-off)."""
 
     code = "transient_error"
+
+
+class OffboardingNotRequested(Conflict):
+    """An offboarding event for a tenant the API has not set to OFFBOARDING: refused."""
+
+    code = "offboarding_not_requested"
+
+
+def execution_checker(stepfunctions: Any) -> Callable[[str], bool]:
+    """``running(arn)``: whether a Step Functions execution is still RUNNING (True when unsure:
+    a registration is taken over only from an execution known to have ended)."""
+
+    def running(arn: str) -> bool:
+        try:
+            return str(stepfunctions.describe_execution(executionArn=arn)["status"]) == "RUNNING"
+        except Exception as exc:
+            if error_code(exc) == "ExecutionDoesNotExist":
+                return False
+            logger.warning("execution state unknown", extra={"error_type": type(exc).__name__})
+            return True
+
+    return running
 
 
 class TenantProvisioner:
@@ -83,7 +109,10 @@ class TenantProvisioner:
         sessions: SessionStore,
         databases: Callable[[], TenantDatabases],
         kms_in: Callable[[str], Any] | None = None,
+        execution_running: Callable[[str], bool] = lambda _arn: True,
     ) -> None:
+        """``execution_running(arn)``: whether an onboarding execution is still at work (a
+        registration held by an ended one may be taken over; when unsure, say True)."""
         self.settings = settings
         self.kms = kms
         # KMS of another region: shredding a multi-Region key shreds its replicas there too.
@@ -94,6 +123,7 @@ class TenantProvisioner:
         self.users = users
         self.sessions = sessions
         self.databases = databases
+        self.execution_running = execution_running
 
     # ------------------------------------------------------------------ names
     def data_bucket(self, tenant_id: str) -> str:
@@ -135,19 +165,28 @@ class TenantProvisioner:
         return request
 
     # ------------------------------------------------------------------ 2. register
-    def register(self, request: OnboardingRequest) -> str:
-        """Claim the tenant id; the status an identical earlier request left (or PROVISIONING)."""
+    def register(self, request: OnboardingRequest, execution: str) -> dict[str, Any]:
+        """Claim the tenant id for ``execution``: ``{status, proceed}``.
+
+        ``proceed`` is true only when this execution owns the provisioning; otherwise the request
+        is a no-op (the tenant is onboarded already, or another execution is at work).
+        """
         record = TenantRecord(
             tenant_id=request.tenant_id,
             name=request.name,
-            status="PROVISIONING",
+            status=TenantStatus.PROVISIONING,
             isolation=request.isolation,
             policies=request.security_policies,
             quotas=request.resource_quotas,
             request_hash=request.fingerprint(),
+            owner_execution=execution,
         )
-        existing = self.tenants.register(record)
-        return existing.status if existing is not None else "PROVISIONING"
+        stored, mine = self.tenants.register(record, self.execution_running)
+        return {"status": str(stored.status), "proceed": mine}
+
+    def _own(self, tenant_id: str, execution: str) -> TenantRecord:
+        """The tenant, if ``execution`` provisions it; :class:`NotOwner` (no change) otherwise."""
+        return self.tenants.owned(tenant_id, execution)
 
     # ------------------------------------------------------------------ 3. keys
     def _key_policy(self) -> dict[str, Any]:
@@ -176,26 +215,31 @@ class TenantProvisioner:
                 "Resource": "*",
             }
         ]
-        users = self.settings.tenant_key_user_arns
-        if users:
-            statements.append(
-                {
-                    "Sid": "PlatformRolesUseTheKey",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": users},
-                    "Action": [
-                        "kms:Encrypt",
-                        "kms:Decrypt",
-                        "kms:GenerateDataKey",
-                        "kms:GenerateDataKeyWithoutPlaintext",
-                        "kms:ReEncryptFrom",
-                        "kms:ReEncryptTo",
-                        "kms:DescribeKey",
-                    ],
-                    "Resource": "*",
-                }
-            )
-        return {"Version": "2012-10-17", "Statement": statements}
+        return {"Version": "2012-10-17", "Statement": statements + self._key_use_statements(root)}
+
+    def _key_use_statements(self, root: str) -> list[dict[str, Any]]:
+        """Who may use a tenant key: the exact role ARNs as principals; the ARN patterns through
+        the account and an ``aws:PrincipalArn`` condition, since KMS refuses a wildcard in a
+        principal (MalformedPolicyDocumentException). A statement naming the account delegates to
+        IAM: a role matched by a pattern needs an IAM policy allowing the use as well."""
+
+        def use(sid: str, principal: Any, **condition: Any) -> dict[str, Any]:
+            return {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": list(KEY_USE_ACTIONS),
+                "Resource": "*",
+                **condition,
+            }
+
+        statements = []
+        if self.settings.tenant_key_user_arns:
+            statements.append(use("PlatformRolesUseTheKey", self.settings.tenant_key_user_arns))
+        if self.settings.tenant_key_user_arn_patterns:
+            condition = {"ArnLike": {"aws:PrincipalArn": self.settings.tenant_key_user_arn_patterns}}
+            statements.append(use("PlatformRolePatternsUseTheKey", root, Condition=condition))
+        return statements
 
     def _key_of_alias(self, alias: str) -> dict[str, Any] | None:
         try:
@@ -206,8 +250,9 @@ class TenantProvisioner:
             raise
         return meta
 
-    def create_keys(self, request: OnboardingRequest) -> dict[str, str]:
+    def create_keys(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
         """The tenant's data, secrets and api-keys keys (ARNs by purpose)."""
+        self._own(request.tenant_id, execution)
         protection = request.security_policies.data_protection
         out = {}
         for purpose in KEY_PURPOSES:
@@ -315,9 +360,12 @@ class TenantProvisioner:
             },
         )
 
-    def create_buckets(self, request: OnboardingRequest, keys: dict[str, str]) -> dict[str, str]:
+    def create_buckets(
+        self, request: OnboardingRequest, keys: dict[str, str], execution: str
+    ) -> dict[str, str]:
         """The tenant's data bucket and its object-locked audit bucket."""
         tenant_id = request.tenant_id
+        self._own(tenant_id, execution)
         data, audit = self.data_bucket(tenant_id), self.audit_bucket(tenant_id)
         self._create_bucket(data, tenant_id, object_lock=False)
         self._encrypt_bucket(data, keys["data"])
@@ -383,39 +431,22 @@ class TenantProvisioner:
                 raise
             self.secrets.put_secret_value(SecretId=name, SecretString=value)
 
-    def create_database(self, request: OnboardingRequest) -> dict[str, str]:
+    def create_database(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
         """The tenant's database or schema and role; credentials in Secrets Manager."""
+        self._own(request.tenant_id, execution)
         credentials = self.databases().create(request.tenant_id, request.isolation)
         name = self.secret_name(request.tenant_id, CREDENTIALS_SECRET)
         self._put_secret(name, json.dumps(credentials), request.tenant_id, "Tenant database credentials")
         return {"secret": name, "dbname": credentials["dbname"], "schema": credentials["schema"]}
 
-    # ------------------------------------------------------------------ 6. activate
-    def activate(self, request: OnboardingRequest) -> dict[str, str]:
-        """Store the tenant's configuration, status ACTIVE."""
-        record = self.tenants.get(request.tenant_id)
-        if record is None:
-            raise Conflict(f"tenant {request.tenant_id!r} is not registered")
-        if record.status == "ACTIVE" and record.request_hash == request.fingerprint():
-            return {"status": "ACTIVE"}
-        now = datetime.now(UTC).isoformat()
-        active = replace(
-            record,
-            status="ACTIVE",
-            policies=request.security_policies,
-            quotas=request.resource_quotas,
-            name=request.name,
-            isolation=request.isolation,
-            failure_reason="",
-            updated_at=now,
-        )
-        self.tenants.replace(active, expected_status="PROVISIONING")
-        return {"status": "ACTIVE"}
+    # ------------------------------------------------------------------ 6. admin
+    def create_admin(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
+        """The tenant's first tenant-admin, with a one-time password kept for the operator.
 
-    # ------------------------------------------------------------------ 7. admin
-    def create_admin(self, request: OnboardingRequest) -> dict[str, str]:
-        """The tenant's first tenant-admin, with a one-time password kept for the operator."""
+        Before activation: the admin cannot sign in until the tenant is ACTIVE.
+        """
         tenant_id, username = request.tenant_id, request.admin.username
+        self._own(tenant_id, execution)
         secret = self.secret_name(tenant_id, "admin-initial-password")
         if self.users.get(tenant_id, username) is None:
             password = generate_password(24)
@@ -426,7 +457,7 @@ class TenantProvisioner:
                 "One-time password of the tenant's first admin (deleted at first sign-in)",
                 username=username,
             )
-            with contextlib.suppress(Conflict):  # a concurrent run of this step created it first
+            with contextlib.suppress(Conflict):  # a retry of this step created it first
                 self.users.create(
                     User(
                         tenant_id=tenant_id,
@@ -438,6 +469,31 @@ class TenantProvisioner:
                     )
                 )
         return {"username": username, "initial_password_secret": secret}
+
+    # ------------------------------------------------------------------ 7. activate
+    def activate(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
+        """Store the tenant's configuration, status ACTIVE: the last step."""
+        record = self.tenants.get(request.tenant_id)
+        if (
+            record is not None
+            and record.status == TenantStatus.ACTIVE
+            and record.owner_execution == execution
+            and record.request_hash == request.fingerprint()
+        ):
+            return {"status": TenantStatus.ACTIVE}  # this execution's retry of the step
+        record = self._own(request.tenant_id, execution)
+        active = replace(
+            record,
+            status=TenantStatus.ACTIVE,
+            policies=request.security_policies,
+            quotas=request.resource_quotas,
+            name=request.name,
+            isolation=request.isolation,
+            failure_reason="",
+            updated_at=datetime.now(UTC).isoformat(),
+        )
+        self.tenants.replace(active, expected_status=TenantStatus.PROVISIONING)
+        return {"status": TenantStatus.ACTIVE}
 
     # ------------------------------------------------------------------ undo
     def _delete_bucket(self, name: str) -> bool:
@@ -511,8 +567,18 @@ class TenantProvisioner:
             return None
         return max(0.0, (datetime.now(UTC) - started).total_seconds()) if started else None
 
-    def compensate(self, tenant_id: str, reason: str) -> dict[str, Any]:
-        """Undo every step of a failed onboarding; status FAILED with ``reason``."""
+    def compensate(self, tenant_id: str, execution: str, reason: str) -> dict[str, Any]:
+        """Undo every step of this execution's failed onboarding; status FAILED with ``reason``.
+
+        Only the execution that owns a PROVISIONING tenant compensates: for any other (a
+        repeated request that failed because the tenant is onboarded, or another execution's
+        tenant) nothing is touched and ``compensated`` is false.
+        """
+        try:
+            self._own(tenant_id, execution)
+        except NotOwner:
+            logger.info("nothing to compensate: not this execution's tenant", extra={"tenant_id": tenant_id})
+            return {"tenant_id": tenant_id, "compensated": False}
         self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
         for what in ("admin-initial-password", CREDENTIALS_SECRET):
@@ -522,20 +588,28 @@ class TenantProvisioner:
             b for b in (self.data_bucket(tenant_id), self.audit_bucket(tenant_id)) if self._delete_bucket(b)
         ]
         keys = self.shred_keys(tenant_id)
-        self.tenants.set_status(tenant_id, "FAILED", reason=reason)
+        self.tenants.fail_provisioning(tenant_id, execution, reason)
         logger.warning("onboarding rolled back", extra={"tenant_id": tenant_id, "reason": reason[:500]})
-        return {"tenant_id": tenant_id, "users": users, "buckets": buckets, "keys": keys}
+        return {"tenant_id": tenant_id, "compensated": True, "users": users, "buckets": buckets, "keys": keys}
 
     # ------------------------------------------------------------------ offboarding
     def begin_offboarding(self, tenant_id: str) -> dict[str, str]:
-        """Status OFFBOARDING: from here the authorizer denies every request of the tenant."""
+        """Check the decision: the API set the tenant OFFBOARDING (409 for any other status).
+
+        The event that starts offboarding carries only a tenant id; whoever can put events must
+        not be able to offboard a tenant the platform-admin's DELETE did not mark.
+        """
         record = self.tenants.get(tenant_id)
-        if record is None or record.status not in ("OFFBOARDING", "OFFBOARDED"):
-            self.tenants.set_status(tenant_id, "OFFBOARDING", allowed_from=("ACTIVE", "SUSPENDED", "FAILED"))
-        return {"status": "OFFBOARDING"}
+        if record is None or record.status not in RETIRED:
+            status = record.status if record is not None else "absent"
+            raise OffboardingNotRequested(
+                f"tenant {tenant_id!r} is {status}: offboarding starts with DELETE /tenants/{{t}}"
+            )
+        return {"status": str(record.status), "requested_by": record.offboarding_requested_by}
 
     def offboard(self, tenant_id: str) -> dict[str, Any]:
         """Revoke sessions, drop the database, delete the data bucket, shred the keys; keep the trail."""
+        self.begin_offboarding(tenant_id)  # checked again: this step can be invoked on its own
         revoked = self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
         for what in ("admin-initial-password", CREDENTIALS_SECRET):
@@ -543,7 +617,7 @@ class TenantProvisioner:
         self.databases().drop(tenant_id)
         data_deleted = self._delete_bucket(self.data_bucket(tenant_id))
         keys = self.shred_keys(tenant_id)
-        self.tenants.set_status(tenant_id, "OFFBOARDED", allowed_from=("OFFBOARDING", "OFFBOARDED"))
+        self.tenants.set_status(tenant_id, TenantStatus.OFFBOARDED, allowed_from=RETIRED)
         return {
             "tenant_id": tenant_id,
             "sessions_revoked": revoked,
@@ -558,31 +632,48 @@ OFFBOARDING_REQUESTED = "Tenant Offboarding Requested"
 
 
 def request_onboarding(request: OnboardingRequest, tenants: TenantStore, publisher: Any) -> dict[str, Any]:
-    """POST /tenants: refuse an id taken by another request (409), then put the onboarding event."""
+    """POST /tenants: put the onboarding event, unless the request is a no-op or refused.
+
+    409 for an id taken by another request or retired; the same request again for a tenant that
+    is ACTIVE or SUSPENDED answers with its status and starts nothing. A new id, a FAILED one and
+    one still PROVISIONING (whose execution may have ended: registration takes it over) are
+    (re)queued.
+    """
     existing = tenants.get(request.tenant_id)
     if existing is not None and existing.status in RETIRED:
         raise Conflict(f"tenant {request.tenant_id!r} was offboarded; its id is not reused")
     if (
         existing is not None
-        and existing.status != "FAILED"
+        and existing.status != TenantStatus.FAILED
         and existing.request_hash != request.fingerprint()
     ):
         raise Conflict(f"tenant {request.tenant_id!r} exists with another request")
+    if existing is not None and existing.status in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+        return {"tenant_id": request.tenant_id, "status": str(existing.status)}
     if not publisher.put(ONBOARDING_REQUESTED, request.model_dump(mode="json"), raw=True):
         raise TransientError("the onboarding request could not be queued; try again")
-    status = existing.status if existing is not None and existing.status != "FAILED" else "PROVISIONING"
-    return {"tenant_id": request.tenant_id, "status": status}
+    return {"tenant_id": request.tenant_id, "status": str(TenantStatus.PROVISIONING)}
 
 
-def request_offboarding(tenant_id: str, tenants: TenantStore, publisher: Any) -> dict[str, Any]:
-    """DELETE /tenants/{t}: deny the tenant at once (OFFBOARDING), then put the offboarding event."""
+def request_offboarding(
+    tenant_id: str, tenants: TenantStore, publisher: Any, requested_by: str
+) -> dict[str, Any]:
+    """DELETE /tenants/{t}: record the decision (OFFBOARDING, who asked), then put the event.
+
+    The offboarding workflow runs only for a tenant in this status. Asking again while
+    OFFBOARDING puts the event again (a failed offboarding is started anew); 409 from any status
+    but ACTIVE, SUSPENDED, FAILED and OFFBOARDING.
+    """
     record = tenants.get(tenant_id)
     if record is None:
-        from tenant_security.errors import NotFound
-
         raise NotFound(f"no tenant {tenant_id!r}")
-    if record.status != "OFFBOARDING":
-        tenants.set_status(tenant_id, "OFFBOARDING", allowed_from=("ACTIVE", "SUSPENDED", "FAILED"))
+    if record.status != TenantStatus.OFFBOARDING:
+        tenants.set_status(
+            tenant_id,
+            TenantStatus.OFFBOARDING,
+            allowed_from=(TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.FAILED),
+            requested_by=requested_by,
+        )
     if not publisher.put(OFFBOARDING_REQUESTED, {"tenant_id": tenant_id}, raw=True):
         raise TransientError("the offboarding request could not be queued; try again")
-    return {"tenant_id": tenant_id, "status": "OFFBOARDING"}
+    return {"tenant_id": tenant_id, "status": str(TenantStatus.OFFBOARDING)}

@@ -413,7 +413,8 @@ class StorageQuota:
         self.client = client
         self.table = table
 
-    def _key(self, tenant_id: str) -> dict[str, Any]:
+    def key(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's usage counter item (``bytes_used``, ``files_used``)."""
         return {"pk": {"S": f"storage#{tenant_id}"}, "sk": {"S": "usage"}}
 
     def reserve(self, tenant_id: str, size: int, quotas: ResourceQuotas, files: int = 1) -> None:
@@ -424,7 +425,7 @@ class StorageQuota:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=self._key(tenant_id),
+                Key=self.key(tenant_id),
                 UpdateExpression="ADD bytes_used :b, files_used :f",
                 ConditionExpression="(attribute_not_exists(bytes_used) OR bytes_used <= :maxb) "
                 "AND (attribute_not_exists(files_used) OR files_used <= :maxf)",
@@ -455,14 +456,14 @@ class StorageQuota:
     def release(self, tenant_id: str, size: int, files: int = 1) -> None:
         self.client.update_item(
             TableName=self.table,
-            Key=self._key(tenant_id),
+            Key=self.key(tenant_id),
             UpdateExpression="ADD bytes_used :b, files_used :f",
             ExpressionAttributeValues={":b": {"N": str(-size)}, ":f": {"N": str(-files)}},
         )
 
     def usage(self, tenant_id: str) -> dict[str, int]:
         item = (
-            self.client.get_item(TableName=self.table, Key=self._key(tenant_id), ConsistentRead=True).get(
+            self.client.get_item(TableName=self.table, Key=self.key(tenant_id), ConsistentRead=True).get(
                 "Item"
             )
             or {}

@@ -96,6 +96,10 @@ def check_record_id(record_id: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- credentials
+class NoTenantDatabase(ServiceUnavailable):
+    """The tenant has no database (no login in Secrets Manager)."""
+
+
 @dataclass
 class _Cached:
     login: DatabaseLogin
@@ -136,7 +140,7 @@ class TenantLogins:
             raise ServiceUnavailable("the tenant database credentials are unreadable") from exc
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
-                raise ServiceUnavailable("the tenant has no database credentials") from None
+                raise NoTenantDatabase("the tenant has no database credentials") from None
             raise
         cached = _Cached(login, self.clock())
         self._cache[tenant_id] = cached
@@ -262,6 +266,9 @@ class TenantPools:
 
 
 # ---------------------------------------------------------------------------------- records
+MAX_EXPORTED = 1000  # records of one subject in one export
+
+
 class TenantRecords:
     """A tenant's records, through its own database role (pools, quota and key ARN rule given)."""
 
@@ -348,3 +355,26 @@ class TenantRecords:
             "created_by": created_by,
             "created_at": created_at.isoformat(),
         }
+
+    def created_by(self, tenant_id: str, username: str, limit: int = MAX_EXPORTED) -> dict[str, Any]:
+        """The records ``username`` created (GDPR export: what the subject provided), newest first:
+        ``{items, truncated}``, sealed fields opened (none for a tenant without a database)."""
+        try:
+            self.pools.logins.current(tenant_id)  # (the pool would wait out a missing login)
+            with self.pools.connection(tenant_id) as (conn, login):
+                rows = conn.execute(
+                    sql.SQL(
+                        "SELECT id, data, sealed, created_at FROM {} WHERE created_by = %s"
+                        " ORDER BY created_at DESC LIMIT %s"
+                    ).format(sql.Identifier(login.schema, "records")),
+                    (username, limit + 1),
+                ).fetchall()
+        except NoTenantDatabase:
+            return {"items": [], "truncated": False}
+        items = []
+        for record_id, data, sealed, created_at in rows[:limit]:
+            hidden = self._unseal(tenant_id, str(record_id), bytes(sealed)) if sealed is not None else {}
+            items.append(
+                {"id": str(record_id), "data": {**data, **hidden}, "created_at": created_at.isoformat()}
+            )
+        return {"items": items, "truncated": len(rows) > limit}

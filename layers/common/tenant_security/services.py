@@ -31,12 +31,14 @@ if TYPE_CHECKING:
     from tenant_security.identity.mfa import MfaService
     from tenant_security.identity.sessions import SessionStore
     from tenant_security.identity.signin import SignInService
+    from tenant_security.identity.throttle import SignInThrottle
     from tenant_security.identity.tokens import PublicKeys, TokenIssuer, TokenVerifier
     from tenant_security.identity.users import UserStore
     from tenant_security.incidents import IncidentResponse
     from tenant_security.onboarding import TenantProvisioner
     from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
     from tenant_security.records import TenantRecords
+    from tenant_security.refusals import RefusalCounter
     from tenant_security.storage import TenantFiles
     from tenant_security.tenant_secrets import TenantSecrets
     from tenant_security.tenants import TenantDirectory, TenantStore
@@ -171,6 +173,29 @@ def signin() -> SignInService:
         on_first_sign_in=forget_initial_password,
         publisher=publisher(),
         platform_tenant=settings().platform_tenant_id,
+        throttle=sign_in_throttle(),
+        tenant_of_record=tenant_store(),
+        refusals=refusals(),
+    )
+
+
+@cache
+def refusals() -> RefusalCounter:
+    from tenant_security.refusals import RefusalCounter
+
+    return RefusalCounter(aws.dynamodb(), settings().counters_table)
+
+
+@cache
+def sign_in_throttle() -> SignInThrottle:
+    from tenant_security.identity.throttle import SignInThrottle
+
+    config = settings()
+    return SignInThrottle(
+        aws.dynamodb(),
+        config.counters_table,
+        per_address=config.sign_in_attempts_per_address,
+        per_account=config.sign_in_attempts_per_account,
     )
 
 
@@ -192,7 +217,9 @@ def incidents() -> IncidentResponse:
 def request_authorizer() -> RequestAuthorizer:
     from tenant_security.authz.decision import RequestAuthorizer
 
-    return RequestAuthorizer(verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id)
+    return RequestAuthorizer(
+        verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id, refusals=refusals()
+    )
 
 
 @cache
@@ -207,7 +234,7 @@ def tenant_databases() -> TenantDatabases:
 
 @cache
 def provisioner() -> TenantProvisioner:
-    from tenant_security.onboarding import TenantProvisioner
+    from tenant_security.onboarding import TenantProvisioner, execution_checker
 
     return TenantProvisioner(
         settings(),
@@ -219,6 +246,7 @@ def provisioner() -> TenantProvisioner:
         sessions(),
         tenant_databases,
         kms_in=aws.kms,
+        execution_running=execution_checker(aws.stepfunctions()),
     )
 
 
@@ -384,7 +412,15 @@ def audit_reader() -> AuditReader:
 def subject_rights() -> SubjectRights:
     from tenant_security.gdpr import SubjectRights
 
-    return SubjectRights(users(), sessions(), subject_keys(), audit_reader(), settings().audit_bucket)
+    return SubjectRights(
+        users(),
+        sessions(),
+        subject_keys(),
+        audit_reader(),
+        settings().audit_bucket,
+        records_of=lambda tenant, user: tenant_records().created_by(tenant, user),
+        files_of=lambda tenant, user: tenant_files().ledger.created_by(tenant, user),  # noqa: PLW0108 - built lazily
+    )
 
 
 @cache
@@ -397,8 +433,12 @@ def tenant_secrets() -> TenantSecrets:
 @cache
 def tenant_files() -> TenantFiles:
     from tenant_security.storage import TenantFiles
+    from tenant_security.storage_ledger import FileLedger
 
-    return TenantFiles(settings(), aws.s3(), aws.kms(), storage_quota())
+    quota = storage_quota()
+    return TenantFiles(
+        settings(), aws.s3(), aws.kms(), quota, FileLedger(aws.dynamodb(), settings().counters_table, quota)
+    )
 
 
 @cache

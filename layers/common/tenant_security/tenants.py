@@ -12,8 +12,9 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import from_item, is_conditional_failure, to_item
@@ -22,9 +23,33 @@ from tenant_security.errors import Conflict, NotFound
 if TYPE_CHECKING:
     from tenant_security.models import ResourceQuotas, SecurityPolicies
 
-ACTIVE = "ACTIVE"
-RETIRED = ("OFFBOARDING", "OFFBOARDED")  # ids that are never onboarded again
-STATUSES = ("PROVISIONING", "ACTIVE", "FAILED", "SUSPENDED", "OFFBOARDING", "OFFBOARDED")
+
+class TenantStatus(StrEnum):
+    """Where a tenant is in its life (API.md: GET /tenants/{t})."""
+
+    PROVISIONING = "PROVISIONING"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    SUSPENDED = "SUSPENDED"
+    OFFBOARDING = "OFFBOARDING"
+    OFFBOARDED = "OFFBOARDED"
+
+
+ACTIVE = TenantStatus.ACTIVE
+RETIRED = (TenantStatus.OFFBOARDING, TenantStatus.OFFBOARDED)  # ids that are never onboarded again
+STATUSES = tuple(TenantStatus)
+
+
+class NotOwner(Conflict):
+    """This onboarding execution does not own the tenant's provisioning: it must change nothing.
+
+    Another execution registered the tenant (a repeated or duplicated request), or the tenant is
+    already past provisioning. Step Functions ends such an execution without compensation.
+    """
+
+    code = "not_owner"
+
+
 CONFIG_CACHE_SECONDS = 60
 # An absent or still-provisioning tenant is about to change: kept only this long, so a new
 # tenant is usable (and its onboarding visible) seconds after it is ACTIVE, while a flood of
@@ -59,6 +84,11 @@ class TenantRecord:
     request_hash: str = ""
     failure_reason: str = ""
     updated_at: str = ""
+    # The Step Functions execution that provisions (or provisioned) the tenant: only it may create
+    # or undo the tenant's resources (a repeated request must never touch a live tenant).
+    owner_execution: str = ""
+    # Who asked for offboarding (``tenant/user``), set with status OFFBOARDING by the API.
+    offboarding_requested_by: str = ""
 
     @property
     def active(self) -> bool:
@@ -78,6 +108,8 @@ class TenantRecord:
                 "request_hash": self.request_hash or None,
                 "failure_reason": self.failure_reason or None,
                 "updated_at": self.updated_at or datetime.now(UTC).isoformat(),
+                "owner_execution": self.owner_execution or None,
+                "offboarding_requested_by": self.offboarding_requested_by or None,
             }
         )
 
@@ -91,7 +123,7 @@ class TenantRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
-        if self.status == "FAILED":
+        if self.status == TenantStatus.FAILED:
             out["failure_reason"] = self.failure_reason
         return out
 
@@ -112,6 +144,8 @@ class TenantRecord:
             request_hash=values.get("request_hash", ""),
             failure_reason=values.get("failure_reason", ""),
             updated_at=values.get("updated_at", ""),
+            owner_execution=values.get("owner_execution", ""),
+            offboarding_requested_by=values.get("offboarding_requested_by", ""),
         )
 
 
@@ -129,6 +163,15 @@ class TenantStore:
         item = reply.get("Item")
         return TenantRecord.from_item(item) if item else None
 
+    def all(self) -> list[TenantRecord]:
+        """Every tenant (a scan: for the scheduled sweeps, never a request)."""
+        paginator = self.client.get_paginator("scan")
+        return [
+            TenantRecord.from_item(item)
+            for page in paginator.paginate(TableName=self.table, ConsistentRead=True)
+            for item in page.get("Items", [])
+        ]
+
     def create(self, record: TenantRecord) -> None:
         """Register a new tenant; 409 if the id is taken."""
         try:
@@ -142,48 +185,124 @@ class TenantStore:
                 raise Conflict(f"tenant {record.tenant_id!r} exists") from exc
             raise
 
-    def register(self, record: TenantRecord) -> TenantRecord | None:
-        """Claim the id for ``record`` (status PROVISIONING).
+    def register(
+        self, record: TenantRecord, execution_running: Callable[[str], bool]
+    ) -> tuple[TenantRecord, bool]:
+        """Claim the id for ``record`` (status PROVISIONING, owned by ``record.owner_execution``).
 
-        Returns None when registered now; the existing record when the same request (same
-        fingerprint) registered it before (a repeat: a no-op). 409 when the id belongs to another
-        request; an earlier FAILED attempt may be replaced.
+        Returns the stored record and whether this execution owns the provisioning now. A new id,
+        or one whose earlier attempt FAILED, is claimed. The same request again (same
+        fingerprint) claims nothing: the tenant is ACTIVE or SUSPENDED already, or another
+        execution that is still running provisions it -- unless that execution ended without
+        finishing (aborted, timed out, its compensation failed), which this one then takes over.
+        Another request for the id, or an offboarded id, is a 409.
         """
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=record.to_item(),
-                ConditionExpression="attribute_not_exists(tenant_id) OR #s = :failed",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":failed": {"S": "FAILED"}},
-            )
-        except Exception as exc:
-            if not is_conditional_failure(exc):
-                raise
-            existing = self.get(record.tenant_id)
-            if existing is not None and existing.status in RETIRED:
-                raise Conflict(f"tenant {record.tenant_id!r} was offboarded; its id is not reused") from exc
-            if existing is not None and existing.request_hash == record.request_hash:
-                return existing
-            raise Conflict(f"tenant {record.tenant_id!r} exists with another request") from exc
-        return None
+        for _attempt in range(3):
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item=record.to_item(),
+                    ConditionExpression="attribute_not_exists(tenant_id) OR #s = :failed",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":failed": {"S": TenantStatus.FAILED}},
+                )
+            except Exception as exc:
+                if not is_conditional_failure(exc):
+                    raise
+                existing = self.get(record.tenant_id)
+                if existing is None:
+                    continue  # removed meanwhile: claim it again
+                return self._registered(existing, record, execution_running, exc)
+            return record, True
+        raise Conflict(f"tenant {record.tenant_id!r} keeps changing; try again")
 
-    def replace(self, record: TenantRecord, expected_status: str) -> None:
-        """Write ``record`` if the stored one still has ``expected_status`` (and the same request)."""
+    def _registered(
+        self,
+        existing: TenantRecord,
+        record: TenantRecord,
+        execution_running: Callable[[str], bool],
+        cause: Exception,
+    ) -> tuple[TenantRecord, bool]:
+        """What a claim that found ``existing`` amounts to (see :meth:`register`)."""
+        if existing.status in RETIRED:
+            raise Conflict(f"tenant {record.tenant_id!r} was offboarded; its id is not reused") from cause
+        if existing.request_hash != record.request_hash:
+            raise Conflict(f"tenant {record.tenant_id!r} exists with another request") from cause
+        if existing.status != TenantStatus.PROVISIONING:
+            return existing, False  # onboarded already: nothing to do
+        me = record.owner_execution
+        if existing.owner_execution == me:
+            return existing, True  # this execution's own retry of the step
+        if existing.owner_execution and execution_running(existing.owner_execution):
+            return existing, False  # a duplicate delivery: the first execution is at work
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self.table,
-                Item=record.to_item(),
-                ConditionExpression="#s = :expected AND request_hash = :hash",
+                Key={"tenant_id": {"S": record.tenant_id}},
+                UpdateExpression="SET owner_execution = :me, updated_at = :t",
+                ConditionExpression="#s = :provisioning AND "
+                "(attribute_not_exists(owner_execution) OR owner_execution = :old)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
-                    ":expected": {"S": expected_status},
-                    ":hash": {"S": record.request_hash},
+                    ":me": {"S": me},
+                    ":old": {"S": existing.owner_execution or "-"},
+                    ":provisioning": {"S": TenantStatus.PROVISIONING},
+                    ":t": {"S": datetime.now(UTC).isoformat()},
                 },
             )
         except Exception as exc:
             if is_conditional_failure(exc):
-                raise Conflict(f"tenant {record.tenant_id!r} is no longer {expected_status}") from exc
+                return existing, False  # another execution took it over first
+            raise
+        return replace(existing, owner_execution=me), True
+
+    def owned(self, tenant_id: str, execution: str, status: str = TenantStatus.PROVISIONING) -> TenantRecord:
+        """The tenant's record if ``execution`` owns it in ``status``; :class:`NotOwner` otherwise."""
+        record = self.get(tenant_id)
+        if record is None or not execution or record.owner_execution != execution or record.status != status:
+            raise NotOwner(f"this execution does not provision tenant {tenant_id!r}")
+        return record
+
+    def replace(self, record: TenantRecord, expected_status: str) -> None:
+        """Write ``record`` if the stored one still has ``expected_status``, the same request and
+        the same owning execution."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=record.to_item(),
+                ConditionExpression="#s = :expected AND request_hash = :hash AND owner_execution = :owner",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":expected": {"S": expected_status},
+                    ":hash": {"S": record.request_hash},
+                    ":owner": {"S": record.owner_execution or "-"},
+                },
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise NotOwner(f"tenant {record.tenant_id!r} is no longer {expected_status} here") from exc
+            raise
+
+    def fail_provisioning(self, tenant_id: str, execution: str, reason: str) -> None:
+        """PROVISIONING → FAILED with ``reason``, only for the execution that owns it."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression="SET #s = :failed, failure_reason = :r, updated_at = :t",
+                ConditionExpression="#s = :provisioning AND owner_execution = :me",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": TenantStatus.FAILED},
+                    ":provisioning": {"S": TenantStatus.PROVISIONING},
+                    ":me": {"S": execution or "-"},
+                    ":r": {"S": reason[:2000]},
+                    ":t": {"S": datetime.now(UTC).isoformat()},
+                },
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                raise NotOwner(f"this execution does not provision tenant {tenant_id!r}") from exc
             raise
 
     def set_quotas(self, tenant_id: str, quotas: ResourceQuotas) -> None:
@@ -205,9 +324,18 @@ class TenantStore:
             raise
 
     def set_status(
-        self, tenant_id: str, status: str, reason: str = "", allowed_from: tuple[str, ...] = ()
+        self,
+        tenant_id: str,
+        status: str,
+        reason: str = "",
+        allowed_from: tuple[str, ...] = (),
+        requested_by: str = "",
     ) -> None:
-        """Move to ``status`` (from one of ``allowed_from`` when given); 404/409 otherwise."""
+        """Move to ``status`` (from one of ``allowed_from`` when given); 404/409 otherwise.
+
+        ``requested_by`` (``tenant/user``) is kept with an OFFBOARDING status: the decision that
+        lets the offboarding workflow run.
+        """
         if status not in STATUSES:
             raise ValueError(status)
         names = {"#s": "status"}
@@ -216,6 +344,10 @@ class TenantStore:
             ":r": {"S": reason[:2000]},
             ":t": {"S": datetime.now(UTC).isoformat()},
         }
+        update = "SET #s = :s, failure_reason = :r, updated_at = :t"
+        if requested_by:
+            values[":by"] = {"S": requested_by[:200]}
+            update += ", offboarding_requested_by = :by"
         condition = "attribute_exists(tenant_id)"
         if allowed_from:
             keys = [f":from{i}" for i in range(len(allowed_from))]
@@ -225,7 +357,7 @@ class TenantStore:
             self.client.update_item(
                 TableName=self.table,
                 Key={"tenant_id": {"S": tenant_id}},
-                UpdateExpression="SET #s = :s, failure_reason = :r, updated_at = :t",
+                UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -261,7 +393,7 @@ class TenantDirectory:
         if hit is not None and hit[0] > now:
             return hit[1]
         record = self.store.get(tenant_id)
-        transitional = record is None or record.status == "PROVISIONING"
+        transitional = record is None or record.status == TenantStatus.PROVISIONING
         ttl = min(self.ttl, TRANSITIONAL_CACHE_SECONDS) if transitional else self.ttl
         with self._lock:
             self._cache[tenant_id] = (now + ttl, record)

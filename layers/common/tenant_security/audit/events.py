@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tenant_security.activity import SECURITY_ALERT, USER_ACTIVITY
+from tenant_security.alerts import AlertKind, action_of
 from tenant_security.tenancy import TENANT_ID_PATTERN
 
 _MAX_TEXT = 256
@@ -108,3 +109,42 @@ def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any
     if isinstance(about, str) and about != chain_tenant:
         content["details"]["about_tenant"] = about[:64]
     return content
+
+
+def forged_record_content(event: Mapping[str, Any], platform_tenant: str) -> dict[str, Any]:
+    """The record of an event of the platform's kinds that did not come from the platform's source.
+
+    It goes on the platform's chain whatever tenant it names, and keeps only what identifies the
+    attempt: EventBridge's own event id (never the id the detail claims, which could collide with
+    a genuine record's and hide this one as a duplicate), the claimed source, kind and tenant.
+    Nothing else of the detail is kept: it is the sender's, untrusted, and may carry anything.
+    Who put it is in CloudTrail (``PutEvents``).
+    """
+    detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+    claimed_tenant = detail.get("tenant_id") if isinstance(detail, Mapping) else None
+    details: dict[str, Any] = {
+        "claimed_source": _text(event.get("source")),
+        "claimed_detail_type": _text(event.get("detail-type")),
+        "account": _text(event.get("account")),
+        "region": _text(event.get("region")),
+    }
+    if isinstance(claimed_tenant, str):
+        details["about_tenant"] = claimed_tenant[:64]
+    return {
+        "tenant_id": platform_tenant,
+        "event_id": f"forged:{str(event.get('id') or '')[:120]}",
+        "detail_type": SECURITY_ALERT,
+        "source": _text(event.get("source")),
+        "time": _text(event.get("time")),
+        "category": "security",
+        "action": action_of(AlertKind.FORGED_EVENT),
+        "outcome": "denied",
+        "resource": None,
+        "status": None,
+        "reason": "an event of the platform's kinds from another source",
+        "request_id": None,
+        "actor": {"tenant_id": None, "user": None},
+        "source_ip": None,
+        "target": {"user": None, "email": None},
+        "details": details,
+    }

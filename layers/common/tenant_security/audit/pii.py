@@ -6,6 +6,11 @@ own 256-bit key; the subject key is itself encrypted under the tenant data key (
 master key for the platform tenant). Erasing a subject (GDPR) deletes only that key: their PII
 no longer decrypts, while the records -- and so the hash chain -- stay exactly as written.
 ``redact`` keeps no copy; ``none`` leaves the fields as they are.
+
+With a subject key, the record also keeps the subject's key id as ``actor.pseudonym`` (and
+``target.pseudonym``): random, the same in every record of that subject, and linked to the name
+only by the subject-keys table -- so after an erasure the subject's past actions stay
+attributable to one (now nameless) person.
 """
 
 from __future__ import annotations
@@ -160,6 +165,11 @@ class SubjectKeys:
         return True
 
 
+def role_has_pii(fields: dict[str, Any], role: str) -> bool:
+    """Whether ``fields`` (dotted paths) hold personal data of the record's actor or target."""
+    return any(name.split(".")[0] == role or (role == "actor" and name == "source_ip") for name in fields)
+
+
 def _context(tenant_id: str, key_id: str) -> dict[str, str]:
     return crypto.encryption_context(tenant_id, PURPOSE_PII, key_id=key_id)
 
@@ -185,8 +195,12 @@ class PiiProtector:
             _set(out, path, REDACTED)
         if mode in ("encrypt", "encrypt_and_redact") and groups:
             entries = []
+            pseudonyms = {role: subject_of(record, role) for role in ("actor", "target")}
             for subject, fields in sorted(groups.items()):
                 key_id, key = self.keys.key_for(tenant_id, subject)
+                for role, whose in pseudonyms.items():
+                    if whose == subject and isinstance(out.get(role), dict) and role_has_pii(fields, role):
+                        out[role]["pseudonym"] = key_id
                 ciphertext = crypto.encrypt_with_key(
                     json.dumps(fields).encode(), key_id, key, _context(tenant_id, key_id)
                 )
@@ -200,16 +214,22 @@ class PiiProtector:
             out["pii"] = entries
         return out
 
-    def reveal(self, record: dict[str, Any], keys: dict[str, bytes | None] | None = None) -> dict[str, Any]:
+    def reveal(
+        self, record: dict[str, Any], keys: dict[str, bytes | None] | None = None, only: str | None = None
+    ) -> dict[str, Any]:
         """The record with its PII decrypted where the subject key still exists, else ``[erased]``.
 
-        ``keys``: a cache of subject keys for one request (key id → key or None).
+        ``keys``: a cache of subject keys for one request (key id → key or None). ``only``: reveal
+        that subject key's entries alone (a subject's export shows no one else's personal data,
+        GDPR Art. 15(4)); the others stay ``[redacted]``.
         """
         keys = {} if keys is None else keys
         out: dict[str, Any] = json.loads(json.dumps({k: v for k, v in record.items() if k != "pii"}))
         tenant_id = str(record["tenant_id"])
         for entry in record.get("pii") or []:
             key_id = str(entry.get("key_id"))
+            if only is not None and key_id != only:
+                continue
             if key_id not in keys:
                 keys[key_id] = self.keys.key_by_id(tenant_id, key_id)
             key = keys[key_id]

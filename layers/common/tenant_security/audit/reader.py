@@ -40,9 +40,11 @@ class AuditReader:
         subject: str | None = None,
         limit: int = 50,
         after: str | None = None,
+        reveal_subject_only: bool = False,
     ) -> dict[str, Any]:
         """``{items, next}``: records recorded in [start, end] matching action and actor (the user
-        who acted) or subject (a user the record is about: actor or target)."""
+        who acted) or subject (a user the record is about: actor or target). With
+        ``reveal_subject_only`` (an export for ``subject``), only that subject's PII is revealed."""
         start_after = after or (f"{RECORD_PREFIX}{start:%Y/%m/%d}/" if start else RECORD_PREFIX)
         last_day = f"{RECORD_PREFIX}{end:%Y/%m/%d}/~" if end else None
         actor_key = self.keys.key_id_of(tenant_id, actor) if actor else None
@@ -68,7 +70,8 @@ class AuditReader:
                     if scanned >= MAX_SCANNED:
                         return {"items": items, "next": paging.encode_next(key)}
                     continue
-                items.append(self.pii.reveal(record, subject_keys))
+                only = (subject_key or "-") if reveal_subject_only else None
+                items.append(self.pii.reveal(record, subject_keys, only=only))
                 if len(items) >= limit or scanned >= MAX_SCANNED:
                     return {"items": items, "next": paging.encode_next(key)}
         return {

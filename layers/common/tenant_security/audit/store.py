@@ -168,6 +168,28 @@ class ChainHeads:
         item = reply.get("Item")
         return int(item["sequence"]["N"]) if item else None
 
+    def marker(self, name: str) -> int | None:
+        """A progress marker kept beside the heads (``#<name>``: never a tenant id)."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"tenant_id": {"S": f"#{name}"}}, ConsistentRead=True
+        ).get("Item")
+        return int(item["position"]["N"]) if item else None
+
+    def advance_marker(self, name: str, position: int) -> None:
+        """Move a marker forward (never back: concurrent runs may finish out of order)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": f"#{name}"}},
+                UpdateExpression="SET #p = :p",
+                ConditionExpression="attribute_not_exists(#p) OR #p < :p",
+                ExpressionAttributeNames={"#p": "position"},
+                ExpressionAttributeValues={":p": {"N": str(position)}},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+
     def set_checkpoint(self, tenant_id: str, sequence: int) -> None:
         try:
             self.client.update_item(

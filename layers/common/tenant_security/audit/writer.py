@@ -22,16 +22,19 @@ from typing import Any, Protocol
 from tenant_security.audit.chain import record_key, seal
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
-from tenant_security.audit.events import record_content, tenant_of
+from tenant_security.audit.events import forged_record_content, record_content, tenant_of
 from tenant_security.audit.pii import PiiProtector
 from tenant_security.audit.store import ChainHeads, LockedObjects, Pending
 from tenant_security.config import Settings
 from tenant_security.errors import ServiceUnavailable
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
+from tenant_security.refusals import RefusalCounter
 from tenant_security.tenants import RETIRED, TenantRecord
 
 MAX_ATTEMPTS = 60
+REFUSALS_MARKER = "refusals"  # the last minute whose refusals were summarised
+FIRST_RUN_MINUTES = 15
 _REMEMBERED = 64
 _NO_CHAIN_YET = ("PROVISIONING", "FAILED")  # no audit bucket (yet, or any more)
 
@@ -88,9 +91,17 @@ class AuditWriter:
         self._written: list[tuple[str, int]] = []
 
     # ------------------------------------------------------------------ routing
+    def is_forged(self, event: Mapping[str, Any]) -> bool:
+        """An event that did not come from the platform's source (the bus policy lets only the
+        platform's roles use it): recorded as forged, on the platform's chain."""
+        return event.get("source") != self.settings.event_source
+
     def chain_of(self, event: Mapping[str, Any]) -> tuple[str, TenantRecord | None]:
-        """The chain an event goes to: its tenant's, or the platform's while the tenant has none."""
+        """The chain an event goes to: its tenant's, or the platform's while the tenant has none
+        (and always the platform's for a forged event)."""
         platform = self.settings.platform_tenant_id
+        if self.is_forged(event):
+            return platform, self.tenants.get(platform)
         tenant_id = tenant_of(event, platform)
         record = self.tenants.get(tenant_id)
         if tenant_id != platform and (record is None or record.status in _NO_CHAIN_YET):
@@ -108,7 +119,11 @@ class AuditWriter:
         """Append one EventBridge event to its chain (a repeated event id appends nothing)."""
         tenant_id, tenant = self.chain_of(event)
         policies = self._policies(tenant)
-        content = record_content(event, tenant_id)
+        content = (
+            forged_record_content(event, tenant_id)
+            if self.is_forged(event)
+            else record_content(event, tenant_id)
+        )
         if not content["event_id"]:
             raise ValueError("an event without an id cannot be appended idempotently")
         mode = policies.compliance.pii_handling
@@ -185,6 +200,21 @@ class AuditWriter:
             self._retain_until(policies, now),
         )
         self.heads.set_checkpoint(tenant_id, sequence)
+
+    def summarise_refusals(self, refusals: RefusalCounter) -> int:
+        """Append one record per (minute, tenant, kind, address) counter of the minutes that
+        ended since the last run; the attempts they stand for. Re-running a minute appends
+        nothing twice (the record's event id is the counter's)."""
+        after = self.heads.marker(REFUSALS_MARKER)
+        if after is None:  # the first run: the last few minutes (older counters expire unread)
+            after = int(self.clock().timestamp() // 60) - FIRST_RUN_MINUTES
+        attempts = 0
+        for minute in refusals.finished_minutes(after):
+            for count in refusals.of_minute(minute):
+                self.append(count.event(self.settings.event_source, self.settings.platform_tenant_id))
+                attempts += count.attempts
+            self.heads.advance_marker(REFUSALS_MARKER, minute)
+        return attempts
 
     def checkpoint_all(self) -> list[dict[str, Any]]:
         """The scheduled run: a checkpoint of every chain that grew since its last one."""

@@ -28,6 +28,7 @@ from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_f
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
 from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
+from tenant_security.refusals import RefusalCounter, RefusalKind
 
 if TYPE_CHECKING:
     from tenant_security.tenants import TenantRecord
@@ -87,7 +88,11 @@ class RequestAuthorizer:
         sessions: SessionLookup,
         publisher: EventPublisher,
         platform_tenant: str,
+        refusals: RefusalCounter | None = None,
     ) -> None:
+        """``refusals``: where refusals of callers without a valid token are counted (one
+        record per source address and minute) instead of one alert each."""
+        self.refusals = refusals
         self.verifier = verifier
         self.tenants = tenants
         self.sessions = sessions
@@ -119,7 +124,13 @@ class RequestAuthorizer:
         try:
             caller = self.caller(event)
         except Unauthorized as exc:
-            self._alert(self.platform_tenant, AlertKind.INVALID_TOKEN, event, source_ip, reason=exc.message)
+            if self.refusals is not None:
+                sample = f"{event.get('httpMethod')} {event.get('resource')}: {exc.message}"
+                self.refusals.count(RefusalKind.INVALID_TOKEN, source_ip, sample=sample)
+            else:
+                self._alert(
+                    self.platform_tenant, AlertKind.INVALID_TOKEN, event, source_ip, reason=exc.message
+                )
             raise
         try:
             return self._decide(event, caller, source_ip)

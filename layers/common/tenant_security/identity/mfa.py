@@ -4,8 +4,10 @@
 - each time step is accepted once per user (the last accepted timecode is stored and only a later
   one is accepted, by a conditional write): a replayed code is refused and raises a Security Alert;
 - backup codes are random, shown once, stored as salted SHA-256 and spent by a conditional write;
-- failed attempts are counted atomically; the fifth in a row locks the user (423) for a
-  configurable time and raises a Security Alert.
+- every attempt is admitted to evaluation only by one conditional write that counts it while the
+  user is not locked (a check of a copy read earlier would let N parallel attempts make N
+  guesses): at most five are evaluated per lockout, the fifth failure locks the user (423) for a
+  configurable time and raises a Security Alert, and while locked even the right code is refused.
 """
 
 from __future__ import annotations
@@ -117,39 +119,53 @@ class MfaService:
         self.clock = clock
 
     # -------------------------------------------------------------- lockout
-    def ensure_not_locked(self, user: User) -> None:
-        """423 while the user is locked out."""
-        remaining = int(user.locked_until - self.clock())
-        if remaining > 0:
+    def admit(self, user: User, source_ip: str | None = None) -> int:
+        """Admit one attempt of ``user`` to evaluation (counted as a failure until it succeeds);
+        423 while locked. The attempt's number in the current series."""
+        now = int(self.clock())
+        attempt = self.users.admit_attempt(user.tenant_id, user.username, now, self.max_failures)
+        if attempt.admitted:
+            return attempt.count
+        if attempt.locked_until > now:
             raise Locked(
                 "too many failed attempts; try again later",
-                headers={"Retry-After": str(remaining)},
+                headers={"Retry-After": str(attempt.locked_until - now)},
             )
+        # The series is full but unlocked: the last admitted attempt's lock is not written yet
+        # (or its writer died). Lock now; the attempt is refused either way.
+        raise self._lock(user, "too many attempts", source_ip, attempt.count)
 
-    def fail(self, user: User, reason: str, source_ip: str | None = None) -> DomainError:
-        """Count a failed attempt (locking at the threshold); the 401 (or 423) to raise."""
-        count = self.users.record_failure(user.tenant_id, user.username)
+    def _lock(self, user: User, reason: str, source_ip: str | None, failures: int) -> Locked:
+        now = int(self.clock())
+        until = now + self.lockout_seconds
+        if self.users.lock(user.tenant_id, user.username, until, self.max_failures, now):
+            self.publisher.security_alert(
+                user.tenant_id,
+                AlertKind.USER_LOCKED_OUT,
+                user=user.username,
+                reason=reason,
+                failures=failures,
+                locked_until=until,
+                source_ip=source_ip,
+            )
+        return Locked(
+            "too many failed attempts; try again later", headers={"Retry-After": str(self.lockout_seconds)}
+        )
+
+    def fail(self, user: User, reason: str, source_ip: str | None, attempt: int) -> DomainError:
+        """The admitted ``attempt`` failed (it is counted already): the 401, or the 423 of the lock
+        it completes."""
         logger.warning(
             "sign-in step failed",
-            extra={"tenant_id": user.tenant_id, "user": user.username, "reason": reason, "failures": count},
+            extra={"tenant_id": user.tenant_id, "user": user.username, "reason": reason, "failures": attempt},
         )
-        if count >= self.max_failures:
-            until = int(self.clock()) + self.lockout_seconds
-            if self.users.lock(user.tenant_id, user.username, until, self.max_failures):
-                self.publisher.security_alert(
-                    user.tenant_id,
-                    AlertKind.USER_LOCKED_OUT,
-                    user=user.username,
-                    reason=reason,
-                    failures=count,
-                    locked_until=until,
-                    source_ip=source_ip,
-                )
-                return Locked(
-                    "too many failed attempts; try again later",
-                    headers={"Retry-After": str(self.lockout_seconds)},
-                )
+        if attempt >= self.max_failures:
+            return self._lock(user, reason, source_ip, attempt)
         return Unauthorized("invalid credentials")
+
+    def succeeded(self, user: User) -> None:
+        """An admitted attempt that was right but wrote nothing that resets the count (a password)."""
+        self.users.reset_failures(user.tenant_id, user.username)
 
     # -------------------------------------------------------------- enrolment
     def enroll(self, user: User) -> Enrollment:
@@ -166,25 +182,25 @@ class MfaService:
 
     def activate(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
         """Confirm enrolment with the first code; the amr of this sign-in."""
-        self.ensure_not_locked(user)
         if user.mfa_enrolled or user.mfa_pending_secret is None:
             raise Unauthorized("no MFA enrolment is pending")
+        attempt = self.admit(user, source_ip)
         secret = self.cipher.decrypt(user.tenant_id, user.username, user.mfa_pending_secret).decode()
         timecode = matching_timecode(secret, code, self.clock())
         if timecode is None or not self.users.activate_mfa(user.tenant_id, user.username, timecode):
-            raise self.fail(user, "invalid enrolment code", source_ip)
+            raise self.fail(user, "invalid enrolment code", source_ip, attempt)
         return list(AMR_TOTP)
 
     # -------------------------------------------------------------- verification
     def verify_code(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
         """Check a TOTP code (each time step once); the amr of this sign-in."""
-        self.ensure_not_locked(user)
         if not user.mfa_enrolled or user.mfa_secret is None:
             raise Unauthorized("MFA is not enrolled")
+        attempt = self.admit(user, source_ip)
         secret = self.cipher.decrypt(user.tenant_id, user.username, user.mfa_secret).decode()
         timecode = matching_timecode(secret, code, self.clock())
         if timecode is None:
-            raise self.fail(user, "invalid code", source_ip)
+            raise self.fail(user, "invalid code", source_ip, attempt)
         if not self.users.accept_timecode(user.tenant_id, user.username, timecode):
             self.publisher.security_alert(
                 user.tenant_id,
@@ -193,15 +209,15 @@ class MfaService:
                 timecode=timecode,
                 source_ip=source_ip,
             )
-            raise self.fail(user, "replayed code", source_ip)
+            raise self.fail(user, "replayed code", source_ip, attempt)
         return list(AMR_TOTP)
 
     def verify_backup_code(self, user: User, code: str, source_ip: str | None = None) -> list[str]:
         """Spend a backup code (once); the amr of this sign-in."""
-        self.ensure_not_locked(user)
         if not user.mfa_enrolled:
             raise Unauthorized("MFA is not enrolled")
+        attempt = self.admit(user, source_ip)
         code_hash = backup_code_hash(user.tenant_id, user.username, code)
         if not self.users.consume_backup_code(user.tenant_id, user.username, code_hash):
-            raise self.fail(user, "invalid backup code", source_ip)
+            raise self.fail(user, "invalid backup code", source_ip, attempt)
         return list(AMR_BACKUP_CODE)

@@ -1,11 +1,13 @@
 """Sessions in DynamoDB (key: tenant_id, session_id), expiring by TTL.
 
-The tenant's ``max_concurrent_sessions`` is enforced atomically: a session is created in one
-transaction with a conditional increment of the tenant's active-session counter. Revocation
-decrements it in the same transaction that marks the session revoked. Sessions that expire by TTL
-are not seen by the counter, so when the limit seems reached the counter is first reconciled with
-the live sessions (a conditional set, so concurrent sign-ins cannot both pass it) and the
-sign-in is tried once more.
+The tenant's ``max_concurrent_sessions`` and ``max_sessions_per_user`` are enforced atomically: a
+session is created in one transaction with a conditional increment of the tenant's and the user's
+active-session counters (so one user cannot take every slot of the tenant). Revocation
+decrements both in the same transaction that marks the session revoked. Sessions that expire by
+TTL are not seen by the counters, so when a limit seems reached the counters are first reconciled
+with the live sessions (a conditional set, so concurrent sign-ins cannot both pass it) and the
+sign-in is tried once more. Reads of a session are consistent: a revocation is seen by the very
+next request.
 """
 
 from __future__ import annotations
@@ -56,8 +58,12 @@ class SessionStore:
         self.counters_table = counters_table
         self.clock = clock
 
-    def _counter_key(self, tenant_id: str) -> dict[str, Any]:
-        return {"pk": {"S": f"sessions#{tenant_id}"}, "sk": {"S": "active"}}
+    def _counter_key(self, tenant_id: str, username: str | None = None) -> dict[str, Any]:
+        """The tenant's active-session counter, or (with ``username``) the user's."""
+        return {
+            "pk": {"S": f"sessions#{tenant_id}"},
+            "sk": {"S": f"user#{username}" if username else "active"},
+        }
 
     def _key(self, tenant_id: str, session_id: str) -> dict[str, Any]:
         return {"tenant_id": {"S": tenant_id}, "session_id": {"S": session_id}}
@@ -70,8 +76,10 @@ class SessionStore:
         scope: str,
         timeout_minutes: int,
         max_sessions: int,
+        max_per_user: int | None = None,
     ) -> Session:
-        """A new session; 403 ``session_limit_reached`` when the tenant has ``max_sessions`` live ones."""
+        """A new session; 403 ``session_limit_reached`` when the tenant has ``max_sessions`` live
+        ones, or the user ``max_per_user``."""
         now = int(self.clock())
         session = Session(
             tenant_id=tenant_id,
@@ -82,31 +90,38 @@ class SessionStore:
             created_at=now,
             expires_at=now + timeout_minutes * 60,
         )
+        per_user = max_per_user if max_per_user is not None else max_sessions
         for attempt in range(2):
-            if self._try_create(session, max_sessions):
+            if self._try_create(session, max_sessions, per_user):
                 return session
-            if attempt == 0 and not self._reconcile(tenant_id):
+            if attempt == 0 and not (self._reconcile(tenant_id) | self._reconcile(tenant_id, username)):
                 break
-        raise SessionLimitReached(f"the tenant allows at most {max_sessions} concurrent sessions")
+        raise SessionLimitReached(
+            f"at most {max_sessions} concurrent sessions per tenant and {per_user} per user"
+        )
 
-    def _try_create(self, session: Session, max_sessions: int) -> bool:
+    def _increment(self, key: dict[str, Any], limit: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.counters_table,
+                "Key": key,
+                "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
+                "ConditionExpression": "attribute_not_exists(active) OR active < :max",
+                "ExpressionAttributeValues": {
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":max": {"N": str(limit)},
+                },
+            }
+        }
+
+    def _try_create(self, session: Session, max_sessions: int, max_per_user: int) -> bool:
         item = dict(session.__dict__)
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.counters_table,
-                            "Key": self._counter_key(session.tenant_id),
-                            "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
-                            "ConditionExpression": "attribute_not_exists(active) OR active < :max",
-                            "ExpressionAttributeValues": {
-                                ":zero": {"N": "0"},
-                                ":one": {"N": "1"},
-                                ":max": {"N": str(max_sessions)},
-                            },
-                        }
-                    },
+                    self._increment(self._counter_key(session.tenant_id), max_sessions),
+                    self._increment(self._counter_key(session.tenant_id, session.username), max_per_user),
                     {
                         "Put": {
                             "TableName": self.table,
@@ -122,36 +137,36 @@ class SessionStore:
             raise
         return True
 
-    def _live_count(self, tenant_id: str) -> int:
+    def _live_count(self, tenant_id: str, username: str | None = None) -> int:
         now = int(self.clock())
+        values: dict[str, Any] = {":t": {"S": tenant_id}, ":now": {"N": str(now)}, ":false": {"BOOL": False}}
+        condition = "expires_at > :now AND revoked = :false"
+        if username is not None:
+            values[":u"] = {"S": username}
+            condition += " AND username = :u"
         pages = query_pages(
             self.client,
             TableName=self.table,
             KeyConditionExpression="tenant_id = :t",
-            FilterExpression="expires_at > :now AND revoked = :false",
-            ExpressionAttributeValues={
-                ":t": {"S": tenant_id},
-                ":now": {"N": str(now)},
-                ":false": {"BOOL": False},
-            },
+            FilterExpression=condition,
+            ExpressionAttributeValues=values,
             Select="COUNT",
             ConsistentRead=True,
         )
         return sum(int(page.get("Count", 0)) for page in pages)
 
-    def _reconcile(self, tenant_id: str) -> bool:
-        """Set the counter to the live sessions if it counts more; True if it went down."""
-        reply = self.client.get_item(
-            TableName=self.counters_table, Key=self._counter_key(tenant_id), ConsistentRead=True
-        )
+    def _reconcile(self, tenant_id: str, username: str | None = None) -> bool:
+        """Set a counter to the live sessions if it counts more; True if it went down."""
+        key = self._counter_key(tenant_id, username)
+        reply = self.client.get_item(TableName=self.counters_table, Key=key, ConsistentRead=True)
         seen = int(reply.get("Item", {}).get("active", {}).get("N", "0"))
-        live = self._live_count(tenant_id)
+        live = self._live_count(tenant_id, username)
         if live >= seen:
             return False
         try:
             self.client.update_item(
                 TableName=self.counters_table,
-                Key=self._counter_key(tenant_id),
+                Key=key,
                 UpdateExpression="SET active = :live",
                 ConditionExpression="active = :seen",
                 ExpressionAttributeValues={":live": {"N": str(live)}, ":seen": {"N": str(seen)}},
@@ -162,8 +177,10 @@ class SessionStore:
         return True
 
     def get(self, tenant_id: str, session_id: str) -> Session | None:
-        """The session, or None."""
-        reply = self.client.get_item(TableName=self.table, Key=self._key(tenant_id, session_id))
+        """The session, or None (a consistent read: a revocation just made is seen)."""
+        reply = self.client.get_item(
+            TableName=self.table, Key=self._key(tenant_id, session_id), ConsistentRead=True
+        )
         item = reply.get("Item")
         return _session(item) if item else None
 
@@ -172,8 +189,13 @@ class SessionStore:
         session = self.get(tenant_id, session_id)
         return session is not None and session.live(self.clock())
 
-    def revoke(self, tenant_id: str, session_id: str) -> bool:
-        """Revoke a live session (and free its slot); False if it was not live."""
+    def revoke(self, tenant_id: str, session_id: str, username: str | None = None) -> bool:
+        """Revoke a live session (and free its slots); False if it was not live."""
+        if username is None:
+            found = self.get(tenant_id, session_id)
+            if found is None:
+                return False
+            username = found.username
         now = int(self.clock())
         try:
             self.client.transact_write_items(
@@ -183,11 +205,12 @@ class SessionStore:
                             "TableName": self.table,
                             "Key": self._key(tenant_id, session_id),
                             "UpdateExpression": "SET revoked = :true",
-                            "ConditionExpression": "revoked = :false AND expires_at > :now",
+                            "ConditionExpression": "revoked = :false AND expires_at > :now AND username = :u",
                             "ExpressionAttributeValues": {
                                 ":true": {"BOOL": True},
                                 ":false": {"BOOL": False},
                                 ":now": {"N": str(now)},
+                                ":u": {"S": username},
                             },
                         }
                     },
@@ -197,6 +220,16 @@ class SessionStore:
                             "Key": self._counter_key(tenant_id),
                             "UpdateExpression": "SET active = active - :one",
                             "ConditionExpression": "active > :zero",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+                        }
+                    },
+                    {
+                        # (a session created before per-user counting has no counter: it stays 0)
+                        "Update": {
+                            "TableName": self.counters_table,
+                            "Key": self._counter_key(tenant_id, username),
+                            "UpdateExpression": "SET active = if_not_exists(active, :one) - :one",
+                            "ConditionExpression": "attribute_not_exists(active) OR active > :zero",
                             "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
                         }
                     },
@@ -218,4 +251,6 @@ class SessionStore:
 
     def revoke_all(self, tenant_id: str, username: str | None = None) -> int:
         """Revoke every live session of the tenant (or of one user); how many were revoked."""
-        return sum(self.revoke(tenant_id, s.session_id) for s in self.list_live(tenant_id, username))
+        return sum(
+            self.revoke(tenant_id, s.session_id, s.username) for s in self.list_live(tenant_id, username)
+        )

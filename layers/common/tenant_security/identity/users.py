@@ -23,6 +23,15 @@ def is_valid_username(value: object) -> bool:
     return isinstance(value, str) and _USERNAME_RE.fullmatch(value) is not None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of admitting a second-factor attempt (see :meth:`UserStore.admit_attempt`)."""
+
+    admitted: bool
+    count: int
+    locked_until: int = 0
+
+
 @dataclass
 class User:
     tenant_id: str
@@ -128,18 +137,61 @@ class UserStore:
             raise
         return True
 
-    def delete(self, tenant_id: str, username: str) -> None:
-        """Remove the user; 404 if there is none."""
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key=self._key(tenant_id, username),
-                ConditionExpression="attribute_exists(username)",
-            )
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                raise NotFound(f"no user {username!r}") from exc
-            raise
+    def delete(self, tenant_id: str, username: str, keep_one: str | None = None) -> None:
+        """Remove the user; 404 if there is none. With ``keep_one`` (a role), 409 when the user is
+        the tenant's last active holder of it -- checked in the same transaction as the delete,
+        so two deletions at once cannot remove the last two."""
+        user = self.get(tenant_id, username) if keep_one else None
+        if user is None or keep_one not in user.roles:
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key=self._key(tenant_id, username),
+                    ConditionExpression="attribute_exists(username)",
+                )
+            except Exception as exc:
+                if is_conditional_failure(exc):
+                    raise NotFound(f"no user {username!r}") from exc
+                raise
+            return
+        others = [
+            u
+            for u in self.list_users(tenant_id)
+            if u.username != username and keep_one in u.roles and u.status == "ACTIVE"
+        ]
+        for other in others:  # any one other holder that still holds it when we delete
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": self._key(tenant_id, username),
+                                "ConditionExpression": "attribute_exists(username)",
+                            }
+                        },
+                        {
+                            "ConditionCheck": {
+                                "TableName": self.table,
+                                "Key": self._key(tenant_id, other.username),
+                                "ConditionExpression": "contains(#r, :role) AND #st = :active",
+                                "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
+                                "ExpressionAttributeValues": {
+                                    ":role": {"S": keep_one},
+                                    ":active": {"S": "ACTIVE"},
+                                },
+                            }
+                        },
+                    ]
+                )
+            except Exception as exc:
+                if is_conditional_failure(exc):
+                    continue
+                raise
+            return
+        raise Conflict(
+            f"{username!r} is the tenant's last {keep_one}", code="last_" + keep_one.replace("-", "_")
+        )
 
     def set_roles(self, tenant_id: str, username: str, roles: list[str]) -> None:
         if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
@@ -198,29 +250,52 @@ class UserStore:
             condition="contains(backup_code_hashes, :code)",
         )
 
-    def record_failure(self, tenant_id: str, username: str) -> int:
-        """Count one failed attempt atomically; the new count (0 if the user does not exist)."""
+    def admit_attempt(self, tenant_id: str, username: str, now: int, max_failures: int) -> Attempt:
+        """Count one second-factor attempt *before* it is evaluated, while the user is not locked.
+
+        One conditional write: N parallel attempts are admitted at most ``max_failures`` times per
+        lockout, whatever they guess (a success sets the count back to zero). A refused attempt is
+        not evaluated at all.
+        """
         try:
             reply = self.client.update_item(
                 TableName=self.table,
                 Key=self._key(tenant_id, username),
                 UpdateExpression="ADD failed_attempts :one",
-                ConditionExpression="attribute_exists(username)",
-                ExpressionAttributeValues={":one": {"N": "1"}},
+                ConditionExpression="attribute_exists(username) "
+                "AND (attribute_not_exists(locked_until) OR locked_until <= :now) "
+                "AND (attribute_not_exists(failed_attempts) OR failed_attempts < :max)",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":now": {"N": str(now)},
+                    ":max": {"N": str(max_failures)},
+                },
                 ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if is_conditional_failure(exc):
-                return 0
-            raise
-        return int(reply["Attributes"]["failed_attempts"]["N"])
+            if not is_conditional_failure(exc):
+                raise
+            old = getattr(exc, "response", {}).get("Item") or {}
+            return Attempt(
+                admitted=False,
+                count=int(old.get("failed_attempts", {}).get("N", 0)),
+                locked_until=int(old.get("locked_until", {}).get("N", 0)),
+            )
+        return Attempt(admitted=True, count=int(reply["Attributes"]["failed_attempts"]["N"]))
 
-    def lock(self, tenant_id: str, username: str, until: int, threshold: int) -> bool:
-        """Lock until ``until`` if the count reached ``threshold``; True for the one caller that locked."""
+    def reset_failures(self, tenant_id: str, username: str) -> None:
+        """The second factor (or the current password) was right: the failure count starts again."""
+        self._update(tenant_id, username, "SET failed_attempts = :zero", {":zero": 0})
+
+    def lock(self, tenant_id: str, username: str, until: int, threshold: int, now: int) -> bool:
+        """Lock until ``until`` if the count reached ``threshold`` and no lock is in force; True for
+        the one caller that locked."""
         return self._update(
             tenant_id,
             username,
             "SET locked_until = :until, failed_attempts = :zero",
-            {":until": until, ":zero": 0, ":threshold": threshold},
-            condition="failed_attempts >= :threshold",
+            {":until": until, ":zero": 0, ":threshold": threshold, ":now": now},
+            condition="failed_attempts >= :threshold "
+            "AND (attribute_not_exists(locked_until) OR locked_until <= :now)",
         )

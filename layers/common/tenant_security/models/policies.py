@@ -50,6 +50,8 @@ class DataProtection(StrictModel):
 
 class AccessControl(StrictModel):
     max_concurrent_sessions: int = Field(100, ge=1, le=100_000)
+    # One user cannot take every session of the tenant (and lock the others out).
+    max_sessions_per_user: int = Field(10, ge=1, le=1000)
     session_timeout_minutes: int = Field(480, ge=5, le=1440)
     # An empty list allows every source address.
     ip_whitelist: Annotated[list[Cidr], AfterValidator(_unique)] = Field(
