@@ -15,8 +15,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.audit.reader import decode_next
-from tenant_security.compliance import PERIOD_PATTERN, FrameworkReporter, gather_evidence, render_html
+from tenant_security.compliance import (
+    PERIOD_PATTERN,
+    REPORT_CSP,
+    FrameworkReporter,
+    gather_evidence,
+    render_html,
+)
 from tenant_security.errors import ValidationFailed
+from tenant_security.headers import SECURITY_HEADERS
 from tenant_security.http import make_resolver
 from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
 from tenant_security.observability import logger, metrics, tracer
@@ -141,7 +148,12 @@ def _report(tenant_id: str, framework: str, period: str, output: str) -> Respons
     )
     report = reporter.from_evidence(evidence)
     if output == "html":
-        return Response(status_code=200, content_type="text/html; charset=utf-8", body=render_html(report))
+        return Response(
+            status_code=200,
+            content_type="text/html; charset=utf-8",
+            body=render_html(report),
+            headers={**SECURITY_HEADERS, "Content-Security-Policy": REPORT_CSP},
+        )
     return Response(status_code=200, content_type="application/json", body=json.dumps(report))
 
 

@@ -22,7 +22,7 @@ from tenant_security.errors import BadRequest
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.records import MAX_FIELD_NAME, MAX_SENSITIVE_FIELDS
-from tenant_security.storage import MAX_KEY_BYTES, MAX_UPLOAD_BYTES, decode_next
+from tenant_security.storage import MAX_KEY_BYTES, MAX_UPLOAD_BYTES, attachment, decode_next
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
@@ -106,8 +106,15 @@ def put_file(tenant_id: str) -> dict[str, Any]:
 # text, which binary file contents are not.
 @app.get("/tenants/<tenant_id>/files/.+", responses=FILE_BYTES)
 def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
-    data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
-    return Response(status_code=200, content_type="application/octet-stream", body=data)
+    key = _file_key()
+    data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), key)
+    # always a download, never rendered by a browser as the API's own page
+    return Response(
+        status_code=200,
+        content_type="application/octet-stream",
+        body=data,
+        headers={"Content-Disposition": attachment(key)},
+    )
 
 
 @app.delete("/tenants/<tenant_id>/files/.+", responses={204: {"description": "No content"}})

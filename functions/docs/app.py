@@ -19,6 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security.errors import NotFound
+from tenant_security.headers import PAGE_CSP, SECURITY_HEADERS
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger
 
@@ -32,17 +33,6 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "docs.js": (STATIC / "docs.js", "text/javascript; charset=utf-8"),
     "mfa.js": (STATIC / "mfa.js", "text/javascript; charset=utf-8"),
     "pages.css": (STATIC / "pages.css", "text/css; charset=utf-8"),
-}
-# No inline script or style, no eval (Swagger UI sets styles through the DOM, which CSP allows).
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 
 app = make_resolver()

@@ -316,7 +316,11 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
     platform_cloud: RunningCloud, platform_admin: Identity, lifecycle_events: Any
 ) -> None:
     tenant = "offb-acme"
-    assert onboard(platform_cloud, request_body(tenant), "event")["status"] == "SUCCEEDED"
+    open_policy = {"access_control": {"ip_whitelist": []}}
+    assert (
+        onboard(platform_cloud, request_body(tenant, security_policies=open_policy), "event")["status"]
+        == "SUCCEEDED"
+    )
     s3, kms = platform_cloud.client("s3"), platform_cloud.client("kms")
     bucket = f"dcisionai-tenant-{tenant}-data"
     data_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")["KeyMetadata"]["Arn"]
@@ -330,6 +334,15 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
         SSEKMSKeyId=data_key,
     )
     member = mint_token(platform_cloud, tenant, "owner", ["tenant-admin"])
+    # an application secret of the tenant (PUT /tenants/{t}/secrets/{name}) goes with it
+    put = platform_cloud.http(
+        "PUT",
+        f"/tenants/{tenant}/secrets/api-key",
+        json={"value": "s3cr3t"},
+        headers={"Authorization": f"Bearer {member}"},
+    )
+    assert put.status_code == 200, put.text
+    seen("s3cr3t")
     started = now()
     reply = platform_cloud.http("DELETE", f"/tenants/{tenant}", headers=platform_admin.headers)
     assert reply.status_code == 202

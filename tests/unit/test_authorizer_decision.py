@@ -132,6 +132,16 @@ def test_a_tenant_admin_may_use_its_own_tenant_routes_only(world: dict[str, Any]
         assert own is not platform_only, rule
 
 
+def test_a_parameter_is_never_empty(world: dict[str, Any]) -> None:
+    decision = world["authorizer"].authorize(event(token(world)))
+    assert allows(decision, "GET", "/tenants/acme/files/report.csv")
+    assert allows(decision, "GET", "/tenants/acme/files")  # the listing
+    # the listing's path with a trailing slash would match the files:Read grant (files/*)
+    assert not allows(decision, "GET", "/tenants/acme/files/")
+    assert not allows(decision, "PUT", "/tenants/acme/users//roles")
+    assert not allows(decision, "DELETE", "/tenants/acme/users/")
+
+
 def test_a_platform_admin_reaches_every_tenant(world: dict[str, Any]) -> None:
     decision = world["authorizer"].authorize(
         event(

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tenant_security.errors import Conflict, Locked, RateLimited
@@ -142,3 +144,90 @@ def test_what_was_not_valid_utf8_is_400(where: str) -> None:
     assert json.loads(reply["body"]) == {"error": "bad_request", "message": "the request is not valid UTF-8"}
     raw = event("PUT", "/raw", "bytes \ufffd of a text file", "text/plain")  # a file's bytes are its own
     assert app.resolve(raw, None)["statusCode"] == 200
+
+
+@app.get("/cached")
+def cached() -> Any:
+    from aws_lambda_powertools.event_handler import Response
+
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body="{}",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/things", '{"name": "a", "count": 1}'),  # a success
+        ("GET", "/conflict", None),  # a domain error
+        ("GET", "/bug", None),  # a bug
+        ("GET", "/nope", None),  # no such route
+        ("POST", "/things", "{oops"),  # refused before the route
+        ("GET", "/things/", None),  # a trailing slash
+    ],
+)
+def test_every_reply_is_neither_cached_nor_sniffed(method: str, path: str, body: str | None) -> None:
+    _, _, headers = call(method, path, body)
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_route_may_say_how_it_is_cached() -> None:
+    assert call("GET", "/cached")[2]["Cache-Control"] == "public, max-age=300"
+
+
+def test_a_trailing_slash_reaches_no_route() -> None:
+    status, body, _ = call("POST", "/things/", '{"name": "a", "count": 1}')
+    assert (status, body["error"]) == (404, "not_found")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ('{"name": ' + "[" * 70 + '"a"' + "]" * 70 + ', "count": 1}', "nested deeper"),
+        (DEEP, "nested deeper"),  # a RecursionError in Python's parser
+        ('{"name": "a", "count": ' + "9" * 5000 + "}", "digits"),  # over Python's 4,300 digits
+        ('{"name": "\\ud800", "count": 1}', "lone surrogate"),
+        ('{"\\udfff": 1, "name": "a", "count": 1}', "lone surrogate"),
+        ('{"name": "a", "count": NaN}', "NaN"),
+        ('{"name": "a", "count": -Infinity}', "Infinity"),
+    ],
+)
+def test_json_python_cannot_use_is_a_400_not_a_500(body: str, why: str) -> None:
+    request = event("POST", "/things", body)
+    reply = (
+        make_resolver(max_json_body_bytes=1024 * 1024).resolve(request, None) if len(body) > 2048 else None
+    )
+    if reply is None:
+        reply = app.resolve(request, None)
+    assert reply["statusCode"] == 400, reply
+    problem = json.loads(reply["body"])
+    assert problem["error"] == "malformed_json"
+    assert why in problem["message"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=json_values,
+    noise=st.sampled_from(["", "\\ud800", "\\udc00", "[" * 80, "9" * 4400, "NaN", "{", "\x00"]),
+)
+def test_fuzzed_json_bodies_never_crash_the_resolver(value: Any, noise: str) -> None:
+    text = json.dumps({"name": "a", "count": 1, "extra": value})
+    body = text[:-1] + f', "z": "{noise}"' + "}" if noise.startswith("\\") else text + noise
+    reply = app.resolve(event("POST", "/things", body), None)
+    assert reply["statusCode"] in (200, 400, 413), reply  # never a 500

@@ -28,6 +28,7 @@ from tenant_security.audit.verify import ChainVerifier
 from tenant_security.aws import error_code
 from tenant_security.config import KEY_PURPOSES, Settings
 from tenant_security.errors import NotFound, ValidationFailed
+from tenant_security.headers import standalone_page_csp
 from tenant_security.identity.users import User, UserStore
 from tenant_security.tenants import TenantRecord
 
@@ -660,6 +661,15 @@ def gather_evidence(
     )
 
 
+# The HTML report's one style sheet, inline (the page is self-contained: an auditor can keep it);
+# its CSP allows exactly this text by hash (REPORT_CSP).
+REPORT_STYLE = (
+    "body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
+    ".fail{color:#b00}.pass{color:#070}.insufficient_evidence{color:#a60}rect{fill:#36c}"
+)
+REPORT_CSP = standalone_page_csp(REPORT_STYLE)
+
+
 def render_html(report: dict[str, Any]) -> str:
     """A readable page of the report with an SVG bar chart of activity per day."""
     days = report["activity_by_day"]
@@ -691,8 +701,7 @@ def render_html(report: dict[str, Any]) -> str:
     chart = f'<svg role="img" aria-label="audit records per day" width="720" height="125">{bars}</svg>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px}}
-.fail{{color:#b00}}.pass{{color:#070}}.insufficient_evidence{{color:#a60}}rect{{fill:#36c}}</style></head>
+<style>{REPORT_STYLE}</style></head>
 <body><h1>{framework} report — {escape(report["tenant_id"])}, {escape(report["period"]["id"])}</h1>
 <p>Status: <b class="{escape(report["status"])}">{escape(report["status"])}</b>;
 {report["records_examined"]} audit records examined; generated {escape(report["generated_at"])}.</p>

@@ -21,13 +21,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
-from tenant_security.authz.rbac import PLATFORM_ADMIN
+from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
 from tenant_security.authz.routes import rule_for
 from tenant_security.aws import is_transient
 from tenant_security.errors import DomainError, Forbidden, NotFound, Unauthorized
 from tenant_security.locality import check_data_region
 from tenant_security.tenancy import require_tenant_id
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantRecord, TenantStatus
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class TenantContext:
     request_id: str
     source_ip: str | None
     platform_admin: bool
+
+    def permissions(self, tenant: TenantRecord) -> list[str]:
+        """The caller's permission patterns (platform-admin counts only in the platform tenant)."""
+        roles = [r for r in self.roles if r != PLATFORM_ADMIN or self.platform_admin]
+        return permissions(roles, tenant.custom_roles if tenant.tenant_id == self.tenant_id else {})
 
     def require_tenant(self, tenant_id: str) -> None:
         """Defence in depth behind the authorizer: the path tenant must be the caller's own."""
@@ -66,6 +71,37 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
 
 
 AUDIT_TARGET = "audit_target"
+
+
+class TenantNotActive(DomainError):
+    """A platform-admin's request that the tenant's status does not allow (409)."""
+
+    status, code = 409, "tenant_not_active"
+
+
+# What a platform-admin may still do with a tenant that is not ACTIVE: read its status and, while
+# its trail and data exist, investigate it; end it. Everything else is a 409.
+ALLOWED_WHEN_NOT_ACTIVE: dict[str, frozenset[str]] = {
+    TenantStatus.PROVISIONING: frozenset({"tenants:Read"}),
+    TenantStatus.FAILED: frozenset({"tenants:Read", "tenants:Delete"}),
+    TenantStatus.SUSPENDED: frozenset(
+        {
+            "tenants:Read",
+            "tenants:Delete",
+            "tenants:Suspend",
+            "tenants:Reinstate",
+            "users:List",
+            "sessions:Revoke",
+            "quotas:Read",
+            "audit:Read",
+            "audit:Verify",
+            "reports:Read",
+            "gdpr:Export",
+        }
+    ),
+    TenantStatus.OFFBOARDING: frozenset({"tenants:Read", "tenants:Delete", "audit:Read", "audit:Verify"}),
+    TenantStatus.OFFBOARDED: frozenset({"tenants:Read", "audit:Read", "audit:Verify"}),
+}
 
 
 def activity_of(
@@ -101,7 +137,7 @@ def activity_of(
     )
 
 
-def protected_middleware(
+def protected_middleware(  # noqa: PLR0915 - one closure per step of the request, kept together
     tenants: Callable[[str], TenantRecord | None],
     session_live: Callable[[str, str], bool],
     platform_tenant: str,
@@ -163,6 +199,10 @@ def protected_middleware(
         if record is None:
             raise NotFound(f"no tenant {target!r}")
         audited.update(tenant=target, record=record)
+        # The authorizer's policy matches by wildcard; the route that runs is checked exactly.
+        rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
+        if rule is not None and not is_allowed(rule.action, context.permissions(record)):
+            raise Forbidden(f"not allowed: {rule.action}")
         if aws_faults is not None:
             with aws_faults(target):
                 return _govern(app, next_middleware, event, context, record, target)
@@ -177,9 +217,15 @@ def protected_middleware(
         target: str,
     ) -> Response[Any]:
         """The tenant's status, data region and quotas; then the handler."""
-        if not record.active and not context.platform_admin:
-            # (a platform-admin still reads a FAILED or OFFBOARDED tenant's status)
-            raise Forbidden("the tenant is not active")
+        if not record.active:
+            if not context.platform_admin:
+                raise Forbidden("the tenant is not active")
+            rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
+            if rule is None or rule.action not in ALLOWED_WHEN_NOT_ACTIVE.get(record.status, ()):
+                # (what is gone -- keys, buckets, users -- is not asked for: a 409, never a 500)
+                raise TenantNotActive(
+                    f"the tenant is {record.status}: {rule.action if rule else 'this'} is not possible"
+                )
         check_data_region(event.get("headers"), record)
         app.context.update(tenant=context, tenant_record=record)
         if quotas is None:

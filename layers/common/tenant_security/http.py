@@ -34,6 +34,11 @@ from tenant_security.observability import bind_request, logger, record_metric
 
 JSON = "application/json"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# On every reply, set here once: nothing the API answers (tokens, TOTP secrets, backup codes,
+# one-time passwords, secret values, exports) may be kept by a cache (RFC 6749 §5.1 for tokens),
+# and no reply is to be sniffed into another type. A route may set its own Cache-Control (JWKS).
+REPLY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+MAX_JSON_DEPTH = 64
 
 
 def error_response(err: DomainError) -> Response[str]:
@@ -112,15 +117,84 @@ class GuardedResolver(APIGatewayRestResolver):
             return BadRequest("the request is not valid UTF-8")
         return None
 
+    def json_error(self, event: Mapping[str, Any]) -> DomainError | None:
+        """400 for a JSON body Python would parse into something no handler can use: nested
+        deeper than MAX_JSON_DEPTH (a RecursionError further on), an integer over Python's
+        4,300 digits, NaN or Infinity (not JSON), or a lone surrogate (not text)."""
+        body = event.get("body")
+        resource = str(event.get("resource") or "")
+        if not body or event.get("isBase64Encoded") or resource.startswith(self.raw_body_prefixes):
+            return None
+        problem = json_problem(str(body))
+        return MalformedJson(f"request body is not valid JSON: {problem}") if problem else None
+
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         # Who is asking goes on every log line: the authorizer's word, else the path's tenant.
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
         bind_request(authorizer.get("tenant_id") or path_tenant, authorizer.get("user"))
-        refused = self.encoding_error(event) or self.body_error(event)
+        path = str(event.get("path") or "")
+        if path.endswith("/") and path != "/":
+            # a trailing slash must not reach another route than its path names
+            return _with_reply_headers(_proxy_reply(NotFound("no such route")))
+        refused = self.encoding_error(event) or self.body_error(event) or self.json_error(event)
         if refused is not None:
-            return _proxy_reply(refused)
-        return super().resolve(event, context)
+            return _with_reply_headers(_proxy_reply(refused))
+        return _with_reply_headers(super().resolve(event, context))
+
+
+def _with_reply_headers(reply: dict[str, Any]) -> dict[str, Any]:
+    """Every reply gets REPLY_HEADERS (where the route set none of its own)."""
+    multi = reply.get("multiValueHeaders")
+    if isinstance(multi, dict):
+        present = {k.lower() for k in multi}
+        for name, value in REPLY_HEADERS.items():
+            if name.lower() not in present:
+                multi[name] = [value]
+        return reply
+    headers = reply.setdefault("headers", {}) or {}
+    present = {k.lower() for k in headers}
+    headers.update({k: v for k, v in REPLY_HEADERS.items() if k.lower() not in present})
+    reply["headers"] = headers
+    return reply
+
+
+def json_problem(text: str) -> str | None:
+    """Why ``text`` is not JSON a handler can take, or None."""
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(text, parse_constant=refuse_constant)
+    except RecursionError:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:  # malformed, or an integer over Python's digit limit
+        return "malformed" if isinstance(exc, json.JSONDecodeError) else str(exc)[:120]
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, str):
+            if not _is_text(item):
+                return "a string that is not text (a lone surrogate)"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _is_text(key):
+                    return "a name that is not text (a lone surrogate)"
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def make_resolver(

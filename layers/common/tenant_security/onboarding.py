@@ -514,6 +514,19 @@ class TenantProvisioner:
         self.s3.delete_bucket(Bucket=name)
         return True
 
+    def _delete_secrets(self, tenant_id: str) -> int:
+        """Every secret of the tenant (``<prefix>/tenants/<id>/...``: the admin's one-time
+        password, the database login, the application secrets); how many."""
+        prefix = self.secret_name(tenant_id, "")
+        names = {self.secret_name(tenant_id, what) for what in ("admin-initial-password", CREDENTIALS_SECRET)}
+        for page in self.secrets.get_paginator("list_secrets").paginate(
+            Filters=[{"Key": "name", "Values": [prefix]}]
+        ):
+            names |= {str(s["Name"]) for s in page.get("SecretList", []) if str(s["Name"]).startswith(prefix)}
+        for name in sorted(names):
+            self._delete_secret(name)
+        return len(names)
+
     def _delete_secret(self, name: str) -> None:
         try:
             self.secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
@@ -581,8 +594,7 @@ class TenantProvisioner:
             return {"tenant_id": tenant_id, "compensated": False}
         self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
-        for what in ("admin-initial-password", CREDENTIALS_SECRET):
-            self._delete_secret(self.secret_name(tenant_id, what))
+        self._delete_secrets(tenant_id)
         self.databases().drop(tenant_id)
         buckets = [
             b for b in (self.data_bucket(tenant_id), self.audit_bucket(tenant_id)) if self._delete_bucket(b)
@@ -612,8 +624,7 @@ class TenantProvisioner:
         self.begin_offboarding(tenant_id)  # checked again: this step can be invoked on its own
         revoked = self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
-        for what in ("admin-initial-password", CREDENTIALS_SECRET):
-            self._delete_secret(self.secret_name(tenant_id, what))
+        secrets = self._delete_secrets(tenant_id)
         self.databases().drop(tenant_id)
         data_deleted = self._delete_bucket(self.data_bucket(tenant_id))
         keys = self.shred_keys(tenant_id)
@@ -622,6 +633,7 @@ class TenantProvisioner:
             "tenant_id": tenant_id,
             "sessions_revoked": revoked,
             "users_deleted": users,
+            "secrets_deleted": secrets,
             "data_bucket_deleted": data_deleted,
             "keys_pending_deletion": keys,
         }

@@ -26,6 +26,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from tenant_security import crypto, paging
 from tenant_security.aws import error_code
@@ -79,6 +80,14 @@ def check_key(key: str) -> str:
             ],
         )
     return key
+
+
+def attachment(key: str) -> str:
+    """``Content-Disposition`` for a file: always an attachment, named after the key's last name
+    (RFC 6266: an ASCII fallback and the UTF-8 name, percent-encoded)."""
+    name = key.rsplit("/", 1)[-1] or "file"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _is_safe_key(key: str) -> bool:
@@ -339,7 +348,9 @@ class TenantFiles:
                 "this file is encrypted by the API: GET /tenants/{tenant_id}/files/{key} returns it"
             )
         url = self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=DOWNLOAD_URL_SECONDS
+            "get_object",
+            Params={"Bucket": bucket, "Key": key, "ResponseContentDisposition": attachment(key)},
+            ExpiresIn=DOWNLOAD_URL_SECONDS,
         )
         expires = datetime.now(UTC) + timedelta(seconds=DOWNLOAD_URL_SECONDS)
         return {"key": key, "url": url, "expires_at": expires.isoformat()}

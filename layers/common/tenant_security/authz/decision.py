@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
+    HttpVerb,
 )
 
 from tenant_security.activity import EventPublisher
@@ -71,6 +72,12 @@ def ip_allowed(source_ip: str | None, allow_list: list[str]) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(cidr) for cidr in allow_list)
+
+
+# A policy's ``*`` matches the empty string too, so a files:Read grant (``files/*``) would allow
+# ``GET .../files/`` (the listing's path with a trailing slash). A parameter is never empty: every
+# answer denies paths that end in ``/`` or hold an empty segment (an explicit Deny wins).
+EMPTY_PARAMETER_PATHS = ("*/", "*//*")
 
 
 def policy_resource(rule: RouteRule, tenant_id: str) -> str:
@@ -190,6 +197,8 @@ class RequestAuthorizer:
             return self._deny(response, AlertKind.NO_PERMISSION, caller, event, source_ip)
         for rule in allowed:
             response.allow_route(rule.method, policy_resource(rule, tenant_in_path))
+        for empty in EMPTY_PARAMETER_PATHS:
+            response.deny_route(HttpVerb.ALL.value, empty)
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
         if path_tenant not in (None, caller.tenant_id) and not platform_admin:
             self._alert_cross_tenant(caller, path_tenant, event, source_ip)
