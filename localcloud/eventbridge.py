@@ -60,10 +60,12 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
     if "InputTransformer" in target:
         parser: Any = importlib.import_module("moto.events.models").EventTemplateParser
         transformer = target["InputTransformer"]
+        # moto's parser reads the event's ingestion time, which EventBridge hands no target
+        stamped = {"ingestion-time": time.time(), **event}
         return parser.parse(
             input_template=transformer.get("InputTemplate"),
             input_paths_map=transformer.get("InputPathsMap", {}),
-            event=event,
+            event=stamped,
         )
     return event
 

@@ -16,7 +16,8 @@ from tenant_security import aws, services
 from tenant_security.activity import dead_letter_depth
 from tenant_security.observability import logger, metrics, tracer
 
-REFUSAL_SUMMARIES = "refusal-summaries"  # template.yaml: the RefusalSummaries schedule's Input
+# template.yaml: the MinuteTick schedule's Input (outbox drained, refusals summarised)
+MINUTE_TICK = "minute-tick"
 
 
 def _lag_seconds(event: dict[str, Any]) -> float | None:
@@ -45,12 +46,15 @@ def _record_dead_letter_depth() -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Append one event; on the minute's schedule, summarise the refusals of the minutes that
-    ended; on the hour's, checkpoint every chain that grew."""
-    if event.get("task") == REFUSAL_SUMMARIES:
-        attempts = services.audit_writer().summarise_refusals(services.refusals())
+    """Append one event; on the minute's schedule, drain the outbox and summarise the refusals
+    of the minutes that ended; on the hour's, checkpoint every chain that grew."""
+    if event.get("task") == MINUTE_TICK:
+        writer = services.audit_writer()
+        drained = writer.drain_outbox(services.outbox())
+        attempts = writer.summarise_refusals(services.refusals())
         metrics.add_metric(name="UnauthenticatedRefusals", unit=MetricUnit.Count, value=attempts)
-        return {"refusals_summarised": attempts}
+        metrics.add_metric(name="OutboxDrained", unit=MetricUnit.Count, value=drained)
+        return {"refusals_summarised": attempts, "outbox_drained": drained}
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         written = services.audit_writer().checkpoint_all()
         metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))

@@ -375,3 +375,19 @@ def test_the_cli_verifies_and_exits_by_the_result(
     assert (
         main(["audit", "verify", "--tenant", "acme", "--prefix", "tst", "--from", "4", "--json"]) == EXIT_OK
     )
+
+
+def test_an_erased_subjects_earlier_event_arriving_late_brings_no_pii_back(stack: AuditStack) -> None:
+    writer = stack.writer()
+    writer.append(activity_event("acme", 1))
+    assert stack.keys.erase("acme", "alice")
+    # a redrive of the dead-letter queue: an event of alice's from before her erasure
+    late = activity_event("acme", 2)
+    late["detail"]["time"] = "2020-01-01T00:00:00+00:00"
+    writer.append(late)
+    assert stack.keys.key_id_of("acme", "alice") is None  # no new key: her PII stays gone
+    items = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"]
+    assert (items[1]["actor"]["user"], items[1]["source_ip"]) == (REDACTED, REDACTED)
+    # a new event of a new "alice" (after the erasure) is recorded as usual
+    writer.append(activity_event("acme", 3, time="2999-01-01T00:00:00+00:00"))
+    assert stack.keys.key_id_of("acme", "alice") is not None

@@ -26,6 +26,7 @@ from tenant_security.observability import logger, metrics
 from tenant_security.redaction import redact
 
 if TYPE_CHECKING:
+    from tenant_security.event_pii import PiiSealer
     from tenant_security.models.policies import SecurityPolicies
 
 SECURITY_ALERT = "Security Alert"
@@ -89,19 +90,29 @@ def should_record(category: str, outcome: str, policies: SecurityPolicies | None
 class EventPublisher:
     """Puts events with the platform's source on one bus."""
 
-    def __init__(self, bus: Any, bus_name: str, source: str) -> None:
-        """``bus``: an EventBridge client (or anything with its ``put_events``)."""
+    def __init__(self, bus: Any, bus_name: str, source: str, sealer: PiiSealer | None = None) -> None:
+        """``bus``: an EventBridge client (or anything with its ``put_events``); ``sealer``: seals
+        the personal fields of every event it puts (see :mod:`tenant_security.event_pii`)."""
         self.bus = bus
         self.bus_name = bus_name
         self.source = source
+        self.sealer = sealer
 
-    def put(self, detail_type: str, detail: Mapping[str, Any], *, raw: bool = False) -> bool:
+    def wire(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        """An event detail as it travels: timed, secrets redacted, personal data sealed."""
+        body = {"time": datetime.now(UTC).isoformat(), **redact(dict(detail))}
+        return self.sealer.seal(body) if self.sealer is not None else body
+
+    def put(
+        self, detail_type: str, detail: Mapping[str, Any], *, raw: bool = False, wired: bool = False
+    ) -> bool:
         """Put one event; True once EventBridge accepted it.
 
-        Activity events get a time and are redacted; ``raw`` puts ``detail`` exactly as given (a
-        request another component validates, such as `Tenant Onboarding Requested`).
+        Activity events get a time, are redacted and sealed (:meth:`wire`; ``wired``: done
+        already); ``raw`` puts ``detail`` exactly as given (a request another component
+        validates, such as `Tenant Onboarding Requested`).
         """
-        body = dict(detail) if raw else {"time": datetime.now(UTC).isoformat(), **redact(dict(detail))}
+        body = dict(detail) if raw or wired else self.wire(detail)
         entry = {
             "Source": self.source,
             "DetailType": detail_type,

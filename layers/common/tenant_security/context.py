@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -24,8 +24,10 @@ from tenant_security.activity import Activity, EventPublisher, category_of, outc
 from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
 from tenant_security.authz.routes import rule_for
 from tenant_security.aws import is_transient
-from tenant_security.errors import DomainError, Forbidden, NotFound, Unauthorized
+from tenant_security.errors import DomainError, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from tenant_security.locality import check_data_region
+from tenant_security.observability import logger
+from tenant_security.outbox import Held, Outbox
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenants import TenantRecord, TenantStatus
 
@@ -71,6 +73,7 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
 
 
 AUDIT_TARGET = "audit_target"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class TenantNotActive(DomainError):
@@ -144,12 +147,14 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
     quotas: Callable[[], Any] | None = None,
     activity: Callable[[], EventPublisher] | None = None,
     aws_faults: Callable[[str], AbstractContextManager[None]] | None = None,
+    outbox: Callable[[], Outbox] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
     """Middleware that sets ``app.context["tenant"]``, enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
     makes logout and revocation take effect on the very next request. ``aws_faults``: the fault
-    injector's per-tenant AWS failures (resilience tests only).
+    injector's per-tenant AWS failures (resilience tests only). ``outbox``: where a write's record
+    is held before the write runs (no write without its record: :mod:`tenant_security.outbox`).
     """
 
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -171,13 +176,44 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             raise
         finally:
             if activity is not None:
-                record: TenantRecord | None = audited["record"]
-                activity().activity(
-                    activity_of(
-                        event, context, audited["tenant"], status, reason, app.context.get(AUDIT_TARGET)
-                    ),
-                    record.policies if record is not None else None,
-                )
+                _record(event, context, audited, status, reason, app.context.get(AUDIT_TARGET))
+
+    def _record(
+        event: Mapping[str, Any],
+        context: TenantContext,
+        audited: dict[str, Any],
+        status: int,
+        reason: str | None,
+        target: Mapping[str, str] | None,
+    ) -> None:
+        """Put the request's `User Activity`; a held write's record leaves the outbox once put."""
+        assert activity is not None
+        record: TenantRecord | None = audited["record"]
+        held: Held | None = audited.get("held")
+        done = activity_of(event, context, audited["tenant"], status, reason, target)
+        if held is not None:
+            done = replace(done, event_id=held.event_id)
+        put = activity().activity(done, record.policies if record is not None else None)
+        if held is None or outbox is None:
+            return
+        try:
+            if put:
+                outbox().release(held)
+            else:
+                outbox().settle(held, activity().wire(done.detail()))
+        except Exception as exc:  # the item stays: the audit writer drains it (same event id)
+            logger.warning("outbox not updated", extra={"error_type": type(exc).__name__})
+
+    def _hold(event: Mapping[str, Any], context: TenantContext, audited: dict[str, Any]) -> None:
+        """Before a write runs: its record in the outbox, or a 503 and nothing done."""
+        if outbox is None or activity is None or str(event.get("httpMethod")) not in WRITE_METHODS:
+            return
+        draft = activity_of(event, context, audited["tenant"], 0, None, None)
+        try:
+            audited["held"] = outbox().hold(activity().wire(draft.detail()))
+        except Exception as exc:
+            logger.warning("outbox unavailable", extra={"error_type": type(exc).__name__})
+            raise ServiceUnavailable("the request cannot be recorded now; nothing was done") from exc
 
     def _admit(
         app: APIGatewayRestResolver,
@@ -205,8 +241,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             raise Forbidden(f"not allowed: {rule.action}")
         if aws_faults is not None:
             with aws_faults(target):
-                return _govern(app, next_middleware, event, context, record, target)
-        return _govern(app, next_middleware, event, context, record, target)
+                return _govern(app, next_middleware, event, context, record, target, audited)
+        return _govern(app, next_middleware, event, context, record, target, audited)
 
     def _govern(
         app: APIGatewayRestResolver,
@@ -215,6 +251,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         context: TenantContext,
         record: TenantRecord,
         target: str,
+        audited: dict[str, Any],
     ) -> Response[Any]:
         """The tenant's status, data region and quotas; then the handler."""
         if not record.active:
@@ -228,16 +265,19 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
                 )
         check_data_region(event.get("headers"), record)
         app.context.update(tenant=context, tenant_record=record)
-        if quotas is None:
+
+        def handler() -> Response[Any]:
+            _hold(event, context, audited)  # a write that was admitted: its record first
             return next_middleware(app)
+
+        if quotas is None:
+            return handler()
         caller = record if context.tenant_id == target else tenants(context.tenant_id)
         if caller is None:
             raise Unauthorized("no tenant")
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
         response: Response[Any]
-        response, headers = quotas().run(
-            caller, record, rule.cost if rule else 1.0, event, lambda: next_middleware(app)
-        )
+        response, headers = quotas().run(caller, record, rule.cost if rule else 1.0, event, handler)
         response.headers.update(headers)
         return response
 

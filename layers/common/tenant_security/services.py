@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tenant_security.compliance import TenantControls
     from tenant_security.config import Settings
     from tenant_security.database import TenantDatabases
+    from tenant_security.event_pii import PiiSealer
     from tenant_security.faults import FaultInjector
     from tenant_security.gdpr import SubjectRights
     from tenant_security.identity.admin import UserAdmin
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tenant_security.identity.users import UserStore
     from tenant_security.incidents import IncidentResponse
     from tenant_security.onboarding import TenantProvisioner
+    from tenant_security.outbox import Outbox
     from tenant_security.quotas import Leases, QuotaGuard, RateLimiter, StorageQuota
     from tenant_security.records import TenantRecords
     from tenant_security.refusals import RefusalCounter
@@ -110,7 +112,17 @@ def sessions() -> SessionStore:
 def publisher() -> EventPublisher:
     from tenant_security.activity import EventPublisher
 
-    return EventPublisher(aws.events(), settings().event_bus_name, settings().event_source)
+    return EventPublisher(
+        aws.events(), settings().event_bus_name, settings().event_source, sealer=pii_sealer()
+    )
+
+
+@cache
+def pii_sealer() -> PiiSealer:
+    from tenant_security.event_pii import PiiSealer
+
+    config = settings()
+    return PiiSealer(config.audit_key_arn, config.account_id, config.partition, config.platform_tenant_id)
 
 
 @cache
@@ -300,7 +312,15 @@ def request_middleware() -> Any:
         quota_guard,
         publisher,
         aws_faults=injector.aws_faults if injector is not None else None,
+        outbox=outbox,
     )
+
+
+@cache
+def outbox() -> Outbox:
+    from tenant_security.outbox import Outbox
+
+    return Outbox(aws.dynamodb(), settings().counters_table)
 
 
 @cache
@@ -389,6 +409,7 @@ def audit_writer() -> AuditWriter:
         pii(),
         checkpoints(),
         fault=lambda tenant_id, step: faults().check("audit", tenant_id, step),
+        sealer=pii_sealer(),
     )
 
 

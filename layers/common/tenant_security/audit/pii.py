@@ -16,11 +16,13 @@ attributable to one (now nameless) person.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from tenant_security import crypto
@@ -98,8 +100,14 @@ class SubjectKeys:
             return None
         return self.unwrap(tenant_id, key_id, bytes(item["wrapped"]["B"]))
 
-    def key_for(self, tenant_id: str, subject: str) -> tuple[str, bytes]:
-        """The subject's key id and key, created on first use (cached for a few minutes)."""
+    def key_for(
+        self, tenant_id: str, subject: str, erased_after: Callable[[float], bool] | None = None
+    ) -> tuple[str, bytes] | None:
+        """The subject's key id and key, created on first use (cached for a few minutes).
+
+        None instead of a new key when the subject was erased and ``erased_after(erased_at)``
+        says the event came before that: its personal data does not come back.
+        """
         cached = self._cache.get((tenant_id, subject))
         if cached and cached[2] > time.monotonic():
             return cached[0], cached[1]
@@ -107,6 +115,9 @@ class SubjectKeys:
             key_id = self.key_id_of(tenant_id, subject)
             key = self.key_by_id(tenant_id, key_id) if key_id else None
             if key_id is None or key is None:
+                erased = self.erased_at(tenant_id, subject) if erased_after is not None else None
+                if erased is not None and erased_after is not None and erased_after(erased):
+                    return None
                 key_id, key = self._create(tenant_id, subject)
             if key_id is not None and key is not None:
                 self._cache[(tenant_id, subject)] = (key_id, key, time.monotonic() + self.cache_seconds)
@@ -162,12 +173,39 @@ class SubjectKeys:
             self.client.delete_item(
                 TableName=self.table, Key={"tenant_id": {"S": tenant_id}, "sk": {"S": sk}}
             )
+        # Events from before the erasure may still arrive (a redrive of the dead-letter queue):
+        # their PII must not come back under a new key. The mark names the subject by hash only.
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "tenant_id": {"S": tenant_id},
+                "sk": {"S": _erased_sk(tenant_id, subject)},
+                "erased_at": {"N": repr(time.time())},
+            },
+        )
         return True
+
+    def erased_at(self, tenant_id: str, subject: str) -> float | None:
+        """When the subject was erased (None if never)."""
+        item = self._item(tenant_id, _erased_sk(tenant_id, subject))
+        return float(item["erased_at"]["N"]) if item else None
 
 
 def role_has_pii(fields: dict[str, Any], role: str) -> bool:
     """Whether ``fields`` (dotted paths) hold personal data of the record's actor or target."""
     return any(name.split(".")[0] == role or (role == "actor" and name == "source_ip") for name in fields)
+
+
+def _erased_sk(tenant_id: str, subject: str) -> str:
+    return "erased#" + hashlib.sha256(f"{tenant_id}\x00{subject}".encode()).hexdigest()
+
+
+def _before(record: dict[str, Any], moment: float) -> bool:
+    """Whether the record's event happened before ``moment`` (an unreadable time counts as before)."""
+    try:
+        return datetime.fromisoformat(str(record.get("time")).replace("Z", "+00:00")).timestamp() <= moment
+    except ValueError:
+        return True
 
 
 def _context(tenant_id: str, key_id: str) -> dict[str, str]:
@@ -197,7 +235,10 @@ class PiiProtector:
             entries = []
             pseudonyms = {role: subject_of(record, role) for role in ("actor", "target")}
             for subject, fields in sorted(groups.items()):
-                key_id, key = self.keys.key_for(tenant_id, subject)
+                found = self.keys.key_for(tenant_id, subject, lambda erased: _before(record, erased))
+                if found is None:
+                    continue  # an erased subject's earlier event: redacted, and no new key
+                key_id, key = found
                 for role, whose in pseudonyms.items():
                     if whose == subject and isinstance(out.get(role), dict) and role_has_pii(fields, role):
                         out[role]["pseudonym"] = key_id

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from tenant_security.activity import USER_ACTIVITY
 from tenant_security.audit.chain import record_key, seal
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
@@ -27,8 +28,10 @@ from tenant_security.audit.pii import PiiProtector
 from tenant_security.audit.store import ChainHeads, LockedObjects, Pending
 from tenant_security.config import Settings
 from tenant_security.errors import ServiceUnavailable
+from tenant_security.event_pii import PiiSealer
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
+from tenant_security.outbox import Outbox
 from tenant_security.refusals import RefusalCounter
 from tenant_security.tenants import RETIRED, TenantRecord
 
@@ -76,8 +79,11 @@ class AuditWriter:
         checkpoints: Checkpoints,
         fault: Callable[[str, str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sealer: PiiSealer | None = None,
     ) -> None:
-        """``fault(tenant_id, step)`` raises to inject a failure between the writer's steps (tests)."""
+        """``fault(tenant_id, step)`` raises to inject a failure between the writer's steps (tests);
+        ``sealer`` opens the personal fields producers sealed (the writer alone may)."""
+        self.sealer = sealer
         self.settings = settings
         self.heads = heads
         self.objects = objects
@@ -117,6 +123,9 @@ class AuditWriter:
     # ------------------------------------------------------------------ append
     def append(self, event: Mapping[str, Any]) -> Appended:
         """Append one EventBridge event to its chain (a repeated event id appends nothing)."""
+        detail = event.get("detail")
+        if self.sealer is not None and isinstance(detail, Mapping) and not self.is_forged(event):
+            event = {**event, "detail": self.sealer.open(detail)}
         tenant_id, tenant = self.chain_of(event)
         policies = self._policies(tenant)
         content = (
@@ -215,6 +224,25 @@ class AuditWriter:
                 attempts += count.attempts
             self.heads.advance_marker(REFUSALS_MARKER, minute)
         return attempts
+
+    def drain_outbox(self, outbox: Outbox) -> int:
+        """Append the records requests held but never got on the bus (see
+        :mod:`tenant_security.outbox`); how many. A record that did reach the trail is not
+        appended twice (same event id)."""
+        drained = 0
+        for held in outbox.due():
+            self.append(
+                {
+                    "id": held.event_id,
+                    "source": self.settings.event_source,
+                    "detail-type": USER_ACTIVITY,
+                    "time": held.detail.get("time"),
+                    "detail": held.detail,
+                }
+            )
+            outbox.release(held)
+            drained += 1
+        return drained
 
     def checkpoint_all(self) -> list[dict[str, Any]]:
         """The scheduled run: a checkpoint of every chain that grew since its last one."""
