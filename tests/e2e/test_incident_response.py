@@ -16,9 +16,10 @@ def _alerts_queue(cloud: RunningCloud, name: str) -> Any:
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=cloud.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
-    seen: list[dict[str, Any]] = []
+    seen: list[str] = []
 
-    def alerts() -> list[dict[str, Any]]:
+    def alerts() -> list[str]:
+        """The alert e-mails' text (what an operator reads: no PII, where to look)."""
         for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
             "Messages", []
         ):
@@ -74,15 +75,17 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
         interval=2,
     )
 
-    def both() -> list[dict[str, Any]] | None:
-        got = [a for a in alerts() if a["detail"].get("tenant_id") == tenant]
-        kinds = {a["detail"]["alert"] for a in got}
-        return got if {"tenant_suspended", "tenant_reinstated"} <= kinds else None
+    def both() -> list[str] | None:
+        got = [a for a in alerts() if f"in tenant {tenant} " in a]
+        kinds = {kind for kind in ("tenant_suspended", "tenant_reinstated") if any(kind in a for a in got)}
+        return got if len(kinds) == 2 else None
 
     got = wait_for(both, timeout=30)
-    suspended = next(a for a in got if a["detail"]["alert"] == "tenant_suspended")
-    assert suspended["detail-type"] == "Security Alert"
-    assert suspended["detail"]["reason"] == "ticket 42"
+    suspended = next(a for a in got if "tenant_suspended" in a)
+    assert suspended.startswith("Security alert tenant_suspended in tenant ir-")
+    assert f"GET /tenants/{tenant}/audit?action=security:tenant_suspended" in suspended
+    # the reason is in the trail, not in the mail (which names no one and quotes nothing)
+    assert "ticket 42" not in suspended
 
 
 def test_only_a_platform_admin_suspends_and_bad_requests_are_4xx(

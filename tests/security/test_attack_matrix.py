@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, is_allowed
+from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, may_use
 from tenant_security.authz.routes import rule_for
 from tenant_security.identity.tokens import TokenIssuer
 from tests.support.cloud import RunningCloud
@@ -74,11 +74,9 @@ def _cells() -> list[Cell]:
             continue
         for role in TENANT_ROLES:
             cells.append(Cell(method, resource, f"other-tenant:{role}", "403"))
-            allowed = is_allowed(rule.action, BUILTIN_ROLES[role])
+            allowed = may_use(rule, BUILTIN_ROLES[role])
             cells.append(Cell(method, resource, f"role:{role}", "admitted" if allowed else "403"))
-        admitted_by = next(
-            r for r in [*TENANT_ROLES, PLATFORM_ADMIN] if is_allowed(rule.action, BUILTIN_ROLES[r])
-        )
+        admitted_by = next(r for r in [*TENANT_ROLES, PLATFORM_ADMIN] if may_use(rule, BUILTIN_ROLES[r]))
         if admitted_by != PLATFORM_ADMIN:
             cells.append(Cell(method, resource, f"suspended-tenant:{admitted_by}", "403"))
             cells.append(Cell(method, resource, f"outside-allow-list:{admitted_by}", "403"))

@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
-from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
+from tenant_security.authz.rbac import PLATFORM_ADMIN, may_use, permissions
 from tenant_security.authz.routes import rule_for
 from tenant_security.aws import is_transient
 from tenant_security.errors import DomainError, Forbidden, NotFound, ServiceUnavailable, Unauthorized
@@ -237,8 +237,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         audited.update(tenant=target, record=record)
         # The authorizer's policy matches by wildcard; the route that runs is checked exactly.
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
-        if rule is not None and not is_allowed(rule.action, context.permissions(record)):
-            raise Forbidden(f"not allowed: {rule.action}")
+        if rule is not None and not may_use(rule, context.permissions(record)):
+            raise Forbidden(f"not allowed: {', '.join(rule.actions)}")
         if aws_faults is not None:
             with aws_faults(target):
                 return _govern(app, next_middleware, event, context, record, target, audited)

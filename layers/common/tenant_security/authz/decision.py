@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from tenant_security.activity import EventPublisher
 from tenant_security.alerts import AlertKind
-from tenant_security.authz.rbac import PLATFORM_ADMIN, is_allowed, permissions
+from tenant_security.authz.rbac import PLATFORM_ADMIN, may_use, permissions
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_for
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
@@ -192,7 +192,7 @@ class RequestAuthorizer:
         roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
         granted = permissions(roles, tenant.custom_roles)
         tenant_in_path = "*" if platform_admin else caller.tenant_id
-        allowed = [rule for rule in ROUTES if is_allowed(rule.action, granted)]
+        allowed = [rule for rule in ROUTES if may_use(rule, granted)]
         if not allowed:
             return self._deny(response, AlertKind.NO_PERMISSION, caller, event, source_ip)
         for rule in allowed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 
-from tenant_security.authz.routes import ROUTES
+from tenant_security.authz.routes import ROUTES, RouteRule
 
 PLATFORM_ADMIN = "platform-admin"
 TENANT_ADMIN = "tenant-admin"
@@ -55,3 +55,9 @@ def permissions(roles: Iterable[str], custom_roles: Mapping[str, Iterable[str]])
 def is_allowed(action: str, patterns: Iterable[str]) -> bool:
     """True when some pattern grants ``action``."""
     return any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns)
+
+
+def may_use(rule: RouteRule, patterns: Iterable[str]) -> bool:
+    """True when the patterns grant every action the route needs."""
+    granted = list(patterns)
+    return all(is_allowed(action, granted) for action in rule.actions)

@@ -17,10 +17,17 @@ class RouteRule:
     resource: str
     action: str
     cost: float = 1.0  # cost units a request of this route counts against the daily cost limit
+    # Further actions the caller must hold as well (erasing a subject is deleting a user too).
+    also: tuple[str, ...] = ()
 
     @property
     def tenant_scoped(self) -> bool:
         return TENANT_PARAM in self.resource
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every action the route needs."""
+        return (self.action, *self.also)
 
 
 ROUTES: tuple[RouteRule, ...] = (
@@ -56,7 +63,9 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("GET", "/tenants/{tenant_id}/reports/sox", "reports:Read", cost=10),
     RouteRule("GET", "/tenants/{tenant_id}/reports/{framework}", "reports:Read", cost=10),
     RouteRule("GET", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Export", cost=5),
-    RouteRule("DELETE", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Erase"),
+    RouteRule(
+        "DELETE", "/tenants/{tenant_id}/gdpr/subjects/{username}", "gdpr:Erase", also=("users:Delete",)
+    ),
 )
 
 
