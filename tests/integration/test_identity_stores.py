@@ -159,3 +159,24 @@ def test_kms_signed_tokens_verify_with_the_published_key(moto_env: dict[str, Any
     assert jwks["keys"][0]["alg"] == "ES256"
     assert jwks["keys"][0]["crv"] == "P-256"
     assert "d" not in jwks["keys"][0]  # never the private part
+
+
+def test_one_user_cannot_take_every_session_of_the_tenant(moto_env: dict[str, Any]) -> None:
+    sessions = SessionStore(moto_env["ddb"], "sessions", "counters")
+
+    def start(user: str) -> bool:
+        try:
+            sessions.create("acme", user, ["pwd"], "full", timeout_minutes=5, max_sessions=10, max_per_user=3)
+        except SessionLimitReached:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        hogged = list(pool.map(lambda _i: start("hog"), range(12)))
+    assert hogged.count(True) == 3  # exactly the per-user cap, however many at once
+    assert start("someone-else")  # the tenant still has room for the others
+    assert len(sessions.list_live("acme", "hog")) == 3
+    # revoking frees the user's slot too
+    victim = sessions.list_live("acme", "hog")[0]
+    assert sessions.revoke("acme", victim.session_id)
+    assert start("hog")

@@ -267,3 +267,40 @@ def test_the_allow_list_is_checked_before_the_user_is_looked_up(world: dict[str,
     with pytest.raises(Forbidden):
         signin.login("acme", "alice", PASSWORD, "192.0.2.10")
     assert CountingUsers.lookups == lookups
+
+
+def test_a_session_starts_only_for_a_tenant_active_now_whatever_a_cache_says(world: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    signin: SignInService = world["service"]()
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+    cached = signin.tenants.record  # type: ignore[attr-defined]
+
+    class JustSuspended:
+        def get(self, tenant_id: str) -> TenantRecord | None:
+            return replace(cached, status="SUSPENDED")
+
+    signin.tenant_of_record = JustSuspended()
+    with pytest.raises(Forbidden):
+        signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
+    live = SessionStore(world["ddb"], "sessions", "counters").list_live("acme", "alice")
+    assert live == []  # no session was created
+
+
+def test_a_new_password_ends_every_other_session_of_the_user(world: dict[str, Any]) -> None:
+    signin: SignInService = world["service"]()
+    sessions = SessionStore(world["ddb"], "sessions", "counters")
+    tokens = []
+    for step in range(2):
+        world["clock"].now += 31 * step  # each code its own time step
+        challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+        tokens.append(
+            signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
+        )
+    assert len(sessions.list_live("acme", "alice")) == 2
+    changed = signin.change_password(
+        tokens[0]["access_token"], PASSWORD, "a brand new passphrase", "10.0.0.1"
+    )
+    live = sessions.list_live("acme", "alice")
+    assert [s.session_id for s in live] == [changed["session_id"]]  # the other one (and the old) ended
+    assert tokens[1]["session_id"] not in {s.session_id for s in live}

@@ -371,3 +371,24 @@ def test_s3_calls_are_counted_by_operation(method: str, path: str, query: str, o
 
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
     assert s3_operation(environ) == operation
+
+
+def test_the_sign_in_web_acl_is_optional_and_rate_limits_auth() -> None:
+    from localcloud.template import transform_template
+    from tests.support.cloud import REAL_TEMPLATE
+
+    default = transform_template(REAL_TEMPLATE, {}, "us-east-1")[0]
+    assert default["Resources"]["SignInWebAcl"]["Condition"] == "HasWaf"
+    assert default["Conditions"]["HasWaf"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WafRequestsPerFiveMinutes"}, 0]}]
+    }
+    acl = default["Resources"]["SignInWebAcl"]["Properties"]
+    (rule,) = acl["Rules"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate["Limit"] == {"Ref": "WafRequestsPerFiveMinutes"}
+    assert rate["AggregateKeyType"] == "IP"
+    assert rate["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/auth/"
+    assert rule["Action"] == {"Block": {}}
+    association = default["Resources"]["SignInWebAclAssociation"]
+    assert association["Condition"] == "HasWaf"
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["SignInWebAcl", "Arn"]}

@@ -76,7 +76,7 @@ def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any
             _text(detail.get("category")) or "operation",
         )
     elif detail_type == SECURITY_ALERT:
-        action, category = f"security:{_text(detail.get('alert')) or 'alert'}", "security"
+        action, category = action_of(_text(detail.get("alert")) or "alert"), "security"
     else:
         action, category = f"lifecycle:{detail_type}", "lifecycle"
     outcome = _text(detail.get("outcome")) or ("failure" if "Failed" in detail_type else "success")
