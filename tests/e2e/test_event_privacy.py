@@ -11,28 +11,9 @@ import pytest
 
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import mint_token, seed_tenant
-from tests.support.tenants import event_observer
+from tests.support.tenants import alert_mailbox, event_observer
 
 pytestmark = pytest.mark.e2e
-
-
-def _alert_mailbox(cloud: RunningCloud) -> Any:
-    """An SQS queue subscribed to the alert topic, as an e-mail address is; its messages' text."""
-    sqs, sns = cloud.client("sqs"), cloud.client("sns")
-    url = sqs.create_queue(QueueName="alert-mailbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=cloud.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
-    seen: list[str] = []
-
-    def messages() -> list[str]:
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        ):
-            seen.append(json.loads(message["Body"]).get("Message", message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return seen
-
-    return messages
 
 
 def test_events_and_alert_mail_carry_no_personal_data_in_clear(platform_cloud: RunningCloud) -> None:
@@ -41,7 +22,7 @@ def test_events_and_alert_mail_carry_no_personal_data_in_clear(platform_cloud: R
     observed = event_observer(
         platform_cloud, "privacy-observer", {"detail-type": ["User Activity", "Security Alert"]}
     )
-    mailbox = _alert_mailbox(platform_cloud)
+    mailbox = alert_mailbox(platform_cloud, "alert-mailbox")
     intruder = mint_token(platform_cloud, "priv-a", "mallory.smith", ["tenant-admin"])
     # one request into another tenant (a Security Alert, mailed; first: a cached authorizer answer
     # would refuse it without an alert) and one of her own (User Activity)

@@ -8,26 +8,7 @@ from typing import Any
 
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, seed_tenant
-
-
-def _alerts_queue(cloud: RunningCloud, name: str) -> Any:
-    """An SQS queue subscribed to the alert topic; a function returning the alerts it got."""
-    sqs, sns = cloud.client("sqs"), cloud.client("sns")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=cloud.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
-    seen: list[str] = []
-
-    def alerts() -> list[str]:
-        """The alert e-mails' text (what an operator reads: no PII, where to look)."""
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        ):
-            seen.append(json.loads(json.loads(message["Body"])["Message"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return seen
-
-    return alerts
+from tests.support.tenants import alert_mailbox
 
 
 def _call(cloud: RunningCloud, method: str, path: str, token: str, **kwargs: Any) -> Any:
@@ -39,7 +20,7 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
 ) -> None:
     tenant = "ir-suspend"
     seed_tenant(platform_cloud, tenant)
-    alerts = _alerts_queue(platform_cloud, "ir-alerts")
+    alerts = alert_mailbox(platform_cloud, "ir-alerts")
     before = mint_token(platform_cloud, tenant, "ann", ["tenant-admin"])
     assert _call(platform_cloud, "GET", f"/tenants/{tenant}/users", before).status_code == 200
 

@@ -176,6 +176,15 @@ def test_a_registration_whose_execution_ended_is_taken_over(
 
 
 # ---------------------------------------------------------------------- offboarding and forgery
+def _forged(cloud: RunningCloud, admin: Identity, tenant: str) -> list[dict[str, Any]]:
+    """The platform trail's forged-event records that claim ``tenant``."""
+    reply = cloud.http(
+        "GET", "/tenants/platform/audit", params={"action": "security:forged_event"}, headers=admin.headers
+    )
+    assert reply.status_code == 200, reply.text
+    return [r for r in reply.json()["items"] if r["details"].get("about_tenant") == tenant]
+
+
 @pytest.mark.parametrize("source", ["attacker.example", PLATFORM_SOURCE])
 def test_an_offboarding_event_without_the_apis_decision_offboards_nothing(
     platform_cloud: RunningCloud, platform_admin: Identity, source: str
@@ -236,17 +245,7 @@ def test_an_onboarding_request_from_an_unlisted_source_starts_nothing_and_is_rec
     started = now()
     put_onboarding_event(platform_cloud, request_body("forge-onb"), source="attacker.example")
 
-    def forged() -> list[dict[str, Any]]:
-        reply = platform_cloud.http(
-            "GET",
-            "/tenants/platform/audit",
-            params={"action": "security:forged_event"},
-            headers=platform_admin.headers,
-        )
-        assert reply.status_code == 200, reply.text
-        return [r for r in reply.json()["items"] if r["details"].get("about_tenant") == "forge-onb"]
-
-    (record,) = wait_for(forged, timeout=30)
+    (record,) = wait_for(lambda: _forged(platform_cloud, platform_admin, "forge-onb"), timeout=30)
     assert record["details"]["claimed_detail_type"] == "Tenant Onboarding Requested"
     assert executions(platform_cloud, "onboarding", "forge-onb", after=started) == []
     assert tenant_resources(platform_cloud, "forge-onb")["aliases"] == []

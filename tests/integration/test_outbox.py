@@ -4,7 +4,6 @@ the outbox before the handler runs; what never reached the bus is drained into t
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from tenant_security.http import make_resolver
 from tenant_security.outbox import OUTCOME_UNKNOWN, Outbox
 from tenant_security.tenants import TenantRecord
 from tests.support.audit import AuditStack, audit_stack
+from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
@@ -33,21 +33,13 @@ class Bus:
         return {"FailedEntryCount": 0}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mocked_aws(monkeypatch):
         stack = audit_stack()
         stack.add_tenant("acme")
         create_table(stack.ddb, stack.settings.counters_table, "pk", "sk")
-        clock = Clock()
+        clock = ManualClock()
         yield {
             "stack": stack,
             "outbox": Outbox(stack.ddb, stack.settings.counters_table, clock),

@@ -12,7 +12,6 @@ throttles, and a stranger who knows only a user name.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,19 +30,12 @@ from tenant_security.identity.tokens import TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
 from tenant_security.models import parse_security_policies
 from tenant_security.tenants import TenantRecord
+from tests.support.clock import ManualClock
 from tests.support.identity_fakes import LocalKeys, LocalSigner, PlainCipher, RecordingPublisher
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery staple"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingCipher(PlainCipher):
@@ -86,7 +78,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         for table, keys in (("users", ("tenant_id", "username")), ("sessions", ("tenant_id", "session_id"))):
             create_table(ddb, table, *keys)
         create_table(ddb, "counters", "pk", "sk")
-        clock = Clock()
+        clock = ManualClock()
         users = CountingUsers(ddb, "users")
         cipher, publisher = CountingCipher(), RecordingPublisher()
         secret = pyotp.random_base32()
@@ -185,7 +177,7 @@ def test_parallel_backup_codes_are_admitted_the_same_way(world: dict[str, Any]) 
 
 def test_wrong_passwords_slow_the_pair_down_and_never_lock(world: dict[str, Any]) -> None:
     signin: SignInService = world["service"]()
-    clock: Clock = world["clock"]
+    clock: ManualClock = world["clock"]
     for failure in range(1, 13):
         with pytest.raises(Unauthorized):
             signin.login("acme", "alice", "wrong password!", "10.0.0.1")

@@ -22,22 +22,15 @@ from tenant_security.quotas import StorageQuota
 from tenant_security.storage import SIZE_METADATA, TenantFiles
 from tenant_security.storage_ledger import LOCK_SECONDS, FileLedger, Op
 from tenant_security.tenants import TenantRecord
+from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 BUCKET = "tst-tenant-acme-data"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, TenantRecord, Clock]]:
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, TenantRecord, ManualClock]]:
     with mocked_aws(monkeypatch):
         settings = Settings(resource_prefix="tst", account_id="123456789012")
         s3, kms, ddb = (boto3.client(n, region_name="us-east-1") for n in ("s3", "kms", "dynamodb"))
@@ -48,7 +41,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, Tenant
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         quotas = parse_resource_quotas({"storage": {"max_file_size": "100KB", "max_data_size": "10MB"}})
         tenant = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
-        clock = Clock()
+        clock = ManualClock()
         quota = StorageQuota(ddb, settings.counters_table)
         yield (
             TenantFiles(settings, s3, kms, quota, FileLedger(ddb, settings.counters_table, quota, clock)),
@@ -80,7 +73,9 @@ def _quietly(call: Any) -> str:
     return "ok"
 
 
-def test_two_concurrent_deletes_release_the_file_once(store: tuple[TenantFiles, TenantRecord, Clock]) -> None:
+def test_two_concurrent_deletes_release_the_file_once(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
     files, tenant, _ = store
     files.put(tenant, "doc.bin", b"x" * 1000)
     with ThreadPoolExecutor(2) as pool:
@@ -91,7 +86,7 @@ def test_two_concurrent_deletes_release_the_file_once(store: tuple[TenantFiles, 
 
 
 def test_8_concurrent_deletes_and_replaces_of_one_key_leave_usage_equal_to_what_is_stored(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.put(tenant, "k", b"a" * 700)
@@ -115,7 +110,7 @@ def test_8_concurrent_deletes_and_replaces_of_one_key_leave_usage_equal_to_what_
 
 
 def test_concurrent_writers_of_many_keys_are_counted_exactly(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, _ = store
     with ThreadPoolExecutor(8) as pool:
@@ -129,7 +124,7 @@ def test_concurrent_writers_of_many_keys_are_counted_exactly(
 
 
 def test_a_noncurrent_version_is_released_once_lifecycle_removed_it(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, _ = store
     first = files.put(tenant, "r.txt", b"1" * 300)
@@ -144,7 +139,7 @@ def test_a_noncurrent_version_is_released_once_lifecycle_removed_it(
 
 
 def test_a_granted_upload_is_released_once_when_its_link_expires(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.upload(tenant, "big.bin", 4000)
@@ -157,7 +152,7 @@ def test_a_granted_upload_is_released_once_when_its_link_expires(
 
 
 def test_a_writer_that_died_after_its_put_is_adopted_and_one_that_died_before_is_undone(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, clock = store
     files.put(tenant, "c.bin", b"o" * 100)
@@ -179,7 +174,7 @@ def test_a_writer_that_died_after_its_put_is_adopted_and_one_that_died_before_is
 
 
 def test_a_delete_that_died_half_way_is_finished_by_the_next_holder(
-    store: tuple[TenantFiles, TenantRecord, Clock],
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
 ) -> None:
     files, tenant, clock = store
     files.put(tenant, "e.bin", b"1" * 60)
@@ -194,7 +189,7 @@ def test_a_delete_that_died_half_way_is_finished_by_the_next_holder(
 
 
 def test_s3_failing_at_the_write_gives_the_reservation_back(
-    store: tuple[TenantFiles, TenantRecord, Clock], monkeypatch: pytest.MonkeyPatch
+    store: tuple[TenantFiles, TenantRecord, ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files, tenant, _ = store
 

@@ -4,7 +4,6 @@ proved who they are keep one record per refusal (moto)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -17,26 +16,19 @@ from tenant_security.errors import Unauthorized
 from tenant_security.identity.tokens import TokenVerifier
 from tenant_security.refusals import RefusalCounter, RefusalKind
 from tests.support.audit import AuditStack, audit_stack
+from tests.support.clock import ManualClock
 from tests.support.identity_fakes import LocalKeys, LocalSigner, RecordingPublisher
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def flood(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AuditStack, RefusalCounter, Clock]]:
+def flood(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AuditStack, RefusalCounter, ManualClock]]:
     with mocked_aws(monkeypatch):
         stack = audit_stack()
         create_table(stack.ddb, stack.settings.counters_table, "pk", "sk")
-        clock = Clock()
+        clock = ManualClock()
         yield stack, RefusalCounter(stack.ddb, stack.settings.counters_table, clock), clock
 
 
@@ -51,7 +43,7 @@ def _garbage(source_ip: str) -> dict[str, Any]:
 
 
 def test_a_flood_of_bad_tokens_becomes_one_record_per_address_and_minute(
-    flood: tuple[AuditStack, RefusalCounter, Clock],
+    flood: tuple[AuditStack, RefusalCounter, ManualClock],
 ) -> None:
     stack, refusals, clock = flood
     publisher = RecordingPublisher()
@@ -92,7 +84,9 @@ def test_a_flood_of_bad_tokens_becomes_one_record_per_address_and_minute(
     assert stack.verifier().verify("platform")["status"] == "VALID"
 
 
-def test_a_minute_still_running_is_not_summarised(flood: tuple[AuditStack, RefusalCounter, Clock]) -> None:
+def test_a_minute_still_running_is_not_summarised(
+    flood: tuple[AuditStack, RefusalCounter, ManualClock],
+) -> None:
     stack, refusals, clock = flood
     refusals.count(RefusalKind.UNKNOWN_ACCOUNT, "192.0.2.1", "acme")
     writer = stack.writer()

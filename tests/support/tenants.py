@@ -213,3 +213,23 @@ def event_observer(cloud: RunningCloud, name: str, pattern: dict[str, Any]) -> A
         ]
 
     return matching
+
+
+def alert_mailbox(cloud: RunningCloud, name: str) -> Any:
+    """An SQS queue subscribed to the alert topic, as an e-mail address is; a function returning
+    the text of the messages it got (every one it has seen so far)."""
+    sqs, sns = cloud.client("sqs"), cloud.client("sns")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=cloud.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
+    seen: list[str] = []
+
+    def messages() -> list[str]:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            seen.append(json.loads(json.loads(message["Body"])["Message"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return seen
+
+    return messages

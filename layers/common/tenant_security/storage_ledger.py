@@ -167,6 +167,23 @@ class FileLedger:
             }
         }
 
+    def _pending(self, lock: Lock, op: Op, size: int, files: int) -> dict[str, Any]:
+        """Record with the lock what its holder reserved (a successor undoes or adopts it)."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._file_key(lock.tenant_id, lock.key),
+                "UpdateExpression": "SET lock_op = :op, pending_bytes = :b, pending_files = :f",
+                "ConditionExpression": "lock_id = :me",
+                "ExpressionAttributeValues": {
+                    ":me": {"S": lock.lock_id},
+                    ":op": {"S": op},
+                    ":b": _n(size),
+                    ":f": _n(files),
+                },
+            }
+        }
+
     def _noncurrent_put(self, lock: Lock, now: float) -> dict[str, Any]:
         """The lock's current version, counted from now on as noncurrent."""
         return {
@@ -257,20 +274,7 @@ class FileLedger:
     def reserve(self, lock: Lock, op: Op, size: int, files: int, quotas: ResourceQuotas) -> None:
         """Reserve ``size`` bytes and ``files`` files for the lock holder's write (413 when they do
         not fit), recorded with the lock so a successor can undo it."""
-        update = {
-            "Update": {
-                "TableName": self.table,
-                "Key": self._file_key(lock.tenant_id, lock.key),
-                "UpdateExpression": "SET lock_op = :op, pending_bytes = :b, pending_files = :f",
-                "ConditionExpression": "lock_id = :me",
-                "ExpressionAttributeValues": {
-                    ":me": {"S": lock.lock_id},
-                    ":op": {"S": op},
-                    ":b": _n(size),
-                    ":f": _n(files),
-                },
-            }
-        }
+        update = self._pending(lock, op, size, files)
         if not self._transact([self._reserve_update(lock.tenant_id, size, files, quotas), update]):
             raise StorageQuotaExceeded("the tenant's storage quota is used up")
 
@@ -458,20 +462,7 @@ class FileLedger:
                         "Key": {"pk": {"S": f"storage#{lock.tenant_id}#upload"}, "sk": {"S": upload_id}},
                     }
                 },
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": self._file_key(lock.tenant_id, lock.key),
-                        "UpdateExpression": "SET lock_op = :op, pending_bytes = :b, pending_files = :f",
-                        "ConditionExpression": "lock_id = :me",
-                        "ExpressionAttributeValues": {
-                            ":me": {"S": lock.lock_id},
-                            ":op": {"S": Op.PUT},
-                            ":b": _n(size),
-                            ":f": _n(0 if replacing else 1),
-                        },
-                    }
-                },
+                self._pending(lock, Op.PUT, size, 0 if replacing else 1),
             ]
         )
         return size if claimed else None
