@@ -98,3 +98,48 @@ def test_a_minute_still_running_is_not_summarised(
     assert [(r["action"], r["details"]["attempts"]) for r in records] == [
         ("security:unauthenticated_refusals", 1)
     ]
+
+
+def test_a_distributed_flood_cannot_stall_the_summaries(
+    flood: tuple[AuditStack, RefusalCounter, ManualClock],
+) -> None:
+    from tenant_security.audit.writer import MAX_SUMMARIES_PER_MINUTE
+
+    stack, refusals, clock = flood
+    sources = MAX_SUMMARIES_PER_MINUTE + 40
+    for n in range(sources):  # one minute: many addresses, one attempt each (and one loud one)
+        refusals.count(RefusalKind.INVALID_TOKEN, f"203.0.{n // 250}.{n % 250}")
+    for _ in range(9):
+        refusals.count(RefusalKind.INVALID_TOKEN, "203.0.0.0")
+    clock.now += 60
+    stack.add_tenant("acme")
+    for _ in range(3):  # the next minute: the attack that matters
+        refusals.count(RefusalKind.UNKNOWN_ACCOUNT, "192.0.2.50", "acme")
+    clock.now += 60
+    writer = stack.writer()
+    writer.clock = lambda: datetime.fromtimestamp(clock.now, UTC)
+    assert writer.summarise_refusals(refusals) == sources + 9 + 3
+    platform = stack.reader().query("platform", stack.settings.audit_bucket("platform"), limit=200)["items"]
+    summaries = [r for r in platform if r["action"] == "security:unauthenticated_refusals"]
+    assert len(summaries) == MAX_SUMMARIES_PER_MINUTE + 1  # the busiest, then one for the rest
+    assert summaries[0]["details"]["attempts"] == 10  # the loud one first
+    (overflow,) = [r for r in summaries if "addresses" in r["details"]]
+    assert (overflow["details"]["addresses"], overflow["details"]["attempts"]) == (
+        sources - MAX_SUMMARIES_PER_MINUTE,
+        40,
+    )
+    acme = stack.reader().query("acme", stack.settings.audit_bucket("acme"), limit=10)["items"]
+    assert [(r["source_ip"], r["details"]["attempts"]) for r in acme] == [("192.0.2.50", 3)]
+
+
+def test_a_run_out_of_time_leaves_the_rest_to_the_next(
+    flood: tuple[AuditStack, RefusalCounter, ManualClock],
+) -> None:
+    stack, refusals, clock = flood
+    for minute in range(3):
+        refusals.count(RefusalKind.INVALID_TOKEN, f"198.51.100.{minute}")
+        clock.now += 60
+    writer = stack.writer()
+    writer.clock = lambda: datetime.fromtimestamp(clock.now, UTC)
+    assert writer.summarise_refusals(refusals, budget_seconds=-1) == 0  # out of time at once
+    assert writer.summarise_refusals(refusals) == 3  # the next run does it all

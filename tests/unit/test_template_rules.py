@@ -392,3 +392,23 @@ def test_the_sign_in_web_acl_is_optional_and_rate_limits_auth() -> None:
     association = default["Resources"]["SignInWebAclAssociation"]
     assert association["Condition"] == "HasWaf"
     assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["SignInWebAcl", "Arn"]}
+
+
+def test_an_audit_event_the_writer_keeps_failing_on_reaches_the_dead_letter_queue(
+    cfn: dict[str, Any],
+) -> None:
+    # EventBridge invokes the writer asynchronously: Lambda's own retries and destination apply,
+    # not the rule's (a function error would otherwise be dropped after two retries, silently)
+    config = cfn["Resources"]["AuditWriterFunctionEventInvokeConfig"]["Properties"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]
+    }
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 21600
+    policy = cfn["Resources"]["AuditWriterFunctionRole"]["Properties"]["Policies"]
+    statements = [s for p in policy for s in p["PolicyDocument"]["Statement"]]
+    assert any(
+        s["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
+        and s["Resource"] == {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]}
+        for s in statements
+    )

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         return values
 
     fault_injection: str = Field("disabled", pattern=r"^(enabled|disabled)$")
+    # The onboarding function's Timeout (template.yaml): how long a step of an ended execution may
+    # still be running, so how long its registration is not taken over.
+    onboarding_step_timeout: int = Field(120, ge=1, le=900)
     # Roles that tenant key policies let use the keys, comma-separated: exact ARNs (the policy's
     # principals; KMS refuses a wildcard in a principal, so none here) and ARN patterns with `*`
     # or `?` (matched by an aws:PrincipalArn condition on the account).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ KEY_USE_ACTIONS = (
     "kms:DescribeKey",
 )
 KEY_DELETION_WINDOW_DAYS = 7  # the KMS minimum: crypto-shredding as soon as KMS allows
+STEP_TIMEOUT_MARGIN_SECONDS = 10
 
 
 class TransientError(ServiceUnavailable):
@@ -79,20 +81,31 @@ class OffboardingNotRequested(Conflict):
     code = "offboarding_not_requested"
 
 
-def execution_checker(stepfunctions: Any) -> Callable[[str], bool]:
-    """``running(arn)``: whether a Step Functions execution is still RUNNING (True when unsure:
-    a registration is taken over only from an execution known to have ended)."""
+def execution_checker(
+    stepfunctions: Any, step_timeout_seconds: float, clock: Callable[[], float] = time.time
+) -> Callable[[str], bool]:
+    """``at_work(arn)``: whether an execution may still change a tenant -- RUNNING, or ended less
+    than a step's timeout ago (stopping an execution does not stop a Lambda step already
+    running: a compensation in flight would otherwise destroy what a takeover builds). True when
+    unsure: a registration is taken over only from an execution known to be over for good."""
 
-    def running(arn: str) -> bool:
+    def at_work(arn: str) -> bool:
         try:
-            return str(stepfunctions.describe_execution(executionArn=arn)["status"]) == "RUNNING"
+            described = stepfunctions.describe_execution(executionArn=arn)
         except Exception as exc:
             if error_code(exc) == "ExecutionDoesNotExist":
                 return False
             logger.warning("execution state unknown", extra={"error_type": type(exc).__name__})
             return True
+        if str(described["status"]) == "RUNNING":
+            return True
+        stopped = described.get("stopDate")
+        if stopped is None:
+            return True
+        ended = stopped.timestamp() if hasattr(stopped, "timestamp") else float(stopped)
+        return clock() - ended < step_timeout_seconds + STEP_TIMEOUT_MARGIN_SECONDS
 
-    return running
+    return at_work
 
 
 class TenantProvisioner:

@@ -132,3 +132,32 @@ class RefusalCounter:
         current = int(self.clock() // MINUTE)
         first = max(after + 1, current - KEEP_SECONDS // MINUTE)
         return list(range(first, current))[:limit]
+
+
+def overflow_event(
+    minute: int, counts: list[RefusalCount], source: str, platform_tenant: str
+) -> dict[str, Any]:
+    """One summary of the counters of a minute beyond the per-minute records (a distributed
+    flood): how many addresses and attempts, on the platform's chain."""
+    event_id = f"refusals:{minute}:overflow"
+    kinds: dict[str, int] = {}
+    for count in counts:
+        kinds[count.kind] = kinds.get(count.kind, 0) + count.attempts
+    return {
+        "id": event_id,
+        "source": source,
+        "detail-type": "Security Alert",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((minute + 1) * MINUTE)),
+        "detail": {
+            "event_id": event_id,
+            "tenant_id": platform_tenant,
+            "alert": AlertKind.UNAUTHENTICATED_REFUSALS,
+            "outcome": "denied",
+            "reason": "more sources than one record each",
+            "addresses": len(counts),
+            "attempts": sum(c.attempts for c in counts),
+            "tenants": len({c.tenant_id for c in counts}),
+            "minute": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(minute * MINUTE)),
+            **{f"attempts_{kind}": n for kind, n in sorted(kinds.items())},
+        },
+    }

@@ -258,7 +258,7 @@ def provisioner() -> TenantProvisioner:
         sessions(),
         tenant_databases,
         kms_in=aws.kms,
-        execution_running=execution_checker(aws.stepfunctions()),
+        execution_running=execution_checker(aws.stepfunctions(), settings().onboarding_step_timeout),
     )
 
 

@@ -32,12 +32,14 @@ from tenant_security.event_pii import PiiSealer
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
 from tenant_security.outbox import Outbox
-from tenant_security.refusals import RefusalCounter
+from tenant_security.refusals import RefusalCounter, overflow_event
 from tenant_security.tenants import RETIRED, TenantRecord
 
 MAX_ATTEMPTS = 60
 REFUSALS_MARKER = "refusals"  # the last minute whose refusals were summarised
 FIRST_RUN_MINUTES = 15
+MAX_SUMMARIES_PER_MINUTE = 100  # records of one minute's refusals; the rest as one record
+TICK_BUDGET_SECONDS = 20.0  # of the writer's 30 s timeout
 _REMEMBERED = 64
 _NO_CHAIN_YET = ("PROVISIONING", "FAILED")  # no audit bucket (yet, or any more)
 
@@ -210,18 +212,34 @@ class AuditWriter:
         )
         self.heads.set_checkpoint(tenant_id, sequence)
 
-    def summarise_refusals(self, refusals: RefusalCounter) -> int:
-        """Append one record per (minute, tenant, kind, address) counter of the minutes that
-        ended since the last run; the attempts they stand for. Re-running a minute appends
-        nothing twice (the record's event id is the counter's)."""
+    def summarise_refusals(
+        self, refusals: RefusalCounter, budget_seconds: float = TICK_BUDGET_SECONDS
+    ) -> int:
+        """Append the refusal summaries of the minutes that ended since the last run; the
+        attempts they stand for. Re-running a minute appends nothing twice (each record's event
+        id is its counter's).
+
+        Bounded, so a flood cannot stall the summaries for good: a minute gets at most
+        MAX_SUMMARIES_PER_MINUTE records (its busiest counters) and one record of the rest, and
+        a run starts no new minute after ``budget_seconds`` (the next run goes on from there).
+        """
+        started = time.monotonic()
         after = self.heads.marker(REFUSALS_MARKER)
         if after is None:  # the first run: the last few minutes (older counters expire unread)
             after = int(self.clock().timestamp() // 60) - FIRST_RUN_MINUTES
         attempts = 0
         for minute in refusals.finished_minutes(after):
-            for count in refusals.of_minute(minute):
+            if time.monotonic() - started > budget_seconds:
+                break
+            counts = sorted(refusals.of_minute(minute), key=lambda c: c.attempts, reverse=True)
+            for count in counts[:MAX_SUMMARIES_PER_MINUTE]:
                 self.append(count.event(self.settings.event_source, self.settings.platform_tenant_id))
-                attempts += count.attempts
+            rest = counts[MAX_SUMMARIES_PER_MINUTE:]
+            if rest:
+                self.append(
+                    overflow_event(minute, rest, self.settings.event_source, self.settings.platform_tenant_id)
+                )
+            attempts += sum(c.attempts for c in counts)
             self.heads.advance_marker(REFUSALS_MARKER, minute)
         return attempts
 
