@@ -15,8 +15,8 @@ import pytest
 
 from tenant_security import aws, cli
 from tenant_security.client import Session, load_session, save_session
-from tests.support.cloud import RunningCloud
-from tests.support.identity import Identity, create_user, seed_tenant, seen
+from tests.support.cloud import RunningCloud, wait_for
+from tests.support.identity import Identity, create_user, mint_token, seed_tenant, seen
 
 
 @pytest.fixture
@@ -227,3 +227,77 @@ def test_onboard_wait_without_a_session_fails_before_the_event(
 ) -> None:
     request = _request_file(tmp_path, "cli-nosession")
     assert cli.main(["onboard", "--file", str(request), "--wait"]) == cli.EXIT_AUTH
+
+
+def _park(cloud: RunningCloud, event: dict[str, Any], target_arn: str) -> None:
+    """A dead letter as EventBridge writes it: the event, and the target it gave up on."""
+    sqs = cloud.client("sqs")
+
+    def attribute(value: str) -> dict[str, str]:
+        return {"DataType": "String", "StringValue": value}
+
+    sqs.send_message(
+        QueueUrl=sqs.get_queue_url(QueueName="dcisionai-event-delivery-dlq")["QueueUrl"],
+        MessageBody=json.dumps(event),
+        MessageAttributes={"ERROR_CODE": attribute("THROTTLING"), "TARGET_ARN": attribute(target_arn)},
+    )
+
+
+def test_events_redrive_hands_a_dead_lettered_audit_event_to_the_writer_once(
+    platform_cloud: RunningCloud, aws_here: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Red team A: the runbook's put-events could not bring a parked record back on AWS."""
+    seed_tenant(platform_cloud, "redrive-co")
+    writer = platform_cloud.client("lambda").get_function(FunctionName="dcisionai-audit-writer")
+    event = {
+        "version": "0",
+        "id": "c2f4e1d0-redrive",
+        "source": "dcisionai.tenant-security",
+        "detail-type": "User Activity",
+        "account": "123456789012",
+        "time": "2026-11-30T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "event_id": "redriven-admin-action",
+            "tenant_id": "redrive-co",
+            "action": "users:Delete",
+            "category": "admin",
+            "outcome": "success",
+            "status": 204,
+        },
+    }
+    _park(platform_cloud, event, writer["Configuration"]["FunctionArn"])
+    _park(platform_cloud, event, writer["Configuration"]["FunctionArn"])  # parked twice
+    stranger = "arn:aws:lambda:us-east-1:123456789012:function:not-the-platforms"
+    _park(platform_cloud, {**event, "id": "for-a-stranger"}, stranger)
+    capsys.readouterr()
+    assert cli.main(["events", "redrive", "--json"]) == cli.EXIT_FAILED  # one message was kept
+    reports = json.loads(capsys.readouterr().out)
+    mine = [r for r in reports if r.get("event_id") in ("c2f4e1d0-redrive", "for-a-stranger")]
+    assert sorted(r["result"] for r in mine) == ["kept-unknown-target", "redriven", "redriven"]
+    auditor = mint_token(platform_cloud, "redrive-co", "aud", ["auditor"])
+
+    def trail() -> list[dict[str, Any]]:
+        return platform_cloud.http(
+            "GET", "/tenants/redrive-co/audit", headers={"Authorization": f"Bearer {auditor}"}
+        ).json()["items"]
+
+    records = wait_for(lambda: [r for r in trail() if r["event_id"] == "redriven-admin-action"] or None)
+    assert [r["action"] for r in records] == ["users:Delete"]  # once, on its own tenant's chain
+    capsys.readouterr()
+    assert cli.main(["events", "redrive", "--dry-run", "--json"]) == cli.EXIT_FAILED  # it would keep one
+    left = [r for r in json.loads(capsys.readouterr().out) if r.get("event_id") == "for-a-stranger"]
+    assert [r["result"] for r in left] == ["kept-unknown-target"]  # still there, still not handed on
+    _unpark(platform_cloud, "for-a-stranger")
+
+
+def _unpark(cloud: RunningCloud, event_id: str) -> None:
+    """The operator's own clean-up of a message no redrive hands on."""
+    sqs = cloud.client("sqs")
+    queue = sqs.get_queue_url(QueueName="dcisionai-event-delivery-dlq")["QueueUrl"]
+    for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        if json.loads(message["Body"]).get("id") == event_id:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            return
+    raise AssertionError(f"{event_id} is not in the dead-letter queue")

@@ -22,7 +22,8 @@ from botocore.exceptions import ClientError
 from tenant_security import crypto
 from tenant_security.audit.chain import canonical, checkpoint_key, record_key, seal
 from tenant_security.audit.cipher import record_context
-from tenant_security.audit.pii import ERASED, REDACTED
+from tenant_security.audit.pii import ERASED, REDACTED, PiiProtector
+from tenant_security.audit.writer import AuditWriter
 from tenant_security.models.policies import parse_security_policies
 from tests.support.audit import AuditStack, activity_event, audit_stack
 from tests.support.moto import mocked_aws
@@ -391,3 +392,76 @@ def test_an_erased_subjects_earlier_event_arriving_late_brings_no_pii_back(stack
     # a new event of a new "alice" (after the erasure) is recorded as usual
     writer.append(activity_event("acme", 3, time="2999-01-01T00:00:00+00:00"))
     assert stack.keys.key_id_of("acme", "alice") is not None
+
+
+class _RunsAlongside:
+    """A DynamoDB client that runs ``alongside`` just before (or after) its first transaction."""
+
+    def __init__(self, client: Any, alongside: Any, after: bool) -> None:
+        self.client, self.alongside, self.after, self.done = client, alongside, after, False
+
+    def transact_write_items(self, **kw: Any) -> Any:
+        if self.done:
+            return self.client.transact_write_items(**kw)
+        self.done = True
+        if not self.after:
+            self.alongside()
+        out = self.client.transact_write_items(**kw)
+        if self.after:
+            self.alongside()
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize("late_event_lands", ["just before the erasure", "just after the erasure"])
+def test_a_late_event_racing_the_erasure_brings_no_pii_back(stack: AuditStack, late_event_lands: str) -> None:
+    """Red team A: the mark came after the key's deletion, and a late event between them got a new key."""
+    writer = stack.writer()
+    writer.append(activity_event("acme", 1, user="bob", time="2026-11-26T12:00:00Z"))
+    late = activity_event("acme", 2, user="bob", source_ip="198.51.100.23", time="2026-11-26T12:00:05Z")
+    eraser = stack.keys
+    eraser.client = _RunsAlongside(eraser.client, lambda: writer.append(late), "after" in late_event_lands)
+    assert eraser.erase("acme", "bob") is True
+    items = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"]
+    assert (items[0]["actor"]["user"], items[0]["source_ip"]) == (ERASED, ERASED)
+    # before: encrypted under the key the erasure destroys; after: no key made for it at all
+    late_shows = ERASED if "before" in late_event_lands else REDACTED
+    assert (items[1]["actor"]["user"], items[1]["source_ip"]) == (late_shows, late_shows)
+    assert stack.keys.key_id_of("acme", "bob") is None  # no live key for the erased subject
+    assert "bob" not in json.dumps(items)
+    assert "198.51.100.23" not in json.dumps(items)
+
+
+def test_an_erasure_landing_between_the_writers_look_and_its_new_key_wins(stack: AuditStack) -> None:
+    """The writer found neither key nor mark; the erasure lands before it creates the key."""
+    keys = stack.keys
+    writer = AuditWriter(
+        stack.settings,
+        stack.heads,
+        stack.objects,
+        stack.cipher,
+        stack,
+        PiiProtector(keys),
+        stack.checkpoints,
+        stack.fault,
+    )
+    # carol has no key yet: her first event is the late one
+    keys.client = _RunsAlongside(keys.client, lambda: stack.keys.erase("acme", "carol"), after=False)
+    writer.append(
+        activity_event("acme", 1, user="carol", source_ip="203.0.113.9", time="2026-11-26T12:00:00Z")
+    )
+    assert stack.keys.key_id_of("acme", "carol") is None
+    item = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"][0]
+    assert (item["actor"]["user"], item["source_ip"]) == (REDACTED, REDACTED)
+    assert stack.verifier().verify("acme")["status"] == "VALID"
+
+
+def test_erasing_a_subject_twice_or_one_without_a_key_leaves_the_mark(stack: AuditStack) -> None:
+    writer = stack.writer()
+    writer.append(activity_event("acme", 1))
+    assert stack.keys.erase("acme", "alice") is True
+    assert stack.keys.erase("acme", "alice") is False  # nothing left to destroy
+    assert stack.keys.erase("acme", "dave") is False  # no key yet, but the mark is there
+    assert stack.keys.erased_at("acme", "dave") is not None

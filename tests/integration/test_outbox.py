@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tenant_security.activity import EventPublisher
 from tenant_security.context import protected_middleware
@@ -47,8 +48,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         }
 
 
-def _app(stack: AuditStack, bus: Bus, outbox: Outbox, writes: list[str]) -> Any:
-    publisher = EventPublisher(bus, "bus", "dcisionai.tenant-security")
+def _app(stack: AuditStack, bus: Bus, outbox: Outbox, writes: list[str], sealer: Any = None) -> Any:
+    publisher = EventPublisher(bus, "bus", "dcisionai.tenant-security", sealer=sealer)
     app = make_resolver()
     app.use(
         [
@@ -145,3 +146,37 @@ def test_no_write_runs_when_its_record_cannot_be_held(world: dict[str, Any]) -> 
     assert json.loads(reply["body"])["error"] == "service_unavailable"
     assert writes == []  # nothing done
     assert isinstance(stack.tenants["acme"], TenantRecord)
+
+
+class ThrottledAfterHold:
+    """Seals the held draft, then KMS throttles (a data-key cache renewal) for the next ``fails``."""
+
+    def __init__(self, fails: int) -> None:
+        self.calls, self.fails = 0, fails
+
+    def seal(self, detail: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        if 1 < self.calls <= 1 + self.fails:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GenerateDataKey"
+            )
+        return dict(detail)
+
+
+@pytest.mark.parametrize("fails", [1, 2], ids=["the record's seal fails", "every later seal fails"])
+def test_a_write_whose_record_cannot_be_sealed_is_answered_as_it_ran_and_recorded_finished(
+    world: dict[str, Any], fails: int
+) -> None:
+    """Red team A: a seal failing after the write turned its 200 into a 5xx and an `unknown` record."""
+    stack, outbox, clock = world["stack"], world["outbox"], world["clock"]
+    writes: list[str] = []
+    bus = Bus()
+    reply = _app(stack, bus, outbox, writes, sealer=ThrottledAfterHold(fails)).resolve(_request(), None)
+    assert writes == ["acme"]
+    assert reply["statusCode"] == 200  # the write happened: the caller is told so
+    assert bus.entries == []  # its record could not be sealed, so it was not put ...
+    clock.now += 61
+    assert stack.writer().drain_outbox(outbox) == 1  # ... and the outbox holds it, finished
+    (record,) = _trail(stack)
+    assert (record["action"], record["outcome"], record["status"]) == ("users:Create", "success", 200)
+    assert record.get("reason") is None  # not "the request did not finish"

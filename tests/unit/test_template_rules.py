@@ -412,3 +412,27 @@ def test_an_audit_event_the_writer_keeps_failing_on_reaches_the_dead_letter_queu
         and s["Resource"] == {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]}
         for s in statements
     )
+
+
+def test_only_the_platforms_delivery_may_put_dead_letters_that_a_redrive_hands_on(
+    cfn: dict[str, Any],
+) -> None:
+    from tenant_security.redrive import PlatformTargets, Target
+
+    statements = cfn["Resources"]["EventDeliveryDLQPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = [s for s in statements if s.get("Sid") == "OnlyThePlatformsDeliveryDeadLetters"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
+    assert deny["Condition"] == {
+        "StringNotEqualsIfExists": {"aws:PrincipalServiceName": "events.amazonaws.com"},
+        "ArnNotEqualsIfExists": {"aws:PrincipalArn": {"Fn::GetAtt": ["AuditWriterFunctionRole", "Arn"]}},
+    }
+    # the redrive finds the platform's targets from the prefix, as the template names them
+    targets = PlatformTargets.of("${ResourcePrefix}", "aws", "r", "a")
+    names = {
+        Target.AUDIT_WRITER: _functions(cfn)["AuditWriterFunction"]["Properties"]["FunctionName"],
+        Target.ONBOARDING: cfn["Resources"]["OnboardingStateMachine"]["Properties"]["StateMachineName"],
+        Target.OFFBOARDING: cfn["Resources"]["OffboardingStateMachine"]["Properties"]["StateMachineName"],
+        Target.ALERTS: cfn["Resources"]["AlertTopic"]["Properties"]["TopicName"],
+    }
+    for target, name in names.items():
+        assert targets.arn_of(target).endswith(":" + name["Fn::Sub"])

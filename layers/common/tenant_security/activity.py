@@ -112,7 +112,14 @@ class EventPublisher:
         already); ``raw`` puts ``detail`` exactly as given (a request another component
         validates, such as `Tenant Onboarding Requested`).
         """
-        body = dict(detail) if raw or wired else self.wire(detail)
+        try:
+            body = dict(detail) if raw or wired else self.wire(detail)
+        except Exception as exc:  # sealing needs KMS: a throttle here is a record not put
+            logger.warning(
+                "event not sealed", extra={"detail_type": detail_type, "error_type": type(exc).__name__}
+            )
+            metrics.add_metric(name="EventPutFailed", unit=MetricUnit.Count, value=1)
+            return False
         entry = {
             "Source": self.source,
             "DetailType": detail_type,

@@ -1,15 +1,15 @@
 """The ``tenant-security`` console script.
 
-Commands: ``bootstrap-admin`` and ``audit verify`` work on the stack's AWS resources directly
-(platform operator credentials); ``login``, ``logout``, ``status`` and ``onboard --wait`` talk to
-the REST API as the signed-in user (``login`` saves the session, 0600); ``onboard`` puts the
-``Tenant Onboarding Requested`` event on the platform bus.
+Commands: ``bootstrap-admin``, ``audit verify`` and ``events redrive`` work on the stack's AWS
+resources directly (platform operator credentials); ``login``, ``logout``, ``status`` and
+``onboard --wait`` talk to the REST API as the signed-in user (``login`` saves the session, 0600);
+``onboard`` puts the ``Tenant Onboarding Requested`` event on the platform bus.
 
 Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
 
 ====  ==========================================================================
-0     done (``audit verify``: VALID; ``status``: the tenant is ACTIVE)
-1     failed (onboarding FAILED, the API or AWS answered an error)
+0     done (``audit verify``: VALID; ``status``: the tenant is ACTIVE; ``events redrive``: none kept)
+1     failed (onboarding FAILED, the API or AWS answered an error, a dead letter was kept)
 2     usage: bad arguments or an invalid input file
 3     already done (``bootstrap-admin``: the admin exists)
 4     the audit chain is INVALID
@@ -145,6 +145,36 @@ def _audit_verify(args: argparse.Namespace) -> int:
         for problem in report["problems"]:
             print(f"  sequence {problem['sequence']}: {problem['kind']}: {problem['detail']}")
     return EXIT_OK if report["status"] == "VALID" else EXIT_INVALID
+
+
+def _events_redrive(args: argparse.Namespace) -> int:
+    from tenant_security import aws
+    from tenant_security.redrive import DONE, PlatformTargets, Redriver
+
+    settings = _settings(args)
+    sqs = aws.sqs()
+    region = str(sqs.meta.region_name)
+    account = str(aws.client("sts").get_caller_identity()["Account"])
+    queue = f"{settings.resource_prefix}-event-delivery-dlq"
+    redriver = Redriver(
+        sqs,
+        str(sqs.get_queue_url(QueueName=queue)["QueueUrl"]),
+        PlatformTargets.of(settings.resource_prefix, settings.partition, region, account),
+        aws.client("lambda"),
+        aws.stepfunctions(),
+        aws.client("sns"),
+    )
+    progress(f"{'looking at' if args.dry_run else 'redriving'} the dead letters of {queue} ...")
+    reports = redriver.run(limit=args.limit, dry_run=args.dry_run, progress=progress)
+    kept = [r for r in reports if r["result"] not in DONE]
+    if args.json:
+        print(json.dumps(reports, default=str))
+    else:
+        done = "redrivable" if args.dry_run else "redriven"
+        print(f"{len(reports) - len(kept)} of {len(reports)} dead letters {done}")
+        for report in kept:
+            print(f"  kept {report['message_id']}: {report['result']} {report.get('reason', '')}".rstrip())
+    return EXIT_OK if not kept else EXIT_FAILED
 
 
 def _onboard(args: argparse.Namespace) -> int:
@@ -442,6 +472,20 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--prefix", help=prefix_help)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(run=_audit_verify)
+
+    events = commands.add_parser("events", help="the platform's events").add_subparsers(
+        dest="events", required=True
+    )
+    redrive = events.add_parser(
+        "redrive",
+        help="hand the dead-lettered events to their targets (the audit writer, the workflows, the "
+        "alert topic) once the cause is fixed; a message leaves the queue only once taken",
+    )
+    redrive.add_argument("--prefix", help=prefix_help)
+    redrive.add_argument("--limit", type=int, default=1000, help="at most this many messages (default 1000)")
+    redrive.add_argument("--dry-run", action="store_true", help="say what would be redriven; change nothing")
+    redrive.add_argument("--json", action="store_true", help="print one report per message as JSON")
+    redrive.set_defaults(run=_events_redrive)
     return parser
 
 

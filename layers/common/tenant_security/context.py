@@ -186,23 +186,42 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         reason: str | None,
         target: Mapping[str, str] | None,
     ) -> None:
-        """Put the request's `User Activity`; a held write's record leaves the outbox once put."""
+        """Put the request's `User Activity`; a held write's record leaves the outbox once put.
+
+        Never raises: the request's own answer stands (a write that happened is not a 5xx for
+        want of its record). What could not be put stays in the outbox, finished.
+        """
         assert activity is not None
         record: TenantRecord | None = audited["record"]
         held: Held | None = audited.get("held")
-        done = activity_of(event, context, audited["tenant"], status, reason, target)
-        if held is not None:
-            done = replace(done, event_id=held.event_id)
-        put = activity().activity(done, record.policies if record is not None else None)
-        if held is None or outbox is None:
-            return
+        put = False
         try:
+            done = activity_of(event, context, audited["tenant"], status, reason, target)
+            if held is not None:
+                done = replace(done, event_id=held.event_id)
+            put = activity().activity(done, record.policies if record is not None else None)
+            if held is None or outbox is None:
+                return
             if put:
                 outbox().release(held)
             else:
-                outbox().settle(held, activity().wire(done.detail()))
+                outbox().settle(held, _finished(held, done))
         except Exception as exc:  # the item stays: the audit writer drains it (same event id)
-            logger.warning("outbox not updated", extra={"error_type": type(exc).__name__})
+            logger.warning("activity not recorded", extra={"error_type": type(exc).__name__, "put": put})
+
+    def _finished(held: Held, done: Activity) -> dict[str, Any]:
+        """The held record, finished: sealed anew, or (sealing failing too) the held one with how
+        the request ended -- its outcome without the handler's extra target, which is not sealed."""
+        assert activity is not None
+        try:
+            return activity().wire(done.detail())
+        except Exception as exc:
+            logger.warning("finished record not sealed", extra={"error_type": type(exc).__name__})
+            finished = {k: v for k, v in held.detail.items() if k != "reason"}
+            finished.update(status=done.status, outcome=done.outcome)
+            if done.reason is not None:
+                finished["reason"] = done.reason
+            return finished
 
     def _hold(event: Mapping[str, Any], context: TenantContext, audited: dict[str, Any]) -> None:
         """Before a write runs: its record in the outbox, or a 503 and nothing done."""

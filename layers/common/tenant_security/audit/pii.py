@@ -101,12 +101,14 @@ class SubjectKeys:
         return self.unwrap(tenant_id, key_id, bytes(item["wrapped"]["B"]))
 
     def key_for(
-        self, tenant_id: str, subject: str, erased_after: Callable[[float], bool] | None = None
+        self, tenant_id: str, subject: str, happened_at: float | None = None
     ) -> tuple[str, bytes] | None:
         """The subject's key id and key, created on first use (cached for a few minutes).
 
-        None instead of a new key when the subject was erased and ``erased_after(erased_at)``
-        says the event came before that: its personal data does not come back.
+        None instead of a new key when the subject was erased at or after ``happened_at`` (the
+        event's time): an erased subject's earlier event brings no personal data back. The check
+        is part of the key's creation (one transaction), so an erasure racing it cannot slip in
+        between.
         """
         cached = self._cache.get((tenant_id, subject))
         if cached and cached[2] > time.monotonic():
@@ -115,22 +117,46 @@ class SubjectKeys:
             key_id = self.key_id_of(tenant_id, subject)
             key = self.key_by_id(tenant_id, key_id) if key_id else None
             if key_id is None or key is None:
-                erased = self.erased_at(tenant_id, subject) if erased_after is not None else None
-                if erased is not None and erased_after is not None and erased_after(erased):
+                if happened_at is not None and self.erased_since(tenant_id, subject, happened_at):
                     return None
-                key_id, key = self._create(tenant_id, subject)
+                key_id, key = self._create(tenant_id, subject, happened_at)
             if key_id is not None and key is not None:
                 self._cache[(tenant_id, subject)] = (key_id, key, time.monotonic() + self.cache_seconds)
                 return key_id, key
+        if happened_at is not None and self.erased_since(tenant_id, subject, happened_at):
+            return None
         raise RuntimeError("subject key could not be created")
 
-    def _create(self, tenant_id: str, subject: str) -> tuple[str | None, bytes | None]:
+    def erased_since(self, tenant_id: str, subject: str, moment: float) -> bool:
+        """Whether the subject was erased at or after ``moment``."""
+        erased = self.erased_at(tenant_id, subject)
+        return erased is not None and moment <= erased
+
+    def _create(
+        self, tenant_id: str, subject: str, happened_at: float | None
+    ) -> tuple[str | None, bytes | None]:
         key_id, key = str(uuid.uuid4()), os.urandom(32)
         wrapped = self.wrap(tenant_id, key_id, key)
         now = str(int(time.time()))
+        # No key for an event from before the subject's erasure, even one that lands meanwhile.
+        not_erased_since: list[dict[str, Any]] = (
+            [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": {"tenant_id": {"S": tenant_id}, "sk": {"S": _erased_sk(tenant_id, subject)}},
+                        "ConditionExpression": "attribute_not_exists(sk) OR erased_at < :happened",
+                        "ExpressionAttributeValues": {":happened": {"N": repr(happened_at)}},
+                    }
+                }
+            ]
+            if happened_at is not None
+            else []
+        )
         try:
             self.client.transact_write_items(
                 TransactItems=[
+                    *not_erased_since,
                     {
                         "Put": {
                             "TableName": self.table,
@@ -164,26 +190,70 @@ class SubjectKeys:
         return key_id, key
 
     def erase(self, tenant_id: str, subject: str) -> bool:
-        """Destroy the subject's key (GDPR erasure); True when there was one."""
+        """Destroy the subject's key (GDPR erasure); True when there was one.
+
+        One transaction writes the erasure mark and deletes the key: there is no moment without
+        either, in which a late event of the subject (a dead-letter redrive, an outbox drain, an
+        EventBridge retry) could bring their PII back under a new key. The mark is written even
+        when the subject has no key yet, for the same reason. It names the subject by hash only.
+        """
         self._cache.pop((tenant_id, subject), None)
-        key_id = self.key_id_of(tenant_id, subject)
+        for _ in range(5):
+            key_id = self.key_id_of(tenant_id, subject)
+            try:
+                self.client.transact_write_items(TransactItems=self._erasure(tenant_id, subject, key_id))
+            except Exception as exc:
+                if "TransactionCanceled" not in str(exc):
+                    raise
+                continue  # a key was made (or changed) meanwhile: erase that one
+            return key_id is not None
+        raise RuntimeError("the subject's key kept changing during its erasure")
+
+    def _erasure(self, tenant_id: str, subject: str, key_id: str | None) -> list[dict[str, Any]]:
+        """The erasure's writes: the mark, and the key (if it still is the subject's ``key_id``)."""
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "tenant_id": {"S": tenant_id},
+                        "sk": {"S": _erased_sk(tenant_id, subject)},
+                        "erased_at": {"N": repr(time.time())},
+                    },
+                }
+            }
+        ]
+        subject_key = {"tenant_id": {"S": tenant_id}, "sk": {"S": f"subject#{subject}"}}
         if key_id is None:
-            return False
-        for sk in (f"key#{key_id}", f"subject#{subject}"):
-            self.client.delete_item(
-                TableName=self.table, Key={"tenant_id": {"S": tenant_id}, "sk": {"S": sk}}
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": subject_key,
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                }
             )
-        # Events from before the erasure may still arrive (a redrive of the dead-letter queue):
-        # their PII must not come back under a new key. The mark names the subject by hash only.
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "tenant_id": {"S": tenant_id},
-                "sk": {"S": _erased_sk(tenant_id, subject)},
-                "erased_at": {"N": repr(time.time())},
-            },
+            return items
+        items.append(
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": subject_key,
+                    "ConditionExpression": "key_id = :key",
+                    "ExpressionAttributeValues": {":key": {"S": key_id}},
+                }
+            }
         )
-        return True
+        items.append(
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"tenant_id": {"S": tenant_id}, "sk": {"S": f"key#{key_id}"}},
+                }
+            }
+        )
+        return items
 
     def erased_at(self, tenant_id: str, subject: str) -> float | None:
         """When the subject was erased (None if never)."""
@@ -200,12 +270,12 @@ def _erased_sk(tenant_id: str, subject: str) -> str:
     return "erased#" + hashlib.sha256(f"{tenant_id}\x00{subject}".encode()).hexdigest()
 
 
-def _before(record: dict[str, Any], moment: float) -> bool:
-    """Whether the record's event happened before ``moment`` (an unreadable time counts as before)."""
+def _happened_at(record: dict[str, Any]) -> float:
+    """When the record's event happened (an unreadable time counts as long ago: before any erasure)."""
     try:
-        return datetime.fromisoformat(str(record.get("time")).replace("Z", "+00:00")).timestamp() <= moment
+        return datetime.fromisoformat(str(record.get("time")).replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return True
+        return 0.0
 
 
 def _context(tenant_id: str, key_id: str) -> dict[str, str]:
@@ -235,7 +305,7 @@ class PiiProtector:
             entries = []
             pseudonyms = {role: subject_of(record, role) for role in ("actor", "target")}
             for subject, fields in sorted(groups.items()):
-                found = self.keys.key_for(tenant_id, subject, lambda erased: _before(record, erased))
+                found = self.keys.key_for(tenant_id, subject, _happened_at(record))
                 if found is None:
                     continue  # an erased subject's earlier event: redacted, and no new key
                 key_id, key = found
