@@ -66,6 +66,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="AuditDuplicateDeliveries", unit=MetricUnit.Count, value=1)
     else:
         metrics.add_metric(name="AuditRecordsAppended", unit=MetricUnit.Count, value=1)
+        if appended.forged:  # someone put the platform's kinds of event from another source
+            metrics.add_metric(name="ForgedEvents", unit=MetricUnit.Count, value=1)
     lag = _lag_seconds(event)
     if lag is not None:
         metrics.add_metric(name="AuditLag", unit=MetricUnit.Seconds, value=lag)

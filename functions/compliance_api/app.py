@@ -49,10 +49,17 @@ ACTION_PATTERN = (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """The query's time in UTC; 400 for one UTC cannot hold (0001-01-01T00:00+01:00)."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(
+            "time out of range",
+            fields=[{"field": f"query.{name}", "message": "a time between years 1 and 9999 in UTC"}],
+        ) from None
 
 
 @app.get("/tenants/<tenant_id>/audit")
@@ -69,8 +76,8 @@ def read_audit(
     return services.audit_reader().query(
         tenant,
         settings.audit_bucket(tenant),
-        start=_utc(start),
-        end=_utc(end),
+        start=_utc(start, "from"),
+        end=_utc(end, "to"),
         action=action,
         actor=actor,
         limit=limit,
@@ -114,19 +121,23 @@ def export_subject(
     tenant_id: str, username: str, after: Annotated[str | None, Query(alias="next", max_length=400)] = None
 ) -> dict[str, Any]:
     tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    return services.subject_rights().export(tenant, _subject(username), decode_next(after) if after else None)
+    return services.subject_rights().export(
+        tenant, _subject(username), _granted(), decode_next(after) if after else None
+    )
 
 
 @app.delete("/tenants/<tenant_id>/gdpr/subjects/<username>")
 def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
-    from tenant_security.authz.rbac import permissions
-
     tenant = require_tenant_id(tenant_id, "path.tenant_id")
     caller = app.context["tenant"]
-    granted = permissions(caller.roles, app.context["tenant_record"].custom_roles)
     return services.subject_rights().erase(
-        (caller.tenant_id, caller.user), granted, tenant, _subject(username)
+        (caller.tenant_id, caller.user), _granted(), tenant, _subject(username)
     )
+
+
+def _granted() -> list[str]:
+    """The caller's permissions in the tenant the request is about."""
+    return list(app.context["tenant"].permissions(app.context["tenant_record"]))
 
 
 def _report(tenant_id: str, framework: str, period: str, output: str) -> Response[str]:

@@ -174,10 +174,12 @@ class Sweep(StrEnum):
 
 
 def sweep(task: str) -> dict[str, Any]:
-    """Release what the storage quota counts but S3 no longer keeps (or an upload never sent)."""
+    """Make the storage quota equal what S3 keeps: expired uploads (their staging keys emptied,
+    the never completed released), keys whose write had an outcome S3 did not tell, noncurrent
+    versions lifecycle removed."""
     files = services.tenant_files()
     if task == Sweep.EXPIRED_UPLOADS:
-        return {"uploads_released": files.release_expired_uploads()}
+        return {"uploads_released": files.release_expired_uploads(), "keys_settled": files.settle_unsettled()}
     if task == Sweep.EXPIRED_VERSIONS:
         released = sum(files.release_expired_versions(t.tenant_id) for t in services.tenant_store().all())
         return {"versions_released": released}

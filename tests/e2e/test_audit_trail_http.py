@@ -177,6 +177,9 @@ def test_audit_queries_refuse_bad_input(platform_cloud: RunningCloud) -> None:
         {"next": "not-a-token"},
         {"actor": "'; DROP TABLE users; --"},
         {"action": "x" * 500},
+        # red team B: valid times that UTC cannot hold were a 500
+        {"from": "0001-01-01T00:00:00+01:00"},
+        {"to": "9999-12-31T23:59:59-01:00"},
     ):
         reply = _get(platform_cloud, path, auditor, **params)
         assert reply.status_code == 400, (params, reply.text)

@@ -3,6 +3,7 @@ storage quotas, bad keys and sizes, other tenants, and crypto-shredding at offbo
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -223,6 +224,50 @@ def test_a_file_over_the_payload_limit_goes_through_a_presigned_upload(
         platform_cloud.http("POST", "/tenants/files-a/uploads/not-an-id/complete", headers=auth).status_code
         == 400
     )
+
+
+def test_parallel_completes_answer_as_one_and_a_presigned_post_sent_again_is_never_completed(
+    platform_cloud: RunningCloud, tenants: dict[str, str]
+) -> None:
+    auth = _headers(tenants["a"], binary=False)
+    data = b"\x05" * 3000
+    reply = platform_cloud.http(
+        "POST", "/tenants/files-a/uploads", json={"key": "race/one.bin", "size": len(data)}, headers=auth
+    )
+    assert reply.status_code == 201, reply.text
+    upload = reply.json()
+
+    def send(body: bytes) -> int:
+        return requests.post(
+            upload["url"], data=upload["fields"], files={"file": ("f", body)}, timeout=10
+        ).status_code
+
+    assert send(data) == 204
+    complete = f"/tenants/files-a/uploads/{upload['upload_id']}/complete"
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _i: platform_cloud.http("POST", complete, headers=auth), range(6)))
+    assert {r.status_code for r in replies} <= {200, 409}, [r.text for r in replies]  # never a 5xx
+    answers = [r.json() for r in replies if r.status_code == 200]
+    assert answers, [r.text for r in replies]
+    assert all(a == answers[0] for a in answers)
+    assert (answers[0]["key"], answers[0]["size"]) == ("race/one.bin", len(data))
+    for busy in (r for r in replies if r.status_code == 409):
+        assert (busy.json()["error"], busy.headers.get("Retry-After")) == ("file_busy", "1")
+    # S3 takes the presigned POST again until it expires: never completed (or counted) again
+    assert send(b"\x06" * 3000) == 204
+    again = platform_cloud.http("POST", complete, headers=auth)
+    assert (again.status_code, again.json()) == (200, answers[0])
+    s3 = platform_cloud.client("s3")
+    versions = s3.list_object_versions(Bucket="dcisionai-tenant-files-a-data", Prefix="race/one.bin")
+    assert len(versions["Versions"]) == 1
+    got = platform_cloud.http(
+        "GET", "/tenants/files-a/files/race/one.bin", headers=_headers(tenants["a-viewer"])
+    )
+    assert got.content == data
+    gone = platform_cloud.http(
+        "DELETE", "/tenants/files-a/files/race/one.bin", headers=_headers(tenants["a"])
+    )
+    assert gone.status_code == 204
 
 
 def test_offboarding_shreds_every_copy_of_the_files(

@@ -3,6 +3,7 @@ their PII key destroyed, the trail still verifying)."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -70,11 +71,16 @@ def test_export_then_erase_a_subject(platform_cloud: RunningCloud, platform_admi
     assert len(exported["sessions"]) == 1
     made = next(r for r in exported["audit"]["items"] if r["action"] == "users:Create")
     assert (made["target"]["user"], made["target"]["email"]) == ("eve", "eve@example.com")
-    # and what eve created: her records and files
-    assert [(r["id"], r["data"]) for r in exported["records"]["items"]] == [
-        (record.json()["id"], {"note": "mine"})
-    ]
-    assert exported["files"] == [{"key": "eve/notes.txt", "size": len(b"eve's notes")}]
+    # what eve created, by reference, and only to whom may read it (red team B: the security-admin
+    # read every record's content, sealed fields opened, through the export)
+    assert exported["records"] == {"withheld": "listing them takes records:Read"}
+    assert exported["files"] == {"withheld": "listing them takes files:List"}
+    assert "mine" not in reply.text
+    by_admin = _call(platform_cloud, "GET", f"/tenants/{TENANT}/gdpr/subjects/eve", admin).json()
+    assert [r["id"] for r in by_admin["records"]["items"]] == [record.json()["id"]]
+    assert set(by_admin["records"]["items"][0]) == {"id", "created_at"}  # never the content
+    assert "mine" not in json.dumps(by_admin)
+    assert by_admin["files"] == [{"key": "eve/notes.txt", "size": len(b"eve's notes")}]
     pseudonym = next(r for r in exported["audit"]["items"] if r["actor"]["user"] == "eve")["actor"][
         "pseudonym"
     ]

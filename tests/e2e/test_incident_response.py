@@ -20,9 +20,17 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
 ) -> None:
     tenant = "ir-suspend"
     seed_tenant(platform_cloud, tenant)
+    s3 = platform_cloud.client("s3")
+    s3.create_bucket(
+        Bucket=f"dcisionai-tenant-{tenant}-data"
+    )  # the tenant's files, as onboarding leaves them
+    s3.put_bucket_versioning(
+        Bucket=f"dcisionai-tenant-{tenant}-data", VersioningConfiguration={"Status": "Enabled"}
+    )
     alerts = alert_mailbox(platform_cloud, "ir-alerts")
     before = mint_token(platform_cloud, tenant, "ann", ["tenant-admin"])
     assert _call(platform_cloud, "GET", f"/tenants/{tenant}/users", before).status_code == 200
+    assert _write_a_file(platform_cloud, tenant, before).status_code == 200  # the data API knows it ACTIVE
 
     reply = _call(
         platform_cloud,
@@ -37,6 +45,9 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
     # the session in hand is dead on the very next request (even behind a cached decision)
     assert _call(platform_cloud, "GET", f"/tenants/{tenant}/users", before).status_code == 401
     fresh = mint_token(platform_cloud, tenant, "bob", ["tenant-admin"])
+    # a write stops at once (red team B: the cached ACTIVE record let writes in for a minute)
+    refused = _write_a_file(platform_cloud, tenant, fresh)
+    assert refused.status_code in (403, 409), refused.text
     wait_for(
         lambda: _call(platform_cloud, "GET", f"/tenants/{tenant}/users", fresh).status_code == 403,
         timeout=90,
@@ -67,6 +78,15 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
     assert f"GET /tenants/{tenant}/audit?action=security:tenant_suspended" in suspended
     # the reason is in the trail, not in the mail (which names no one and quotes nothing)
     assert "ticket 42" not in suspended
+
+
+def _write_a_file(cloud: RunningCloud, tenant: str, token: str) -> Any:
+    return cloud.http(
+        "PUT",
+        f"/tenants/{tenant}/files/evidence.txt",
+        data=b"written during the incident",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"},
+    )
 
 
 def test_only_a_platform_admin_suspends_and_bad_requests_are_4xx(

@@ -176,3 +176,26 @@ def seed_tenant_once(cloud: RunningCloud, tenant: str) -> None:
     if tenant not in _seeded:
         seed_tenant(cloud, tenant)
         _seeded.add(tenant)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body"),
+    [
+        ("q-inf-json", '{"cost": {"monthly_budget": 1e999, "daily_limit": 1e999}}'),
+        ("q-inf-yaml", '"cost: {monthly_budget: .inf, daily_limit: .inf}"'),  # YAML in a JSON string
+    ],
+)
+def test_an_infinite_budget_is_a_400_and_the_tenant_stays_readable(
+    platform_cloud: RunningCloud, platform_admin: Identity, tenant: str, body: str
+) -> None:
+    """Red team B: infinity was stored as null, and every request of the tenant was a 500 after."""
+    seed_tenant(platform_cloud, tenant)
+    headers = {**platform_admin.headers, "Content-Type": "application/json"}
+    reply = platform_cloud.http("PUT", f"/tenants/{tenant}/quotas", data=body, headers=headers)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] in ("malformed_json", "validation_error")
+    assert (
+        platform_cloud.http("GET", f"/tenants/{tenant}/quotas", headers=platform_admin.headers).status_code
+        == 200
+    )
+    assert platform_cloud.http("GET", f"/tenants/{tenant}", headers=platform_admin.headers).status_code == 200

@@ -58,7 +58,16 @@ def test_a_fresh_tenant_has_insufficient_evidence(platform_cloud: RunningCloud) 
     auditor = mint_token(platform_cloud, tenant, "aud", ["auditor"])
     report = _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=_quarter()).json()
     assert report["status"] == "insufficient_evidence"
-    for bad in ("2026-Q5", "last-year", "'; DROP TABLE users; --"):
+    # red team B: the years at datetime's edges were a 500
+    for bad in (
+        "2026-Q5",
+        "last-year",
+        "'; DROP TABLE users; --",
+        "9999-Q4",
+        "9999-12",
+        "0000-01",
+        "1969-12",
+    ):
         assert _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor, period=bad).status_code == 400
     assert (
         _call(platform_cloud, f"/tenants/{tenant}/reports/sox", auditor).status_code == 400

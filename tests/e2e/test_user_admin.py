@@ -123,5 +123,31 @@ def test_a_security_admin_revokes_every_session_of_the_tenant(
     assert after.status_code == 401
 
 
+def test_the_last_tenant_admin_is_not_demoted_nor_deleted_even_by_a_platform_admin(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    """Red team B: the last tenant-admin demoted itself, and a platform-admin deleted the owner."""
+    tenant = "admin-last"
+    seed_tenant(platform_cloud, tenant)
+    create_user(platform_cloud, platform_admin, tenant, "owner", ["tenant-admin"])
+    owner = mint_token(platform_cloud, tenant, "owner", ["tenant-admin"])
+    demoted = platform_cloud.http(
+        "PUT",
+        f"/tenants/{tenant}/users/owner/roles",
+        headers={"Authorization": f"Bearer {owner}"},
+        json={"roles": ["viewer"]},
+    )
+    assert (demoted.status_code, demoted.json()["error"]) == (409, "last_tenant_admin")
+    deleted = platform_cloud.http("DELETE", f"/tenants/{tenant}/users/owner", headers=platform_admin.headers)
+    assert (deleted.status_code, deleted.json()["error"]) == (409, "last_tenant_admin")
+    create_user(platform_cloud, platform_admin, tenant, "deputy", ["tenant-admin"])
+    assert (
+        platform_cloud.http(
+            "DELETE", f"/tenants/{tenant}/users/owner", headers=platform_admin.headers
+        ).status_code
+        == 204
+    )
+
+
 def test_no_secret_reached_the_logs(platform_cloud: RunningCloud, tenant_admin: Identity) -> None:
     assert_no_secrets_logged(platform_cloud)

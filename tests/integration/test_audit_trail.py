@@ -465,3 +465,33 @@ def test_erasing_a_subject_twice_or_one_without_a_key_leaves_the_mark(stack: Aud
     assert stack.keys.erase("acme", "alice") is False  # nothing left to destroy
     assert stack.keys.erase("acme", "dave") is False  # no key yet, but the mark is there
     assert stack.keys.erased_at("acme", "dave") is not None
+
+
+@pytest.mark.parametrize("mode", ["none", "encrypt_and_redact"])
+def test_a_subjects_export_shows_no_one_else_whatever_the_pii_handling(stack: AuditStack, mode: str) -> None:
+    """Red team B: with pii_handling none, the export showed the admin's name and address in clear."""
+    policies = parse_security_policies({"compliance": {"pii_handling": mode}})
+    stack.tenants["acme"] = stack.tenants["acme"].__class__(
+        tenant_id="acme", name="acme", status="ACTIVE", policies=policies
+    )
+    stack.writer().append(
+        activity_event(
+            "acme",
+            1,
+            user="ada",
+            source_ip="10.0.0.7",
+            action="users:Create",
+            target_user="eve",
+            target_email="eve@example.com",
+        )
+    )
+    stack.writer().append(activity_event("acme", 2, user="eve", source_ip="10.0.0.8"))
+    bucket = stack.settings.audit_bucket("acme")
+    exported = stack.reader().query("acme", bucket, subject="eve", reveal_subject_only=True)["items"]
+    assert [(r["actor"]["user"], r["source_ip"]) for r in exported] == [
+        (REDACTED, REDACTED),  # ada, who created eve: someone else
+        ("eve", "10.0.0.8"),
+    ]
+    assert (exported[0]["target"]["user"], exported[0]["target"]["email"]) == ("eve", "eve@example.com")
+    everyone = stack.reader().query("acme", bucket)["items"]  # the auditor's view is unchanged
+    assert everyone[0]["actor"]["user"] == "ada"

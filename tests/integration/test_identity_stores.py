@@ -13,6 +13,7 @@ import pytest
 
 from tenant_security import crypto
 from tenant_security.crypto import DecryptionRefused
+from tenant_security.errors import Conflict
 from tenant_security.identity.sessions import SessionLimitReached, SessionStore
 from tenant_security.identity.tokens import ACCESS, KmsSigner, PublicKeys, TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
@@ -180,3 +181,123 @@ def test_one_user_cannot_take_every_session_of_the_tenant(moto_env: dict[str, An
     victim = sessions.list_live("acme", "hog")[0]
     assert sessions.revoke("acme", victim.session_id)
     assert start("hog")
+
+
+class RecordingClient:
+    """The DynamoDB client, keeping every Query's arguments."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queries: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def query(self, **kwargs: Any) -> Any:
+        self.queries.append(kwargs)
+        return self.client.query(**kwargs)
+
+
+def test_revoking_every_session_reads_them_consistently(moto_env: dict[str, Any]) -> None:
+    """revoke_all must see a session created a moment ago (an eventually consistent query might
+    not: it would survive the revocation meant for it)."""
+    client = RecordingClient(moto_env["ddb"])
+    sessions = SessionStore(client, "sessions", "counters")
+    for user in ("ann", "bob", "ann"):
+        sessions.create("acme", user, ["pwd"], "full", timeout_minutes=5, max_sessions=10)
+    client.queries.clear()
+    assert sessions.revoke_all("acme", "ann") == 2
+    assert sessions.revoke_all("acme") == 1
+    listings = [q for q in client.queries if q["TableName"] == "sessions"]
+    assert listings
+    assert all(q.get("ConsistentRead") is True for q in listings)
+    assert sessions.list_live("acme") == []
+
+
+def test_a_session_is_created_only_while_its_conditions_hold(moto_env: dict[str, Any]) -> None:
+    from tenant_security.identity.sessions import ChangedMeanwhile
+
+    users = UserStore(moto_env["ddb"], "users")
+    users.create(User(tenant_id="acme", username="dora", email="d@x.io", roles=["viewer"], password_hash="h"))
+    sessions = SessionStore(moto_env["ddb"], "sessions", "counters")
+    as_read = users.get("acme", "dora")
+    assert as_read is not None
+    assert sessions.create(
+        "acme",
+        "dora",
+        ["pwd"],
+        "full",
+        timeout_minutes=5,
+        max_sessions=10,
+        conditions=[users.unchanged(as_read)],
+    )
+    for change in (
+        lambda: users.set_roles("acme", "dora", ["tenant-admin"]),
+        lambda: users.set_password("acme", "dora", "h2", change_required=False),
+        lambda: users.delete("acme", "dora"),
+    ):
+        as_read = users.get("acme", "dora")
+        assert as_read is not None
+        change()
+        with pytest.raises(ChangedMeanwhile):
+            sessions.create("acme", "dora", ["pwd"], "full", 5, 10, conditions=[users.unchanged(as_read)])
+    assert len(sessions.list_live("acme", "dora")) == 1  # only the first one
+    # the slots a refused creation took in its transaction were never taken
+    assert sessions.create("acme", "eve", ["pwd"], "full", 5, max_sessions=2)
+
+
+def _admins(users: UserStore, *names: str) -> None:
+    for name in names:
+        users.create(
+            User(
+                tenant_id="acme",
+                username=name,
+                email=f"{name}@x.io",
+                roles=["tenant-admin"],
+                password_hash="x",
+            )
+        )
+
+
+@pytest.mark.parametrize("how", ["demoted", "deleted"])
+def test_the_last_tenant_admin_is_neither_demoted_nor_deleted(moto_env: dict[str, Any], how: str) -> None:
+    """Red team B: the rule kept only the GDPR route; PUT roles and DELETE users removed the last one."""
+    users = UserStore(moto_env["ddb"], "users")
+    _admins(users, "owner")
+
+    def remove(name: str) -> None:
+        if how == "demoted":
+            users.set_roles("acme", name, ["viewer"], keep_one="tenant-admin")
+        else:
+            users.delete("acme", name, keep_one="tenant-admin")
+
+    with pytest.raises(Conflict) as refused:
+        remove("owner")
+    assert refused.value.code == "last_tenant_admin"
+    assert users.get("acme", "owner").roles == ["tenant-admin"]  # type: ignore[union-attr]
+    _admins(users, "second")
+    remove("owner")  # with another one, fine
+    assert users.get("acme", "second").roles == ["tenant-admin"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("how", ["demoted", "deleted", "one of each"])
+def test_the_last_two_tenant_admins_removed_at_once_leave_one(moto_env: dict[str, Any], how: str) -> None:
+    users = UserStore(moto_env["ddb"], "users")
+    _admins(users, "ann", "ben")
+
+    def remove(name: str) -> str:
+        demote = how == "demoted" or (how == "one of each" and name == "ann")
+        try:
+            if demote:
+                users.set_roles("acme", name, ["viewer"], keep_one="tenant-admin")
+            else:
+                users.delete("acme", name, keep_one="tenant-admin")
+        except Conflict:
+            return "refused"
+        return "removed"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(remove, ["ann", "ben"]))
+    left = [u.username for u in users.list_users("acme") if "tenant-admin" in u.roles]
+    assert outcomes != ["removed", "removed"]
+    assert len(left) == 2 - outcomes.count("removed") >= 1

@@ -54,7 +54,11 @@ def _app(stack: AuditStack, bus: Bus, outbox: Outbox, writes: list[str], sealer:
     app.use(
         [
             protected_middleware(
-                stack.get, lambda _t, _s: True, "platform", activity=lambda: publisher, outbox=lambda: outbox
+                lambda tenant, _max_age: stack.get(tenant),
+                lambda _t, _s: True,
+                "platform",
+                activity=lambda: publisher,
+                outbox=lambda: outbox,
             )
         ]
     )

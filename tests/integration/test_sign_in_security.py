@@ -6,7 +6,11 @@ throttles, and a stranger who knows only a user name.
 - Every unauthenticated step is throttled per source address and per account (429 with
   Retry-After) before any work; wrong passwords slow only that (account, address) pair and never
   lock the account.
-- The tenant's allow-list is checked before the user is looked up.
+- The tenant's allow-list is checked before the user is looked up, and a refused address is
+  answered as a wrong password and never spends the account's budget; where the user signed in
+  before, a stranger who fills the account's window does not keep them out.
+- A session starts only while the user is still as the sign-in read them and the tenant is
+  active: a demotion, password change or suspension landing meanwhile leaves no stale session.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ import boto3
 import pyotp
 import pytest
 
+from tenant_security.alerts import AlertKind
 from tenant_security.errors import DomainError, Forbidden, Locked, Unauthorized
+from tenant_security.identity.admin import UserAdmin
 from tenant_security.identity.mfa import MAX_FAILURES, MfaService
 from tenant_security.identity.passwords import hash_password
 from tenant_security.identity.sessions import SessionStore
-from tenant_security.identity.signin import SignInService
+from tenant_security.identity.signin import AddressRefused, SignInService
 from tenant_security.identity.throttle import SignInThrottle, TooManyAttempts, pair_delay
 from tenant_security.identity.tokens import TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
 from tenant_security.models import parse_security_policies
-from tenant_security.tenants import TenantRecord
+from tenant_security.refusals import RefusalCounter, RefusalKind
+from tenant_security.tenants import TenantRecord, TenantStore
 from tests.support.clock import ManualClock
 from tests.support.identity_fakes import LocalKeys, LocalSigner, PlainCipher, RecordingPublisher
 from tests.support.moto import create_table, mocked_aws
@@ -78,6 +85,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         for table, keys in (("users", ("tenant_id", "username")), ("sessions", ("tenant_id", "session_id"))):
             create_table(ddb, table, *keys)
         create_table(ddb, "counters", "pk", "sk")
+        create_table(ddb, "tenants", "tenant_id")
         clock = ManualClock()
         users = CountingUsers(ddb, "users")
         cipher, publisher = CountingCipher(), RecordingPublisher()
@@ -98,8 +106,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         mfa = MfaService(users, cipher, publisher, clock=clock)  # type: ignore[arg-type]
         throttle = SignInThrottle(ddb, "counters", per_address=1000, per_account=1000, clock=clock)
         tenants = Tenants(access_control={"ip_whitelist": ["10.0.0.0/8"]})
+        TenantStore(ddb, "tenants").create(tenants.record)  # the record of record, for session starts
 
-        def service(throttle: SignInThrottle = throttle) -> SignInService:
+        def service(throttle: SignInThrottle = throttle, **options: Any) -> SignInService:
             return SignInService(
                 users,
                 tenants,
@@ -109,6 +118,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 TokenVerifier(LocalKeys(signer), "iss", "aud"),  # type: ignore[arg-type]
                 publisher=publisher,  # type: ignore[arg-type]
                 throttle=throttle,
+                **options,
             )
 
         yield {
@@ -256,9 +266,68 @@ def test_the_mfa_step_is_throttled_for_the_account_too(world: dict[str, Any]) ->
 def test_the_allow_list_is_checked_before_the_user_is_looked_up(world: dict[str, Any]) -> None:
     signin: SignInService = world["service"]()
     lookups = CountingUsers.lookups
-    with pytest.raises(Forbidden):
+    with pytest.raises(AddressRefused):
         signin.login("acme", "alice", PASSWORD, "192.0.2.10")
     assert CountingUsers.lookups == lookups
+
+
+def test_a_refused_address_is_answered_as_a_wrong_password_and_still_recorded(world: dict[str, Any]) -> None:
+    """Which tenants exist: a real tenant refusing the address and a tenant that does not exist
+    answer alike (as a wrong password does); the tenant's trail still learns why."""
+    refusals = RefusalCounter(world["ddb"], "counters", world["clock"])
+    signin: SignInService = world["service"](refusals=refusals)
+    answers = []
+    for tenant_id, username, password, address in (
+        ("acme", "alice", PASSWORD, "192.0.2.10"),  # the right password, from a refused address
+        ("acme", "anyone", "whatever it is", "192.0.2.11"),
+        ("no-such-tenant", "anyone", "whatever it is", "192.0.2.12"),
+        ("acme", "alice", "wrong password!", "10.0.0.1"),  # admitted, wrong password
+    ):
+        with pytest.raises(DomainError) as caught:
+            signin.login(tenant_id, username, password, address)
+        answers.append((caught.value.status, caught.value.body(), caught.value.headers))
+    assert answers[0] == answers[1] == answers[2] == answers[3]
+    assert answers[0][0] == 401
+    minute = int(world["clock"]() // 60)
+    counted = {(c.tenant_id, c.source_ip): c for c in refusals.of_minute(minute)}
+    refused = counted[("acme", "192.0.2.10")]
+    assert (refused.kind, refused.attempts) == (RefusalKind.UNKNOWN_ACCOUNT, 1)
+    assert refused.sample == f"auth:Login: {AlertKind.SOURCE_IP_NOT_ALLOWED}"
+
+
+def test_a_stranger_at_a_refused_address_spends_nothing_of_the_accounts_budget(
+    world: dict[str, Any],
+) -> None:
+    throttle = SignInThrottle(world["ddb"], "counters", per_address=1000, per_account=4, clock=world["clock"])
+    signin: SignInService = world["service"](throttle)
+    outcomes = [
+        _outcome(lambda i=i: signin.login("acme", "alice", f"guess {i}", f"192.0.2.{i % 3}"))  # type: ignore[misc]
+        for i in range(12)
+    ]
+    # alice, at an address the tenant admits (one she never signed in from), is not held up
+    assert signin.login("acme", "alice", PASSWORD, "10.0.0.1")["status"] == "MFA_REQUIRED"
+    assert set(outcomes) <= {"unauthorized", "too_many_attempts"}  # never a 403 that tells
+    assert "too_many_attempts" in outcomes  # the stranger is throttled all the same
+
+
+def test_where_the_user_signed_in_before_a_full_account_window_does_not_keep_them_out(
+    world: dict[str, Any],
+) -> None:
+    throttle = SignInThrottle(world["ddb"], "counters", per_address=1000, per_account=4, clock=world["clock"])
+    signin: SignInService = world["service"](throttle)
+    clock: ManualClock = world["clock"]
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+    signin.verify(challenge, pyotp.TOTP(world["secret"]).at(clock()), None, "10.0.0.1")  # completed here
+    clock.now += 120  # two minutes on: the window holds only what the stranger does
+    for i in range(4):  # a stranger inside the allow-list fills alice's window
+        with pytest.raises(Unauthorized):
+            signin.login("acme", "alice", "wrong password!", f"10.0.9.{i}")
+    with pytest.raises(TooManyAttempts):
+        signin.login("acme", "alice", PASSWORD, "10.0.7.7")  # what remains: a brand-new address
+    clock.now += 31  # the next TOTP step
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+    reply = signin.verify(challenge, pyotp.TOTP(world["secret"]).at(clock()), None, "10.0.0.1")
+    assert "access_token" in reply  # both steps, from where she signed in before
 
 
 def test_a_session_starts_only_for_a_tenant_active_now_whatever_a_cache_says(world: dict[str, Any]) -> None:
@@ -268,11 +337,11 @@ def test_a_session_starts_only_for_a_tenant_active_now_whatever_a_cache_says(wor
     challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
     cached = signin.tenants.record  # type: ignore[attr-defined]
 
-    class JustSuspended:
+    class JustSuspended(TenantStore):
         def get(self, tenant_id: str) -> TenantRecord | None:
             return replace(cached, status="SUSPENDED")
 
-    signin.tenant_of_record = JustSuspended()
+    signin.tenant_of_record = JustSuspended(world["ddb"], "tenants")
     with pytest.raises(Forbidden):
         signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
     live = SessionStore(world["ddb"], "sessions", "counters").list_live("acme", "alice")
@@ -296,3 +365,77 @@ def test_a_new_password_ends_every_other_session_of_the_user(world: dict[str, An
     live = sessions.list_live("acme", "alice")
     assert [s.session_id for s in live] == [changed["session_id"]]  # the other one (and the old) ended
     assert tokens[1]["session_id"] not in {s.session_id for s in live}
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def _meanwhile(world: dict[str, Any], change: Any) -> None:
+    """``change`` lands between the MFA step reading the user and the session starting."""
+    users: UserStore = world["users"]
+    original = users.accept_timecode
+
+    def then_the_change(*args: Any) -> bool:
+        accepted = original(*args)
+        change()
+        return accepted
+
+    users.accept_timecode = then_the_change  # type: ignore[method-assign]
+
+
+def test_a_demotion_during_the_mfa_step_leaves_no_session_with_the_old_roles(world: dict[str, Any]) -> None:
+    signin: SignInService = world["service"]()
+    users: UserStore = world["users"]
+    users.set_roles("acme", "alice", ["tenant-admin"])
+    users.create(
+        User(tenant_id="acme", username="bob", email="b@x.io", roles=["tenant-admin"], password_hash="x")
+    )
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+    admin = UserAdmin(users, signin.sessions, "platform")
+    caller = type("Caller", (), {"platform_admin": False, "tenant_id": "acme", "user": "bob"})()
+    _meanwhile(world, lambda: admin.set_roles(caller, world["service"]().tenants.record, "alice", ["viewer"]))  # type: ignore[arg-type]
+    reply = signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
+    assert _claims(reply["access_token"])["roles"] == ["viewer"]  # the roles of now, not of before
+    live = signin.sessions.list_live("acme", "alice")
+    assert [s.session_id for s in live] == [reply["session_id"]]
+
+
+def test_a_password_change_during_the_mfa_step_starts_no_session(world: dict[str, Any]) -> None:
+    signin: SignInService = world["service"]()
+    users: UserStore = world["users"]
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+
+    def new_password() -> None:
+        users.set_password("acme", "alice", hash_password("someone else's new one"), change_required=False)
+        signin.sessions.revoke_all("acme", "alice")
+
+    _meanwhile(world, new_password)
+    with pytest.raises(Unauthorized):
+        signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
+    assert signin.sessions.list_live("acme", "alice") == []
+
+
+def test_a_suspension_just_before_the_session_is_created_starts_no_session(world: dict[str, Any]) -> None:
+    """The session start read the tenant ACTIVE; the suspension (status, then revoke_all) lands
+    before the session is created: the creation fails, nothing outlives the revocation."""
+    store = TenantStore(world["ddb"], "tenants")
+    signin: SignInService = world["service"](tenant_of_record=store)
+    challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
+    sessions = signin.sessions
+    create = sessions.create
+
+    def suspended_first(*args: Any, **kwargs: Any) -> Any:
+        if store.get("acme").status == "ACTIVE":  # type: ignore[union-attr]
+            store.set_status("acme", "SUSPENDED", reason="incident", allowed_from=("ACTIVE",))
+            sessions.revoke_all("acme")
+        return create(*args, **kwargs)
+
+    sessions.create = suspended_first  # type: ignore[method-assign]
+    with pytest.raises(Forbidden):
+        signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
+    assert sessions.list_live("acme") == []

@@ -14,12 +14,15 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from tenant_security.config import Settings
-from tenant_security.errors import DomainError
+from tenant_security.errors import DomainError, NotFound, ServiceUnavailable
 from tenant_security.models.quotas import parse_resource_quotas
+from tenant_security.onboarding import DATA_LIFECYCLE
 from tenant_security.quotas import StorageQuota
-from tenant_security.storage import SIZE_METADATA, TenantFiles
+from tenant_security.storage import PROTECTION_METADATA, SIZE_METADATA, STAGING_PREFIX, TenantFiles
 from tenant_security.storage_ledger import LOCK_SECONDS, FileLedger, Op
 from tenant_security.tenants import TenantRecord
 from tests.support.clock import ManualClock
@@ -27,6 +30,7 @@ from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
 BUCKET = "tst-tenant-acme-data"
+ENDPOINT = "https://s3.us-east-1.amazonaws.com"
 
 
 @pytest.fixture
@@ -205,3 +209,364 @@ def test_s3_failing_at_the_write_gives_the_reservation_back(
     monkeypatch.undo()
     files.put(tenant, "x.bin", b"x" * 900)  # the key is not left locked
     assert files.quota.usage("acme") == stored(files)
+
+
+# ---------------------------------------------------------------------- S3 failing at exact calls
+class FlakyS3:
+    """moto's S3 with faults at exact calls: a write whose reply is ``lost`` after it landed, one
+    ``dropped`` before it reached S3, one botocore ``repeated`` (sent twice, ``RetryAttempts``
+    1), one S3 ``denied`` (403); S3 ``unreachable`` for listing and reading back; versions a
+    DeleteObjects reply names as kept (``refuse``, once each: HTTP 200 with ``Errors``, as S3
+    does)."""
+
+    def __init__(self, s3: Any) -> None:
+        self.real = s3
+        self.lost: set[str] = set()
+        self.dropped: set[str] = set()
+        self.repeated: set[str] = set()
+        self.denied: set[str] = set()
+        self.unreachable = False
+        self.refuse: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def _write(self, operation: str, **kwargs: Any) -> Any:
+        if operation in self.dropped:
+            raise ReadTimeoutError(endpoint_url=ENDPOINT)
+        if operation in self.denied:
+            reply: Any = {
+                "Error": {"Code": "AccessDenied", "Message": "denied"},
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            }
+            raise ClientError(reply, operation)
+        reply = getattr(self.real, operation)(**kwargs)
+        if operation in self.repeated:
+            reply = getattr(self.real, operation)(**kwargs)
+            reply = {**reply, "ResponseMetadata": {**reply["ResponseMetadata"], "RetryAttempts": 1}}
+        if operation in self.lost:
+            raise ReadTimeoutError(endpoint_url=ENDPOINT)
+        return reply
+
+    def put_object(self, **kwargs: Any) -> Any:
+        return self._write("put_object", **kwargs)
+
+    def copy_object(self, **kwargs: Any) -> Any:
+        return self._write("copy_object", **kwargs)
+
+    def delete_objects(self, **kwargs: Any) -> Any:
+        objects = kwargs["Delete"]["Objects"]
+        kept = [o for o in objects if o["VersionId"] in self.refuse]
+        self.refuse -= {o["VersionId"] for o in kept}
+        rest = [o for o in objects if o not in kept]
+        reply = (
+            self.real.delete_objects(Bucket=kwargs["Bucket"], Delete={**kwargs["Delete"], "Objects": rest})
+            if rest
+            else {}
+        )
+        if "delete_objects" in self.lost:
+            raise ReadTimeoutError(endpoint_url=ENDPOINT)
+        errors = [
+            {**o, "Code": "InternalError", "Message": "We encountered an internal error."} for o in kept
+        ]
+        return {**reply, "Errors": errors} if errors else reply
+
+    def get_paginator(self, name: str) -> Any:
+        if self.unreachable:
+            raise EndpointConnectionError(endpoint_url=ENDPOINT)
+        return self.real.get_paginator(name)
+
+    def head_object(self, **kwargs: Any) -> Any:
+        if self.unreachable:
+            raise EndpointConnectionError(endpoint_url=ENDPOINT)
+        return self.real.head_object(**kwargs)
+
+
+def _flaky(files: TenantFiles) -> FlakyS3:
+    flaky = FlakyS3(files.s3)
+    files.s3 = flaky
+    return flaky
+
+
+def _post(upload: dict[str, Any], data: bytes) -> int:
+    """Send a presigned POST as a browser or curl -F does; S3's status."""
+    return requests.post(
+        upload["url"], data=upload["fields"], files={"file": ("f", data)}, timeout=10
+    ).status_code
+
+
+def _s3_versions(files: TenantFiles, prefix: str) -> list[dict[str, Any]]:
+    return list(files.s3.real.list_object_versions(Bucket=BUCKET, Prefix=prefix).get("Versions", []))
+
+
+# ---------------------------------------------------------------------- a write's unknown outcome
+def test_a_write_whose_reply_was_lost_after_it_landed_is_counted_and_answered_as_written(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    flaky = _flaky(files)
+    flaky.lost = {"put_object"}
+    written = files.put(tenant, "secret.bin", b"x" * 5000)
+    assert (written["size"], bool(written["version"])) == (5000, True)
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 5000, "files": 1}
+    flaky.lost.clear()
+    files.put(tenant, "secret.bin", b"y" * 10)  # a later writer finds nothing to settle
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 5010, "files": 1}
+    files.delete("acme", "secret.bin")  # and the file can be deleted
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+
+
+def test_a_write_that_never_reached_s3_gives_its_reservation_back(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    flaky = _flaky(files)
+    flaky.dropped = {"put_object"}
+    with pytest.raises(ServiceUnavailable, match="nothing was stored") as caught:
+        files.put(tenant, "never.bin", b"n" * 3000)
+    assert isinstance(caught.value.__cause__, ReadTimeoutError)
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+    flaky.dropped.clear()
+    files.put(tenant, "never.bin", b"n" * 3000)  # the key is not left locked
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 3000, "files": 1}
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_an_outcome_s3_cannot_tell_keeps_the_reservation_for_the_sweep(
+    store: tuple[TenantFiles, TenantRecord, ManualClock], landed: bool
+) -> None:
+    files, tenant, clock = store
+    flaky = _flaky(files)
+    (flaky.lost if landed else flaky.dropped).add("put_object")
+    flaky.unreachable = True  # ... and S3 cannot be asked what it keeps either
+    with pytest.raises(ServiceUnavailable, match="cannot tell") as caught:
+        files.put(tenant, "unsure.bin", b"u" * 4000)
+    assert caught.value.headers == {"Retry-After": str(LOCK_SECONDS)}
+    assert files.quota.usage("acme") == {"bytes": 4000, "files": 1}  # not given back on a guess
+    flaky.unreachable = False
+    flaky.lost.clear()
+    flaky.dropped.clear()
+    assert files.settle_unsettled() == 0  # the key's lock has not expired yet
+    clock.now += LOCK_SECONDS + 1
+    assert files.settle_unsettled() == 1
+    assert files.settle_unsettled() == 0  # once
+    expected = {"bytes": 4000, "files": 1} if landed else {"bytes": 0, "files": 0}
+    assert files.quota.usage("acme") == stored(files) == expected
+    if landed:
+        files.delete("acme", "unsure.bin")
+        assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+
+
+def test_a_write_botocore_sent_twice_counts_every_version_s3_keeps(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    flaky = _flaky(files)
+    flaky.repeated = {"put_object"}
+    written = files.put(tenant, "twice.bin", b"t" * 700)
+    assert len(_s3_versions(files, "twice.bin")) == 2  # both attempts landed
+    assert files.get("acme", "twice.bin") == b"t" * 700
+    assert [v["VersionId"] for v in _s3_versions(files, "twice.bin") if v["IsLatest"]] == [written["version"]]
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 1400, "files": 1}
+    files.delete("acme", "twice.bin")
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+
+
+# ---------------------------------------------------------------------- deletes S3 only partly did
+@pytest.mark.parametrize("refused", ["oldest", "newest"])
+def test_a_delete_s3_only_partly_did_releases_what_went_and_answers_503(
+    store: tuple[TenantFiles, TenantRecord, ManualClock], refused: str
+) -> None:
+    files, tenant, _ = store
+    first = files.put(tenant, "report.txt", b"old confidential v1")
+    second = files.put(tenant, "report.txt", b"new v2")
+    flaky = _flaky(files)
+    flaky.refuse = {first["version"] if refused == "oldest" else second["version"]}
+    with pytest.raises(ServiceUnavailable) as caught:
+        files.delete("acme", "report.txt")
+    assert (caught.value.status, caught.value.headers) == (503, {"Retry-After": "1"})
+    # what S3 kept is the file now, counted and deletable
+    kept = b"old confidential v1" if refused == "oldest" else b"new v2"
+    assert files.get("acme", "report.txt") == kept
+    assert files.quota.usage("acme") == stored(files) == {"bytes": len(kept), "files": 1}
+    files.delete("acme", "report.txt")  # the retry finishes the job
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+    with pytest.raises(NotFound):
+        files.get("acme", "report.txt")
+
+
+def test_a_delete_whose_reply_was_lost_releases_what_s3_removed(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.put(tenant, "gone.txt", b"1" * 40)
+    files.put(tenant, "gone.txt", b"2" * 50)
+    flaky = _flaky(files)
+    flaky.lost = {"delete_objects"}
+    with pytest.raises(ServiceUnavailable):
+        files.delete("acme", "gone.txt")
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+    flaky.lost.clear()
+    with pytest.raises(NotFound):
+        files.delete("acme", "gone.txt")
+    files.put(tenant, "gone.txt", b"3" * 60)  # the key is not left locked
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 60, "files": 1}
+
+
+# ---------------------------------------------------------------------- presigned uploads
+def test_a_presigned_post_sent_again_after_completion_is_never_counted_or_kept(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, _, _ = store
+    quotas = parse_resource_quotas(
+        {"storage": {"max_data_size": "10KB", "max_file_size": "8KB", "max_file_count": 5}}
+    )
+    tenant = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
+    files.s3 = FlakyS3(files.s3)  # (no fault: _s3_versions reads the real client)
+    upload = files.upload(tenant, "big.bin", 8000)
+    assert _post(upload, b"A" * 8000) == 204
+    done = files.complete(tenant, upload["upload_id"])
+    for i in range(5):  # S3 accepts the presigned POST until it expires
+        assert _post(upload, bytes([66 + i]) * 8000) == 204
+    assert files.complete(tenant, upload["upload_id"]) == done  # never copied (or counted) again
+    assert files.get("acme", "big.bin") == b"A" * 8000
+    assert len(_s3_versions(files, "big.bin")) == 1
+    assert files.release_expired_uploads(now=time.time()) == 0  # its link has not expired
+    assert len(_s3_versions(files, STAGING_PREFIX)) == 5
+    assert files.release_expired_uploads(now=time.time() + 3600) == 0  # completed: nothing to give back
+    assert _s3_versions(files, STAGING_PREFIX) == []  # every version posted again is gone
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 8000, "files": 1}
+    with pytest.raises(NotFound):  # forgotten once expired
+        files.complete(tenant, upload["upload_id"])
+
+
+def test_a_presigned_upload_sent_many_times_and_never_completed_leaves_nothing(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.s3 = FlakyS3(files.s3)
+    upload = files.upload(tenant, "never.bin", 600)
+    for i in range(3):
+        assert _post(upload, bytes([70 + i]) * 600) == 204
+    assert files.release_expired_uploads(now=time.time() + 3600) == 1
+    assert _s3_versions(files, STAGING_PREFIX) == []
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 0, "files": 0}
+
+
+def test_the_data_buckets_lifecycle_expires_noncurrent_staging_versions_within_a_day(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, _, _ = store
+    files.s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration=DATA_LIFECYCLE)
+    rules = files.s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    staging = [r for r in rules if r.get("Filter", {}).get("Prefix") == STAGING_PREFIX]
+    assert len(staging) == 1
+    assert staging[0]["Expiration"]["Days"] <= 1
+    assert staging[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
+
+
+def test_parallel_completes_of_one_upload_answer_as_the_winner_and_count_it_once(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.s3 = FlakyS3(files.s3)
+    for trial in range(3):
+        key, size = f"race{trial}.bin", 1000 + trial
+        upload = files.upload(tenant, key, size)
+        assert _post(upload, b"r" * size) == 204
+
+        def complete(_i: int, upload: dict[str, Any] = upload) -> Any:
+            try:
+                return files.complete(tenant, upload["upload_id"])
+            except DomainError as exc:  # anything else (NoSuchKey: a 500) fails the test
+                return exc.code
+
+        with ThreadPoolExecutor(12) as pool:
+            outcomes = list(pool.map(complete, range(12)))
+        answers = [o for o in outcomes if isinstance(o, dict)]
+        assert answers, outcomes
+        assert all(a == answers[0] for a in answers)
+        assert (answers[0]["key"], answers[0]["size"]) == (key, size)
+        assert {o for o in outcomes if not isinstance(o, dict)} <= {"file_busy"}
+        assert files.complete(tenant, upload["upload_id"]) == answers[0]
+        assert len(_s3_versions(files, key)) == 1
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 3003, "files": 3}
+
+
+def test_a_completion_whose_copy_reply_was_lost_is_counted_and_answered(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    flaky = _flaky(files)
+    upload = files.upload(tenant, "up.bin", 2000)
+    assert _post(upload, b"p" * 2000) == 204
+    flaky.lost = {"copy_object"}
+    done = files.complete(tenant, upload["upload_id"])
+    assert (done["key"], done["size"], bool(done["version"])) == ("up.bin", 2000, True)
+    flaky.lost.clear()
+    assert files.complete(tenant, upload["upload_id"]) == done
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 2000, "files": 1}
+
+
+def test_a_completion_whose_copy_never_reached_s3_can_be_completed_again(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    flaky = _flaky(files)
+    upload = files.upload(tenant, "up.bin", 2000)
+    assert _post(upload, b"p" * 2000) == 204
+    flaky.dropped = {"copy_object"}
+    with pytest.raises(ServiceUnavailable, match="nothing was stored"):
+        files.complete(tenant, upload["upload_id"])
+    assert files.quota.usage("acme") == {"bytes": 2000, "files": 1}  # the upload's reservation again
+    flaky.dropped.clear()
+    done = files.complete(tenant, upload["upload_id"])
+    assert (done["key"], done["size"]) == ("up.bin", 2000)
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 2000, "files": 1}
+
+
+def test_a_completion_s3_refused_gives_the_reservation_back_to_the_upload(
+    store: tuple[TenantFiles, TenantRecord, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.put(tenant, "up.bin", b"o" * 100)  # (replacing a file: the upload's file is given back)
+    flaky = _flaky(files)
+    upload = files.upload(tenant, "up.bin", 2000)
+    assert _post(upload, b"p" * 2000) == 204
+    flaky.denied = {"copy_object"}
+    with pytest.raises(ClientError):
+        files.complete(tenant, upload["upload_id"])
+    assert files.quota.usage("acme") == {"bytes": 2100, "files": 2}  # still the upload's
+    flaky.denied.clear()
+    files.complete(tenant, upload["upload_id"])  # it can be completed again
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 2100, "files": 1}
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_completion_that_died_is_settled_by_the_next(
+    store: tuple[TenantFiles, TenantRecord, ManualClock], landed: bool
+) -> None:
+    files, tenant, clock = store
+    files.s3 = FlakyS3(files.s3)
+    upload = files.upload(tenant, "big.bin", 3000)
+    assert _post(upload, b"d" * 3000) == 204
+    granted = files.ledger.upload("acme", upload["upload_id"])
+    assert granted is not None
+    # a completion takes the key's lock, claims the upload, maybe copies it ... and dies
+    lock = files.ledger.lock("acme", "big.bin")
+    assert files.ledger.claim_upload(lock, granted)
+    if landed:
+        files.s3.copy_object(
+            Bucket=BUCKET,
+            Key="big.bin",
+            CopySource={"Bucket": BUCKET, "Key": f"{STAGING_PREFIX}{upload['upload_id']}"},
+            MetadataDirective="REPLACE",
+            Metadata={SIZE_METADATA: "3000", PROTECTION_METADATA: "sse-kms"},
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=files._data_key("acme"),
+        )
+    clock.now += LOCK_SECONDS + 1
+    done = files.complete(tenant, upload["upload_id"])
+    assert (done["key"], done["size"]) == ("big.bin", 3000)
+    assert len(_s3_versions(files, "big.bin")) == 1
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 3000, "files": 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ import pytest
 
 from localcloud import demo
 from tenant_security import cli
+from tenant_security import client as client_module
 from tenant_security.client import (
     ApiClient,
     ApiError,
@@ -337,3 +339,21 @@ def test_the_demo_refuses_a_local_cloud_that_is_not_this_machine(
     plant_bootstrap(state, "https://api.example.com")  # the tour would send new passwords there
     assert demo.main(["--state-dir", str(state)]) == 2
     assert "not on this machine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("variable", ["http_proxy", "HTTP_PROXY"])
+def test_a_call_to_this_machine_never_goes_through_a_proxy(
+    recorders: Callable[..., Recorder], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """Red team B: with $http_proxy set, the local login's password went to the proxy in clear."""
+    proxy, api = recorders(status=200), recorders(status=200)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, proxy.url)
+    # as in a process started with the variable set (urllib reads it when the opener is built)
+    monkeypatch.setattr(client_module, "_OPENER", urllib.request.build_opener(client_module._NoRedirects))
+    ApiClient(api.url).call(
+        "POST", "/auth/login", {"tenant_id": "acme", "username": "dana", "password": "pw"}
+    )
+    assert len(api.requests) == 1
+    assert proxy.requests == []

@@ -19,7 +19,9 @@ from tenant_security.compliance import (
     PASS,
     Checks,
     Evidence,
+    period_bounds,
 )
+from tenant_security.errors import ValidationFailed
 from tests.support.compliance import (
     PERIOD,
     TENANT,
@@ -387,3 +389,15 @@ def test_a_refused_subject_request_is_a_finding_too() -> None:
         _cited(1, 4, issue="the request did not succeed", action="gdpr:Export", outcome="denied")
     ]
     assert result["status"] == FAIL
+
+
+@pytest.mark.parametrize("period", ["1970-01", "2026-Q4", "9998-Q4", "9998-12"])
+def test_every_period_the_pattern_admits_has_bounds(period: str) -> None:
+    start, end = period_bounds(period)
+    assert start < end
+
+
+@pytest.mark.parametrize("period", ["9999-Q4", "9999-12", "0000-01", "1969-12"])
+def test_a_period_at_the_edge_of_time_is_a_400(period: str) -> None:
+    with pytest.raises(ValidationFailed):
+        period_bounds(period)

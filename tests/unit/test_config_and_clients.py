@@ -64,3 +64,19 @@ def test_an_rds_managed_master_secret_is_completed_by_the_stacks_endpoint() -> N
     )
     assert (named.host, named.port, named.dbname) == ("db.internal", 6543, "tenants")
     assert Settings().database_location == {}
+
+
+def test_a_timeout_without_a_reply_is_transient_not_a_crash() -> None:
+    """Storage helper: botocore's ReadTimeoutError has ``response = None``; error_code crashed on it,
+    and so the 503 for an outage became a 500."""
+    from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+
+    from tenant_security.aws import error_code, is_transient
+
+    timeout = ReadTimeoutError(endpoint_url="https://s3.amazonaws.com")
+    closed = ConnectionClosedError(endpoint_url="https://s3.amazonaws.com")
+    assert (error_code(timeout), error_code(closed)) == ("", "")
+    assert is_transient(timeout)
+    assert is_transient(closed)
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetItem")
+    assert (error_code(throttled), is_transient(throttled)) == ("ThrottlingException", True)

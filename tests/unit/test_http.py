@@ -197,6 +197,9 @@ DEEP = "[" * 100_000 + "]" * 100_000
         ('{"\\udfff": 1, "name": "a", "count": 1}', "lone surrogate"),
         ('{"name": "a", "count": NaN}', "NaN"),
         ('{"name": "a", "count": -Infinity}', "Infinity"),
+        # red team B: 1e999 is infinity once parsed, and null once stored
+        ('{"name": "a", "count": 1e999}', "out of range"),
+        ('{"name": "a", "count": -1.5e400}', "out of range"),
     ],
 )
 def test_json_python_cannot_use_is_a_400_not_a_500(body: str, why: str) -> None:

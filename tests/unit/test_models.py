@@ -148,3 +148,19 @@ def test_errors_do_not_echo_the_input() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_security_policies({"access_control": {"ip_whitelist": ["secret-value-xyz"]}})
     assert "secret-value-xyz" not in str(caught.value.body())
+
+
+@pytest.mark.parametrize(
+    ("parse", "document"),
+    [
+        (parse_resource_quotas, {"cost": {"monthly_budget": float("inf")}}),
+        (parse_resource_quotas, "cost: {monthly_budget: .inf, daily_limit: .inf}"),  # YAML's infinity
+        (parse_resource_quotas, {"cost": {"daily_limit": float("nan")}}),
+        (parse_resource_quotas, {"cost": {"monthly_budget": 1e300}}),  # finite, but no budget
+        (parse_security_policies, {"rate_limiting": {"cost_threshold": float("inf")}}),
+    ],
+)
+def test_no_document_holds_an_infinite_or_absurd_amount(parse: Any, document: Any) -> None:
+    """Red team B: an infinite budget was stored as null and the tenant record never read again."""
+    with pytest.raises(ValidationFailed):
+        parse(document)

@@ -221,3 +221,26 @@ def test_the_hourly_tick_reports_the_dead_letter_depth(
         aws.reset_clients()
     printed = _metrics(_printed(capsys))
     assert ("DeadLetterDepth", 3.0) in [(name, value) for name, _, value in printed]
+
+
+def test_a_forged_event_is_the_metric_its_alarm_watches(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.audit import activity_event, audit_stack
+    from tests.support.moto import mocked_aws
+
+    module = load_function("audit_writer")
+    with mocked_aws(monkeypatch):
+        stack = audit_stack()
+        stack.add_tenant("acme")
+        monkeypatch.setattr(services, "audit_writer", stack.writer)
+        genuine = activity_event("acme", 1)
+        module.lambda_handler(genuine, FakeContext())
+        forged = {**activity_event("acme", 2), "source": "attacker.example"}
+        module.lambda_handler(forged, FakeContext())
+    printed = _metrics(_printed(capsys))
+    assert [name for name, _, _ in printed].count("ForgedEvents") == 1  # the forged one only
+    alarm = _template_resource("ForgedEventsAlarm")
+    assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, "ForgedEvents")
+    service = _template_resource("AuditWriterFunction")["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]

@@ -3,6 +3,7 @@ period), the request fingerprint, and validation before anything is touched."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -119,6 +120,20 @@ def test_a_data_locality_without_this_region_is_refused() -> None:
         }
     ]
     TenantProvisioner.validate_with(Settings(AWS_REGION="eu-west-1"), body)  # fine where it is allowed
+
+
+def test_an_onboarding_request_from_the_bus_with_an_infinite_threshold_is_rejected() -> None:
+    """Red team B: Lambda's JSON reads 1e999 in an event as infinity; it must not reach the record."""
+    body = json.loads(
+        '{"tenant_id": "acme", "name": "Acme", "isolation": "schema",'
+        ' "admin": {"username": "owner", "email": "o@acme.example"},'
+        ' "security_policies": {"rate_limiting": {"cost_threshold": 1e999}}}'
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        TenantProvisioner.validate_with(Settings(), body)
+    assert [f["field"] for f in caught.value.fields or []] == [
+        "security_policies.rate_limiting.cost_threshold"
+    ]
 
 
 def test_the_fingerprint_tells_requests_apart() -> None:

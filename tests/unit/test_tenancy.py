@@ -69,3 +69,27 @@ def test_the_tenant_cache_keeps_absent_and_provisioning_tenants_only_briefly() -
     now[0] += 30
     assert directory.get("acme").status == "ACTIVE"  # type: ignore[union-attr]  # an active one: 60 s
     assert store.reads == 3
+
+
+def test_a_write_acts_on_the_status_of_now_and_a_read_on_one_seconds_old() -> None:
+    """Red team B: writes were admitted for a minute after a suspension, from the cached ACTIVE."""
+    from tenant_security.tenants import (
+        READ_STATUS_MAX_AGE,
+        WRITE_STATUS_MAX_AGE,
+        TenantDirectory,
+        TenantRecord,
+    )
+
+    now = [0.0]
+    store = _CountingStore()
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE")
+    directory = TenantDirectory(store, ttl=60, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert directory.get("acme", READ_STATUS_MAX_AGE).status == "ACTIVE"  # type: ignore[union-attr]
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="SUSPENDED")
+    now[0] += 0.5
+    assert directory.get("acme", READ_STATUS_MAX_AGE).status == "ACTIVE"  # type: ignore[union-attr]
+    assert directory.get("acme", WRITE_STATUS_MAX_AGE).status == "SUSPENDED"  # type: ignore[union-attr]
+    store.record = TenantRecord(tenant_id="acme", name="Acme", status="OFFBOARDING")
+    now[0] += READ_STATUS_MAX_AGE
+    assert directory.get("acme", READ_STATUS_MAX_AGE).status == "OFFBOARDING"  # type: ignore[union-attr]
+    assert directory.get("acme").status == "OFFBOARDING"  # type: ignore[union-attr]  # the freshest read

@@ -138,7 +138,9 @@ def sqs() -> SQSClient:
 
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else)."""
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    # botocore's ReadTimeoutError and ConnectionClosedError carry `response = None`
+    response = getattr(exc, "response", None)
+    return str((response if isinstance(response, dict) else {}).get("Error", {}).get("Code", ""))
 
 
 # AWS error codes that mean "not now" rather than "not this": the request may be retried.

@@ -74,8 +74,11 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# One opener for every call: urllib's default one follows redirects, Authorization header and all.
+# urllib's default opener follows redirects, Authorization header and all: never used.
 _OPENER = urllib.request.build_opener(_NoRedirects)
+# To this machine, never through a proxy ($http_proxy): plain HTTP is allowed only because it
+# does not leave the machine, and a proxy would carry the password on in clear.
+_DIRECT = urllib.request.build_opener(_NoRedirects, urllib.request.ProxyHandler({}))
 
 
 def _redirect_refusal(status: int, url: str, location: str | None) -> ApiError:
@@ -125,7 +128,8 @@ class ApiClient:
             method=method,
         )
         try:
-            with _OPENER.open(request, timeout=self.timeout) as reply:
+            opener = _DIRECT if is_loopback_host(urllib.parse.urlsplit(self.base_url).hostname) else _OPENER
+            with opener.open(request, timeout=self.timeout) as reply:
                 return _json(reply.read())
         except urllib.error.HTTPError as exc:
             if 300 <= exc.code < 400:

@@ -33,7 +33,9 @@ from tenant_security.identity.users import User, UserStore
 from tenant_security.tenants import TenantRecord
 
 PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient_evidence"
-PERIOD_PATTERN = r"^\d{4}-(Q[1-4]|(0[1-9]|1[0-2]))$"
+# Years 1970-9998: a period has a start and an end that datetime can hold (red team B: 9999-Q4
+# and 0000-01 passed the old pattern and were a 500).
+PERIOD_PATTERN = r"^(19[7-9]\d|[2-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-(Q[1-4]|(0[1-9]|1[0-2]))$"
 _PERIOD = re.compile(PERIOD_PATTERN)
 MAX_RECORDS = 10_000
 PRIVILEGED_ACTIONS = (

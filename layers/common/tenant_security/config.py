@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # Unauthenticated sign-in steps a minute, per source address and per account (429 beyond).
     sign_in_attempts_per_address: int = Field(30, ge=1, le=1_000_000)
     sign_in_attempts_per_account: int = Field(10, ge=1, le=1_000_000)
+    # A failed POST /auth/login is answered no earlier than this after it began, whatever refused
+    # it: above every failure path's own time, so the timing tells no unknown user (or tenant).
+    sign_in_failure_floor_ms: int = Field(500, ge=0, le=5000)
 
     @model_validator(mode="before")
     @classmethod

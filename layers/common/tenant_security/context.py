@@ -29,7 +29,7 @@ from tenant_security.locality import check_data_region
 from tenant_security.observability import logger
 from tenant_security.outbox import Held, Outbox
 from tenant_security.tenancy import require_tenant_id
-from tenant_security.tenants import TenantRecord, TenantStatus
+from tenant_security.tenants import READ_STATUS_MAX_AGE, WRITE_STATUS_MAX_AGE, TenantRecord, TenantStatus
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def activity_of(
 
 
 def protected_middleware(  # noqa: PLR0915 - one closure per step of the request, kept together
-    tenants: Callable[[str], TenantRecord | None],
+    tenants: Callable[[str, float], TenantRecord | None],
     session_live: Callable[[str, str], bool],
     platform_tenant: str,
     quotas: Callable[[], Any] | None = None,
@@ -152,7 +152,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
     """Middleware that sets ``app.context["tenant"]``, enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
-    makes logout and revocation take effect on the very next request. ``aws_faults``: the fault
+    makes logout and revocation take effect on the very next request. ``tenants(id, max_age)``:
+    the tenant's record read at most ``max_age`` seconds ago (now, for a write). ``aws_faults``: the fault
     injector's per-tenant AWS failures (resilience tests only). ``outbox``: where a write's record
     is held before the write runs (no write without its record: :mod:`tenant_security.outbox`).
     """
@@ -250,7 +251,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             require_tenant_id(path_tenant, "path.tenant_id") if path_tenant is not None else context.tenant_id
         )
         context.require_tenant(target)
-        record = tenants(target)
+        writes = str(event.get("httpMethod")) in WRITE_METHODS
+        record = tenants(target, WRITE_STATUS_MAX_AGE if writes else READ_STATUS_MAX_AGE)
         if record is None:
             raise NotFound(f"no tenant {target!r}")
         audited.update(tenant=target, record=record)
@@ -291,7 +293,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
 
         if quotas is None:
             return handler()
-        caller = record if context.tenant_id == target else tenants(context.tenant_id)
+        caller = record if context.tenant_id == target else tenants(context.tenant_id, READ_STATUS_MAX_AGE)
         if caller is None:
             raise Unauthorized("no tenant")
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))

@@ -9,7 +9,7 @@ Activity`). Erasing a whole tenant is offboarding's crypto-shredding.
 Erasure is not a way round user administration: it takes ``users:Delete`` as well as
 ``gdpr:Erase``, and refuses the caller themself, a platform-admin and the tenant's last
 tenant-admin (409). An export shows the subject's own personal data only (Art. 15(4)), and
-includes the records and files the subject created.
+references the records and files the subject created (to a caller who may read them).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class SubjectRights:
         keys: SubjectKeys,
         reader: AuditReader,
         bucket_of: Any,
-        records_of: Callable[[str, str], dict[str, Any]] | None = None,
-        files_of: Callable[[str, str], list[dict[str, Any]]] | None = None,
+        records_of: Callable[[str, str], Any] | None = None,
+        files_of: Callable[[str, str], Any] | None = None,
     ) -> None:
         """``records_of``/``files_of`` (tenant, user): what the subject created, for exports."""
         self.users = users
@@ -49,8 +49,16 @@ class SubjectRights:
         self.records_of = records_of
         self.files_of = files_of
 
-    def export(self, tenant_id: str, username: str, after: str | None = None) -> dict[str, Any]:
-        """Profile, roles, live sessions and the subject's audit entries (paged by ``next``)."""
+    def export(
+        self, tenant_id: str, username: str, permissions: Sequence[str], after: str | None = None
+    ) -> dict[str, Any]:
+        """Profile, roles, live sessions and the subject's audit entries (paged by ``next``).
+
+        What the subject created is listed by reference (record ids, file keys and sizes), never
+        by content: that is the tenant's data, often about other people, not the subject's. Even
+        the references only to a caller who may read them (``records:Read``, ``files:List``);
+        for anyone else the part says it was withheld, and why.
+        """
         user = self.users.get(tenant_id, username)
         key_id = self.keys.key_id_of(tenant_id, username)
         if user is None and key_id is None:
@@ -65,10 +73,17 @@ class SubjectRights:
         )
         created: dict[str, Any] = {}
         if after is None:  # the first page carries what the subject created
-            if self.records_of is not None:
-                created["records"] = self.records_of(tenant_id, username)
-            if self.files_of is not None:
-                created["files"] = self.files_of(tenant_id, username)
+            for part, needs, listed in (
+                ("records", "records:Read", self.records_of),
+                ("files", "files:List", self.files_of),
+            ):
+                if listed is None:
+                    continue
+                created[part] = (
+                    listed(tenant_id, username)
+                    if is_allowed(needs, permissions)
+                    else {"withheld": f"listing them takes {needs}"}
+                )
         return {
             "tenant_id": tenant_id,
             "subject": username,

@@ -8,6 +8,7 @@ becomes a bare 500 with the request id (its details go to the log, never to the 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -165,8 +166,14 @@ def json_problem(text: str) -> str | None:
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):  # 1e999: infinity to every parser that reads it as a double
+            raise ValueError(f"the number {number[:40]} is out of range")
+        return value
+
     try:
-        value = json.loads(text, parse_constant=refuse_constant)
+        value = json.loads(text, parse_constant=refuse_constant, parse_float=finite)
     except RecursionError:
         return f"nested deeper than {MAX_JSON_DEPTH} levels"
     except ValueError as exc:  # malformed, or an integer over Python's digit limit

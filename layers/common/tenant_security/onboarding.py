@@ -37,7 +37,9 @@ from tenant_security.observability import logger
 from tenant_security.tenants import RETIRED, NotOwner, TenantRecord, TenantStatus, TenantStore
 
 # The data bucket's housekeeping: presigned uploads never completed, replaced or deleted versions
-# of files after 30 days (the current version stays until deleted or offboarded).
+# of files after 30 days (the current version stays until deleted or offboarded). A presigned POST
+# can be sent again until it expires, each time a new version of its staging key: those go a day
+# after they became noncurrent (the shorter of two rules wins), should the sweep not remove them.
 DATA_LIFECYCLE: dict[str, Any] = {
     "Rules": [
         {
@@ -45,6 +47,7 @@ DATA_LIFECYCLE: dict[str, Any] = {
             "Status": "Enabled",
             "Filter": {"Prefix": ".uploads/"},
             "Expiration": {"Days": 1},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
         },
         {
             "ID": "expire-old-versions",

@@ -357,24 +357,23 @@ class TenantRecords:
         }
 
     def created_by(self, tenant_id: str, username: str, limit: int = MAX_EXPORTED) -> dict[str, Any]:
-        """The records ``username`` created (GDPR export: what the subject provided), newest first:
-        ``{items, truncated}``, sealed fields opened (none for a tenant without a database)."""
+        """The records ``username`` created (GDPR export), newest first, by reference only:
+        ``{items: [{id, created_at}], truncated}`` -- their content is the tenant's data, often about
+        other people, and an export shows the subject's own (none for a tenant without a database)."""
         try:
             self.pools.logins.current(tenant_id)  # (the pool would wait out a missing login)
             with self.pools.connection(tenant_id) as (conn, login):
                 rows = conn.execute(
                     sql.SQL(
-                        "SELECT id, data, sealed, created_at FROM {} WHERE created_by = %s"
+                        "SELECT id, created_at FROM {} WHERE created_by = %s"
                         " ORDER BY created_at DESC LIMIT %s"
                     ).format(sql.Identifier(login.schema, "records")),
                     (username, limit + 1),
                 ).fetchall()
         except NoTenantDatabase:
             return {"items": [], "truncated": False}
-        items = []
-        for record_id, data, sealed, created_at in rows[:limit]:
-            hidden = self._unseal(tenant_id, str(record_id), bytes(sealed)) if sealed is not None else {}
-            items.append(
-                {"id": str(record_id), "data": {**data, **hidden}, "created_at": created_at.isoformat()}
-            )
+        items = [
+            {"id": str(record_id), "created_at": created_at.isoformat()}
+            for record_id, created_at in rows[:limit]
+        ]
         return {"items": items, "truncated": len(rows) > limit}

@@ -188,6 +188,7 @@ def signin() -> SignInService:
         throttle=sign_in_throttle(),
         tenant_of_record=tenant_store(),
         refusals=refusals(),
+        failure_floor=settings().sign_in_failure_floor_ms / 1000,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenant_security.dynamo import from_item, is_conditional_failure, to_item
 from tenant_security.errors import Conflict, NotFound
@@ -40,6 +40,12 @@ RETIRED = (TenantStatus.OFFBOARDING, TenantStatus.OFFBOARDED)  # ids that are ne
 STATUSES = tuple(TenantStatus)
 
 
+class TenantLookup(Protocol):
+    """Where a component finds tenant records (the store, or the cached directory)."""
+
+    def get(self, tenant_id: str) -> TenantRecord | None: ...
+
+
 class NotOwner(Conflict):
     """This onboarding execution does not own the tenant's provisioning: it must change nothing.
 
@@ -55,6 +61,11 @@ CONFIG_CACHE_SECONDS = 60
 # tenant is usable (and its onboarding visible) seconds after it is ACTIVE, while a flood of
 # requests for an unknown id still costs one read per few seconds.
 TRANSITIONAL_CACHE_SECONDS = 5
+# What a request acts on: a status at most this old for a read, read now for a write, so that a
+# suspension or offboarding stops writes at once and reads within seconds (red team B: a cached
+# ACTIVE record let writes in for a minute after a suspension).
+READ_STATUS_MAX_AGE = 5.0
+WRITE_STATUS_MAX_AGE = 0.0
 
 
 def _default_policies() -> SecurityPolicies:
@@ -162,6 +173,19 @@ class TenantStore:
         )
         item = reply.get("Item")
         return TenantRecord.from_item(item) if item else None
+
+    def still_active(self, tenant_id: str) -> dict[str, Any]:
+        """A transaction item that holds only while the tenant's record says ACTIVE (a session
+        is created, say, only if no suspension landed since the tenant was read)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": {"tenant_id": {"S": tenant_id}},
+                "ConditionExpression": "#s = :active",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":active": {"S": TenantStatus.ACTIVE}},
+            }
+        }
 
     def all(self) -> list[TenantRecord]:
         """Every tenant (a scan: for the scheduled sweeps, never a request)."""
@@ -372,7 +396,7 @@ class TenantStore:
 
 class TenantDirectory:
     """Tenant records cached for at most ``ttl`` seconds; absent and provisioning ones for at
-    most TRANSITIONAL_CACHE_SECONDS."""
+    most TRANSITIONAL_CACHE_SECONDS; a caller may ask for a record no older than it says."""
 
     def __init__(
         self,
@@ -383,20 +407,22 @@ class TenantDirectory:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self._cache: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._cache: dict[str, tuple[float, float, TenantRecord | None]] = {}  # expires, read at
         self._lock = threading.Lock()
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str, max_age: float | None = None) -> TenantRecord | None:
+        """The tenant's record, read at most ``max_age`` seconds ago (default: the cache's own
+        ttl; 0: read now, consistently)."""
         now = self.clock()
         with self._lock:
             hit = self._cache.get(tenant_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None and hit[0] > now and (max_age is None or now - hit[1] < max_age):
+            return hit[2]
         record = self.store.get(tenant_id)
         transitional = record is None or record.status == TenantStatus.PROVISIONING
         ttl = min(self.ttl, TRANSITIONAL_CACHE_SECONDS) if transitional else self.ttl
         with self._lock:
-            self._cache[tenant_id] = (now + ttl, record)
+            self._cache[tenant_id] = (now + ttl, now, record)
         return record
 
     def forget(self, tenant_id: str) -> None:

@@ -261,6 +261,17 @@ class SubjectKeys:
         return float(item["erased_at"]["N"]) if item else None
 
 
+def redact_others(record: dict[str, Any], subject: str) -> dict[str, Any]:
+    """``record`` with the personal fields of anyone but ``subject`` redacted, where a record
+    kept them in clear (``pii_handling: none``): a subject's export shows no one else (Art. 15(4))."""
+    out: dict[str, Any] = json.loads(json.dumps(record))
+    for path, role in PII_FIELDS:
+        value = _get(out, path)
+        if value not in (None, REDACTED, ERASED) and subject_of(record, role) != subject:
+            _set(out, path, REDACTED)
+    return out
+
+
 def role_has_pii(fields: dict[str, Any], role: str) -> bool:
     """Whether ``fields`` (dotted paths) hold personal data of the record's actor or target."""
     return any(name.split(".")[0] == role or (role == "actor" and name == "source_ip") for name in fields)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tenant_security import paging
 from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
-from tenant_security.audit.pii import PiiProtector, SubjectKeys
+from tenant_security.audit.pii import PiiProtector, SubjectKeys, redact_others
 
 MAX_SCANNED = 1000  # records read per request at most; the reply's `next` continues from there
 Decode = Callable[[str, bytes], dict[str, Any] | None]
@@ -70,8 +70,11 @@ class AuditReader:
                     if scanned >= MAX_SCANNED:
                         return {"items": items, "next": paging.encode_next(key)}
                     continue
-                only = (subject_key or "-") if reveal_subject_only else None
-                items.append(self.pii.reveal(record, subject_keys, only=only))
+                if reveal_subject_only and subject is not None:
+                    revealed = self.pii.reveal(record, subject_keys, only=subject_key or "-")
+                    items.append(redact_others(revealed, subject))
+                else:
+                    items.append(self.pii.reveal(record, subject_keys))
                 if len(items) >= limit or scanned >= MAX_SCANNED:
                     return {"items": items, "next": paging.encode_next(key)}
         return {

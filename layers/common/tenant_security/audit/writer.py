@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from tenant_security.activity import USER_ACTIVITY
 from tenant_security.audit.chain import record_key, seal
@@ -33,7 +33,7 @@ from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
 from tenant_security.outbox import Outbox
 from tenant_security.refusals import RefusalCounter, overflow_event
-from tenant_security.tenants import RETIRED, TenantRecord
+from tenant_security.tenants import RETIRED, TenantLookup, TenantRecord
 
 MAX_ATTEMPTS = 60
 REFUSALS_MARKER = "refusals"  # the last minute whose refusals were summarised
@@ -50,10 +50,6 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))  # noqa: S311 - jitter, not crypto
 
 
-class TenantLookup(Protocol):
-    def get(self, tenant_id: str) -> TenantRecord | None: ...
-
-
 class ChainBusy(ServiceUnavailable):
     """Too many concurrent writers on one chain; the delivery is retried."""
 
@@ -65,6 +61,7 @@ class Appended:
     tenant_id: str
     sequence: int | None
     duplicate: bool = False
+    forged: bool = False  # recorded as a forged event (not from the platform's source)
 
 
 class AuditWriter:
@@ -176,12 +173,12 @@ class AuditWriter:
                     self._write(tenant_id, head.pending)  # the retry of a writer that died
                 sequence = self.heads.sequence_of_event(tenant_id, event_id)
                 logger.info("duplicate event", extra={"tenant_id": tenant_id, "sequence": sequence})
-                return Appended(tenant_id, sequence, duplicate=True)
+                return Appended(tenant_id, sequence, duplicate=True, forged=self.is_forged(event))
             self.fault(tenant_id, "after_head")
             self._write(tenant_id, pending)
             if pending.sequence % self.settings.audit_checkpoint_every == 0:
                 self.checkpoint(tenant_id, pending.sequence, record["hash"], policies, now)
-            return Appended(tenant_id, pending.sequence)
+            return Appended(tenant_id, pending.sequence, forged=self.is_forged(event))
         raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
 
     def _write(self, tenant_id: str, pending: Pending, *, check_first: bool = False) -> None:

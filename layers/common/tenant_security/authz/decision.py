@@ -32,13 +32,9 @@ from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, Tok
 from tenant_security.refusals import RefusalCounter, RefusalKind
 
 if TYPE_CHECKING:
-    from tenant_security.tenants import TenantRecord
+    from tenant_security.tenants import TenantLookup
 
 _PARAM = re.compile(r"\{[^}]+\}")
-
-
-class TenantLookup(Protocol):
-    def get(self, tenant_id: str) -> TenantRecord | None: ...
 
 
 class SessionLookup(Protocol):

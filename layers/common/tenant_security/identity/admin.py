@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenant_security.authz.rbac import PLATFORM_ADMIN, known_roles
+from tenant_security.authz.rbac import PLATFORM_ADMIN, TENANT_ADMIN, known_roles
 from tenant_security.context import TenantContext
 from tenant_security.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
@@ -56,18 +56,19 @@ class UserAdmin:
         return [u.public() for u in sorted(self.users.list_users(tenant_id), key=lambda u: u.username)]
 
     def delete(self, caller: TenantContext, tenant_id: str, username: str) -> None:
-        """Remove a user and end their sessions."""
+        """Remove a user and end their sessions; never the tenant's last active tenant-admin (409)."""
         if tenant_id == caller.tenant_id and username == caller.user:
             raise Conflict("you cannot delete yourself")
-        self.users.delete(tenant_id, username)
+        self.users.delete(tenant_id, username, keep_one=TENANT_ADMIN)
         self.sessions.revoke_all(tenant_id, username)
 
     def set_roles(
         self, caller: TenantContext, tenant: TenantRecord, username: str, roles: list[str]
     ) -> dict[str, Any]:
-        """Replace a user's roles; their sessions end so the new roles apply at the next sign-in."""
+        """Replace a user's roles; their sessions end so the new roles apply at the next sign-in.
+        The tenant's last active tenant-admin keeps the role (409): someone must administer it."""
         self._check_roles(caller, tenant, roles)
-        self.users.set_roles(tenant.tenant_id, username, sorted(set(roles)))
+        self.users.set_roles(tenant.tenant_id, username, sorted(set(roles)), keep_one=TENANT_ADMIN)
         self.sessions.revoke_all(tenant.tenant_id, username)
         user = self.users.get(tenant.tenant_id, username)
         if user is None:

@@ -7,23 +7,49 @@ decrements both in the same transaction that marks the session revoked. Sessions
 TTL are not seen by the counters, so when a limit seems reached the counters are first reconciled
 with the live sessions (a conditional set, so concurrent sign-ins cannot both pass it) and the
 sign-in is tried once more. Reads of a session are consistent: a revocation is seen by the very
-next request.
+next request, and the listing that revokes every session of a tenant or user reads consistently
+too (a session created a moment ago is not missed).
+
+A session is created only while what it was made from still holds: the caller passes the
+conditions (the user as read, the tenant still active) and they are checked in the creating
+transaction. A demotion, password change or suspension that lands between the sign-in reading
+the user and the session starting makes the creation fail (:class:`ChangedMeanwhile`) instead of
+leaving a session that the change's revocation never saw.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from tenant_security.dynamo import from_item, is_conditional_failure, partition_items, query_pages, to_item
-from tenant_security.errors import DomainError
+from tenant_security.dynamo import from_item, is_conditional_failure, query_pages, to_item
+from tenant_security.errors import DomainError, Unauthorized
+
+# The creating transaction's own items (tenant counter, user counter, session); the caller's
+# conditions follow them.
+_OWN_ITEMS = 3
 
 
 class SessionLimitReached(DomainError):
     status, code = 403, "session_limit_reached"
+
+
+class ChangedMeanwhile(Unauthorized):
+    """A condition of the session (the user as read, the tenant active) no longer held when it
+    was to be created: no session was created."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid credentials")
+
+
+class _Outcome(Enum):
+    CREATED = "created"
+    FULL = "full"
+    CHANGED = "changed"
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,11 @@ class SessionStore:
         timeout_minutes: int,
         max_sessions: int,
         max_per_user: int | None = None,
+        conditions: Sequence[Mapping[str, Any]] = (),
     ) -> Session:
         """A new session; 403 ``session_limit_reached`` when the tenant has ``max_sessions`` live
-        ones, or the user ``max_per_user``."""
+        ones, or the user ``max_per_user``; :class:`ChangedMeanwhile` (401) when one of
+        ``conditions`` (``ConditionCheck`` transaction items) does not hold."""
         now = int(self.clock())
         session = Session(
             tenant_id=tenant_id,
@@ -92,8 +120,11 @@ class SessionStore:
         )
         per_user = max_per_user if max_per_user is not None else max_sessions
         for attempt in range(2):
-            if self._try_create(session, max_sessions, per_user):
+            outcome = self._try_create(session, max_sessions, per_user, conditions)
+            if outcome is _Outcome.CREATED:
                 return session
+            if outcome is _Outcome.CHANGED:
+                raise ChangedMeanwhile
             if attempt == 0 and not (self._reconcile(tenant_id) | self._reconcile(tenant_id, username)):
                 break
         raise SessionLimitReached(
@@ -115,7 +146,9 @@ class SessionStore:
             }
         }
 
-    def _try_create(self, session: Session, max_sessions: int, max_per_user: int) -> bool:
+    def _try_create(
+        self, session: Session, max_sessions: int, max_per_user: int, conditions: Sequence[Mapping[str, Any]]
+    ) -> _Outcome:
         item = dict(session.__dict__)
         try:
             self.client.transact_write_items(
@@ -129,13 +162,17 @@ class SessionStore:
                             "ConditionExpression": "attribute_not_exists(session_id)",
                         }
                     },
+                    *(dict(c) for c in conditions),
                 ]
             )
         except Exception as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+            if not is_conditional_failure(exc):
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons[_OWN_ITEMS:]):
+                return _Outcome.CHANGED
+            return _Outcome.FULL
+        return _Outcome.CREATED
 
     def _live_count(self, tenant_id: str, username: str | None = None) -> int:
         now = int(self.clock())
@@ -242,11 +279,17 @@ class SessionStore:
         return True
 
     def list_live(self, tenant_id: str, username: str | None = None) -> list[Session]:
-        """The tenant's live sessions (of one user when ``username`` is given)."""
+        """The tenant's live sessions (of one user when ``username`` is given), read consistently:
+        revoking them all must not miss one created a moment ago."""
         now = self.clock()
-        sessions = (
-            _session(item) for item in partition_items(self.client, self.table, "tenant_id", tenant_id)
+        pages = query_pages(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="tenant_id = :t",
+            ExpressionAttributeValues={":t": {"S": tenant_id}},
+            ConsistentRead=True,
         )
+        sessions = (_session(item) for page in pages for item in page.get("Items", []))
         return [s for s in sessions if s.live(now) and (username is None or s.username == username)]
 
     def revoke_all(self, tenant_id: str, username: str | None = None) -> int:

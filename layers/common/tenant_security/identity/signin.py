@@ -3,12 +3,19 @@
 A one-time or temporary password never becomes the long-term one: after MFA such a sign-in gets
 ``password_change_required: true`` and a token whose scope only POST /auth/password accepts.
 
-Every step is throttled per source address and per account before it does any work (429). The
-password step answers an unknown user, a wrong password and an inactive user alike (401, the
-same body, the same argon2 work); a wrong password slows that (account, address) pair down and
-never locks the account -- so a stranger cannot lock anyone out. Only second-factor failures,
-after a correct password, count toward the lockout. The tenant's allow-list is checked before the
-user is looked up, and the tenant's status is read consistently when the session starts.
+Every step is throttled per source address before it does any work, and per account once the
+tenant's allow-list admitted the address (429; see :mod:`.throttle`): an address the tenant
+refuses never spends the account's budget, and an address the user completed a sign-in from is
+not stopped by it -- so a stranger cannot keep anyone out from where they sign in. The password
+step answers an unknown user, a wrong password, an inactive user and an address the allow-list
+refuses alike (401, the same body, the same argon2 work), and no such answer leaves before
+``failure_floor`` seconds after the request began, so the work after the check (which differs
+between those cases) does not show in the timing either. A wrong password slows that (account,
+address) pair down and never locks the account. Only second-factor failures, after a correct
+password, count toward the lockout. The tenant's allow-list is checked before the user is
+looked up. A session starts only while the user is still as the step read them and the tenant is
+active (conditions of the creating transaction), so a demotion, password change or suspension
+landing meanwhile cannot leave a session its revocation never saw.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tenant_security.activity import Activity
+from tenant_security.alerts import AlertKind
 from tenant_security.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from tenant_security.identity.mfa import Enrollment, MfaService
 from tenant_security.identity.passwords import (
@@ -27,7 +35,7 @@ from tenant_security.identity.passwords import (
     needs_rehash,
     verify_password,
 )
-from tenant_security.identity.sessions import SessionStore
+from tenant_security.identity.sessions import ChangedMeanwhile, SessionStore
 from tenant_security.identity.throttle import SignInThrottle, TooManyAttempts
 from tenant_security.identity.tokens import (
     ACCESS,
@@ -44,14 +52,30 @@ from tenant_security.identity.tokens import (
 from tenant_security.identity.users import User, UserStore
 from tenant_security.observability import logger
 from tenant_security.refusals import RefusalCounter, RefusalKind
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantLookup
 
 if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
 
 
-class TenantLookup(Protocol):
-    def get(self, tenant_id: str) -> TenantRecord | None: ...
+INVALID_CREDENTIALS = "invalid credentials"
+
+
+class TenantOfRecord(TenantLookup, Protocol):
+    """The tenants table itself (not a cache): the status now, and a check that it still holds."""
+
+    def still_active(self, tenant_id: str) -> dict[str, Any]: ...
+
+
+class AddressRefused(Unauthorized):
+    """The tenant's allow-list refuses the caller's address. Answered exactly as bad credentials
+    (401, the same body), so a stranger cannot tell which tenants exist; the refusal is still
+    recorded with its reason (``audit_reason``) for the tenant's trail."""
+
+    audit_reason = AlertKind.SOURCE_IP_NOT_ALLOWED
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_CREDENTIALS)
 
 
 class SignInService:
@@ -70,15 +94,25 @@ class SignInService:
         publisher: EventPublisher | None = None,
         platform_tenant: str = "platform",
         throttle: SignInThrottle | None = None,
-        tenant_of_record: TenantLookup | None = None,
+        tenant_of_record: TenantOfRecord | None = None,
         refusals: RefusalCounter | None = None,
+        failure_floor: float = 0.0,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``publisher``: where each step's `User Activity` (success or failure) goes;
         ``throttle``: the sign-in throttles; ``tenant_of_record``: a consistent read of the tenant
-        (``tenants`` may be a cache) for the moment a session starts."""
+        (``tenants`` may be a cache) for the moment a session starts, whose record must still say
+        ACTIVE when the session is created;
+        ``failure_floor``: seconds (by ``timer``) before a failed login is answered, waited with
+        ``sleep``."""
+        self.failure_floor = failure_floor
+        self.timer = timer
+        self.sleep = sleep
         self.throttle = throttle
         self.refusals = refusals
-        self.tenant_of_record = tenant_of_record or tenants
+        self.tenant_of_record: TenantLookup = tenant_of_record or tenants
+        self.tenant_still_active = tenant_of_record.still_active if tenant_of_record is not None else None
         self.on_first_sign_in = on_first_sign_in
         self.publisher = publisher
         self.platform_tenant = platform_tenant
@@ -105,7 +139,7 @@ class SignInService:
             yield
             outcome = "success"
         except DomainError as exc:
-            reason = exc.code
+            reason = exc.audit_reason if isinstance(exc, AddressRefused) else exc.code
             outcome = "denied" if exc.status in (403, 423, 429) else "failure"
             # Nobody proved who they are (throttled, or no such account): counted per source
             # address and minute into one record, not one record each.
@@ -113,7 +147,7 @@ class SignInService:
                 kind = (
                     RefusalKind.THROTTLED if isinstance(exc, TooManyAttempts) else RefusalKind.UNKNOWN_ACCOUNT
                 )
-                self.refusals.count(kind, source_ip, who.get("tenant_id"), sample=f"{action}: {exc.code}")
+                self.refusals.count(kind, source_ip, who.get("tenant_id"), sample=f"{action}: {reason}")
                 counted = True
             raise
         finally:
@@ -133,9 +167,30 @@ class SignInService:
     # ------------------------------------------------------------------ steps
     def login(self, tenant_id: str, username: str, password: str, source_ip: str | None) -> dict[str, Any]:
         """Check the password; answer with an MFA challenge or a forced enrolment."""
+        started = self.timer()
         who: dict[str, str | None] = {}
-        with self._audited("auth:Login", source_ip, who):
-            return self._login(tenant_id, username, password, source_ip, who)
+        try:
+            with self._audited("auth:Login", source_ip, who):
+                return self._login(tenant_id, username, password, source_ip, who)
+        except TooManyAttempts:
+            # Not held: every throttle refuses before the user is looked up (its timing tells
+            # nothing of users), and holding a flood's answers would multiply the concurrency
+            # it takes.
+            raise
+        except DomainError:
+            # Held until the same moment whichever check refused it, and after the step's record
+            # is written: what each kind of failure does after the password check (a refusal
+            # counter for an unknown user, an event for a known one) does not show in the timing.
+            self._hold_until(started + self.failure_floor)
+            raise
+
+    def _hold_until(self, deadline: float) -> None:
+        remaining = deadline - self.timer()
+        if remaining > 0:
+            self.sleep(remaining)
+        elif self.failure_floor > 0:
+            # the floor no longer hides the difference between failures: it should be raised
+            logger.warning("failed sign-in slower than its floor", extra={"over_seconds": -remaining})
 
     def _login(
         self, tenant_id: str, username: str, password: str, source_ip: str | None, who: dict[str, str | None]
@@ -143,24 +198,34 @@ class SignInService:
         from tenant_security.authz.decision import ip_allowed
 
         if self.throttle is not None:
-            self.throttle.admit(source_ip, tenant_id, username)
+            self.throttle.admit_address(source_ip)
         tenant = self.tenants.get(tenant_id)
+        admitted = tenant is not None and ip_allowed(source_ip, tenant.policies.access_control.ip_whitelist)
         if tenant is not None:
             who["tenant_id"] = tenant_id
-            # before the user is looked up: an address the tenant refuses learns nothing of its users
-            if not ip_allowed(source_ip, tenant.policies.access_control.ip_whitelist):
-                raise Forbidden("source address not allowed for this tenant")
+        if self.throttle is not None:
+            # Only an address the tenant admits spends the account's budget; the rest (and any
+            # attempt for a tenant that does not exist) is throttled alike, apart.
+            self.throttle.admit_account(tenant_id, username, source_ip, outside=not admitted)
+            self.throttle.admit_password(tenant_id, username, source_ip)
+        if tenant is not None and not admitted:
+            # Before the user is looked up: an address the tenant refuses learns nothing of its
+            # users, nor that the tenant exists (the answer, the hash work and the pair's back-off
+            # of a wrong password).
+            verify_password(None, password)
             if self.throttle is not None:
-                self.throttle.admit_password(tenant_id, username, source_ip)
+                self.throttle.password_failed(tenant_id, username, source_ip)
+            logger.warning("sign-in refused: source address not allowed", extra={"tenant_id": tenant_id})
+            raise AddressRefused
         user = self.users.get(tenant_id, username) if tenant is not None else None
         if user is not None:
             who["user"] = username
         correct = verify_password(user.password_hash if user else None, password)  # same work for all
         if user is None or not correct or user.status != "ACTIVE":
-            if tenant is not None and self.throttle is not None:
+            if self.throttle is not None:
                 self.throttle.password_failed(tenant_id, username, source_ip)
             logger.warning("sign-in step failed", extra={"tenant_id": tenant_id, "step": "password"})
-            raise Unauthorized("invalid credentials")
+            raise Unauthorized(INVALID_CREDENTIALS)
         assert tenant is not None
         if self.throttle is not None:
             self.throttle.password_succeeded(tenant_id, username, source_ip)
@@ -199,7 +264,7 @@ class SignInService:
         with self._audited("auth:MfaActivate", source_ip, who):
             user = self._user_of(enrollment_token, MFA_ENROLLMENT, source_ip, who)
             amr = self.mfa.activate(user, code, source_ip)
-            return self._start_session(user, amr)
+            return self._start_session(user, amr, source_ip)
 
     def verify(
         self, challenge_token: str, code: str | None, backup_code: str | None, source_ip: str | None
@@ -214,7 +279,7 @@ class SignInService:
                 amr = self.mfa.verify_code(user, code, source_ip)
             else:
                 amr = self.mfa.verify_backup_code(user, str(backup_code), source_ip)
-            return self._start_session(user, amr)
+            return self._start_session(user, amr, source_ip)
 
     def change_password(
         self, access_token: str, current_password: str, new_password: str, source_ip: str | None
@@ -244,11 +309,13 @@ class SignInService:
             raise self.mfa.fail(user, "invalid current password", source_ip, attempt)
         self.mfa.succeeded(user)
         check_new_password(new_password, username=username, current_password=current_password)
-        self.users.set_password(tenant_id, username, hash_password(new_password), change_required=False)
+        new_hash = hash_password(new_password)
+        self.users.set_password(tenant_id, username, new_hash, change_required=False)
         # A new password ends every session of the user (someone else may hold one).
         self.sessions.revoke_all(tenant_id, username)
-        user.password_change_required = False
-        return self._start_session(user, list(claims.get("amr") or []))
+        # the user as this step left it: the session starts only while it still is
+        user.password_hash, user.password_change_required = new_hash, False
+        return self._start_session(user, list(claims.get("amr") or []), source_ip)
 
     def logout(self, tenant_id: str, session_id: str, username: str | None = None) -> None:
         """End the session."""
@@ -260,7 +327,7 @@ class SignInService:
         tenant = self.tenants.get(tenant_id)
         user = self.users.get(tenant_id, username)
         if tenant is None or user is None or user.status != "ACTIVE":
-            raise Unauthorized("invalid credentials")
+            raise Unauthorized(INVALID_CREDENTIALS)
         if not tenant.active:
             raise Forbidden("tenant is not active")
         return user
@@ -285,7 +352,26 @@ class SignInService:
             who.update(tenant_id=str(claims["tenant_id"]), user=str(claims["sub"]))
         return self._active_user(str(claims["tenant_id"]), str(claims["sub"]))
 
-    def _start_session(self, user: User, amr: list[str]) -> dict[str, Any]:
+    def _start_session(self, user: User, amr: list[str], source_ip: str | None) -> dict[str, Any]:
+        """The session and token reply, made from ``user`` as the step read it -- unless the user or
+        the tenant changed since: a change of roles only is taken (the session carries the new
+        ones); a new password, another status, a deleted user answer 401, a tenant no longer
+        active 403."""
+        try:
+            return self._open_session(user, amr, source_ip)
+        except ChangedMeanwhile:
+            fresh = self.users.get(user.tenant_id, user.username)
+            if fresh is None or not _same_credentials(user, fresh):
+                logger.warning(
+                    "sign-in step failed",
+                    extra={"tenant_id": user.tenant_id, "step": "session", "reason": "user changed"},
+                )
+                raise
+            # Only the roles changed (or the tenant did: it is read again). Once more, as the user
+            # is now; a second change meanwhile is a 401.
+            return self._open_session(fresh, amr, source_ip)
+
+    def _open_session(self, user: User, amr: list[str], source_ip: str | None) -> dict[str, Any]:
         logger.info(
             "sign-in step",
             extra={
@@ -303,6 +389,11 @@ class SignInService:
             raise Forbidden("tenant is not active")
         access = current.policies.access_control
         scope = SCOPE_PASSWORD_CHANGE if user.password_change_required else SCOPE_FULL
+        # ... and as it is when the session is created, with the user as read: a change landing
+        # in between fails the creation rather than outliving its own revocation.
+        conditions = [self.users.unchanged(user)]
+        if self.tenant_still_active is not None:
+            conditions.append(self.tenant_still_active(user.tenant_id))
         session = self.sessions.create(
             user.tenant_id,
             user.username,
@@ -311,7 +402,10 @@ class SignInService:
             access.session_timeout_minutes,
             access.max_concurrent_sessions,
             access.max_sessions_per_user,
+            conditions=conditions,
         )
+        if self.throttle is not None:
+            self.throttle.remember_address(user.tenant_id, user.username, source_ip)
         ttl = int(min(MAX_ACCESS_TTL, session.expires_at - self.clock()))
         token, _ = self.issuer.issue(
             subject=user.username,
@@ -330,3 +424,12 @@ class SignInService:
             "session_id": session.session_id,
             "password_change_required": user.password_change_required,
         }
+
+
+def _same_credentials(read: User, now: User) -> bool:
+    """True when only the roles (if anything) differ between two reads of a user."""
+    return (read.password_hash, read.status, read.password_change_required) == (
+        now.password_hash,
+        now.status,
+        now.password_change_required,
+    )

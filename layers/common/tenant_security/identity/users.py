@@ -142,7 +142,7 @@ class UserStore:
         the tenant's last active holder of it -- checked in the same transaction as the delete,
         so two deletions at once cannot remove the last two."""
         user = self.get(tenant_id, username) if keep_one else None
-        if user is None or keep_one not in user.roles:
+        if user is None or keep_one is None or keep_one not in user.roles:
             try:
                 self.client.delete_item(
                     TableName=self.table,
@@ -154,22 +154,48 @@ class UserStore:
                     raise NotFound(f"no user {username!r}") from exc
                 raise
             return
+        delete = {
+            "Delete": {
+                "TableName": self.table,
+                "Key": self._key(tenant_id, username),
+                "ConditionExpression": "attribute_exists(username)",
+            }
+        }
+        self._keeping_another(tenant_id, username, keep_one, delete)
+
+    def set_roles(self, tenant_id: str, username: str, roles: list[str], keep_one: str | None = None) -> None:
+        """Replace the user's roles; 404 if there is none. With ``keep_one`` (a role), 409 when the
+        change takes it from the tenant's last active holder -- in one transaction, as delete."""
+        user = self.get(tenant_id, username) if keep_one is not None and keep_one not in roles else None
+        if user is None or keep_one is None or keep_one not in user.roles or user.status != "ACTIVE":
+            if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
+                raise NotFound(f"no user {username!r}")
+            return
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(tenant_id, username),
+                "UpdateExpression": "SET #r = :r",
+                "ConditionExpression": "attribute_exists(username)",
+                "ExpressionAttributeNames": {"#r": "roles"},
+                "ExpressionAttributeValues": {":r": to_value(roles)},
+            }
+        }
+        self._keeping_another(tenant_id, username, keep_one, update)
+
+    def _keeping_another(self, tenant_id: str, username: str, role: str, write: dict[str, Any]) -> None:
+        """Run ``write`` (taking ``role`` from the user) only together with a check that another
+        active user still holds it; 409 ``last_<role>`` when none does."""
         others = [
             u
             for u in self.list_users(tenant_id)
-            if u.username != username and keep_one in u.roles and u.status == "ACTIVE"
+            if u.username != username and role in u.roles and u.status == "ACTIVE"
         ]
-        for other in others:  # any one other holder that still holds it when we delete
+        for other in others:  # any one other holder that still holds it when we write
             try:
                 self.client.transact_write_items(
                     TransactItems=[
-                        {
-                            "Delete": {
-                                "TableName": self.table,
-                                "Key": self._key(tenant_id, username),
-                                "ConditionExpression": "attribute_exists(username)",
-                            }
-                        },
+                        write,
                         {
                             "ConditionCheck": {
                                 "TableName": self.table,
@@ -177,7 +203,7 @@ class UserStore:
                                 "ConditionExpression": "contains(#r, :role) AND #st = :active",
                                 "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
                                 "ExpressionAttributeValues": {
-                                    ":role": {"S": keep_one},
+                                    ":role": {"S": role},
                                     ":active": {"S": "ACTIVE"},
                                 },
                             }
@@ -189,13 +215,27 @@ class UserStore:
                     continue
                 raise
             return
-        raise Conflict(
-            f"{username!r} is the tenant's last {keep_one}", code="last_" + keep_one.replace("-", "_")
-        )
+        raise Conflict(f"{username!r} is the tenant's last {role}", code="last_" + role.replace("-", "_"))
 
-    def set_roles(self, tenant_id: str, username: str, roles: list[str]) -> None:
-        if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
-            raise NotFound(f"no user {username!r}")
+    def unchanged(self, user: User) -> dict[str, Any]:
+        """A transaction item that holds only while the user is still as ``user`` was read: the
+        same roles, password, status and password-change requirement (what a session and its
+        token are made from). A deleted user fails it too."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": self._key(user.tenant_id, user.username),
+                "ConditionExpression": "#r = :r AND password_hash = :h AND #st = :st "
+                "AND password_change_required = :c",
+                "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
+                "ExpressionAttributeValues": {
+                    ":r": to_value(list(user.roles)),
+                    ":h": to_value(user.password_hash),
+                    ":st": to_value(user.status),
+                    ":c": to_value(user.password_change_required),
+                },
+            }
+        }
 
     def set_password(self, tenant_id: str, username: str, password_hash: str, change_required: bool) -> None:
         if not self._update(

@@ -13,9 +13,13 @@ from tenant_security.errors import ValidationFailed, from_validation_error
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are errors (a typo in a policy must not silently fall back to a default)."""
+    """Unknown fields are errors (a typo in a policy must not silently fall back to a default).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    No infinity or NaN in any number (``1e999`` in JSON, ``.inf`` in YAML): stored as JSON they
+    would come back as null, and the document would no longer read.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 _SIZE_RE = re.compile(r"^(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
@@ -48,6 +52,8 @@ def _check_size(value: str) -> str:
 
 ByteSize = Annotated[str, AfterValidator(_check_size)]
 """A size written as in the seed (``"100GB"``); the text is kept, :func:`size_in_bytes` reads it."""
+
+MAX_MONEY = 1_000_000_000_000  # the largest budget or cost threshold a document may state
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tenant_security.models.base import StrictModel, parse_document
+from tenant_security.models.base import MAX_MONEY, StrictModel, parse_document
 from tenant_security.tenancy import TenantId
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
@@ -93,7 +93,7 @@ class RateLimiting(StrictModel):
     requests_per_minute: int = Field(1000, ge=1, le=10_000_000)
     requests_per_hour: int = Field(50000, ge=1, le=100_000_000)
     burst_size: int = Field(100, ge=1, le=1_000_000)
-    cost_threshold: float = Field(5000, ge=0)
+    cost_threshold: float = Field(5000, ge=0, le=MAX_MONEY)
 
     @model_validator(mode="after")
     def _windows_nest(self) -> RateLimiting:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tenant_security.models.base import ByteSize, StrictModel, parse_document, size_in_bytes
+from tenant_security.models.base import MAX_MONEY, ByteSize, StrictModel, parse_document, size_in_bytes
 from tenant_security.tenancy import TenantId
 
 _DOMAIN_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -45,8 +45,8 @@ class Api(StrictModel):
 
 
 class Cost(StrictModel):
-    monthly_budget: float = Field(5000, ge=0)
-    daily_limit: float = Field(200, ge=0)
+    monthly_budget: float = Field(5000, ge=0, le=MAX_MONEY)
+    daily_limit: float = Field(200, ge=0, le=MAX_MONEY)
     # Fraction of the monthly budget at which a `Quota Threshold Reached` event is put.
     cost_alert_threshold: float = Field(0.8, gt=0, le=1)
 
