@@ -26,7 +26,14 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed  ## create .venv with everything the project needs
+# The local cloud's IAM evaluator (@cloud-copilot/iam-simulate, run by node): pinned by its lock file.
+IAMSIM      := localcloud/iamsim
+$(IAMSIM)/node_modules/.installed: $(IAMSIM)/package.json $(IAMSIM)/package-lock.json
+	@command -v node >/dev/null || { echo "node (20 or later) is needed by the local cloud's IAM evaluator"; exit 1; }
+	cd $(IAMSIM) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.installed $(IAMSIM)/node_modules/.installed  ## create .venv (and the IAM evaluator's node modules) with everything the project needs
 
 $(TOOLS)/.installed:
 	@test -x $(TOOLS)/bin/python || $(PYTHON_BOOT) -m venv $(TOOLS)

@@ -24,7 +24,7 @@ from tenant_security.config import Settings
 from tenant_security.tenants import TenantDirectory, TenantStore
 from tests.support.audit import activity_event
 from tests.support.cloud import RunningCloud, wait_for
-from tests.support.identity import seed_tenant
+from tests.support.identity import Identity, seed_tenant
 
 ROUNDS = 200
 TENANTS = 4
@@ -193,3 +193,16 @@ def test_through_eventbridge_and_the_writer_lambda(benchmark: Any, platform_clou
         f"\nthrough the bus: {appended / (time.monotonic() - started):.0f} events/s, "
         f"{sum(spent.values()) / appended:.2f} writer AWS calls/event {per_event}"
     )
+
+
+@pytest.mark.timeout(900)
+def test_soak_ten_tenants_times_200_concurrent_events_through_the_bus(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    """The load run once in the e2e suite (2,000 events through EventBridge and the writer's async
+    queue at reserved concurrency 1): each appears once and every chain verifies."""
+    from tests.e2e.test_audit_trail_http import assert_concurrent_events_appear_once
+
+    started = time.monotonic()
+    assert_concurrent_events_appear_once(platform_cloud, platform_admin, "soak-audit", 10, 200)
+    print(f"2000 events through the bus: {2000 / (time.monotonic() - started):.1f} events/s")

@@ -72,7 +72,7 @@ class Load:
             if tenant == RATE_LIMITED:
                 policy["rate_limiting"] = {"requests_per_minute": PER_MINUTE, "burst_size": 10}
             seed_tenant(self.cloud, tenant, database="schema", **policy)
-            self.cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{tenant}-data")
+            self.cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{tenant}-data")
             self._set_quotas(tenant)
             for role in ("developer", "auditor", "tenant-admin"):
                 self.tokens[(tenant, role)] = mint_token(self.cloud, tenant, f"load-{role}", [role], ttl=900)
@@ -332,7 +332,7 @@ def test_bounded_mixed_load(benchmark: Any, platform_cloud: RunningCloud) -> Non
         timeout=30,
     ).json()["storage"]
     listed = platform_cloud.client("s3").list_objects_v2(
-        Bucket=f"dcisionai-tenant-{STORAGE_LIMITED}-data", Prefix="load/"
+        Bucket=f"dcisionai-10ca1000-tenant-{STORAGE_LIMITED}-data", Prefix="load/"
     )
     assert usage["bytes"] <= MAX_DATA  # files and records together
     assert usage["files"] == listed.get("KeyCount", 0)  # every counted file is stored, and only those

@@ -24,6 +24,14 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _seconds(text: str) -> tuple[float, ...]:
+    """``"60,120"`` → ``(60.0, 120.0)``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise SystemExit(f"expected seconds separated by commas, not {text!r}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the local cloud, print its endpoints, wait for SIGINT/SIGTERM, stop cleanly."""
     parser = argparse.ArgumentParser(prog="localcloud", description=__doc__)
@@ -43,6 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="first EventBridge retry delay (doubles per attempt)",
     )
+    parser.add_argument(
+        "--async-retry-delays",
+        default="60,120",
+        help="seconds before Lambda's retries of a failed asynchronous invocation (AWS: about 60,120)",
+    )
+    parser.add_argument(
+        "--async-throttle-seconds",
+        default="1,300",
+        help="first and longest wait before a throttled asynchronous invocation is tried again",
+    )
+    parser.add_argument(
+        "--duplicate-deliveries",
+        type=int,
+        default=0,
+        help="deliver every EventBridge event this many extra times (at-least-once delivery)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOCALCLOUD_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
 
@@ -61,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             parameters=_parameters(args.parameter),
             database=database,
             retry_base_seconds=args.retry_base_seconds,
+            async_retry_delays=_seconds(args.async_retry_delays),
+            async_throttle_base=_seconds(args.async_throttle_seconds)[0],
+            async_throttle_cap=_seconds(args.async_throttle_seconds)[-1],
+            duplicate_deliveries=args.duplicate_deliveries,
         )
     )
     stop = threading.Event()

@@ -6,6 +6,36 @@ gateway responses. Per request: match the route (unknown → MISSING_AUTHENTICAT
 authorize (missing identity source → 401 without calling the authorizer; the policy evaluated
 against the method ARN, explicit Deny first, wildcards ``*`` and ``?``; decisions cached per
 identity-source values for the TTL); then invoke the integration with the v1 proxy event.
+
+What API Gateway (REST, v1 proxy event) hands Lambda, and what the local one does the same way:
+
+- **Paths stay percent-encoded.** ``path``, ``requestContext.path`` and every ``pathParameters``
+  value are the bytes the client sent, not decoded: ``/files/a%2Fb%20c`` gives ``path``
+  ``/files/a%2Fb%20c`` and ``{"key": "a%2Fb%20c"}``; ``/users/a%40b`` gives ``a%40b`` and a literal
+  ``+`` stays ``+``. Routes are matched on the decoded path, so an encoded ``%2F`` separates
+  segments (it cannot stay inside a ``{name}`` parameter) and is kept inside a greedy ``{name+}``.
+  Sources: live captures of REST, HTTP API and Function URL events (hotsock/voker#8, as cited by
+  middleapi/standard-server#93: REST keeps the encoding, HTTP APIs decode); serverless/serverless#5037
+  (``/posts/%40`` reaches the REST handler as ``%40``); a REST path parameter cannot carry an
+  encoded ``/`` (dev.classmethod.jp, "amazon-api-gateway-path-parameter-slash").
+- **Query strings are decoded** (``+`` as a space, ``%2B`` as ``+``; aws/aws-cdk#19827,
+  micronaut-projects/micronaut-aws#1412); bytes that are not UTF-8 become U+FFFD.
+- **Binary**: a request body is base64 (``isBase64Encoded``) when its Content-Type matches
+  ``binaryMediaTypes``; a response with ``isBase64Encoded`` is decoded to bytes only when the
+  *first* media type of the request's ``Accept`` matches ``binaryMediaTypes``; otherwise the base64
+  text goes out as it is (docs.aws.amazon.com/apigateway/latest/developerguide/
+  api-gateway-payload-encodings.html: "API Gateway uses the first Accept header from clients to
+  determine if a response should return binary media").
+- **Limits**: a request body over 10 MB (10,485,760 bytes) is 413 before the integration
+  (REQUEST_TOO_LARGE); an event Lambda refuses as over its 6 MB is 413 too (REQUEST_TOO_LARGE).
+- **Integration errors**: a throttled invocation (Lambda's 429) is 500 (re:Post, "API Gateway proxy
+  integration does not forward Lambda throttling (HTTP 429) to client"); a function error, a
+  Lambda timeout, an oversized or malformed proxy
+  response (not an object; ``statusCode`` missing or not an integer; ``body`` not a string;
+  ``headers`` not strings; ``multiValueHeaders`` not lists of strings; ``isBase64Encoded`` not a
+  boolean; any other key; a base64 body that does not decode) are 502 ``Internal server error``
+  (knowledge center "malformed-502-api-gateway"); 504 only when no answer came within the
+  integration timeout (29 s by default, ``timeoutInMillis``).
 """
 
 from __future__ import annotations
@@ -19,19 +49,25 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from localcloud.lambdas import InvokeResult, LambdaRuntime
+from localcloud.lambdas import InvokeResult, LambdaRuntime, RefusalCode
 
 log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's default (and, for REST APIs, usual) limit
+_PROXY_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
+_HEX = frozenset("0123456789abcdefABCDEF")
 STATS_PATH = "/__localcloud/stats"
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -64,6 +100,7 @@ class Route:
     function_arn: str
     authorizer: str | None
     specificity: tuple[int, int, int]
+    timeout_ms: int = INTEGRATION_TIMEOUT_MS
 
 
 @dataclass
@@ -96,11 +133,78 @@ def _route_regex(resource: str) -> tuple[re.Pattern[str], tuple[int, int, int]]:
             regex += "/" + re.escape(part)
             literal += 1
     # Literal segments beat parameters, which beat greedy ones (API Gateway's precedence).
-    return re.compile(f"^{regex or '/'}/?$"), (-greedy, literal, len(parts))
+    # Any byte but "/" belongs to a segment (a decoded %0A too): DOTALL, and \Z, not $ (which
+    # would also match before a final newline).
+    return re.compile(f"^{regex or '/'}/?\\Z", re.DOTALL), (-greedy, literal, len(parts))
 
 
 def _string(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def raw_path(environ: Mapping[str, Any]) -> str:
+    """The request's path as the client sent it: still percent-encoded (non-ASCII bytes encoded)."""
+    target = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
+    if not target:
+        return quote(str(environ.get("PATH_INFO") or "/"), safe="/%")
+    if "://" in target.split("?", 1)[0]:  # an absolute request target
+        target = urlsplit(target).path or "/"
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    # WSGI hands the request line's bytes over as Latin-1 characters
+    return "".join(c if ord(c) < 0x80 else f"%{ord(c):02X}" for c in path)
+
+
+def decoded_for_matching(path: str) -> tuple[str, list[int]]:
+    """``path`` with each ``%XX`` decoded to one character per byte (Latin-1), and for each
+    character of the result the offset in ``path`` where it starts (plus the end): route matching
+    runs on the decoded path, parameters are cut from the encoded one."""
+    out: list[str] = []
+    starts: list[int] = []
+    i = 0
+    while i < len(path):
+        starts.append(i)
+        if path[i] == "%" and i + 2 < len(path) and path[i + 1] in _HEX and path[i + 2] in _HEX:
+            out.append(chr(int(path[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(path[i])
+            i += 1
+    starts.append(len(path))
+    return "".join(out), starts
+
+
+def proxy_response_problem(payload: Any) -> str | None:
+    """Why API Gateway would call ``payload`` a malformed Lambda proxy response (502), or None."""
+    if not isinstance(payload, dict):
+        return "not a JSON object"
+    unknown = set(payload) - _PROXY_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}"
+    status = payload.get("statusCode")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return "statusCode missing or not an HTTP status integer"
+    body = payload.get("body")
+    if body is not None and not isinstance(body, str):
+        return "body is not a string"
+    if not isinstance(payload.get("isBase64Encoded", False), bool):
+        return "isBase64Encoded is not a boolean"
+    headers = payload.get("headers")
+    if headers is not None and (
+        not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values())
+    ):
+        return "headers is not an object of strings"
+    multi = payload.get("multiValueHeaders")
+    if multi is not None and (
+        not isinstance(multi, dict)
+        or not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in multi.values())
+    ):
+        return "multiValueHeaders is not an object of string lists"
+    if payload.get("isBase64Encoded") and body:
+        try:
+            base64.b64decode(body, validate=True)
+        except ValueError:
+            return "body is not valid base64"
+    return None
 
 
 def method_arn_matches(pattern: str, arn: str) -> bool:
@@ -150,6 +254,9 @@ class ApiGateway:
         self._cache: dict[tuple[str, tuple[str, ...]], _CacheEntry] = {}
         self._lock = threading.Lock()
         self._request = threading.local()  # per-request tally of the functions' AWS calls
+        # Integrations run here so that a request can stop waiting at the integration timeout
+        # (the invocation itself runs on, as Lambda's does).
+        self._integrations = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-integration")
         self.binary_types = list(body.get("x-amazon-apigateway-binary-media-types", []))
         self.gateway_responses = dict(body.get("x-amazon-apigateway-gateway-responses", {}))
         self.authorizers = self._read_authorizers(body)
@@ -202,13 +309,19 @@ class ApiGateway:
                         if name in self.authorizers:
                             authorizer = name
                 pattern, specificity = _route_regex(resource)
-                routes.append(Route(resource, verb, pattern, match.group(1), authorizer, specificity))
+                timeout_ms = int(integration.get("timeoutInMillis", INTEGRATION_TIMEOUT_MS))
+                routes.append(
+                    Route(resource, verb, pattern, match.group(1), authorizer, specificity, timeout_ms)
+                )
         routes.sort(key=lambda r: (r.specificity, r.method != "ANY"), reverse=True)
         return routes
 
     # ------------------------------------------------------------------ helpers
-    def _gateway_response(self, kind: str, request_id: str, message: str | None = None) -> Response:
+    def _gateway_response(
+        self, kind: str, request_id: str, message: str | None = None, status: int | None = None
+    ) -> Response:
         default_status, default_message = _DEFAULT_RESPONSES.get(kind, (500, None))
+        default_status = status or default_status
         status = default_status
         fallback = "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
         custom = self.gateway_responses.get(kind) or self.gateway_responses.get(fallback) or {}
@@ -235,18 +348,24 @@ class ApiGateway:
         return Response(body, status=status, headers=headers)
 
     def _match(self, path: str, method: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of the encoded ``path`` (matched decoded) and its parameters, still encoded."""
+        decoded, starts = decoded_for_matching(path)
         for route in self.routes:
             if route.method not in (method, "ANY"):
                 continue
-            found = route.pattern.match(path)
+            found = route.pattern.match(decoded)
             if found:
-                return route, dict(found.groupdict().items())
+                params = {
+                    name: path[starts[found.start(name)] : starts[found.end(name)]]
+                    for name in found.groupdict()
+                }
+                return route, params
         return None
 
     def method_arn(self, method: str, path: str) -> str:
         return f"arn:aws:execute-api:{self.region}:{self.account}:{self.api_id}/{self.stage}/{method}{path}"
 
-    def _request_context(self, request: Request, route: Route, request_id: str) -> dict[str, Any]:
+    def _request_context(self, request: Request, route: Route, request_id: str, path: str) -> dict[str, Any]:
         now = datetime.now(UTC)
         return {
             "accountId": self.account,
@@ -256,7 +375,7 @@ class ApiGateway:
             "httpMethod": request.method,
             # The path as the client called it: the local API is served at the root, as a custom
             # domain with an empty base path mapping serves a stage (no /<stage> prefix).
-            "path": request.path,
+            "path": path,
             "stage": self.stage,
             "requestId": request_id,
             "extendedRequestId": request_id,
@@ -390,8 +509,19 @@ class ApiGateway:
         return _CacheEntry(time.monotonic() + authorizer.ttl, principal, policy, context)
 
     # ------------------------------------------------------------------ WSGI
-    def _invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeResult:
-        result = self.runtime.invoke(function_arn, event)
+    def _invoke(
+        self, function_arn: str, event: dict[str, Any], timeout_ms: int | None = None
+    ) -> InvokeResult:
+        """Invoke and count the function's AWS calls; TimeoutError when no answer came within
+        ``timeout_ms`` (API Gateway's integration timeout)."""
+        if timeout_ms is None:
+            result = self.runtime.invoke(function_arn, event)
+        else:
+            future = self._integrations.submit(self.runtime.invoke, function_arn, event)
+            try:
+                result = future.result(timeout=timeout_ms / 1000)
+            except FutureTimeout:
+                raise TimeoutError(f"no answer within {timeout_ms} ms") from None
         self._request.aws_calls = getattr(self._request, "aws_calls", 0) + result.aws_calls
         return result
 
@@ -420,7 +550,8 @@ class ApiGateway:
             return Response(json.dumps(self._stats()), status=200, content_type="application/json")
         if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", request_id)
-        matched = self._match(request.path, request.method)
+        path = raw_path(request.environ)
+        matched = self._match(path, request.method)
         if matched is None:
             return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", request_id)
         route, path_params = matched
@@ -432,7 +563,7 @@ class ApiGateway:
         query, multi_query = self._query(request)
         event: dict[str, Any] = {
             "resource": route.resource,
-            "path": request.path,
+            "path": path,
             "httpMethod": request.method,
             "headers": headers or None,
             "multiValueHeaders": multi_headers or None,
@@ -440,42 +571,61 @@ class ApiGateway:
             "multiValueQueryStringParameters": multi_query,
             "pathParameters": path_params or None,
             "stageVariables": None,
-            "requestContext": self._request_context(request, route, request_id),
+            "requestContext": self._request_context(request, route, request_id, path),
             "body": body,
             "isBase64Encoded": is_base64,
         }
         if route.authorizer is not None:
-            arn = self.method_arn(request.method, request.path)
+            arn = self.method_arn(request.method, path)
             decision = self._authorize(self.authorizers[route.authorizer], event, arn, request_id)
             if isinstance(decision, Response):
                 return decision
             event["requestContext"]["authorizer"] = decision
-        return self._integrate(route, event, request_id)
+        return self._integrate(route, event, request_id, request.headers.get("Accept", ""))
 
-    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> Response:
-        result = self._invoke(route.function_arn, event)
+    def binary_accepted(self, accept: str) -> bool:
+        """Whether API Gateway answers a base64 proxy response as bytes: the first media type of
+        ``Accept`` matches a binary media type (a wildcard in ``binaryMediaTypes`` matches)."""
+        first = accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+        return bool(first) and any(fnmatch.fnmatchcase(first, t.lower()) for t in self.binary_types)
+
+    def _integrate(self, route: Route, event: dict[str, Any], request_id: str, accept: str) -> Response:
+        try:
+            result = self._invoke(route.function_arn, event, route.timeout_ms)
+        except TimeoutError:
+            log.error("integration %s %s timed out (%d ms)", route.method, route.resource, route.timeout_ms)
+            return self._gateway_response("INTEGRATION_TIMEOUT", request_id)
+        if result.refusal is not None and result.refusal.code is RefusalCode.TOO_LARGE:
+            # the event over Lambda's 6 MB: refused by Lambda's Invoke API, answered 413
+            return self._gateway_response("REQUEST_TOO_LARGE", request_id)
+        if result.throttled:
+            # Lambda's 429 is not passed on: API Gateway answers 500 (INTEGRATION_FAILURE's
+            # response, when the API customises one) -- re:Post "API Gateway proxy integration does
+            # not forward Lambda throttling (HTTP 429) to client"
+            log.error("integration %s %s throttled: %s", route.method, route.resource, result.error)
+            return self._gateway_response("INTEGRATION_FAILURE", request_id, status=500)
         if result.failed:
+            # a function error, a Lambda timeout, an oversized or unserialisable response: API
+            # Gateway's 502 (its 504 is only the integration timeout, above)
             log.error("integration %s %s failed: %s", route.method, route.resource, result.error)
-            kind = (
-                "INTEGRATION_TIMEOUT"
-                if (result.error or {}).get("errorType") == "Sandbox.Timedout"
-                else "INTEGRATION_FAILURE"
-            )
-            return self._gateway_response(kind, request_id)
+            return self._gateway_response("INTEGRATION_FAILURE", request_id)
         payload = result.payload
-        if not isinstance(payload, dict) or not isinstance(payload.get("statusCode", 200), int):
-            log.error("malformed Lambda proxy response from %s %s", route.method, route.resource)
+        problem = proxy_response_problem(payload)
+        if problem is not None:
+            log.error("malformed Lambda proxy response from %s %s: %s", route.method, route.resource, problem)
             return self._gateway_response("INTEGRATION_FAILURE", request_id)
         body = payload.get("body") or ""
-        data = base64.b64decode(body) if payload.get("isBase64Encoded") else str(body).encode()
-        response = Response(data, status=int(payload.get("statusCode", 200)))
+        binary = bool(payload.get("isBase64Encoded")) and self.binary_accepted(accept)
+        # not asked for as binary: the base64 text itself is the body, as API Gateway sends it
+        data = base64.b64decode(body) if binary else body.encode()
+        response = Response(data, status=payload["statusCode"])
         response.headers.pop("Content-Type", None)
         for key, value in (payload.get("headers") or {}).items():
-            response.headers[key] = str(value)
+            response.headers[key] = value
         for key, values in (payload.get("multiValueHeaders") or {}).items():
             response.headers.pop(key, None)
             for value in values:
-                response.headers.add(key, str(value))
+                response.headers.add(key, value)
         response.headers["x-amzn-RequestId"] = request_id
         return response
 

@@ -1,9 +1,14 @@
 """moto's server, counting the AWS calls it answers (by caller, service and operation): what a
 request or a workflow costs, as a benchmark wants to know, and which actions each function uses
-(every function signs with its own access key), as the IAM check wants to know."""
+(every function signs with its own access key), as the IAM check wants to know.
+
+With an :class:`~localcloud.iam.enforce.Authorizer` set (:meth:`CountingMotoServer.enforce`),
+each call is authorized before moto sees it, as the account would authorize it; a denied call is
+answered with the service's AccessDenied and never reaches moto."""
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from collections import Counter
@@ -12,7 +17,8 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+_REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
 
 
 class CountingMotoServer:
@@ -27,6 +33,7 @@ class CountingMotoServer:
 
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.authorizer: Any = None  # localcloud.iam.enforce.Authorizer, once the stack exists
         app = DomainDispatcherApplication(create_backend_app)
         self._server: BaseWSGIServer = make_server(
             host, port, self._counting(app), threaded=True, request_handler=MotoRequestHandler
@@ -39,7 +46,9 @@ class CountingMotoServer:
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
             if not environ.get("PATH_INFO", "").startswith("/moto-api"):
                 match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
-                caller, service = (match.group(1), match.group(2)) if match else ("-", "unsigned")
+                caller, region, service = (
+                    (match.group(1), match.group(2), match.group(3)) if match else ("-", "", "unsigned")
+                )
                 operation = (
                     s3_operation(environ)
                     if service == "s3"
@@ -48,9 +57,26 @@ class CountingMotoServer:
                 )
                 with self._lock:
                     self.calls[f"{caller}|{service}:{operation}"] += 1
+                authorizer = self.authorizer
+                if authorizer is not None and match is not None:
+                    body = b""
+                    # S3's checks need no body (an upload may be large), but DeleteObjects' key list
+                    if service != "s3" or operation == "DeleteObjects":
+                        length = int(environ.get("CONTENT_LENGTH") or 0)
+                        body = environ["wsgi.input"].read(length) if length else b""
+                        environ["wsgi.input"] = io.BytesIO(body)
+                    denial = authorizer.authorize(environ, body, caller, service, region)
+                    if denial is not None:
+                        status = f"{denial.status} {_REASONS.get(denial.status, 'Error')}"
+                        start_response(status, [*denial.headers, ("Content-Length", str(len(denial.body)))])
+                        return [denial.body]
             return app(environ, start_response)
 
         return wsgi
+
+    def enforce(self, authorizer: Any) -> None:
+        """Authorize every call from now on with ``authorizer`` (None: stop)."""
+        self.authorizer = authorizer
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -21,10 +21,15 @@ from localcloud import motohooks
 from localcloud.apigateway import ApiGateway, ApiServer
 from localcloud.awscalls import CountingMotoServer
 from localcloud.eventbridge import EventDelivery
-from localcloud.lambdas import LambdaRuntime
-from localcloud.postgres import Database, EmbeddedPostgres, parse_url
+from localcloud.iam import kms as iam_kms
+from localcloud.iam import objectlock
+from localcloud.iam.enforce import Authorizer
+from localcloud.iam.evaluator import PolicyEvaluator, Principal
+from localcloud.lambdas import AsyncTiming, FunctionSpec, LambdaRuntime, function_environment
+from localcloud.postgres import Database, EmbeddedPostgres, create_aurora_master, is_superuser, parse_url
 from localcloud.provision import Provisioner, Resource, Stack
 from localcloud.template import load_template, transform_template
+from localcloud.xray import TRACES_FILE, TraceSink
 
 log = logging.getLogger("localcloud")
 
@@ -48,6 +53,15 @@ class LocalCloudConfig:
     # "embedded" (pgserver), a postgresql:// URL, or None for no database.
     database: str | None = "embedded"
     retry_base_seconds: float = 1.0
+    # Authorize every function's AWS calls by its role and the resources' policies (localcloud.iam).
+    enforce_iam: bool = True
+    # Lambda's asynchronous queue: waits before the retries of a function error (AWS: about 1
+    # and 2 minutes) and the back-off of a throttled event (doubling, capped).
+    async_retry_delays: tuple[float, ...] = (60.0, 120.0)
+    async_throttle_base: float = 1.0
+    async_throttle_cap: float = 300.0
+    # Extra deliveries of every EventBridge event (at-least-once); see localcloud.eventbridge.
+    duplicate_deliveries: int = 0
 
 
 class LocalCloud:
@@ -57,8 +71,18 @@ class LocalCloud:
         self.config = config
         self.aws_endpoint = f"http://{config.host}:{config.aws_port}"
         self.api_url = f"http://{config.host}:{config.api_port}"
-        self.runtime = LambdaRuntime(self._function_environment())
-        self.delivery = EventDelivery(self.runtime, self.client, retry_base_seconds=config.retry_base_seconds)
+        # Bound first: the functions' environment names its address (its file opens at start).
+        self.traces = TraceSink(config.state_dir / TRACES_FILE, config.host)
+        timing = AsyncTiming(config.async_retry_delays, config.async_throttle_base, config.async_throttle_cap)
+        self.runtime = LambdaRuntime(self._function_environment(), timing)
+        self.runtime.use_clients(self._function_client)
+        self.delivery = EventDelivery(
+            self.runtime,
+            self.client,
+            retry_base_seconds=config.retry_base_seconds,
+            duplicates=config.duplicate_deliveries,
+            state_dir=config.state_dir,
+        )
         self.stack: Stack | None = None
         self.api: ApiGateway | None = None
         self.database: Database | None = None
@@ -67,6 +91,11 @@ class LocalCloud:
         self._api_server: ApiServer | None = None
         self._clients: dict[str, Any] = {}
         self.bootstrap_result: dict[str, Any] = {}
+        self.evaluator = PolicyEvaluator()
+        # LOCALCLOUD_IAM=report: log what IAM would deny and let it through (to list a change's gaps).
+        self.authorizer = Authorizer(
+            self.evaluator, ACCOUNT, {}, report_only=os.environ.get("LOCALCLOUD_IAM") == "report"
+        )
 
     # ------------------------------------------------------------------ plumbing
     def _function_environment(self) -> dict[str, str]:
@@ -77,6 +106,8 @@ class LocalCloud:
             "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
             "TZ": "UTC",
+            # The tracer runs as on AWS (no AWS_SAM_LOCAL): its segments go to the local daemon.
+            "AWS_XRAY_DAEMON_ADDRESS": self.traces.address,
         }
 
     def client(self, service: str) -> Any:
@@ -91,15 +122,33 @@ class LocalCloud:
             )
         return self._clients[service]
 
+    def _function_client(self, service: str, spec: FunctionSpec) -> Any:
+        """A boto3 client that calls as ``spec``'s role (its own access key, as its workers do):
+        what Lambda's service does on the function's behalf, such as sending to a destination."""
+        key = function_environment(spec, self._function_environment())["AWS_ACCESS_KEY_ID"]
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.aws_endpoint,
+            region_name=self.config.region,
+            aws_access_key_id=key,
+            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        )
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalCloud:
         """Start moto, the database, provision the template, serve the API."""
         os.environ["MOTO_PORT"] = str(self.config.aws_port)  # moto's ASL interpreter calls back here
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.traces.start()
         self._moto = CountingMotoServer(self.config.host, self.config.aws_port)
         self._moto.start()
         motohooks.install(self.runtime, self.delivery)
+        iam_kms.install()
+        objectlock.install()
         motohooks.enable_step_functions_execution(self.aws_endpoint)
+        if self.config.enforce_iam:
+            # From the first call: the template's own key policies get KMS's lockout check too.
+            self._moto.enforce(self.authorizer)
 
         parameters = dict(self.config.parameters)
         self.database = self._start_database()
@@ -123,6 +172,7 @@ class LocalCloud:
             ACCOUNT,
             on_rule=self._schedule,
         ).provision()
+        self.authorizer.functions = self._function_principals(self.stack)
 
         apis = self.stack.of_type("AWS::ApiGateway::RestApi")
         if len(apis) > 1:
@@ -137,13 +187,30 @@ class LocalCloud:
                 stage,
                 self.config.region,
                 ACCOUNT,
-                stats=lambda: {"aws_calls": moto.snapshot() if moto else {}},
+                stats=lambda: {
+                    "aws_calls": moto.snapshot() if moto else {},
+                    # the IAM evaluator's work: simulations node answered, calls denied
+                    "iam": {"evaluations": self.evaluator.evaluations, "denied": self.authorizer.denied},
+                },
             )
             self._api_server = ApiServer(self.api, self.config.host, self.config.api_port)
             self._api_server.start()
         self.bootstrap_result = self._run_bootstrap()
         self._write_bootstrap()
         return self
+
+    @staticmethod
+    def _function_principals(stack: Stack) -> dict[str, Principal]:
+        """Each function's access key (localcloud.lambdas) and the role session that signs with it."""
+        principals = {}
+        for function in stack.of_type("AWS::Lambda::Function"):
+            role_arn = str(function.properties["Role"])
+            path_and_name = role_arn.split(":role", 1)[1]
+            path, _, name = path_and_name.rpartition("/")
+            principals[f"{CREDENTIALS['aws_access_key_id']}-{function.logical_id}"] = Principal(
+                account=ACCOUNT, role_name=name, session_name=function.physical_id, role_path=f"{path}/"
+            )
+        return principals
 
     def _declared_parameters(self) -> set[str]:
         return set(load_template(self.config.template).get("Parameters", {}))
@@ -155,7 +222,8 @@ class LocalCloud:
             return {}
         assert self.stack is not None
         function = self.stack.resources[hook["Function"]].physical_id
-        output = self.runtime.run_module(function, [str(a) for a in hook["Command"]])
+        # An operator's command (on AWS: run with the operator's credentials), not the function's.
+        output = self.runtime.run_module(function, [str(a) for a in hook["Command"]], as_operator=True)
         result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
         return result
 
@@ -164,7 +232,9 @@ class LocalCloud:
         if choice is None:
             return None
         if choice != "embedded":
-            return parse_url(choice)
+            given = parse_url(choice)
+            # a superuser URL stands for RDS itself: the platform gets an Aurora-like master
+            return create_aurora_master(given) if is_superuser(given) else given
         self._postgres = EmbeddedPostgres(self.config.state_dir)
         return self._postgres.start()
 
@@ -243,9 +313,11 @@ class LocalCloud:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        self.evaluator.close()
         if self._postgres is not None:
             self._postgres.stop()
             self._postgres = None
+        self.traces.stop()
 
     def __enter__(self) -> LocalCloud:
         return self.start()

@@ -263,7 +263,7 @@ class Tour:
         path = f"/tenants/{tenant_id}/files/reports/q3.txt"
         octets = {"Content-Type": "application/octet-stream"}
         self.expect(self.call("PUT", path, owner, data=content, headers=octets), 200, "file upload")
-        if self.call("GET", path, owner).content != content:
+        if self.call("GET", path, owner, headers={"Accept": "application/octet-stream"}).content != content:
             raise DemoFailed("the file did not come back as it was stored")
         self.say(f"   PUT + GET {path}: {len(content)} bytes, envelope-encrypted (AWS Encryption SDK)")
         body = {"data": {"customer": "Initech", "ssn": "078-05-1120"}, "sensitive": ["ssn"]}

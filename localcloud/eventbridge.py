@@ -3,9 +3,16 @@
 moto matches events against rules; we take over delivery for ``lambda``, ``states`` and ``sns`` targets:
 asynchronously, with the target's input (Input, InputPath, InputTransformer), its RetryPolicy
 (MaximumRetryAttempts, MaximumEventAgeInSeconds; exponential back-off) and, when delivery gives
-up, its DeadLetterConfig queue with EventBridge's message attributes. A function error counts as a
-failed delivery here (stricter than AWS, which hands it to Lambda's own async retries).
-Scheduled rules with ``rate(...)`` expressions are fired by a timer.
+up, its DeadLetterConfig queue with EventBridge's message attributes. As on AWS, a Lambda target is
+invoked asynchronously: delivery succeeds once Lambda queued the event, and a function error is
+Lambda's to retry (the function's EventInvokeConfig, :mod:`localcloud.lambdas`) -- the rule's
+retry policy and dead-letter queue see only what Lambda refused. Scheduled rules with
+``rate(...)`` expressions are fired by a timer.
+
+EventBridge delivers at least once: with ``duplicates`` (or the control file
+:data:`DUPLICATES_FILE` in the state directory, read per event, so a test can turn it on and
+off) each event reaches each target that many extra times, at once, as a duplicate delivery on
+AWS would.
 """
 
 from __future__ import annotations
@@ -20,14 +27,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from localcloud.lambdas import LambdaRuntime
+from localcloud.topickeys import EVENTBRIDGE_PRINCIPAL, publish_refusal
 
 log = logging.getLogger("localcloud.events")
 
 DEFAULT_MAX_ATTEMPTS = 185
 DEFAULT_MAX_AGE = 86400
+# In the state directory: the number of extra deliveries of every event (absent: ``duplicates``).
+DUPLICATES_FILE = "duplicate-deliveries"
 
 
 def _iso(value: Any) -> str:
@@ -79,11 +90,15 @@ class EventDelivery:
         clients: Callable[[str], Any],
         retry_base_seconds: float = 1.0,
         retry_cap_seconds: float = 60.0,
+        duplicates: int = 0,
+        state_dir: Path | None = None,
     ) -> None:
         self.runtime = runtime
         self._client = clients
         self.retry_base = retry_base_seconds
         self.retry_cap = retry_cap_seconds
+        self.duplicates = duplicates
+        self._duplicates_file = state_dir / DUPLICATES_FILE if state_dir is not None else None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbridge")
         self._stopping = threading.Event()
         self._timers: list[threading.Thread] = []
@@ -93,19 +108,36 @@ class EventDelivery:
         """Deliver ``event`` to ``target`` in the background."""
         if self._stopping.is_set():
             return
-        self._pool.submit(self._deliver, rule_arn, copy.deepcopy(target), normalise_event(event))
+        normalised = normalise_event(event)
+        for _copy in range(1 + self.extra_deliveries()):
+            self._pool.submit(self._deliver, rule_arn, copy.deepcopy(target), copy.deepcopy(normalised))
+
+    def extra_deliveries(self) -> int:
+        """How many times each event is delivered again (the control file wins when present)."""
+        if self._duplicates_file is not None:
+            try:
+                return max(0, int(self._duplicates_file.read_text().strip() or "0"))
+            except FileNotFoundError:
+                pass
+            except ValueError:
+                log.warning("%s does not hold a number; delivering once", self._duplicates_file)
+                return 0
+        return self.duplicates
 
     def _send(self, target: dict[str, Any], payload: Any) -> None:
         arn: str = target["Arn"]
         service = arn.split(":")[2]
         if service == "lambda":
-            result = self.runtime.invoke(arn, payload)
-            if result.failed:
-                error = result.error or {}
-                raise DeliveryError(str(error.get("errorType")), str(error.get("errorMessage")))
+            # Asynchronous, as EventBridge invokes Lambda: delivered once Lambda queued it.
+            refused = self.runtime.invoke_async(arn, payload)
+            if refused is not None:
+                raise DeliveryError(str(refused.code), refused.message)
         elif service == "states":
             self._client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
         elif service == "sns":
+            refusal = publish_refusal(self._client("kms"), self._client("sns"), arn, EVENTBRIDGE_PRINCIPAL)
+            if refusal:  # AWS retries, then dead-letters the event: KMS refuses EventBridge
+                raise DeliveryError("KMS.AccessDeniedException", refusal)
             self._client("sns").publish(TopicArn=arn, Message=json.dumps(payload))
         else:  # pragma: no cover - only lambda and states targets are routed here
             raise DeliveryError("UnsupportedTarget", arn)

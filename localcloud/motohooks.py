@@ -13,6 +13,9 @@
 - DynamoDB writes are serialised, each whole request: moto's TransactWriteItems deep-copies a
   table for rollback and fails when another thread writes to it meanwhile, and an UpdateItem's
   returned values are read after the write (real DynamoDB has neither limit).
+- Lambda ``Invoke`` is refused as Lambda refuses it: 429 over reserved concurrency, 413 over
+  6 MB (1 MB asynchronous); PutEvents over 256 KB is a ValidationException.
+- ``States.ALL`` catches neither ``States.Runtime`` nor ``States.DataLimitExceeded``, as on AWS.
 - Every call that writes a policy document (key, bucket, queue, topic, bus, secret and IAM
   policies) has it checked by :mod:`localcloud.policies` first and is refused with the error AWS
   gives for a malformed one (moto stores anything).
@@ -27,6 +30,7 @@ import html
 import importlib
 import json
 import logging
+import re
 import struct
 import threading
 import uuid
@@ -40,7 +44,7 @@ from typing import Any
 import requests
 
 from localcloud.eventbridge import EventDelivery
-from localcloud.lambdas import LambdaRuntime
+from localcloud.lambdas import InvocationType, InvokeRefusal, LambdaRuntime, too_large
 from localcloud.policies import PolicyKind, check_policy
 
 _OURS = ("lambda", "states", "sns")  # moto's EventBridge delivers to none of these
@@ -470,6 +474,39 @@ def _check_written(write: _PolicyWrite, document: str | bytes) -> None:
         raise _policy_refused()(write.code, check.message())
 
 
+_INVALID_PRINCIPALS = "Policy contains a statement with one or more invalid principals."
+_IAM_PRINCIPAL = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):(role|user)/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)")
+
+
+def missing_principals(account: str, document: str | bytes) -> list[str]:
+    """The roles and users of ``account`` a key policy names that do not exist: KMS refuses such a
+    policy ("one or more invalid principals"), so a key policy naming a role created later (or a
+    mistyped one) fails on AWS, at CreateKey as at PutKeyPolicy and ReplicateKey."""
+    from moto.iam.models import iam_backends
+
+    try:
+        policy = json.loads(document)
+    except ValueError:
+        return []  # malformed: the document check refuses it
+    found = policy.get("Statement", []) if isinstance(policy, dict) else []
+    backend = iam_backends[account]["global"]
+    missing = []
+    for statement in [found] if isinstance(found, dict) else found:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        names = principal.get("AWS", []) if isinstance(principal, dict) else []
+        for name in [names] if isinstance(names, str) else names:
+            match = _IAM_PRINCIPAL.fullmatch(str(name))
+            if match is None or match[1] != account:
+                continue  # an account, a session, or another account's principal (not known here)
+            if match[2] == "role":
+                exists = any(role.arn == name for role in backend.roles.values())
+            else:
+                exists = match[3] in backend.users
+            if not exists:
+                missing.append(str(name))
+    return missing
+
+
 def refuse_malformed_policies() -> None:
     """Check each policy document a call writes before moto stores it; refuse it as AWS would.
 
@@ -486,6 +523,10 @@ def refuse_malformed_policies() -> None:
                 for document in write.documents(self, args):
                     if document is not None:
                         _check_written(write, document)
+                        if write.kind is PolicyKind.KEY and missing_principals(
+                            str(self.current_account), document
+                        ):
+                            raise _policy_refused()(write.code, _INVALID_PRINCIPALS)
                 return original(self, *args, **kwargs)
 
             return checked
@@ -585,20 +626,109 @@ def s3_post_policies() -> None:
     _patch(_moto_class("moto.s3.responses", "S3Response"), "_bucket_response_post", make_post)
 
 
+# EventBridge's PutEvents quota: the entries of one request together (its size formula).
+PUT_EVENTS_LIMIT = 262_144
+_ENTRY_TIME_BYTES = 14
+
+
+def put_events_size(entries: list[dict[str, Any]]) -> int:
+    """The size EventBridge counts for PutEvents ``entries``: Time 14 bytes, and the UTF-8 bytes
+    of Source, DetailType, Detail and each of Resources."""
+    size = 0
+    for entry in entries:
+        size += _ENTRY_TIME_BYTES if entry.get("Time") is not None else 0
+        for key in ("Source", "DetailType", "Detail"):
+            size += len(str(entry.get(key) or "").encode())
+        size += sum(len(str(r).encode()) for r in entry.get("Resources") or [])
+    return size
+
+
+def put_events_limit() -> None:
+    """PutEvents refuses a request whose entries exceed 256 KB, as EventBridge does (moto takes
+    any size): a ValidationException for the whole request, and nothing is put (idempotent)."""
+    validation = _moto_class("moto.events.exceptions", "ValidationException")
+
+    def make_put(original: Any) -> Any:
+        def put_events(self: Any, events: list[dict[str, Any]]) -> Any:
+            if put_events_size(events) > PUT_EVENTS_LIMIT:
+                raise validation("Total size of the entries in the request is over the limit.")
+            return original(self, events)
+
+        return put_events
+
+    _patch(_moto_class("moto.events.models", "EventsBackend"), "put_events", make_put)
+
+
+def states_all_spares_terminal_errors() -> None:
+    """``States.ALL`` matches neither ``States.Runtime`` nor ``States.DataLimitExceeded`` (AWS:
+    "cannot catch the States.DataLimitExceeded terminal error or Runtime error types"); moto's
+    interpreter matches every error. Such an error ends the execution, whatever its Catch says;
+    a retrier or catcher naming the error itself still matches it (idempotent)."""
+    decl = _moto_class(
+        "moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl"
+    )
+    states_error = _moto_class(
+        "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name", "StatesErrorName"
+    )
+    names = _moto_class(
+        "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type",
+        "StatesErrorNameType",
+    )
+    terminal = {names.StatesRuntime, names.StatesStatesDataLimitExceeded}
+
+    def make_eval(original: Any) -> Any:
+        def _eval_body(self: Any, env: Any) -> None:
+            error_name = env.stack[-1]
+            if (
+                isinstance(error_name, states_error)
+                and error_name.typ in terminal
+                and error_name not in self.error_names
+            ):
+                env.stack.pop()
+                env.stack.append(False)
+                return
+            original(self, env)
+
+        return _eval_body
+
+    _patch(decl, "_eval_body", make_eval)
+
+
+def _invoke_refused(refusal: InvokeRefusal) -> Exception:
+    """The error Lambda's Invoke API answers a refused call with (429, 413), in moto's terms."""
+    json_error = _moto_class("moto.core.exceptions", "JsonRESTError")
+
+    class InvokeRefused(json_error):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__(str(refusal.code), refusal.message)
+            self.code = refusal.status
+            self.description = json.dumps({"__type": str(refusal.code), **refusal.body()})
+
+    return InvokeRefused()
+
+
 def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     """Patch moto's Lambda invoke, EventBridge rule delivery and unnamed executions."""
 
     def make_invoke(_original: Any) -> Any:
         def invoke(self: Any, body: str, request_headers: Any, response_headers: dict[str, str]) -> bytes:
-            event = json.loads(body) if body else {}
             headers = {k.lower(): v for k, v in dict(request_headers).items()}
-            invocation_type = headers.get("x-amz-invocation-type", "RequestResponse")
-            if invocation_type == "Event":
-                runtime.invoke_async(self.function_arn, event)
+            invocation_type = InvocationType(headers.get("x-amz-invocation-type", "RequestResponse"))
+            raw = body.encode() if isinstance(body, str) else bytes(body or b"")
+            refusal = too_large(len(raw), invocation_type)
+            if refusal is not None:
+                raise _invoke_refused(refusal)
+            event = json.loads(body) if body else {}
+            if invocation_type is InvocationType.EVENT:
+                refusal = runtime.invoke_async(self.function_arn, event)
+                if refusal is not None:
+                    raise _invoke_refused(refusal)
                 return b""
-            if invocation_type == "DryRun":
+            if invocation_type is InvocationType.DRY_RUN:
                 return b""
             result = runtime.invoke(self.function_arn, event)
+            if result.refusal is not None:
+                raise _invoke_refused(result.refusal)
             if result.failed:
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(result.error).encode()
@@ -641,6 +771,8 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     s3_post_policies()
     atomic_s3_conditional_puts()
     refuse_malformed_policies()
+    put_events_limit()
+    states_all_spares_terminal_errors()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)
     _patch(

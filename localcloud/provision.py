@@ -21,22 +21,32 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.intrinsics import Resolver, UnresolvedReference, references
-from localcloud.lambdas import FunctionSpec, LambdaRuntime
+from localcloud.lambdas import (
+    DEFAULT_ASYNC_MAX_AGE,
+    DEFAULT_ASYNC_RETRIES,
+    AsyncConfig,
+    FunctionSpec,
+    LambdaRuntime,
+)
 from localcloud.policies import check_policy, template_policies
+from localcloud.topickeys import CLOUDWATCH_PRINCIPAL, publish_refusal
 
 log = logging.getLogger("localcloud.provision")
 
 # Types that exist only for API Gateway or IAM plumbing the local cloud does itself.
+# The local stack's id ends in this UUID, as a real one ends in a random one; its first 8 hex
+# digits are the deployment id in every bucket name (Settings.deployment_id's default).
+LOCAL_STACK_UUID = "10ca1000-0000-4000-8000-000000000000"
+
 STOOD_IN = {
     "AWS::ApiGateway::Deployment": "the local API server serves the RestApi body directly",
     "AWS::ApiGateway::Stage": "the local API server serves the stage at /",
     "AWS::ApiGateway::Account": "no CloudWatch role is needed locally",
     "AWS::Lambda::Permission": "recorded; IAM is not enforced by moto",
-    "AWS::Lambda::EventInvokeConfig": "recorded; async retries follow the rule's retry policy",
     "AWS::WAFv2::WebACL": "no edge locally: the API's own sign-in throttles apply",
     "AWS::WAFv2::WebACLAssociation": "no edge locally: the API's own sign-in throttles apply",
-    "AWS::XRay::Group": "no X-Ray locally",
-    "AWS::XRay::SamplingRule": "no X-Ray locally",
+    "AWS::XRay::Group": "segments go to the local daemon (traces.jsonl), unfiltered",
+    "AWS::XRay::SamplingRule": "every invocation is sampled locally",
 }
 
 
@@ -137,7 +147,9 @@ class Provisioner:
                 "AWS::Region": region,
                 "AWS::AccountId": account,
                 "AWS::StackName": stack_name,
-                "AWS::StackId": f"arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/local",
+                "AWS::StackId": (
+                    f"arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/{LOCAL_STACK_UUID}"
+                ),
                 "AWS::Partition": "aws",
                 "AWS::URLSuffix": "amazonaws.com",
                 "AWS::NotificationARNs": [],
@@ -162,6 +174,7 @@ class Provisioner:
             "AWS::IAM::ManagedPolicy": self._managed_policy,
             "AWS::Lambda::LayerVersion": self._layer,
             "AWS::Lambda::Function": self._function,
+            "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
             "AWS::ApiGateway::RestApi": self._rest_api,
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::S3::Bucket": self._bucket,
@@ -579,6 +592,17 @@ class Provisioner:
         )
         return name, {"Arn": created["FunctionArn"]}
 
+    def _event_invoke_config(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Asynchronous invocation settings: the local Lambda's queue retries and routes by them."""
+        on_failure = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        config = AsyncConfig(
+            maximum_retry_attempts=int(p.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)),
+            maximum_event_age_seconds=int(p.get("MaximumEventAgeInSeconds", DEFAULT_ASYNC_MAX_AGE)),
+            on_failure=str(on_failure) if on_failure else None,
+        )
+        self.runtime.configure_async(str(p["FunctionName"]), config)
+        return f"{p['FunctionName']}:{p.get('Qualifier', '$LATEST')}", {}
+
     def _rest_api(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         api = self.client("apigateway").create_rest_api(name=p.get("Name") or logical_id)
         return api["id"], {"RootResourceId": api.get("rootResourceId", ""), "Body": p.get("Body", {})}
@@ -634,6 +658,13 @@ class Provisioner:
                 args[key] = int(args[key])
         if "Threshold" in args:
             args["Threshold"] = float(args["Threshold"])
+        for action in args.get("AlarmActions", []) + args.get("OKActions", []):
+            if action.split(":")[2] == "sns":
+                refusal = publish_refusal(
+                    self.client("kms"), self.client("sns"), action, CLOUDWATCH_PRINCIPAL
+                )
+                if refusal:  # AWS would create the alarm and drop every notification it sends
+                    raise ProvisioningError(f"{logical_id}: {refusal}")
         self.client("cloudwatch").put_metric_alarm(AlarmName=name, **args)
         return name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")}
 

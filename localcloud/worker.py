@@ -8,9 +8,11 @@ by ``LOCALCLOUD_RESULT_FD`` (stdout and stderr stay free for the function's logs
 
 from __future__ import annotations
 
+import decimal
 import importlib
 import json
 import os
+import secrets
 import sys
 import time
 import traceback
@@ -62,6 +64,27 @@ class _AwsCallCounter:
         base_client._make_api_call = counted
 
 
+class _RuntimeEncoder(json.JSONEncoder):
+    """awslambdaric's marshaller for python3.12: a Decimal (what boto3's DynamoDB types give) is
+    a JSON number, and nothing else beyond JSON's own types is serialised."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, decimal.Decimal):
+            return int(o) if o == o.to_integral_value() else float(o)
+        return super().default(o)
+
+
+def runtime_json(value: Any) -> str:
+    """``value`` as Lambda's Python runtime serialises a result (non-ASCII kept, not escaped)."""
+    return json.dumps(value, cls=_RuntimeEncoder, ensure_ascii=False)
+
+
+def _trace_header() -> str:
+    """A sampled X-Ray trace header, as Lambda gives each invocation of an active-tracing function."""
+    trace = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    return f"Root={trace};Parent={secrets.token_hex(8)};Sampled=1"
+
+
 def main() -> None:
     """Load the handler named by ``_HANDLER`` and serve invocations until stdin closes."""
     result_out = os.fdopen(int(os.environ["LOCALCLOUD_RESULT_FD"]), "w", buffering=1)
@@ -88,6 +111,8 @@ def main() -> None:
             reply: dict[str, Any] = {"ok": False, "error": init_error}
         else:
             context = LambdaContext(request["request_id"], request["deadline"])
+            # Lambda sets the invocation's trace header; the X-Ray SDK builds its segment from it.
+            os.environ["_X_AMZN_TRACE_ID"] = _trace_header()
             try:
                 reply = {"ok": True, "result": handler(request["event"], context)}
             except Exception as exc:
@@ -97,7 +122,12 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         try:
-            text = json.dumps(reply, default=str)
+            # As Lambda's Python runtime: a datetime (or any other object) in a result fails the
+            # invocation with Runtime.MarshalError.
+            if reply.get("ok"):
+                # What Lambda measures against its 6 MB response limit: the serialised payload.
+                reply["size"] = len(runtime_json(reply["result"]).encode())
+            text = runtime_json(reply)
         except (TypeError, ValueError) as exc:
             text = json.dumps({"ok": False, "error": _error(exc, "Runtime.MarshalError")})
         result_out.write(text + "\n")

@@ -51,11 +51,16 @@ def _every_call_was_allowed(cloud: RunningCloud) -> None:
     from localcloud.template import transform_template
     from tests.support.iam import ungranted_calls
 
-    calls = cloud.http("GET", "/__localcloud/stats").json()["aws_calls"]
+    stats = cloud.http("GET", "/__localcloud/stats").json()
     cfn = transform_template(REAL_TEMPLATE, {}, "us-east-1")[0]
-    missing = ungranted_calls(cfn, calls)
+    missing = ungranted_calls(cfn, stats["aws_calls"])
     assert not missing, (
         f"calls the functions made that their IAM roles in template.yaml do not allow: {missing}"
+    )
+    # a denied call a function caught and went on from would pass its test: none may be denied
+    assert stats["iam"]["denied"] == 0, (
+        f"{stats['iam']['denied']} calls of the functions were denied "
+        f"(localcloud.iam 'denied:' lines in {cloud.log_path})"
     )
 
 

@@ -67,8 +67,9 @@ def _tenant(tenant_id: str) -> TenantRecord:
 
 @app.post("/tenants", status_code=202)
 def create_tenant(body: OnboardingRequest) -> Response[Any]:
-    from tenant_security.onboarding import TenantProvisioner, request_onboarding
+    from tenant_security.onboarding import TenantProvisioner, check_onboarding_size, request_onboarding
 
+    check_onboarding_size(app.current_event.body)  # it must fit in an event and an execution's state
     request = TenantProvisioner.validate_with(settings, body.model_dump(mode="json"))
     accepted = request_onboarding(request, services.tenant_store(), services.publisher())
     return Response(status_code=202, content_type="application/json", body=accepted)

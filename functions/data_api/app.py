@@ -1,7 +1,10 @@
 """Tenant data routes behind the authorizer: files (and presigned uploads), records and secrets.
 
 File bodies are raw bytes (send ``Content-Type: application/octet-stream``; ask for them back with
-``Accept: application/octet-stream``); the key is the rest of the path after ``files/``.
+``Accept: application/octet-stream`` first, or the answer is 406: API Gateway sends bytes only then,
+and base64 text otherwise); the key is the rest of the path after ``files/``, percent-decoded once.
+A file over :data:`MAX_API_FILE_BYTES` does not fit a Lambda invocation as base64: 413, pointing to
+presigned uploads and downloads.
 """
 
 from __future__ import annotations
@@ -18,22 +21,32 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from tenant_security import services
-from tenant_security.errors import BadRequest
+from tenant_security.errors import BadRequest, NotAcceptable, PayloadTooLarge
 from tenant_security.http import make_resolver
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.records import MAX_FIELD_NAME, MAX_SENSITIVE_FIELDS
-from tenant_security.storage import MAX_KEY_BYTES, MAX_UPLOAD_BYTES, attachment, decode_next
+from tenant_security.storage import (
+    MAX_API_FILE_BYTES,
+    MAX_KEY_BYTES,
+    MAX_UPLOAD_BYTES,
+    attachment,
+    decode_next,
+)
 from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
 settings = services.settings()
 FILES = "/tenants/{tenant_id}/files/"
+# The API's binaryMediaTypes (template.yaml): the one type API Gateway turns base64 into bytes for.
+FILE_MEDIA_TYPE = "application/octet-stream"
 # What GET of a file answers (OpenAPI): its bytes.
 FILE_BYTES: dict[int, Any] = {
     200: {
         "description": "The file's bytes",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
+    406: {"description": "Accept does not name application/octet-stream first"},
+    413: {"description": "The file is larger than the API returns: POST /tenants/{tenant_id}/downloads"},
 }
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(FILES,))
 app.use([services.request_middleware()])
@@ -76,12 +89,27 @@ def create_record(tenant_id: str, body: NewRecord) -> Response[dict[str, Any]]:
 
 @app.get("/tenants/<tenant_id>/records/<record_id>")
 def get_record(tenant_id: str, record_id: str) -> dict[str, Any]:
-    return services.tenant_records().get(require_tenant_id(tenant_id, "path.tenant_id"), record_id)
+    require_tenant_id(tenant_id, "path.tenant_id")
+    # the path's tenant, as the middleware read it: its isolation says whether it has a database
+    return services.tenant_records().get(app.context["tenant_record"], record_id)
 
 
 def _file_key() -> str:
-    """The greedy ``{key+}`` as API Gateway decoded it."""
+    """The greedy ``{key+}``, percent-decoded by the resolver (tenant_security.http)."""
     return str((app.current_event.path_parameters or {}).get("key", ""))
+
+
+def _require_binary_accept() -> None:
+    """406 unless the request's first Accept media type is :data:`FILE_MEDIA_TYPE`.
+
+    API Gateway decodes a base64 proxy response to bytes only when the first media type of
+    ``Accept`` matches the API's binaryMediaTypes; for any other (curl's and most libraries'
+    ``*/*``, none at all) it sends the base64 text as the body -- a corrupt download that says 200.
+    """
+    accept = app.current_event.get_header_value("Accept", default_value="", case_sensitive=False) or ""
+    first = accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    if first != FILE_MEDIA_TYPE:
+        raise NotAcceptable(f"send Accept: {FILE_MEDIA_TYPE} (first) to get a file's bytes")
 
 
 def _raw_body() -> bytes:
@@ -96,16 +124,38 @@ def _raw_body() -> bytes:
     return event.body.encode()
 
 
-@app.put("/tenants/<tenant_id>/files/.+")
+def _too_large_for_the_api(what: str, pointer: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{what} larger than the API carries ({MAX_API_FILE_BYTES} bytes, the Lambda payload limit "
+        f"as base64): {pointer}"
+    )
+
+
+@app.put(
+    "/tenants/<tenant_id>/files/.+",
+    description=f"Raw bytes (Content-Type: {FILE_MEDIA_TYPE}), at most {MAX_API_FILE_BYTES} bytes "
+    "(Lambda's 6 MiB as base64); 413 above it: POST /tenants/{tenant_id}/uploads for larger files.",
+)
 def put_file(tenant_id: str) -> dict[str, Any]:
     tenant = app.context["tenant_record"]
-    return services.tenant_files().put(tenant, _file_key(), _raw_body(), app.context["tenant"].user)
+    data = _raw_body()
+    if len(data) > MAX_API_FILE_BYTES:
+        raise _too_large_for_the_api(
+            "file", f'POST /tenants/{tenant.tenant_id}/uploads {{"key", "size"}} for a presigned upload'
+        )
+    return services.tenant_files().put(tenant, _file_key(), data, app.context["tenant"].user)
 
 
 # No return annotation on purpose: Powertools validates an annotated response by encoding it as
 # text, which binary file contents are not.
-@app.get("/tenants/<tenant_id>/files/.+", responses=FILE_BYTES)
+@app.get(
+    "/tenants/<tenant_id>/files/.+",
+    responses=FILE_BYTES,
+    description=f"The file's bytes; send Accept: {FILE_MEDIA_TYPE} as the first media type (406 otherwise). "
+    f"Files over {MAX_API_FILE_BYTES} bytes: POST /tenants/{{tenant_id}}/downloads.",
+)
 def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
+    _require_binary_accept()
     key = _file_key()
     data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), key)
     # always a download, never rendered by a browser as the API's own page

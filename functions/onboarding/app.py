@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.aws import is_transient
+from tenant_security.config import KEY_PURPOSES
 from tenant_security.errors import Conflict, ValidationFailed
 from tenant_security.observability import logger, record_metric
 from tenant_security.onboarding import TransientError
@@ -49,6 +50,35 @@ STEPS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+# The fields of each step's result that the state machines read (ResultSelector paths, and
+# later states' paths into a stored result). A result without one fails here, as an error of the
+# step that Catch takes to compensation -- never as the state machine's States.Runtime, which no
+# Catch takes (tests/unit/test_onboarding_steps.py checks both state machines against this).
+STEP_OUTPUT_FIELDS: dict[str, frozenset[str]] = {
+    "validate": frozenset({"request"}),
+    "register": frozenset({"status", "proceed"}),
+    "keys": frozenset(KEY_PURPOSES),
+    "buckets": frozenset(),
+    "database": frozenset(),
+    "admin": frozenset({"initial_password_secret"}),
+    "activate": frozenset({"status"}),
+    "compensate": frozenset({"compensated"}),
+    "begin_offboarding": frozenset(),
+    "offboard": frozenset({"keys_pending_deletion"}),
+}
+
+
+class MalformedStepResult(Exception):
+    """A step's result lacks a field the state machine reads (a bug; compensated)."""
+
+
+def _checked(step: str, result: Any) -> Any:
+    missing = sorted(STEP_OUTPUT_FIELDS[step] - set(result if isinstance(result, dict) else ()))
+    if missing:
+        raise MalformedStepResult(f"{step}: the result lacks {', '.join(missing)}")
+    return result
+
+
 def _reason(error: Any) -> str:
     if isinstance(error, dict):
         return f"{error.get('Error', 'Error')}: {error.get('Cause', '')}"[:2000]
@@ -73,7 +103,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     flow = "offboarding" if step in ("begin_offboarding", "offboard") else "onboarding"
     services.faults().check(flow, tenant_id, step)
     try:
-        result = STEPS[step](event)
+        result = _checked(step, STEPS[step](event))
     except (ValidationFailed, Conflict):
         if step in ("validate", "register"):
             record_metric("OnboardingOutcome", outcome="rejected")

@@ -25,7 +25,7 @@ TENANT = "fault-aws"
 @pytest.fixture(scope="module")
 def tokens(platform_cloud: RunningCloud) -> dict[str, str]:
     seed_tenant(platform_cloud, TENANT, database="schema")
-    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{TENANT}-data")
+    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
     return {
         "dev": mint_token(platform_cloud, TENANT, "dev", ["developer"]),
         "admin": mint_token(platform_cloud, TENANT, "adm", ["tenant-admin"]),
@@ -44,7 +44,7 @@ def _put_file(cloud: RunningCloud, token: str, key: str) -> Any:
 
 
 def _objects(cloud: RunningCloud) -> list[str]:
-    listed = cloud.client("s3").list_objects_v2(Bucket=f"dcisionai-tenant-{TENANT}-data")
+    listed = cloud.client("s3").list_objects_v2(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 

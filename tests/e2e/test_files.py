@@ -64,7 +64,7 @@ def test_a_file_round_trips_encrypted_under_the_tenant_key(
     assert got.status_code == 200, got.text
     assert got.content == data
     s3 = platform_cloud.client("s3")
-    stored = s3.get_object(Bucket="dcisionai-tenant-files-a-data", Key="reports/2026/q4.bin")
+    stored = s3.get_object(Bucket="dcisionai-10ca1000-tenant-files-a-data", Key="reports/2026/q4.bin")
     assert stored["ServerSideEncryption"] == "aws:kms"
     assert stored["SSEKMSKeyId"].startswith("arn:aws:kms:")
     assert data not in stored["Body"].read()  # the object is an Encryption SDK message
@@ -92,11 +92,11 @@ def test_other_tenants_and_roles_are_refused(platform_cloud: RunningCloud, tenan
     )
     # a ciphertext of A copied into B's bucket does not decrypt as B's
     s3 = platform_cloud.client("s3")
-    stolen = s3.get_object(Bucket="dcisionai-tenant-files-a-data", Key="secret.txt")["Body"].read()
+    stolen = s3.get_object(Bucket="dcisionai-10ca1000-tenant-files-a-data", Key="secret.txt")["Body"].read()
     kms = platform_cloud.client("kms")
     b_key = kms.describe_key(KeyId="alias/dcisionai-tenant-files-b-data")["KeyMetadata"]["Arn"]
     s3.put_object(
-        Bucket="dcisionai-tenant-files-b-data",
+        Bucket="dcisionai-10ca1000-tenant-files-b-data",
         Key="secret.txt",
         Body=stolen,
         ServerSideEncryption="aws:kms",
@@ -122,7 +122,7 @@ def test_bad_keys_are_400_and_write_nothing(
     assert reply.json()["error"] in ("validation_error", "not_found", "forbidden")
     listed = (
         platform_cloud.client("s3")
-        .list_objects_v2(Bucket="dcisionai-tenant-files-a-data")
+        .list_objects_v2(Bucket="dcisionai-10ca1000-tenant-files-a-data")
         .get("Contents", [])
     )
     assert all(".." not in o["Key"] and "\\x00" not in o["Key"] for o in listed)
@@ -197,7 +197,9 @@ def test_a_file_over_the_payload_limit_goes_through_a_presigned_upload(
     )
     assert link.status_code == 200, link.text
     assert requests.get(link.json()["url"], timeout=10).content == data
-    head = platform_cloud.client("s3").head_object(Bucket="dcisionai-tenant-files-a-data", Key="big/scan.tif")
+    head = platform_cloud.client("s3").head_object(
+        Bucket="dcisionai-10ca1000-tenant-files-a-data", Key="big/scan.tif"
+    )
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"].endswith(":key/" + head["SSEKMSKeyId"].rsplit("/", 1)[-1])
     # other tenants and bad requests
@@ -258,7 +260,7 @@ def test_parallel_completes_answer_as_one_and_a_presigned_post_sent_again_is_nev
     again = platform_cloud.http("POST", complete, headers=auth)
     assert (again.status_code, again.json()) == (200, answers[0])
     s3 = platform_cloud.client("s3")
-    versions = s3.list_object_versions(Bucket="dcisionai-tenant-files-a-data", Prefix="race/one.bin")
+    versions = s3.list_object_versions(Bucket="dcisionai-10ca1000-tenant-files-a-data", Prefix="race/one.bin")
     assert len(versions["Versions"]) == 1
     got = platform_cloud.http(
         "GET", "/tenants/files-a/files/race/one.bin", headers=_headers(tenants["a-viewer"])
@@ -277,7 +279,9 @@ def test_offboarding_shreds_every_copy_of_the_files(
     token = mint_token(platform_cloud, "files-gone", "dev", ["developer"])
     path = "/tenants/files-gone/files/keep.txt"
     assert platform_cloud.http("PUT", path, data=b"confidential", headers=_headers(token)).status_code == 200
-    copy = platform_cloud.client("s3").get_object(Bucket="dcisionai-tenant-files-gone-data", Key="keep.txt")
+    copy = platform_cloud.client("s3").get_object(
+        Bucket="dcisionai-10ca1000-tenant-files-gone-data", Key="keep.txt"
+    )
     ciphertext = copy["Body"].read()  # a backup, or a leaked object
     started = now()
     assert (

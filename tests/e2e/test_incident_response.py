@@ -22,10 +22,10 @@ def test_suspend_cuts_the_tenant_off_and_reinstate_lets_it_back(
     seed_tenant(platform_cloud, tenant)
     s3 = platform_cloud.client("s3")
     s3.create_bucket(
-        Bucket=f"dcisionai-tenant-{tenant}-data"
+        Bucket=f"dcisionai-10ca1000-tenant-{tenant}-data"
     )  # the tenant's files, as onboarding leaves them
     s3.put_bucket_versioning(
-        Bucket=f"dcisionai-tenant-{tenant}-data", VersioningConfiguration={"Status": "Enabled"}
+        Bucket=f"dcisionai-10ca1000-tenant-{tenant}-data", VersioningConfiguration={"Status": "Enabled"}
     )
     alerts = alert_mailbox(platform_cloud, "ir-alerts")
     before = mint_token(platform_cloud, tenant, "ann", ["tenant-admin"])

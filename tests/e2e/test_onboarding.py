@@ -8,8 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from tenant_security.onboarding import SHREDDED_KEY_STATES, tenant_key_policy
 from tests.support.cloud import RunningCloud, wait_for
-from tests.support.identity import Identity, mint_token, post, seen
+from tests.support.identity import Identity, mint_token, onboarding_settings, post, seen
 from tests.support.tenants import (
     connect_as_tenant,
     event_observer,
@@ -105,11 +106,16 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
             assert kms.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"] is True
             policy = json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"])
             by_sid = {s["Sid"]: s for s in policy["Statement"]}
+            # the onboarding role by name (lockout check, no tag lag); Secrets Manager on the
+            # secrets key only
+            secrets_only = {"KeyAdministratorsStoreTenantSecrets", "BreakGlassReadsTenantSecrets"}
             assert set(by_sid) == {
                 "AccountAdministration",
+                "KeyAdministrators",
                 "PlatformRolesUseTheKey",
+                "PlatformRolesReadTheKeyState",
                 "PlatformRolePatternsUseTheKey",
-            }
+            } | (secrets_only if alias.endswith("-secrets") else set())
             # KMS takes no wildcard in a principal: the tenant-data-* roles match by condition
             patterned = by_sid["PlatformRolePatternsUseTheKey"]
             assert patterned["Condition"]["ArnLike"]["aws:PrincipalArn"] == [
@@ -125,7 +131,10 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
             )
             assert opened["Plaintext"] == b"x"
             assert opened["KeyId"] == data_key.replace("us-east-1", "us-west-2")
-        data, audit = f"dcisionai-tenant-{tenant}-data", f"dcisionai-audit-logs-{tenant}"
+        data, audit = (
+            f"dcisionai-10ca1000-tenant-{tenant}-data",
+            f"dcisionai-10ca1000-audit-logs-{tenant}",
+        )
         assert sorted(owned["buckets"]) == sorted([data, audit])
         (rule,) = s3.get_bucket_encryption(Bucket=data)["ServerSideEncryptionConfiguration"]["Rules"]
         assert rule["ApplyServerSideEncryptionByDefault"] == {
@@ -275,7 +284,7 @@ def test_a_failure_at_any_step_is_rolled_back_and_a_retry_succeeds(
     assert "injected failure" in record["failure_reason"]
     assert step in record["failure_reason"]
     left = tenant_resources(platform_cloud, tenant)
-    assert set(left["keys"].values()) <= {"PendingDeletion"}  # nothing of it enabled
+    assert set(left["keys"].values()) <= set(SHREDDED_KEY_STATES)  # nothing of it enabled
     assert {k: v for k, v in left.items() if k != "keys"} == NOTHING
     lifecycle_events("Tenant Onboarding Failed", tenant, status="FAILED")
     set_fault(platform_cloud, "onboarding", tenant, None)
@@ -322,7 +331,7 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
         == "SUCCEEDED"
     )
     s3, kms = platform_cloud.client("s3"), platform_cloud.client("kms")
-    bucket = f"dcisionai-tenant-{tenant}-data"
+    bucket = f"dcisionai-10ca1000-tenant-{tenant}-data"
     data_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")["KeyMetadata"]["Arn"]
     with pytest.raises(s3.exceptions.ClientError, match=r"Forbidden|AccessDenied"):
         s3.put_object(Bucket=bucket, Key="plain.csv", Body=b"x")  # the bucket policy wants the tenant key
@@ -351,11 +360,12 @@ def test_offboarding_shreds_keys_and_data_and_keeps_the_audit_trail(
     assert done["status"] == "SUCCEEDED", done
     left = tenant_resources(platform_cloud, tenant)
     assert len(left["keys"]) == 3
-    assert set(left["keys"].values()) == {"PendingDeletion"}
+    # a multi-Region primary waits for its replicas (PendingReplicaDeletion), as in KMS
+    assert set(left["keys"].values()) <= set(SHREDDED_KEY_STATES)
     west = platform_cloud.client("kms", region_name="us-west-2")
     replica = west.describe_key(KeyId=data_key.replace("us-east-1", "us-west-2"))["KeyMetadata"]
     assert replica["KeyState"] == "PendingDeletion"  # the replica of the multi-Region key is shredded too
-    assert left["buckets"] == [f"dcisionai-audit-logs-{tenant}"]
+    assert left["buckets"] == [f"dcisionai-10ca1000-audit-logs-{tenant}"]
     assert left["database"] == {"role": False, "database": False, "schema": False}
     assert left["secrets"] == []
     assert left["users"] == []
@@ -394,3 +404,74 @@ def test_tenant_roles_need_their_password(platform_cloud: RunningCloud) -> None:
         ).close()
     with connect_as_tenant(platform_cloud, "pw-check") as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("tenant_pw-check",)
+
+
+def test_a_tenant_whose_keys_wait_for_their_replicas_deletion_is_onboarded_again(
+    platform_cloud: RunningCloud,
+) -> None:
+    # Regression (issue 16, item 5): a multi-Region primary scheduled for deletion waits in
+    # PendingReplicaDeletion until its replicas are deleted; onboarding took only PendingDeletion
+    # for shredded, tried to enable the rotation of the old key and failed (KMSInvalidStateException).
+    tenant = "onb-awaiting-replicas"
+    kms, west = platform_cloud.client("kms"), platform_cloud.client("kms", region_name="us-west-2")
+    settings = onboarding_settings(platform_cloud)
+    old = {}
+    for purpose in ("data", "secrets", "api-keys"):
+        # what a shredding cut short before the aliases were deleted leaves behind
+        key_id = kms.create_key(
+            MultiRegion=True,
+            Policy=json.dumps(tenant_key_policy(settings, purpose)),
+            Tags=[{"TagKey": "TenantId", "TagValue": tenant}],
+        )["KeyMetadata"]["KeyId"]
+        kms.replicate_key(
+            KeyId=key_id,
+            ReplicaRegion="us-west-2",
+            Policy=json.dumps(tenant_key_policy(settings, purpose, "us-west-2")),
+        )
+        kms.create_alias(AliasName=f"alias/dcisionai-tenant-{tenant}-{purpose}", TargetKeyId=key_id)
+        west.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingReplicaDeletion"
+        old[purpose] = key_id
+    done = onboard(platform_cloud, request_body(tenant), "event")
+    assert done["status"] == "SUCCEEDED", done
+    for purpose, key_id in old.items():
+        current = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-{purpose}")["KeyMetadata"]
+        assert current["KeyId"] != key_id
+        assert current["KeyState"] == "Enabled"
+        assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingReplicaDeletion"
+
+
+def test_tenant_keys_and_secrets_pass_kms_checks_under_the_onboarding_role(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    # Regression (issue 16, items 1, 2 and 8), with the local cloud enforcing IAM and key
+    # policies: KMS refused the tenant key policy (the onboarding role could not change it later),
+    # Secrets Manager could not use the tenant secrets key for the onboarding role (the key policy
+    # did not name it), and CreateAlias and EnableKeyRotation right after CreateKey were allowed
+    # only through the new key's tags, which take minutes to apply.
+    tenant = "onb-kms-rules"
+    done = onboard(platform_cloud, request_body(tenant), "api", platform_admin)
+    assert done["status"] == "SUCCEEDED", done
+    kms, secrets = platform_cloud.client("kms"), platform_cloud.client("secretsmanager")
+    onboarding_role = onboarding_settings(platform_cloud).tenant_key_admin_arns
+    assert len(onboarding_role) == 1
+    secrets_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-secrets")["KeyMetadata"]
+    policy = json.loads(kms.get_key_policy(KeyId=secrets_key["KeyId"], PolicyName="default")["Policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["KeyAdministrators"]["Principal"] == {"AWS": onboarding_role}
+    assert {"kms:PutKeyPolicy", "kms:CreateAlias", "kms:EnableKeyRotation", "kms:DeleteAlias"} <= set(
+        by_sid["KeyAdministrators"]["Action"]
+    )
+    assert kms.get_key_rotation_status(KeyId=secrets_key["KeyId"])["KeyRotationEnabled"]
+    for what in ("admin-initial-password", "database"):
+        described = secrets.describe_secret(SecretId=f"dcisionai/tenants/{tenant}/{what}")
+        assert described["KmsKeyId"].endswith(f"alias/dcisionai-tenant-{tenant}-secrets")
+    # the handed-over password is readable by the operator, under the tenant key
+    value = json.loads(
+        secrets.get_secret_value(SecretId=f"dcisionai/tenants/{tenant}/admin-initial-password")[
+            "SecretString"
+        ]
+    )
+    assert value["username"] == "owner"
+    seen(value["password"])

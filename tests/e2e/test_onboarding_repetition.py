@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from localcloud.eventbridge import DUPLICATES_FILE
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity
 from tests.support.tenants import (
@@ -171,6 +172,34 @@ def test_a_registration_of_an_execution_stopped_a_moment_ago_is_not_taken_over(
     path = execution_path(platform_cloud, second["executionArn"])
     assert (second["status"], path[-1]) == ("SUCCEEDED", "AlreadyHandled"), path
     assert _record(platform_cloud, "rep-stuck")["owner_execution"] == first["executionArn"]
+
+
+def test_a_request_eventbridge_delivers_twice_is_provisioned_once_and_never_compensated(
+    platform_cloud: RunningCloud, platform_admin: Identity
+) -> None:
+    """EventBridge delivers at least once: the local cloud's duplicate switch hands the one
+    onboarding event to the state machine twice, at once. Registration records the owning
+    execution: the other one changes nothing, and neither undoes the other's resources."""
+    body = request_body("rep-twice", "schema")
+    switch = platform_cloud.state_dir / DUPLICATES_FILE
+    started = now()
+    switch.write_text("1")
+    try:
+        reply = platform_cloud.http("POST", "/tenants", json=body, headers=platform_admin.headers)
+        assert reply.status_code == 202, reply.text
+        ended = finished_executions(platform_cloud, "onboarding", "rep-twice", count=2, after=started)
+    finally:
+        switch.unlink()
+    paths = [execution_path(platform_cloud, e["executionArn"]) for e in ended]
+    assert [e["status"] for e in ended] == ["SUCCEEDED"] * 2, paths
+    assert sum("CreateKeys" in p for p in paths) == 1, paths  # one provisioning run
+    assert not [p for p in paths if "Compensate" in p], paths
+    owner = [e["executionArn"] for e, p in zip(ended, paths, strict=True) if "CreateKeys" in p]
+    record = _record(platform_cloud, "rep-twice")
+    assert (record["status"], record["owner_execution"]) == ("ACTIVE", owner[0])
+    owned = tenant_resources(platform_cloud, "rep-twice")
+    assert list(owned["keys"].values()) == ["Enabled"] * 3
+    assert owned["users"] == ["owner"]
 
 
 # ---------------------------------------------------------------------- offboarding and forgery

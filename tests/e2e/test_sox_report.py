@@ -122,3 +122,17 @@ def test_gdpr_and_iso27001_reports_rest_on_the_tenants_real_keys_and_buckets(
     assert (
         _call(platform_cloud, f"/tenants/{tenant}/reports/gdpr", other, period=_quarter()).status_code == 403
     )
+
+
+def test_the_platform_tenants_reports_read_the_platform_master_key(platform_cloud: RunningCloud) -> None:
+    # Regression (issue 16, item 7): the platform tenant's keys are the platform master key; the
+    # compliance role could read the state only of keys aliased alias/<prefix>-tenant-*, so KMS
+    # answered AccessDenied and the report was a 500 (the local cloud enforces IAM per function).
+    auditor = mint_token(platform_cloud, "platform", "aud", ["auditor"])
+    master = platform_cloud.client("kms").describe_key(KeyId="alias/dcisionai-platform-master")["KeyMetadata"]
+    for framework in ("gdpr", "iso27001"):
+        reply = _call(platform_cloud, f"/tenants/platform/reports/{framework}", auditor, period=_quarter())
+        assert reply.status_code == 200, reply.text
+        checks = {c["id"]: c for c in reply.json()["checks"]}
+        assert checks["encryption_at_rest"]["evidence"]["data_key"]["arn"] == master["Arn"]
+        assert checks["key_rotation"]["status"] == "pass", checks["key_rotation"]

@@ -56,7 +56,7 @@ def test_files_round_trip_and_count_against_the_quota(
         store.put(tenants["acme"], "big", b"x" * 1025)
     store.delete("acme", "a/b.bin")  # every version of it goes, and each is released
     assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
-    assert store.s3.list_object_versions(Bucket="tst-tenant-acme-data").get("Versions", []) == []
+    assert store.s3.list_object_versions(Bucket="tst-10ca1000-tenant-acme-data").get("Versions", []) == []
     with pytest.raises(NotFound):
         store.get("acme", "a/b.bin")
 
@@ -67,9 +67,9 @@ def test_a_ciphertext_of_one_tenant_or_key_is_refused_as_another(
     store, tenants = files
     store.put(tenants["acme"], "secret", b"acme only")
     s3 = store.s3
-    body = s3.get_object(Bucket="tst-tenant-acme-data", Key="secret")["Body"].read()
-    s3.put_object(Bucket="tst-tenant-beta-data", Key="secret", Body=body)
-    s3.put_object(Bucket="tst-tenant-acme-data", Key="renamed", Body=body)
+    body = s3.get_object(Bucket="tst-10ca1000-tenant-acme-data", Key="secret")["Body"].read()
+    s3.put_object(Bucket="tst-10ca1000-tenant-beta-data", Key="secret", Body=body)
+    s3.put_object(Bucket="tst-10ca1000-tenant-acme-data", Key="renamed", Body=body)
     with pytest.raises(DecryptionRefused):
         store.get("beta", "secret")
     with pytest.raises(DecryptionRefused):
@@ -103,7 +103,7 @@ def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
     done = store.complete(tenants["acme"], upload["upload_id"])
     assert (done["key"], done["size"]) == ("big/report.bin", 768)
     assert store.quota.usage("acme") == {"bytes": 768, "files": 1}
-    head = store.s3.head_object(Bucket="tst-tenant-acme-data", Key="big/report.bin")
+    head = store.s3.head_object(Bucket="tst-10ca1000-tenant-acme-data", Key="big/report.bin")
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"] == store._data_key("acme")
     assert [i["key"] for i in store.list("acme")["items"]] == ["big/report.bin"]
@@ -112,7 +112,10 @@ def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
     assert requests.get(link["url"], timeout=10).content == payload
     # completed once: completing it again answers with the same file, copying nothing again
     assert store.complete(tenants["acme"], upload["upload_id"]) == done
-    assert len(store.s3.list_object_versions(Bucket="tst-tenant-acme-data", Prefix="big/")["Versions"]) == 1
+    assert (
+        len(store.s3.list_object_versions(Bucket="tst-10ca1000-tenant-acme-data", Prefix="big/")["Versions"])
+        == 1
+    )
     store.delete("acme", "big/report.bin")
     assert store.quota.usage("acme") == {"bytes": 0, "files": 0}
 
@@ -167,7 +170,7 @@ def test_uploads_over_the_limits_or_with_bad_ids_are_refused(
     assert _send(first, b"y" * 1000).status_code == 204
     store.complete(tenants["beta"], first["upload_id"])
     assert store.quota.usage("beta") == {"bytes": 1500, "files": 2}
-    staged = store.s3.list_object_versions(Bucket="tst-tenant-beta-data", Prefix=".uploads/")
+    staged = store.s3.list_object_versions(Bucket="tst-10ca1000-tenant-beta-data", Prefix=".uploads/")
     assert staged.get("Versions", []) == []  # nothing staged remains
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -105,7 +106,111 @@ def test_the_proxy_event_carries_path_query_and_greedy_parameters(fixture_cloud:
     assert seen["path_parameters"] == {"id": "7"}
     assert seen["query"] == {"x": "1", "y": "2"}
     greedy = get(fixture_cloud, "/files/reports/2026/q4.pdf", token).json()
-    assert greedy == {"key": "reports/2026/q4.pdf", "resource": "/files/{key+}"}
+    assert greedy == {
+        "key": "reports/2026/q4.pdf",
+        "resource": "/files/{key+}",
+        "path": "/files/reports/2026/q4.pdf",
+    }
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["a%2Fb", "a%20b", "caf%C3%A9", "a%0Ab", "a%FFb", "x+y@z", "x%2By%40z", "100%25", "a%252Fb"],
+)
+def test_path_parameters_reach_the_function_still_percent_encoded(
+    fixture_cloud: RunningCloud, sent: str
+) -> None:
+    # as a REST API hands them to Lambda (localcloud.apigateway's docstring has the sources)
+    seen = get(fixture_cloud, f"/files/dir/{sent}", f"allow-all:{uuid.uuid4()}").json()
+    assert seen == {"key": f"dir/{sent}", "resource": "/files/{key+}", "path": f"/files/dir/{sent}"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "decoded"),
+    [
+        ("a%20b", "a b"),
+        ("caf%C3%A9", "caf\u00e9"),
+        ("x+y@z", "x+y@z"),
+        ("x%2By%40z", "x+y@z"),
+        ("100%2541", "100%41"),
+    ],
+)
+def test_the_api_decodes_path_parameters_once(fixture_cloud: RunningCloud, sent: str, decoded: str) -> None:
+    seen = get(fixture_cloud, f"/items/{sent}", f"allow-all:{uuid.uuid4()}").json()
+    assert seen["item_id"] == decoded
+    assert seen["path_parameters"] == {"id": decoded}
+    assert seen["path"] == f"/items/{decoded}"
+
+
+@pytest.mark.parametrize(
+    ("sent", "status", "code"),
+    [
+        ("a%FFb", 400, "bad_request"),  # not UTF-8, refused by the API's decoding
+        ("a%0Ab", 404, "not_found"),  # a control character: no route of the API takes it
+        ("a%2Fb", 404, "not_found"),  # an encoded slash separates segments: no such route
+    ],
+)
+def test_a_path_parameter_that_decodes_badly_is_a_json_4xx(
+    fixture_cloud: RunningCloud, sent: str, status: int, code: str
+) -> None:
+    assert_json_error(get(fixture_cloud, f"/items/{sent}", f"allow-all:{uuid.uuid4()}"), status, code)
+
+
+def test_query_parameters_arrive_decoded(fixture_cloud: RunningCloud) -> None:
+    seen = get(fixture_cloud, "/items/7?q=a+b&r=a%2Bb&s=%40", f"allow-all:{uuid.uuid4()}").json()
+    assert seen["query"] == {"q": "a b", "r": "a+b", "s": "@"}
+
+
+@pytest.mark.parametrize(
+    ("accept", "binary"),
+    [
+        ("application/octet-stream", True),
+        ("application/octet-stream;q=0.9, */*", True),
+        ("*/*", False),  # curl's and requests' default
+        ("text/html, application/octet-stream", False),  # only the first type counts
+        (None, False),
+    ],
+)
+def test_a_base64_response_is_bytes_only_for_a_binary_first_accept(
+    fixture_cloud: RunningCloud, accept: str | None, binary: bool
+) -> None:
+    reply = get(fixture_cloud, "/proxy/bytes", "allow-all", headers={"Accept": accept})
+    assert reply.status_code == 200
+    expected = bytes(range(256))
+    assert reply.content == (expected if binary else base64.b64encode(expected))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no-status",
+        "status-text",
+        "body-object",
+        "header-number",
+        "extra-key",
+        "not-an-object",
+        "datetime",
+        "crash",
+    ],
+)
+def test_a_malformed_proxy_response_or_a_function_error_is_502(
+    fixture_cloud: RunningCloud, case: str
+) -> None:
+    reply = get(fixture_cloud, f"/proxy/{case}", "allow-all")
+    error = assert_json_error(reply, 502, "internal_error")
+    assert error["message"] == "Internal server error"
+
+
+def test_no_answer_within_the_integration_timeout_is_504(fixture_cloud: RunningCloud) -> None:
+    # /slow/{case} has TimeoutInMillis 1000: API Gateway stops waiting, the invocation runs on
+    reply = get(fixture_cloud, "/slow/sleep", "allow-all", timeout=60)
+    assert_json_error(reply, 504, "internal_error")
+
+
+def test_a_lambda_timeout_is_502_not_504(fixture_cloud: RunningCloud) -> None:
+    # the function's Timeout (10 s) ends it; 504 is only API Gateway's own integration timeout (29 s)
+    reply = get(fixture_cloud, "/proxy/sleep", "allow-all", timeout=60)
+    assert_json_error(reply, 502, "internal_error")
 
 
 def test_each_function_runs_with_its_own_environment(fixture_cloud: RunningCloud) -> None:
@@ -152,6 +257,12 @@ def test_bad_input_gets_a_4xx_json_error(
 def test_a_body_over_api_gateways_10mb_limit_is_413(fixture_cloud: RunningCloud) -> None:
     response = post_echo(fixture_cloud, b"x" * (10 * 1024 * 1024 + 1))
     assert_json_error(response, 413, "payload_too_large")
+
+
+def test_a_body_whose_event_is_over_lambdas_6mb_is_413(fixture_cloud: RunningCloud) -> None:
+    # under API Gateway's 10 MB, over what Lambda takes in one synchronous event
+    body = '{"name": "' + "x" * (7 * 1024 * 1024) + '", "count": 1}'
+    assert_json_error(post_echo(fixture_cloud, body), 413, "payload_too_large")
 
 
 def test_the_local_cloud_counts_aws_calls_by_caller(fixture_cloud: RunningCloud) -> None:

@@ -132,3 +132,37 @@ def test_an_execution_step_functions_no_longer_knows_is_over(
 
     executions.describe_execution = gone  # type: ignore[method-assign]
     assert provisioner.register(request, B)["proceed"] is True
+
+
+def test_a_duplicate_delivery_registering_at_the_same_moment_claims_nothing_and_undoes_nothing(
+    world: tuple[TenantProvisioner, Executions, ManualClock],
+) -> None:
+    """EventBridge delivered the one request twice: two running executions register at once.
+    Exactly one owns the tenant; the other neither provisions nor compensates anything."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    provisioner, executions, _clock = world
+    request = parse_onboarding_request(REQUEST)
+    executions.run(A)
+    executions.run(B)
+    barrier = Barrier(2)
+
+    def register(execution: str) -> bool:
+        barrier.wait()
+        return bool(provisioner.register(request, execution)["proceed"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        proceeds = dict(zip((A, B), pool.map(register, (A, B)), strict=True))
+    assert sorted(proceeds.values()) == [False, True]
+    owner = next(arn for arn, mine in proceeds.items() if mine)
+    other = B if owner == A else A
+    record = provisioner.tenants.get("victim")
+    assert record is not None
+    assert (record.status, record.owner_execution) == ("PROVISIONING", owner)
+    with pytest.raises(NotOwner):
+        provisioner.create_keys(request, other)
+    assert provisioner.compensate("victim", other, "a step failed")["compensated"] is False
+    after = provisioner.tenants.get("victim")
+    assert after is not None
+    assert (after.status, after.owner_execution) == ("PROVISIONING", owner)

@@ -234,6 +234,22 @@ def test_a_login_that_never_works_is_a_503_not_a_hang(stack: Stack) -> None:
     assert stack.records.quota.usage(tenant_id)["bytes"] == 0
 
 
+def test_a_tenant_without_a_database_is_answered_without_secrets_manager(stack: Stack) -> None:
+    """Isolation none: no login exists, and on AWS asking for one is AccessDeniedException, not
+    ResourceNotFoundException (IAM is evaluated first, against the bare name, which the
+    functions' `.../database-*` grants do not match). Before the fix both reads asked (a 500 on
+    AWS); now the tenant's record answers: 404 for a record, nothing created for an export."""
+    tenant = TenantRecord(tenant_id="rec-none", name="rec-none", status="ACTIVE", isolation="none")
+    with pytest.raises(NotFound):
+        stack.records.get(tenant, str(uuid.uuid4()))
+    assert stack.records.created_by(tenant, "bob") == {"items": [], "truncated": False}
+    assert stack.fetches == 0
+    # a tenant with a database is still read through its login
+    created = stack.records.create(stack.tenant("rec-sc-a"), "bob", {"x": 1}, [])
+    assert stack.records.get(stack.tenant("rec-sc-a"), created["id"])["data"] == {"x": 1}
+    assert stack.fetches == 1
+
+
 def test_pools_are_bounded_per_environment(stack: Stack) -> None:
     for tenant_id in TENANTS:
         stack.records.create(stack.tenant(tenant_id), "u", {"t": tenant_id}, [])

@@ -29,7 +29,7 @@ from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
-BUCKET = "tst-tenant-acme-data"
+BUCKET = "tst-10ca1000-tenant-acme-data"
 ENDPOINT = "https://s3.us-east-1.amazonaws.com"
 
 

@@ -90,7 +90,7 @@ ENDS_SESSIONS = {("DELETE", "/tenants/{tenant_id}/sessions")}
 @pytest.fixture(scope="module")
 def matrix_tenants(platform_cloud: RunningCloud) -> None:
     seed_tenant(platform_cloud, VICTIM, database="schema")
-    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{VICTIM}-data")
+    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{VICTIM}-data")
     seed_tenant(platform_cloud, ATTACKER)
     seed_tenant(platform_cloud, FROZEN, status="SUSPENDED")
     seed_tenant(platform_cloud, FENCED, access_control={"ip_whitelist": ["10.0.0.0/8"]})
@@ -177,6 +177,6 @@ def test_the_matrix_left_the_victims_data_alone(platform_cloud: RunningCloud, ma
     names = [s["Name"] for s in platform_cloud.client("secretsmanager").list_secrets()["SecretList"]]
     assert not [n for n in names if n.startswith(f"dcisionai/tenants/{VICTIM}/app/")]
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    assert f"dcisionai-tenant-{ATTACKER}-data" not in buckets
-    listed = s3.list_objects_v2(Bucket=f"dcisionai-tenant-{VICTIM}-data").get("Contents", [])
+    assert f"dcisionai-10ca1000-tenant-{ATTACKER}-data" not in buckets
+    listed = s3.list_objects_v2(Bucket=f"dcisionai-10ca1000-tenant-{VICTIM}-data").get("Contents", [])
     assert [o["Key"] for o in listed] in ([], ["mx/none.txt"])

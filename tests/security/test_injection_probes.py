@@ -139,14 +139,15 @@ def _state(cloud: RunningCloud) -> dict[str, Any]:
     s3 = cloud.client("s3")
     catalog["buckets"] = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
     catalog["objects"] = sorted(
-        o["Key"] for o in s3.list_objects_v2(Bucket=f"dcisionai-tenant-{TENANT}-data").get("Contents", [])
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data").get("Contents", [])
     )
     return catalog
 
 
 def test_every_string_input_refuses_injection_and_nothing_changes(platform_cloud: RunningCloud) -> None:
     seed_tenant(platform_cloud, TENANT, database="schema")
-    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{TENANT}-data")
+    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
     document = platform_cloud.http("GET", "/openapi.json").json()
     cases = [(case, kind) for case in _inputs(document) for kind in PROBES]
     assert len(cases) > 200

@@ -34,7 +34,7 @@ NOT_EXPRESSED_IN_THE_DOCUMENT = [positive_data_acceptance, negative_data_rejecti
 @pytest.fixture(scope="module")
 def api_schema(platform_cloud: RunningCloud) -> Any:
     seed_tenant(platform_cloud, TENANT, database="schema")
-    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-tenant-{TENANT}-data")
+    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
     return schemathesis.openapi.from_url(f"{platform_cloud.info['api_url']}/openapi.json")
 
 

@@ -104,6 +104,11 @@ def start_cloud(
         str(state_dir),
         "--retry-base-seconds",
         "0.2",
+        # Lambda's async retries after 0.5 s and 1 s (AWS: about 1 and 2 minutes); a throttled
+        # asynchronous event is tried again when an invocation ends, or after 0.1 s doubling up
+        # to 30 s (the back-off is the fallback: short, it keeps a backlog polling)
+        *("--async-retry-delays", "0.5,1"),
+        *("--async-throttle-seconds", "0.1,30"),
         *extra,
     ]
     if not database:

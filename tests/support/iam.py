@@ -1,9 +1,11 @@
 """Which AWS actions each function's role allows, against the calls it really made.
 
-moto does not enforce IAM, so a policy missing an action would only fail in a real account. The
-local cloud signs each function's calls with its own access key (``<key>-<LogicalId>``) and moto's
-server counts them by service and operation: every call a function made in the tests must be an
-action its role in template.yaml allows.
+The local cloud enforces IAM for the functions' calls (``localcloud.iam``: role, resource and key
+policies, conditions), so a denied call already fails the test that made it. This is the
+backstop, and what is left of the check with ``LOCALCLOUD_IAM=report``: the local cloud signs each
+function's calls with its own access key (``<key>-<LogicalId>``) and moto's server counts them by
+service and operation: every call a function made in the tests must be an action its role in
+template.yaml allows.
 """
 
 from __future__ import annotations

@@ -15,9 +15,12 @@ from typing import Any
 import pyotp
 import requests
 
+from localcloud.xray import TRACES_FILE
+from tenant_security.config import Settings
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, KmsSigner, TokenIssuer
 from tenant_security.models import parse_security_policies
+from tenant_security.onboarding import tenant_key_policy
 from tenant_security.tenants import TenantRecord, TenantStore
 from tests.support.cloud import RunningCloud
 
@@ -35,6 +38,9 @@ def assert_no_secrets_logged(cloud: RunningCloud) -> None:
 
     log = cloud.log()
     assert '"message":"sign-in step"' in log  # the functions did log what they handled
+    traces = (cloud.state_dir / TRACES_FILE).read_text()
+    assert '"name":"## lambda_handler"' in traces  # the handlers were traced, as on AWS
+    log += traces  # and X-Ray's segments, which AWS keeps where no log redaction reaches
     assert SEEN_SECRETS
     for secret in set(SEEN_SECRETS):
         pattern = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
@@ -82,11 +88,15 @@ def seed_tenant(
     )
     TenantStore(cloud.client("dynamodb"), "dcisionai-tenants").create(record)
     kms = cloud.client("kms")
+    settings = onboarding_settings(cloud)
     for purpose in ("data", "secrets"):
-        key_id = kms.create_key(Description=f"{tenant_id} {purpose}")["KeyMetadata"]["KeyId"]
+        # the key policy onboarding gives a tenant key: the local cloud enforces it
+        key_id = kms.create_key(
+            Description=f"{tenant_id} {purpose}", Policy=json.dumps(tenant_key_policy(settings, purpose))
+        )["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName=f"alias/dcisionai-tenant-{tenant_id}-{purpose}", TargetKeyId=key_id)
     cloud.client("s3").create_bucket(
-        Bucket=f"dcisionai-audit-logs-{tenant_id}", ObjectLockEnabledForBucket=True
+        Bucket=f"dcisionai-10ca1000-audit-logs-{tenant_id}", ObjectLockEnabledForBucket=True
     )
     if database is not None:
         from tests.support.tenants import databases
@@ -96,6 +106,23 @@ def seed_tenant(
         cloud.client("secretsmanager").create_secret(
             Name=f"dcisionai/tenants/{tenant_id}/database", SecretString=json.dumps(login)
         )
+
+
+_ONBOARDING_SETTINGS: dict[str, Settings] = {}
+
+
+def onboarding_settings(cloud: RunningCloud) -> Settings:
+    """The onboarding function's settings (its environment in the running cloud): the tenant key
+    users and administrators its key policies name."""
+    endpoint = str(cloud.info["aws_endpoint_url"])
+    if endpoint not in _ONBOARDING_SETTINGS:
+        functions = cloud.client("lambda").list_functions()["Functions"]
+        onboarding = next(f for f in functions if "-OnboardingFunction-" in f["FunctionName"])
+        variables = onboarding["Environment"]["Variables"]
+        _ONBOARDING_SETTINGS[endpoint] = Settings(
+            **{k.lower(): v for k, v in variables.items() if k.lower() in Settings.model_fields}
+        )
+    return _ONBOARDING_SETTINGS[endpoint]
 
 
 def signing_key_id(cloud: RunningCloud) -> str:

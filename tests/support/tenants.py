@@ -113,8 +113,18 @@ def set_fault(cloud: RunningCloud, flow: str, tenant_id: str, step: str | None) 
 
 
 def databases(cloud: RunningCloud) -> TenantDatabases:
+    found = platform_database(cloud)
+    assert found is not None, "this local cloud has no platform database"
+    return found
+
+
+def platform_database(cloud: RunningCloud) -> TenantDatabases | None:
+    """The master's view of the platform database, None for a cloud started without one."""
     secrets = cloud.client("secretsmanager")
-    (secret,) = [s for s in secrets.list_secrets()["SecretList"] if s["Name"].endswith("/platform-database")]
+    found = [s for s in secrets.list_secrets()["SecretList"] if s["Name"].endswith("/platform-database")]
+    if not found:
+        return None
+    (secret,) = found
     value = json.loads(secrets.get_secret_value(SecretId=secret["ARN"])["SecretString"])
     return TenantDatabases(DatabaseLogin.from_secret(value))
 
@@ -180,7 +190,7 @@ def tenant_resources(cloud: RunningCloud, tenant_id: str) -> dict[str, Any]:
         "keys": key_states,
         "buckets": buckets,
         "secrets": secret_names,
-        "database": databases(cloud).exists(tenant_id),
+        "database": database.exists(tenant_id) if (database := platform_database(cloud)) else None,
         "users": [u["username"]["S"] for u in users],
     }
 

@@ -175,6 +175,16 @@ def test_cross_tenant_attempts_raise_a_security_alert(world: dict[str, Any]) -> 
     assert world["publisher"].alerts() == ["cross_tenant_access"]
 
 
+def test_an_encoded_own_tenant_is_no_cross_tenant_alert(world: dict[str, Any]) -> None:
+    """API Gateway passes path parameters still percent-encoded: ``%61cme`` is the caller's own
+    ``acme``, not an attempt on another tenant."""
+    decision = world["authorizer"].authorize(
+        event(token(world), path="/tenants/%61cme/users", path_tenant="%61cme")
+    )
+    assert allows(decision, "GET", "/tenants/acme/users")
+    assert world["publisher"].alerts() == []
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

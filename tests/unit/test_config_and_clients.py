@@ -3,6 +3,8 @@ AWS_ENDPOINT_URL (how the same code talks to moto locally and AWS when deployed)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -80,3 +82,30 @@ def test_a_timeout_without_a_reply_is_transient_not_a_crash() -> None:
     assert is_transient(closed)
     throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetItem")
     assert (error_code(throttled), is_transient(throttled)) == ("ThrottlingException", True)
+
+
+def test_bucket_names_carry_the_deployment_id_and_fit_s3_for_every_tenant_id() -> None:
+    """Issue 16, item 11: S3 bucket names are global; ``<prefix>-audit-logs-platform`` in a second
+    region, account or stack (or taken by anyone first) failed with BucketAlreadyExists."""
+    settings = Settings(deployment_id="5e3a1b20")
+    longest = "t" + "x" * 31
+    assert settings.data_bucket("acme") == "dcisionai-5e3a1b20-tenant-acme-data"
+    assert settings.audit_bucket("acme") == "dcisionai-5e3a1b20-audit-logs-acme"
+    assert max(len(settings.data_bucket(longest)), len(settings.audit_bucket(longest))) <= 63
+    with pytest.raises(ValueError, match="deployment_id"):
+        Settings(deployment_id="not-hex!")
+
+
+def test_the_stack_gives_every_function_its_deployment_id_from_the_stack_id() -> None:
+    from localcloud.intrinsics import Resolver
+    from localcloud.provision import LOCAL_STACK_UUID
+    from localcloud.template import load_template
+
+    cfn = load_template(Path(__file__).parents[2] / "template.yaml")
+    expression = cfn["Globals"]["Function"]["Environment"]["Variables"]["DEPLOYMENT_ID"]
+    stack_id = f"arn:aws:cloudformation:us-east-1:123456789012:stack/s/{LOCAL_STACK_UUID}"
+    resolver = Resolver(cfn, {}, {"AWS::StackId": stack_id}, ref=lambda name: name, get_att=lambda *_: "")
+    assert resolver.resolve(expression) == Settings().deployment_id
+    bucket = cfn["Resources"]["PlatformAuditBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    assert bucket[0] == "${ResourcePrefix}-${DeploymentId}-audit-logs-${PlatformTenantId}"
+    assert bucket[1]["DeploymentId"] == expression

@@ -234,3 +234,49 @@ def test_fuzzed_json_bodies_never_crash_the_resolver(value: Any, noise: str) -> 
     body = text[:-1] + f', "z": "{noise}"' + "}" if noise.startswith("\\") else text + noise
     reply = app.resolve(event("POST", "/things", body), None)
     assert reply["statusCode"] in (200, 400, 413), reply  # never a 500
+
+
+@app.get("/names/<name>")
+def name_route(name: str) -> dict[str, Any]:
+    return {"name": name, "param": app.current_event.path_parameters["name"], "path": app.current_event.path}
+
+
+def encoded(path_name: str) -> dict[str, Any]:
+    """A REST API's event for GET /names/{name}: path and parameter as the client encoded them."""
+    return {
+        **event("GET", f"/names/{path_name}"),
+        "resource": "/names/{name}",
+        "pathParameters": {"name": path_name},
+    }
+
+
+@pytest.mark.parametrize(
+    ("sent", "name"),
+    [
+        ("a%20b", "a b"),
+        ("bob%2Bops%40x.io", "bob+ops@x.io"),
+        ("x+y", "x+y"),
+        ("caf%C3%A9", "caf\u00e9"),
+        ("%2541", "%41"),
+    ],
+)
+def test_path_parameters_are_decoded_once_before_any_handler(sent: str, name: str) -> None:
+    reply = app.resolve(encoded(sent), None)
+    assert reply["statusCode"] == 200, reply["body"]
+    assert json.loads(reply["body"]) == {"name": name, "param": name, "path": f"/names/{name}"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "status", "code"), [("a%FFb", 400, "bad_request"), ("a%0Ab", 404, "not_found")]
+)
+def test_a_path_parameter_that_decodes_to_no_text_is_a_4xx(sent: str, status: int, code: str) -> None:
+    reply = app.resolve(encoded(sent), None)
+    assert (reply["statusCode"], json.loads(reply["body"])["error"]) == (status, code)
+
+
+@pytest.mark.parametrize("sent", ["bob%0A", "bob%0D", "bob%00", "bob%7F", "b%09ob"])
+def test_a_control_character_in_a_path_reaches_no_handler(sent: str) -> None:
+    """Before the fix `bob%0A` ran the handler for `bob` (Powertools' `$` matches before a final
+    newline) while pathParameters -- what the audit record's target names -- said `bob\\n`."""
+    reply = app.resolve(encoded(sent), None)
+    assert (reply["statusCode"], json.loads(reply["body"])["error"]) == (404, "not_found"), reply["body"]

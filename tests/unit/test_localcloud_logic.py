@@ -143,3 +143,38 @@ def test_a_post_policy_is_enforced_like_s3_does() -> None:
     starts = _policy("2026-01-02T00:00:00Z", ["starts-with", "$key", "up/"])
     assert post_policy_problem({"policy": starts, "key": "up/x"}, "b", 1, now) is None
     assert post_policy_problem({"policy": starts, "key": "down/x"}, "b", 1, now) is not None
+
+
+def test_routes_match_the_decoded_path_and_parameters_stay_encoded() -> None:
+    from localcloud.apigateway import decoded_for_matching, proxy_response_problem, raw_path
+
+    assert raw_path({"RAW_URI": "/files/a%2Fb?x=1"}) == "/files/a%2Fb"
+    assert raw_path({"RAW_URI": "/files/caf\u00c3\u00a9"}) == "/files/caf%C3%A9"  # raw bytes, encoded
+    decoded, starts = decoded_for_matching("/f/a%2Fb%20c")
+    assert decoded == "/f/a/b c"
+    pattern, _ = _route_regex("/f/{key+}")
+    found = pattern.match(decoded)
+    assert found is not None
+    assert "/f/a%2Fb%20c"[starts[found.start("key")] : starts[found.end("key")]] == "a%2Fb%20c"
+    single, _ = _route_regex("/f/{id}")
+    assert single.match(decoded) is None  # an encoded slash still separates segments
+    assert proxy_response_problem({"statusCode": 200, "body": "{}"}) is None
+    assert proxy_response_problem({"statusCode": 200, "body": {}}) == "body is not a string"
+    assert proxy_response_problem({"body": "{}"}) is not None
+    assert proxy_response_problem({"statusCode": True}) is not None
+
+
+def test_results_are_serialised_as_lambdas_python_runtime_does() -> None:
+    """Red team: the worker was stricter than AWS. awslambdaric (python3.12) writes a Decimal as a
+    number and keeps non-ASCII as is; a datetime still fails (Runtime.MarshalError)."""
+    from decimal import Decimal
+
+    import pytest
+
+    from localcloud.worker import runtime_json
+
+    assert runtime_json({"n": Decimal("3"), "x": Decimal("1.5"), "name": "Zoë"}) == (
+        '{"n": 3, "x": 1.5, "name": "Zoë"}'
+    )
+    with pytest.raises(TypeError):
+        runtime_json({"at": datetime(2026, 1, 1, tzinfo=UTC)})

@@ -61,6 +61,8 @@ class OwnedTenants:
 
 
 EXECUTION = "arn:aws:states:us-east-1:1:execution:onboarding:run-1"
+# a deployment with a platform database (its master secret)
+DB = "arn:aws:secretsmanager:us-east-1:123456789012:secret:platform-database"
 
 
 def provisioner(kms: Any, **settings: Any) -> TenantProvisioner:
@@ -112,14 +114,15 @@ def test_a_data_locality_without_this_region_is_refused() -> None:
         "security_policies": {"data_protection": {"data_locality": ["eu-west-1"]}},
     }
     with pytest.raises(ValidationFailed) as caught:
-        TenantProvisioner.validate_with(Settings(AWS_REGION="us-east-1"), body)
+        TenantProvisioner.validate_with(Settings(AWS_REGION="us-east-1", database_secret_arn=DB), body)
     assert caught.value.fields == [
         {
             "field": "security_policies.data_protection.data_locality",
             "message": "must include us-east-1: this deployment stores the tenant's data there",
         }
     ]
-    TenantProvisioner.validate_with(Settings(AWS_REGION="eu-west-1"), body)  # fine where it is allowed
+    # fine where it is allowed
+    TenantProvisioner.validate_with(Settings(AWS_REGION="eu-west-1", database_secret_arn=DB), body)
 
 
 def test_an_onboarding_request_from_the_bus_with_an_infinite_threshold_is_rejected() -> None:
@@ -155,3 +158,60 @@ def test_ids_that_cannot_be_onboarded(prefix: str, tenant_id: str) -> None:
         TenantProvisioner.validate_with(Settings(resource_prefix=prefix), body)
     assert caught.value.fields
     assert caught.value.fields[0]["field"] == "tenant_id"
+
+
+@pytest.mark.parametrize(
+    ("database_secret_arn", "isolation", "problem"),
+    [
+        ("", "schema", "this deployment has no tenant databases"),
+        ("", "database", "this deployment has no tenant databases"),
+        (DB, None, "required"),
+    ],
+)
+def test_isolation_is_required_with_a_database_and_refused_without_one(
+    database_secret_arn: str, isolation: str | None, problem: str
+) -> None:
+    """Issue 16 item 6: DatabaseSecretArn="" (every samconfig profile) means no tenant databases."""
+    body: dict[str, Any] = {
+        "tenant_id": "acme",
+        "name": "Acme",
+        "admin": {"username": "owner", "email": "o@acme.example"},
+    }
+    if isolation is not None:
+        body["isolation"] = isolation
+    with pytest.raises(ValidationFailed) as caught:
+        TenantProvisioner.validate_with(Settings(database_secret_arn=database_secret_arn), body)
+    assert [f["field"] for f in caught.value.fields or []] == ["isolation"]
+    assert (caught.value.fields or [])[0]["message"].startswith(problem)
+    # the CLI cannot know the deployment's database: it leaves the question to the API
+    assert TenantProvisioner.validate_with(Settings(), body, check_database=False).isolation == isolation
+
+
+@pytest.mark.parametrize(("database_secret_arn", "isolation"), [("", None), (DB, "schema"), (DB, "database")])
+def test_isolation_the_deployment_can_serve_is_accepted(
+    database_secret_arn: str, isolation: str | None
+) -> None:
+    body: dict[str, Any] = {
+        "tenant_id": "acme",
+        "name": "Acme",
+        "admin": {"username": "owner", "email": "o@acme.example"},
+    }
+    if isolation is not None:
+        body["isolation"] = isolation
+    request = TenantProvisioner.validate_with(Settings(database_secret_arn=database_secret_arn), body)
+    assert request.database_isolation == (isolation or "none")
+
+
+def test_a_request_without_isolation_creates_no_database() -> None:
+    asked: list[str] = []
+
+    def no_database() -> Any:  # services.tenant_databases() where DatabaseSecretArn is empty
+        asked.append("databases")
+        return None
+
+    steps = TenantProvisioner(Settings(), None, None, None, OwnedTenants(), None, None, no_database)  # type: ignore[arg-type]
+    body = {"tenant_id": "acme", "name": "Acme", "admin": {"username": "owner", "email": "o@acme.example"}}
+    assert steps.create_database(steps.validate(body), EXECUTION) == {"isolation": "none"}
+    assert asked == []  # no secret read, no connection
+    steps._drop_database("acme")  # compensation and offboarding: nothing to drop
+    assert asked == ["databases"]

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from localcloud.intrinsics import Resolver
 from localcloud.policies import PolicyCheck, PolicyKind, Severity, check_policy, template_policies
-from localcloud.provision import Provisioner, ProvisioningError
+from localcloud.provision import LOCAL_STACK_UUID, Provisioner, ProvisioningError
 from localcloud.template import transform_template
 from tenant_security.config import Settings
-from tenant_security.onboarding import TenantProvisioner
+from tenant_security.onboarding import tenant_key_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -380,8 +380,8 @@ def test_policy_variables_without_a_version_are_a_warning() -> None:
 
 
 # ---------------------------------------------------------------------- the tenant key policy
-def key_policy(settings: Settings) -> dict[str, Any]:
-    return TenantProvisioner(settings, None, None, None, None, None, None, lambda: None)._key_policy()  # type: ignore[arg-type]
+def key_policy(settings: Settings, purpose: str = "data") -> dict[str, Any]:
+    return tenant_key_policy(settings, purpose)
 
 
 def test_the_tenant_key_policy_passes_and_its_patterns_are_a_condition() -> None:
@@ -395,6 +395,33 @@ def test_the_tenant_key_policy_passes_and_its_patterns_are_a_condition() -> None
     assert patterned["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     assert patterned["Condition"] == {"ArnLike": {"aws:PrincipalArn": [PATTERN]}}
     assert patterned["Action"] == by_sid["PlatformRolesUseTheKey"]["Action"]
+
+
+def test_the_secrets_key_policy_names_its_administrators_and_the_break_glass_reader() -> None:
+    admin = f"arn:aws:iam::{ACCOUNT}:role/dcisionai-onboarding"
+    glass = f"arn:aws:iam::{ACCOUNT}:role/break-glass"
+    for reader in ("", glass):
+        settings = Settings(
+            account_id=ACCOUNT,
+            tenant_key_users=ROLE,
+            tenant_key_admins=admin,
+            tenant_secrets_break_glass=reader,
+        )
+        document = key_policy(settings, "secrets")
+        check = check_policy(json.dumps(document), PolicyKind.KEY)
+        assert check.accepted, refusals(check)
+        by_sid = {s["Sid"]: s for s in document["Statement"]}
+        assert by_sid["KeyAdministrators"]["Principal"] == {"AWS": [admin]}
+        via = {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+        assert by_sid["KeyAdministratorsStoreTenantSecrets"]["Condition"] == {"StringEquals": via}
+        glass_statement = by_sid["BreakGlassReadsTenantSecrets"]
+        assert glass_statement["Principal"] == {"AWS": reader or f"arn:aws:iam::{ACCOUNT}:root"}
+        assert glass_statement["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+        assert glass_statement["Condition"]["StringEquals"]["kms:ViaService"] == via["kms:ViaService"]
+    # the data and api-keys keys hold no secrets: Secrets Manager gets nothing there
+    data = {s["Sid"] for s in key_policy(settings, "data")["Statement"]}
+    assert "KeyAdministrators" in data
+    assert not data & {"KeyAdministratorsStoreTenantSecrets", "BreakGlassReadsTenantSecrets"}
 
 
 def test_the_old_tenant_key_policy_is_refused_and_so_is_its_setting() -> None:
@@ -461,6 +488,7 @@ def resolved_template_resources() -> list[tuple[str, str, dict[str, Any]]]:
     parameters = {name: spec.get("Default", "") for name, spec in cfn.get("Parameters", {}).items()}
     pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
     pseudo |= {"AWS::StackName": "stack", "AWS::URLSuffix": "amazonaws.com", "AWS::NotificationARNs": []}
+    pseudo |= {"AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/stack/{LOCAL_STACK_UUID}"}
     resolver = Resolver(cfn, parameters, pseudo, ref, get_att)
     return [
         (logical_id, res["Type"], resolver.resolve(res.get("Properties", {})))
@@ -490,8 +518,10 @@ def test_the_onboarding_functions_key_users_make_a_key_policy_kms_accepts() -> N
         account_id=ACCOUNT,
         tenant_key_users=environment["TENANT_KEY_USERS"],
         tenant_key_user_patterns=environment["TENANT_KEY_USER_PATTERNS"],
+        tenant_key_admins=environment["TENANT_KEY_ADMINS"],
     )
     assert settings.tenant_key_user_arn_patterns == [PATTERN]
+    assert len(settings.tenant_key_admin_arns) == 1
     assert len(settings.tenant_key_user_arns) == 4
     check = check_policy(json.dumps(key_policy(settings)), PolicyKind.KEY)
     assert check.accepted, check.message()

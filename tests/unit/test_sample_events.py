@@ -70,6 +70,7 @@ def test_the_cli_sample_request_is_valid() -> None:
     from tenant_security.onboarding import TenantProvisioner
 
     document = yaml.safe_load((ROOT / "events" / "tenant.yaml").read_text())
-    request = TenantProvisioner.validate_with(Settings(), document)
+    with_database = Settings(database_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:db")
+    request = TenantProvisioner.validate_with(with_database, document)
     assert (request.tenant_id, request.isolation) == ("initech", "schema")
     assert request.security_policies.rate_limiting.requests_per_minute == 600

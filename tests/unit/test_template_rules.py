@@ -257,9 +257,22 @@ def test_the_functions_that_reach_postgresql_can_run_in_its_vpc_with_bounded_con
         props = _functions(cfn)[name]["Properties"]
         assert props["VpcConfig"]["Fn::If"][0] == "InVpc"
         assert props["ReservedConcurrentExecutions"]["Fn::If"][1] == {"Ref": parameter}
-    assert _functions(cfn)["AuditWriterFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
-        "Ref": "AuditWriterConcurrency"
-    }
+    writer = _functions(cfn)["AuditWriterFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    unreserved = {"Ref": "AWS::NoValue"}
+    assert writer == {"Fn::If": ["HasAuditWriterConcurrency", {"Ref": "AuditWriterConcurrency"}, unreserved]}
+
+
+def test_every_reserved_concurrency_may_be_zero_for_accounts_with_a_low_quota(cfn: dict[str, Any]) -> None:
+    """Issue 16, item 10: Lambda refuses a reservation that leaves fewer than 100 unreserved
+    executions; a new account may have a quota of 10, so every reservation must be optional."""
+    for name, props in _functions(cfn).items():
+        reserved = props["Properties"].get("ReservedConcurrentExecutions")
+        if reserved is None:
+            continue
+        condition, parameter, otherwise = reserved["Fn::If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}, name
+        assert cfn["Parameters"][parameter["Ref"]]["MinValue"] == 0, name
+        assert cfn["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [parameter, 0]}]}, name
 
 
 def test_aurora_keeps_its_master_password_in_secrets_manager_and_its_data_encrypted(
@@ -436,3 +449,76 @@ def test_only_the_platforms_delivery_may_put_dead_letters_that_a_redrive_hands_o
     }
     for target, name in names.items():
         assert targets.arn_of(target).endswith(":" + name["Fn::Sub"])
+
+
+def test_traces_never_capture_a_handlers_response_or_exception(cfn: dict[str, Any]) -> None:
+    """Issue 16, item 12: with Tracing Active, capture_lambda_handler put each whole response (MFA
+    secrets, backup codes, tokens, secret values) into X-Ray as metadata."""
+    for name, function in _functions(cfn).items():
+        props = function["Properties"]
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        variables = props["Environment"]["Variables"]
+        assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false", name
+        assert variables["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false", name
+
+
+def test_every_function_eventbridge_invokes_has_an_on_failure_destination_and_an_alarm_on_it(
+    cfn: dict[str, Any],
+) -> None:
+    """EventBridge invokes Lambda asynchronously: Lambda's async retries, not the rule's, apply to
+    a function error, so a function an event rule targets without an EventInvokeConfig drops a
+    failing event after two retries, silently. A function only schedules invoke keeps no tick
+    longer than the next one takes to come (its ticks carry nothing of their own)."""
+    resources = cfn["Resources"]
+
+    def targeted(scheduled: bool) -> set[str]:
+        return {
+            target["Arn"]["Fn::GetAtt"][0]
+            for r in resources.values()
+            if r["Type"] == "AWS::Events::Rule" and ("ScheduleExpression" in r["Properties"]) == scheduled
+            for target in r["Properties"].get("Targets", [])
+            if isinstance(target["Arn"], dict) and "Fn::GetAtt" in target["Arn"]
+        } & set(_functions(cfn))
+
+    invoked = targeted(scheduled=False)
+    assert "AuditWriterFunction" in invoked
+    configs = {
+        r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+    }
+    for function in targeted(scheduled=True) - invoked:
+        periods = [
+            int(r["Properties"]["ScheduleExpression"].split("(")[1].split()[0])
+            * {"minute": 60, "hour": 3600, "day": 86400}[
+                r["Properties"]["ScheduleExpression"].split()[1].rstrip(")").rstrip("s")
+            ]
+            for r in resources.values()
+            if r["Type"] == "AWS::Events::Rule"
+            and any(t["Arn"] == {"Fn::GetAtt": [function, "Arn"]} for t in r["Properties"].get("Targets", []))
+        ]
+        assert configs[function]["MaximumEventAgeInSeconds"] <= min(periods), function
+    for function in invoked:
+        config = configs[function]
+        assert config["DestinationConfig"]["OnFailure"]["Destination"], function
+        assert 60 <= config["MaximumEventAgeInSeconds"] <= 21600, function
+        alarms = [
+            r["Properties"]
+            for r in resources.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"].get("MetricName") == "DestinationDeliveryFailures"
+            and {"Name": "FunctionName", "Value": {"Ref": function}} in r["Properties"].get("Dimensions", [])
+        ]
+        assert alarms, f"no alarm on {function}'s failed deliveries to its destination"
+
+
+def test_the_gateways_too_large_answer_names_the_api_file_limit(cfn: dict[str, Any]) -> None:
+    """One number in two places: the REQUEST_TOO_LARGE gateway response must name the limit the data
+    API enforces (Lambda's 6 MB event, base64), not a figure of its own."""
+    from tenant_security.storage import MAX_API_FILE_BYTES
+
+    apis = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    bodies = [api["Body"]["x-amazon-apigateway-gateway-responses"] for api in apis if "Body" in api]
+    too_large = [body["REQUEST_TOO_LARGE"] for body in bodies if "REQUEST_TOO_LARGE" in body]
+    assert len(too_large) == 1
+    assert f"{MAX_API_FILE_BYTES:,} bytes" in too_large[0]["responseTemplates"]["application/json"]

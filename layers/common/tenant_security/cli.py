@@ -190,7 +190,8 @@ def _onboard(args: argparse.Namespace) -> int:
         progress(f"cannot read {args.file}: {exc}")
         return EXIT_USAGE
     try:
-        request = TenantProvisioner.validate_with(settings, document)
+        # whether the deployment has a database is for the API and the validate step to say
+        request = TenantProvisioner.validate_with(settings, document, check_database=False)
     except ValidationFailed as exc:
         progress(f"{args.file} is not a valid onboarding request:")
         for field in exc.fields or []:

@@ -30,6 +30,7 @@ from tenant_security.config import KEY_PURPOSES, Settings
 from tenant_security.errors import NotFound, ValidationFailed
 from tenant_security.headers import standalone_page_csp
 from tenant_security.identity.users import User, UserStore
+from tenant_security.models.onboarding import Isolation
 from tenant_security.tenants import TenantRecord
 
 PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient_evidence"
@@ -412,7 +413,7 @@ class Checks:
         if e.tenant is None or not keys:
             return _check("tenant_separation", [], {}, examined=False)
         findings = [{"key": p, "issue": "the tenant has no key of its own"} for p, k in keys.items() if not k]
-        if e.tenant.isolation not in ("database", "schema"):
+        if e.tenant.isolation not in tuple(Isolation):
             findings.append({"issue": f"unknown isolation {e.tenant.isolation!r}"})
         if e.platform.get("data_bucket_encryption") is None:
             findings.append({"issue": "the tenant has no data bucket of its own"})

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     database_name: str = ""
 
     account_id: str = "123456789012"
+    # The first 8 hex digits of the stack's id (template.yaml: DEPLOYMENT_ID), unique per stack,
+    # account and region. S3 bucket names are global across every AWS account: without it, the
+    # same stack in a second region or account, or anyone who took the name first, makes
+    # CreateBucket fail with BucketAlreadyExists. 8 characters keep every 32-character tenant
+    # id within S3's 63 with the default prefix. "10ca1000" is the local cloud's stack.
+    deployment_id: str = Field("10ca1000", pattern=r"^[0-9a-f]{8}$")
     partition: str = "aws"
     token_issuer: str = "dcisionai-tenant-security"  # noqa: S105 - a name, not a secret
     token_audience: str = "dcisionai-api"  # noqa: S105 - a name, not a secret
@@ -96,6 +102,15 @@ class Settings(BaseSettings):
     # or `?` (matched by an aws:PrincipalArn condition on the account).
     tenant_key_users: str = Field("", pattern=r"^[^*?]*$")
     tenant_key_user_patterns: str = ""
+    # The roles that create, rotate and shred tenant keys and store the tenant's secrets under
+    # them (the onboarding function's): named in each key policy, exact ARNs, comma-separated.
+    # KMS refuses a key policy that does not let its creator change it later, and a new key's
+    # tags and aliases can take minutes to authorize anything: these roles need no IAM for it.
+    tenant_key_admins: str = Field("", pattern=r"^[^*?]*$")
+    # The break-glass role that may read tenant secrets through Secrets Manager (an operator
+    # handing over a first admin's password): an exact ARN, or "" to leave it to the account's
+    # IAM policies (the key policy then delegates that one use to the account).
+    tenant_secrets_break_glass: str = Field("", pattern=r"^[^*?,]*$")
 
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
@@ -125,6 +140,11 @@ class Settings(BaseSettings):
         return _comma_separated(self.tenant_key_users)
 
     @property
+    def tenant_key_admin_arns(self) -> list[str]:
+        """The exact role ARNs that administer tenant keys (TENANT_KEY_ADMINS)."""
+        return _comma_separated(self.tenant_key_admins)
+
+    @property
     def tenant_key_user_arn_patterns(self) -> list[str]:
         """ARN patterns of the roles that may use tenant keys (TENANT_KEY_USER_PATTERNS)."""
         return _comma_separated(self.tenant_key_user_patterns)
@@ -138,7 +158,8 @@ class Settings(BaseSettings):
         return f"alias/{self.resource_prefix}-tenant-{tenant_id}-{purpose}"
 
     def data_bucket(self, tenant_id: str) -> str:
-        return f"{self.resource_prefix}-tenant-{tenant_id}-data"
+        """The tenant's data bucket: ``<prefix>-<deployment id>-tenant-<id>-data``."""
+        return f"{self.resource_prefix}-{self.deployment_id}-tenant-{tenant_id}-data"
 
     def tenant_secret_name(self, tenant_id: str, what: str) -> str:
         """A tenant's secret in Secrets Manager: ``<prefix>/tenants/<id>/<what>``."""
@@ -146,7 +167,7 @@ class Settings(BaseSettings):
 
     def audit_bucket(self, tenant_id: str) -> str:
         """The tenant's object-locked audit bucket (the platform's is in template.yaml)."""
-        return f"{self.resource_prefix}-audit-logs-{tenant_id}"
+        return f"{self.resource_prefix}-{self.deployment_id}-audit-logs-{tenant_id}"
 
     @property
     def audit_key_arn(self) -> str:

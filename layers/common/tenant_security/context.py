@@ -298,7 +298,16 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             raise Unauthorized("no tenant")
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
         response: Response[Any]
-        response, headers = quotas().run(caller, record, rule.cost if rule else 1.0, event, handler)
+        lambda_context = app.lambda_context
+        # the deadline stays inside the function's own Timeout (tenant_security.quotas)
+        time_left = (
+            lambda_context.get_remaining_time_in_millis() / 1000
+            if hasattr(lambda_context, "get_remaining_time_in_millis")
+            else None
+        )
+        response, headers = quotas().run(
+            caller, record, rule.cost if rule else 1.0, event, handler, time_left=time_left
+        )
         response.headers.update(headers)
         return response
 

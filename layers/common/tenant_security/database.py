@@ -4,12 +4,20 @@
 Every identifier goes through ``psycopg.sql.Identifier``; values are parameters. The master
 credentials come from the platform's database secret (RDS-style JSON); the tenant's generated
 credentials go to Secrets Manager (see :mod:`tenant_security.onboarding`).
+
+The master is Aurora's: not a superuser, but CREATEROLE and CREATEDB under PostgreSQL 16's rules.
+Creating a role gives it only ADMIN OPTION on that role (``createrole_self_grant`` is empty), so
+it grants itself the tenant role WITH INHERIT and SET before it can make the role an owner
+(``CREATE DATABASE ... OWNER``, ``CREATE SCHEMA ... AUTHORIZATION``, ``ALTER ... OWNER TO``) or
+drop what the role owns (``DROP OWNED BY``, ``DROP DATABASE``). Only a superuser may name the
+SUPERUSER attribute in ALTER ROLE, so no statement names it (a new role is NOSUPERUSER anyway).
+Every step can be run again after a failure between any two statements.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,13 +86,20 @@ def schema_name(tenant_id: str) -> str:
 class TenantDatabases:
     """Creates and drops tenants' databases, schemas and roles as the master user."""
 
-    def __init__(self, master: DatabaseLogin, connect_timeout: int = 10) -> None:
+    def __init__(
+        self,
+        master: DatabaseLogin,
+        connect_timeout: int = 10,
+        reload: Callable[[], DatabaseLogin] | None = None,
+    ) -> None:
+        """``reload``: the master login read again from its secret, for a connection refused
+        with the cached one (RDS rotates the managed master secret, every 7 days by default)."""
         self.master = master
         self.connect_timeout = connect_timeout
+        self.reload = reload
 
-    @contextmanager
-    def _connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
-        with psycopg.connect(
+    def _open(self, dbname: str | None) -> psycopg.Connection[Any]:
+        return psycopg.connect(
             host=self.master.host,
             port=self.master.port,
             user=self.master.username,
@@ -92,19 +107,46 @@ class TenantDatabases:
             dbname=dbname or self.master.dbname,
             connect_timeout=self.connect_timeout,
             autocommit=True,
-        ) as conn:
+        )
+
+    @contextmanager
+    def _connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            conn = self._open(dbname)
+        except psycopg.OperationalError:
+            # A refused password is not told apart by SQLSTATE: libpq reports 28P01 of a failed
+            # connection only in its message, and psycopg's sqlstate is None. So any failed
+            # connect reads the secret again, once; it is retried only if the secret changed.
+            fresh = self.reload() if self.reload is not None else self.master
+            if fresh == self.master:
+                raise
+            self.master = fresh
+            conn = self._open(dbname)
+        with conn:
             yield conn
 
     def _ensure_role(self, conn: psycopg.Connection[Any], role: str, password: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
         # CREATE/ALTER ROLE takes no bind parameters: the password goes in as a quoted literal.
+        # No NOSUPERUSER: a new role is not one, and naming the attribute in ALTER ROLE (a retry)
+        # is for superusers only.
         conn.execute(
             sql.SQL(
-                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
-                " CONNECTION LIMIT 20 PASSWORD {}"
+                "{} ROLE {} LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT 20 PASSWORD {}"
             ).format(verb, sql.Identifier(role), sql.Literal(password))
         )
+        self._act_as(conn, role)
+
+    @staticmethod
+    def _act_as(conn: psycopg.Connection[Any], role: str) -> None:
+        """The master may own and drop as ``role``: membership WITH INHERIT and SET (PostgreSQL 16
+        gives the creator of a role ADMIN OPTION only). Granting it again changes nothing."""
+        grant = sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role))
+        if conn.info.server_version >= 160000:
+            grant = sql.SQL("{} WITH INHERIT TRUE, SET TRUE").format(grant)
+        # (before 16 a membership always allowed SET ROLE and the master INHERITs: the plain form)
+        conn.execute(grant)
 
     def _ensure_database(self, conn: psycopg.Connection[Any], name: str, owner: str | None) -> None:
         if self._database_exists(conn, name):
@@ -112,7 +154,13 @@ class TenantDatabases:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if owner is not None:
             statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
-        conn.execute(statement)
+        # Closed until CONNECT is revoked from PUBLIC (create() opens it): a new database grants
+        # PUBLIC CONNECT, and a login connected in between would stay connected.
+        conn.execute(sql.SQL("{} ALLOW_CONNECTIONS false").format(statement))
+
+    @staticmethod
+    def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+        return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
 
     def _database_exists(self, conn: psycopg.Connection[Any], name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
@@ -152,6 +200,7 @@ class TenantDatabases:
                     sql.Identifier(dbname), sql.Identifier(role)
                 )
             )
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(dbname)))
         with self._connect(dbname) as conn:
             # Nobody may create in or use public by default (PostgreSQL < 15 allowed it).
             conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
@@ -185,16 +234,22 @@ class TenantDatabases:
         """Drop the tenant's database or schema and its role (idempotent)."""
         role, dbname, schema = role_name(tenant_id), tenant_database_name(tenant_id), schema_name(tenant_id)
         with self._connect() as conn:
+            if self._role_exists(conn, role):
+                # the tenant's database and objects are the role's: the master drops them as it
+                self._act_as(conn, role)
             if self._database_exists(conn, dbname):
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
-            shared = self._database_exists(conn, SHARED_DATABASE)
+            # A shared database still closed (a crash right after its CREATE) holds no schema yet.
+            shared = conn.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = %s", (SHARED_DATABASE,)
+            ).fetchone() == (True,)
         if shared:
             with self._connect(SHARED_DATABASE) as conn:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                if self._role_exists(conn, role):
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         with self._connect() as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            if self._role_exists(conn, role):
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 

@@ -81,6 +81,12 @@ class UnsupportedMediaType(DomainError):
     status, code = 415, "unsupported_media_type"
 
 
+class NotAcceptable(DomainError):
+    """406: the reply cannot be sent in the representation the request's Accept asks for."""
+
+    status, code = 406, "not_acceptable"
+
+
 class Locked(DomainError):
     status, code = 423, "locked"
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
@@ -69,6 +71,26 @@ def _proxy_reply(err: DomainError) -> dict[str, Any]:
 
 
 _REPLACEMENT = "\ufffd"  # what a decoder puts where bytes were not UTF-8
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL, after percent-decoding
+
+
+def percent_decoded(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The proxy event with ``path`` and ``pathParameters`` percent-decoded: the one place a path
+    is decoded, before any route, id or key rule sees it.
+
+    A REST API hands both to Lambda as the client encoded them (``a%2Fb%20c``, ``bob%40x.io``);
+    query parameters arrive decoded already. Decoded once: ``%252F`` is the text ``%2F``, never a
+    ``/``. Bytes that are not UTF-8 become U+FFFD, which :meth:`GuardedResolver.encoding_error`
+    refuses; control characters are left for the route and key rules to refuse.
+    """
+    decoded = dict(event)
+    decoded["path"] = unquote(str(event.get("path") or ""), errors="replace")
+    params = event.get("pathParameters")
+    if isinstance(params, Mapping):
+        decoded["pathParameters"] = {
+            name: unquote(str(value), errors="replace") for name, value in params.items()
+        }
+    return decoded
 
 
 class GuardedResolver(APIGatewayRestResolver):
@@ -130,6 +152,7 @@ class GuardedResolver(APIGatewayRestResolver):
         return MalformedJson(f"request body is not valid JSON: {problem}") if problem else None
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        event = percent_decoded(event)
         # Who is asking goes on every log line: the authorizer's word, else the path's tenant.
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
@@ -137,6 +160,12 @@ class GuardedResolver(APIGatewayRestResolver):
         path = str(event.get("path") or "")
         if path.endswith("/") and path != "/":
             # a trailing slash must not reach another route than its path names
+            return _with_reply_headers(_proxy_reply(NotFound("no such route")))
+        if _CONTROL.search(path):
+            # No name of a route takes a control character. Refused here, not left to the route:
+            # Powertools matches routes with `^...$`, and `$` also matches before a final
+            # newline, so `/users/bob%0A` would run the handler for `bob` while pathParameters
+            # (which the audit record reads) say `bob\n`.
             return _with_reply_headers(_proxy_reply(NotFound("no such route")))
         refused = self.encoding_error(event) or self.body_error(event) or self.json_error(event)
         if refused is not None:

@@ -27,12 +27,12 @@ from tenant_security.authz.rbac import TENANT_ADMIN
 from tenant_security.aws import error_code
 from tenant_security.config import KEY_PURPOSES, Settings
 from tenant_security.database import CREDENTIALS_SECRET, TenantDatabases
-from tenant_security.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, PayloadTooLarge, ServiceUnavailable, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import User, UserStore
 from tenant_security.locality import replica_regions
-from tenant_security.models.onboarding import OnboardingRequest, parse_onboarding_request
+from tenant_security.models.onboarding import Isolation, OnboardingRequest, parse_onboarding_request
 from tenant_security.observability import logger
 from tenant_security.tenants import RETIRED, NotOwner, TenantRecord, TenantStatus, TenantStore
 
@@ -68,8 +68,155 @@ KEY_USE_ACTIONS = (
     "kms:ReEncryptTo",
     "kms:DescribeKey",
 )
+# What the key administrators (TENANT_KEY_ADMINS: the onboarding function's role) do with a tenant
+# key, granted to them by name in its key policy: KMS checks at CreateKey that the creator may
+# change the policy later (PutKeyPolicy), and a grant by name applies at once, where one by the
+# key's tags or aliases can take minutes to apply to a new key (CreateAlias, EnableKeyRotation
+# right after CreateKey would fail, and AccessDenied is not retried).
+KEY_ADMIN_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyRotationStatus",
+    "kms:ReplicateKey",
+    "kms:TagResource",
+    "kms:ScheduleKeyDeletion",
+)
+# The account's own administration of a tenant key (the account's IAM policies decide who).
+ACCOUNT_ADMIN_ACTIONS = (
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:ReplicateKey",
+    "kms:DeleteAlias",
+)
+# Secrets Manager, storing a secret under a customer managed key for its caller, needs both.
+SECRETS_MANAGER_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+SECRETS_KEY_PURPOSE = "secrets"
+# Key states of a key already scheduled for deletion (a multi-Region primary waits for its replicas).
+SHREDDED_KEY_STATES = ("PendingDeletion", "PendingReplicaDeletion")
 KEY_DELETION_WINDOW_DAYS = 7  # the KMS minimum: crypto-shredding as soon as KMS allows
 STEP_TIMEOUT_MARGIN_SECONDS = 10
+
+
+def tenant_key_policy(settings: Settings, purpose: str, region: str | None = None) -> dict[str, Any]:
+    """A tenant key's policy (``region``: where the key or replica is; the deployment's).
+
+    The account administers the key through its IAM policies; the key administrators
+    (TENANT_KEY_ADMINS) by name, so the policy passes KMS's lockout check for them and applies
+    at once; the platform's roles use it; on the secrets key, Secrets Manager encrypts and
+    decrypts for the key administrators and for the break-glass reader.
+    """
+    root = f"arn:{settings.partition}:iam::{settings.account_id}:root"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "AccountAdministration",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": list(ACCOUNT_ADMIN_ACTIONS),
+            "Resource": "*",
+        }
+    ]
+    admins = settings.tenant_key_admin_arns
+    if admins:
+        statements.append(
+            {
+                "Sid": "KeyAdministrators",
+                "Effect": "Allow",
+                "Principal": {"AWS": admins},
+                "Action": list(KEY_ADMIN_ACTIONS),
+                "Resource": "*",
+            }
+        )
+    statements += _key_use_statements(settings, root)
+    if purpose == SECRETS_KEY_PURPOSE:
+        statements += _secrets_statements(settings, root, admins, region or settings.region)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _secrets_statements(
+    settings: Settings, root: str, admins: list[str], region: str
+) -> list[dict[str, Any]]:
+    """Secrets Manager's use of the secrets key: for the key administrators, who store the
+    tenant's database login and first admin's password, and for the break-glass reader
+    (TENANT_SECRETS_BREAK_GLASS; without one, the account's IAM policies decide), who hands
+    that password over. Only through Secrets Manager (kms:ViaService)."""
+    via = {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}
+    statements: list[dict[str, Any]] = []
+    if admins:
+        statements.append(
+            {
+                "Sid": "KeyAdministratorsStoreTenantSecrets",
+                "Effect": "Allow",
+                "Principal": {"AWS": admins},
+                "Action": list(SECRETS_MANAGER_KEY_ACTIONS),
+                "Resource": "*",
+                "Condition": via,
+            }
+        )
+    reader = settings.tenant_secrets_break_glass or root
+    condition: dict[str, Any] = {"StringEquals": dict(via["StringEquals"])}
+    if reader == root:
+        condition["StringEquals"]["kms:CallerAccount"] = settings.account_id
+    statements.append(
+        {
+            "Sid": "BreakGlassReadsTenantSecrets",
+            "Effect": "Allow",
+            "Principal": {"AWS": reader},
+            "Action": ["kms:Decrypt", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": condition,
+        }
+    )
+    return statements
+
+
+def _key_use_statements(settings: Settings, root: str) -> list[dict[str, Any]]:
+    """Who may use a tenant key: the exact role ARNs as principals; the ARN patterns through
+    the account and an ``aws:PrincipalArn`` condition, since KMS refuses a wildcard in a
+    principal (MalformedPolicyDocumentException). A statement naming the account delegates to
+    IAM: a role matched by a pattern needs an IAM policy allowing the use as well."""
+
+    def use(sid: str, principal: Any, **condition: Any) -> dict[str, Any]:
+        return {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": list(KEY_USE_ACTIONS),
+            "Resource": "*",
+            **condition,
+        }
+
+    statements = []
+    if settings.tenant_key_user_arns:
+        statements.append(use("PlatformRolesUseTheKey", settings.tenant_key_user_arns))
+        # by name too: the compliance report reads it right after onboarding (no tag lag)
+        statements.append(
+            {
+                "Sid": "PlatformRolesReadTheKeyState",
+                "Effect": "Allow",
+                "Principal": {"AWS": settings.tenant_key_user_arns},
+                "Action": ["kms:GetKeyRotationStatus"],
+                "Resource": "*",
+            }
+        )
+    if settings.tenant_key_user_arn_patterns:
+        condition = {"ArnLike": {"aws:PrincipalArn": settings.tenant_key_user_arn_patterns}}
+        statements.append(use("PlatformRolePatternsUseTheKey", root, Condition=condition))
+    return statements
 
 
 class TransientError(ServiceUnavailable):
@@ -123,7 +270,7 @@ class TenantProvisioner:
         tenants: TenantStore,
         users: UserStore,
         sessions: SessionStore,
-        databases: Callable[[], TenantDatabases],
+        databases: Callable[[], TenantDatabases | None],
         kms_in: Callable[[str], Any] | None = None,
         execution_running: Callable[[str], bool] = lambda _arn: True,
     ) -> None:
@@ -157,8 +304,12 @@ class TenantProvisioner:
         return self.validate_with(self.settings, data)
 
     @staticmethod
-    def validate_with(settings: Settings, data: Any) -> OnboardingRequest:
-        """:meth:`validate` for callers that have only the settings (the API)."""
+    def validate_with(settings: Settings, data: Any, *, check_database: bool = True) -> OnboardingRequest:
+        """:meth:`validate` for callers that have only the settings (the API).
+
+        ``check_database``: whether ``settings`` are the deployment's, which know if it has a
+        platform database (the CLI's do not; the API and the validate step check it).
+        """
         request = parse_onboarding_request(data)
         problems = []
         tenant_id = request.tenant_id
@@ -176,6 +327,8 @@ class TenantProvisioner:
             problems.append(
                 {"field": "tenant_id", "message": "too long for the S3 bucket names with this prefix"}
             )
+        if check_database:
+            problems += database_problems(settings, request)
         if problems:
             raise ValidationFailed("onboarding request is not valid", fields=problems)
         return request
@@ -191,7 +344,7 @@ class TenantProvisioner:
             tenant_id=request.tenant_id,
             name=request.name,
             status=TenantStatus.PROVISIONING,
-            isolation=request.isolation,
+            isolation=request.database_isolation,
             policies=request.security_policies,
             quotas=request.resource_quotas,
             request_hash=request.fingerprint(),
@@ -205,57 +358,8 @@ class TenantProvisioner:
         return self.tenants.owned(tenant_id, execution)
 
     # ------------------------------------------------------------------ 3. keys
-    def _key_policy(self) -> dict[str, Any]:
-        root = f"arn:{self.settings.partition}:iam::{self.settings.account_id}:root"
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "AccountAdministration",
-                "Effect": "Allow",
-                "Principal": {"AWS": root},
-                "Action": [
-                    "kms:Create*",
-                    "kms:Describe*",
-                    "kms:Enable*",
-                    "kms:List*",
-                    "kms:Put*",
-                    "kms:Update*",
-                    "kms:Revoke*",
-                    "kms:Disable*",
-                    "kms:Get*",
-                    "kms:TagResource",
-                    "kms:UntagResource",
-                    "kms:ScheduleKeyDeletion",
-                    "kms:CancelKeyDeletion",
-                    "kms:ReplicateKey",
-                ],
-                "Resource": "*",
-            }
-        ]
-        return {"Version": "2012-10-17", "Statement": statements + self._key_use_statements(root)}
-
-    def _key_use_statements(self, root: str) -> list[dict[str, Any]]:
-        """Who may use a tenant key: the exact role ARNs as principals; the ARN patterns through
-        the account and an ``aws:PrincipalArn`` condition, since KMS refuses a wildcard in a
-        principal (MalformedPolicyDocumentException). A statement naming the account delegates to
-        IAM: a role matched by a pattern needs an IAM policy allowing the use as well."""
-
-        def use(sid: str, principal: Any, **condition: Any) -> dict[str, Any]:
-            return {
-                "Sid": sid,
-                "Effect": "Allow",
-                "Principal": {"AWS": principal},
-                "Action": list(KEY_USE_ACTIONS),
-                "Resource": "*",
-                **condition,
-            }
-
-        statements = []
-        if self.settings.tenant_key_user_arns:
-            statements.append(use("PlatformRolesUseTheKey", self.settings.tenant_key_user_arns))
-        if self.settings.tenant_key_user_arn_patterns:
-            condition = {"ArnLike": {"aws:PrincipalArn": self.settings.tenant_key_user_arn_patterns}}
-            statements.append(use("PlatformRolePatternsUseTheKey", root, Condition=condition))
-        return statements
+    def _key_policy(self, purpose: str, region: str | None = None) -> dict[str, Any]:
+        return tenant_key_policy(self.settings, purpose, region)
 
     def _key_of_alias(self, alias: str) -> dict[str, Any] | None:
         try:
@@ -274,7 +378,9 @@ class TenantProvisioner:
         for purpose in KEY_PURPOSES:
             alias = self.settings.tenant_key_alias(request.tenant_id, purpose)
             meta = self._key_of_alias(alias)
-            if meta is None or meta.get("KeyState") == "PendingDeletion":
+            # A multi-Region primary waits in PendingReplicaDeletion until its replicas are gone:
+            # shredded as much as one PendingDeletion, so a new key takes the alias.
+            if meta is None or meta.get("KeyState") in SHREDDED_KEY_STATES:
                 if meta is not None:
                     self.kms.delete_alias(AliasName=alias)
                 meta = self.kms.create_key(
@@ -282,7 +388,7 @@ class TenantProvisioner:
                     KeyUsage="ENCRYPT_DECRYPT",
                     KeySpec="SYMMETRIC_DEFAULT",
                     MultiRegion=protection.cross_region_encryption,
-                    Policy=json.dumps(self._key_policy()),
+                    Policy=json.dumps(self._key_policy(purpose)),
                     Tags=self._key_tags(request.tenant_id, purpose),
                 )["KeyMetadata"]
                 self.kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
@@ -291,7 +397,7 @@ class TenantProvisioner:
             )
             if meta.get("MultiRegion"):
                 regions = replica_regions(request.security_policies, self.settings.region)
-                self._replicate(meta, regions, self._key_tags(request.tenant_id, purpose))
+                self._replicate(meta, regions, purpose, self._key_tags(request.tenant_id, purpose))
             out[purpose] = str(meta["Arn"])
         return out
 
@@ -307,13 +413,16 @@ class TenantProvisioner:
             {"TagKey": "ManagedBy", "TagValue": f"{self.settings.resource_prefix}-tenant-security"},
         ]
 
-    def _replicate(self, meta: dict[str, Any], regions: list[str], tags: list[dict[str, str]]) -> None:
-        """Replicas of a multi-Region tenant key in ``regions`` (those it lacks), same key policy."""
+    def _replicate(
+        self, meta: dict[str, Any], regions: list[str], purpose: str, tags: list[dict[str, str]]
+    ) -> None:
+        """Replicas of a multi-Region tenant key in ``regions`` (those it lacks), same key policy
+        (Secrets Manager's statements name the replica's region)."""
         for region in [r for r in regions if r not in self._replicas(meta)]:
             self.kms.replicate_key(
                 KeyId=meta["KeyId"],
                 ReplicaRegion=region,
-                Policy=json.dumps(self._key_policy()),
+                Policy=json.dumps(self._key_policy(purpose, region)),
                 Tags=tags,
             )
 
@@ -448,12 +557,29 @@ class TenantProvisioner:
             self.secrets.put_secret_value(SecretId=name, SecretString=value)
 
     def create_database(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
-        """The tenant's database or schema and role; credentials in Secrets Manager."""
+        """The tenant's database or schema and role; credentials in Secrets Manager. Nothing for
+        a request without isolation (validation accepts one only where there is no database)."""
         self._own(request.tenant_id, execution)
-        credentials = self.databases().create(request.tenant_id, request.isolation)
+        if request.isolation is None:
+            return {"isolation": Isolation.NONE}
+        databases = self.databases()
+        if databases is None:  # the deployment lost its database since validation: compensate
+            raise RuntimeError("no platform database is configured (DatabaseSecretArn is empty)")
+        credentials = databases.create(request.tenant_id, request.isolation)
         name = self.secret_name(request.tenant_id, CREDENTIALS_SECRET)
         self._put_secret(name, json.dumps(credentials), request.tenant_id, "Tenant database credentials")
-        return {"secret": name, "dbname": credentials["dbname"], "schema": credentials["schema"]}
+        return {
+            "isolation": request.isolation,
+            "secret": name,
+            "dbname": credentials["dbname"],
+            "schema": credentials["schema"],
+        }
+
+    def _drop_database(self, tenant_id: str) -> None:
+        """The tenant's database or schema and role, if the deployment has a database."""
+        databases = self.databases()
+        if databases is not None:
+            databases.drop(tenant_id)
 
     # ------------------------------------------------------------------ 6. admin
     def create_admin(self, request: OnboardingRequest, execution: str) -> dict[str, str]:
@@ -504,7 +630,7 @@ class TenantProvisioner:
             policies=request.security_policies,
             quotas=request.resource_quotas,
             name=request.name,
-            isolation=request.isolation,
+            isolation=request.database_isolation,
             failure_reason="",
             updated_at=datetime.now(UTC).isoformat(),
         )
@@ -562,7 +688,7 @@ class TenantProvisioner:
             for region, arn in self._replicas(meta).items():
                 # by key id: the replica shares it (moto takes no ARN here; AWS takes either)
                 self._schedule_deletion(self._kms_of(region), arn.rsplit("/", 1)[-1])
-            if meta.get("KeyState") != "PendingDeletion":
+            if meta.get("KeyState") not in SHREDDED_KEY_STATES:
                 self._schedule_deletion(self.kms, str(meta["KeyId"]))
             self.kms.delete_alias(AliasName=alias)
             shredded.append(str(meta["KeyId"]))
@@ -611,7 +737,7 @@ class TenantProvisioner:
         self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
         self._delete_secrets(tenant_id)
-        self.databases().drop(tenant_id)
+        self._drop_database(tenant_id)
         buckets = [
             b for b in (self.data_bucket(tenant_id), self.audit_bucket(tenant_id)) if self._delete_bucket(b)
         ]
@@ -641,7 +767,7 @@ class TenantProvisioner:
         revoked = self.sessions.revoke_all(tenant_id)
         users = self._delete_users(tenant_id)
         secrets = self._delete_secrets(tenant_id)
-        self.databases().drop(tenant_id)
+        self._drop_database(tenant_id)
         data_deleted = self._delete_bucket(self.data_bucket(tenant_id))
         keys = self.shred_keys(tenant_id)
         self.tenants.set_status(tenant_id, TenantStatus.OFFBOARDED, allowed_from=RETIRED)
@@ -655,8 +781,40 @@ class TenantProvisioner:
         }
 
 
+def database_problems(settings: Settings, request: OnboardingRequest) -> list[dict[str, str]]:
+    """``isolation`` against the deployment: required with a platform database, refused without
+    one (DatabaseSecretArn empty means "no tenant databases")."""
+    if not settings.database_secret_arn and request.isolation is not None:
+        return [
+            {
+                "field": "isolation",
+                "message": "this deployment has no tenant databases (DatabaseSecretArn is empty): "
+                "omit isolation, or deploy with a platform database",
+            }
+        ]
+    if settings.database_secret_arn and request.isolation is None:
+        return [{"field": "isolation", "message": "required: 'database' or 'schema'"}]
+    return []
+
+
 ONBOARDING_REQUESTED = "Tenant Onboarding Requested"
 OFFBOARDING_REQUESTED = "Tenant Offboarding Requested"
+# The request travels as an EventBridge event (256 KB at most) and then in every state of its
+# onboarding execution (256 KB at most, beside the steps' results; over it the execution fails
+# with States.DataLimitExceeded, which no Catch takes, so nothing would be compensated). A valid
+# request is far smaller -- its strings and lists are bounded -- so a body over this is refused
+# (413) before anything is done.
+ONBOARDING_REQUEST_MAX_BYTES = 64 * 1024
+
+
+def check_onboarding_size(body: str | bytes | None) -> None:
+    """:class:`PayloadTooLarge` for an onboarding request (body or event detail) over the limit."""
+    size = len(body.encode() if isinstance(body, str) else body or b"")
+    if size > ONBOARDING_REQUEST_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"an onboarding request is at most {ONBOARDING_REQUEST_MAX_BYTES} bytes ({size} sent): "
+            "it must fit in an event and in its workflow's state"
+        )
 
 
 def request_onboarding(request: OnboardingRequest, tenants: TenantStore, publisher: Any) -> dict[str, Any]:
@@ -678,7 +836,9 @@ def request_onboarding(request: OnboardingRequest, tenants: TenantStore, publish
         raise Conflict(f"tenant {request.tenant_id!r} exists with another request")
     if existing is not None and existing.status in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
         return {"tenant_id": request.tenant_id, "status": str(existing.status)}
-    if not publisher.put(ONBOARDING_REQUESTED, request.model_dump(mode="json"), raw=True):
+    detail = request.model_dump(mode="json")
+    check_onboarding_size(json.dumps(detail))  # as the publisher will put it
+    if not publisher.put(ONBOARDING_REQUESTED, detail, raw=True):
         raise TransientError("the onboarding request could not be queued; try again")
     return {"tenant_id": request.tenant_id, "status": str(TenantStatus.PROVISIONING)}
 

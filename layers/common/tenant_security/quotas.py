@@ -478,6 +478,20 @@ class RequestTimedOut(ServiceUnavailable):
     code = "request_timeout"
 
 
+# Kept before Lambda's timeout: time to answer the 503, release the lease and record the request.
+DEADLINE_MARGIN = 1.0
+MIN_REQUEST_SECONDS = 0.1
+
+
+def request_seconds(max_request_duration_ms: int, time_left: float | None) -> float:
+    """How long a request may run: the tenant's max_request_duration, capped below the time the
+    invocation has left (``time_left`` seconds, None when unknown) by :data:`DEADLINE_MARGIN`."""
+    seconds = max_request_duration_ms / 1000
+    if time_left is not None:
+        seconds = min(seconds, max(MIN_REQUEST_SECONDS, time_left - DEADLINE_MARGIN))
+    return seconds
+
+
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Stop the enclosed work after ``seconds`` with a 503 (SIGALRM: the main thread only)."""
@@ -521,10 +535,21 @@ class QuotaGuard:
         self.leases = leases
 
     def run(
-        self, caller: Any, target: Any, weight: float, event: Mapping[str, Any], call: Callable[[], Any]
+        self,
+        caller: Any,
+        target: Any,
+        weight: float,
+        event: Mapping[str, Any],
+        call: Callable[[], Any],
+        time_left: float | None = None,
     ) -> tuple[Any, dict[str, str]]:
         """Admit the request (429 otherwise), hold a lease while ``call()`` runs within the
-        tenant's max_request_duration; ``call``'s result and the rate-limit headers."""
+        tenant's max_request_duration; ``call``'s result and the rate-limit headers.
+
+        ``time_left``: seconds before Lambda's own timeout ends the invocation. The deadline is
+        the smaller of the two, less :data:`DEADLINE_MARGIN`, so the request is answered (503) and
+        its lease released before Lambda kills it; a lease left by a killed invocation then expires
+        seconds after the function's timeout, not max_request_duration (300 s by default) after."""
         check_domain(event.get("headers"), event.get("pathParameters"), target.quotas)
         limits = RateLimits.of(caller.policies, caller.quotas)
         admission = self.limiter.admit(caller.tenant_id, limits, weight)
@@ -534,7 +559,7 @@ class QuotaGuard:
                 headers=admission.headers(),
             )
         compute = caller.quotas.compute
-        seconds = compute.max_request_duration / 1000
+        seconds = request_seconds(compute.max_request_duration, time_left)
         slot, lease = self.leases.acquire(caller.tenant_id, compute.max_concurrent_requests, seconds + 5)
         try:
             with deadline(seconds):

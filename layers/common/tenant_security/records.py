@@ -36,8 +36,9 @@ from tenant_security import crypto
 from tenant_security.aws import error_code
 from tenant_security.config import Settings
 from tenant_security.database import DatabaseLogin
-from tenant_security.errors import NotFound, ServiceUnavailable, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from tenant_security.locality import check_writable_in
+from tenant_security.models.onboarding import Isolation
 from tenant_security.quotas import StorageQuota
 from tenant_security.tenants import TenantRecord
 
@@ -93,6 +94,18 @@ def check_record_id(record_id: str) -> str:
         raise ValidationFailed(
             "invalid record id", fields=[{"field": "path.record_id", "message": "a UUID"}]
         ) from None
+
+
+def _tenant_id(tenant: TenantRecord | str) -> str:
+    return tenant if isinstance(tenant, str) else tenant.tenant_id
+
+
+def _without_database(tenant: TenantRecord | str) -> bool:
+    """Whether the tenant's record says it was onboarded without a database. Asking Secrets
+    Manager instead is no answer on AWS: IAM is evaluated first, against the bare name of a secret
+    that does not exist, which the functions' `.../database-*` grants do not match --
+    AccessDeniedException (a 500), not ResourceNotFoundException."""
+    return not isinstance(tenant, str) and tenant.isolation == Isolation.NONE
 
 
 # ---------------------------------------------------------------------------------- credentials
@@ -305,8 +318,11 @@ class TenantRecords:
     def create(
         self, tenant: TenantRecord, actor: str, data: Mapping[str, Any], sensitive: list[str]
     ) -> dict[str, Any]:
-        """Store a record; ``{id, sensitive, created_by, created_at}`` (201)."""
+        """Store a record; ``{id, sensitive, created_by, created_at}`` (201). 409 for a tenant
+        onboarded without a database (a deployment with none): it has nowhere to keep records."""
         tenant_id = tenant.tenant_id
+        if tenant.isolation == Isolation.NONE:
+            raise Conflict("the tenant has no database: the deployment has none (DatabaseSecretArn empty)")
         check_record(data, sensitive)
         check_writable_in(tenant, self.settings.region)
         record_id = str(self.new_id())
@@ -334,9 +350,21 @@ class TenantRecords:
             "created_at": row[0].isoformat(),
         }
 
-    def get(self, tenant_id: str, record_id: str) -> dict[str, Any]:
-        """``{id, data, sensitive, created_by, created_at}``; 404 when the tenant has no such record."""
+    def get(self, tenant: TenantRecord | str, record_id: str) -> dict[str, Any]:
+        """``{id, data, sensitive, created_by, created_at}``; 404 when the tenant has no such record
+        (a tenant without a database has none: answered at once, not after the pool's wait).
+
+        ``tenant``: its record where the caller has it, so that a tenant onboarded without a
+        database is known as such without asking Secrets Manager for a login that does not exist.
+        """
         record_id = check_record_id(record_id)
+        if _without_database(tenant):
+            raise NotFound(f"no record {record_id}: the tenant has no database")
+        tenant_id = _tenant_id(tenant)
+        try:
+            self.pools.logins.current(tenant_id)
+        except NoTenantDatabase:
+            raise NotFound(f"no record {record_id}: the tenant has no database") from None
         with self.pools.connection(tenant_id) as (conn, login):
             row = conn.execute(
                 sql.SQL("SELECT data, sealed, created_by, created_at FROM {} WHERE id = %s").format(
@@ -356,10 +384,15 @@ class TenantRecords:
             "created_at": created_at.isoformat(),
         }
 
-    def created_by(self, tenant_id: str, username: str, limit: int = MAX_EXPORTED) -> dict[str, Any]:
+    def created_by(
+        self, tenant: TenantRecord | str, username: str, limit: int = MAX_EXPORTED
+    ) -> dict[str, Any]:
         """The records ``username`` created (GDPR export), newest first, by reference only:
         ``{items: [{id, created_at}], truncated}`` -- their content is the tenant's data, often about
         other people, and an export shows the subject's own (none for a tenant without a database)."""
+        if _without_database(tenant):
+            return {"items": [], "truncated": False}
+        tenant_id = _tenant_id(tenant)
         try:
             self.pools.logins.current(tenant_id)  # (the pool would wait out a missing login)
             with self.pools.connection(tenant_id) as (conn, login):

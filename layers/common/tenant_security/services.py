@@ -236,13 +236,23 @@ def request_authorizer() -> RequestAuthorizer:
 
 
 @cache
-def tenant_databases() -> TenantDatabases:
+def tenant_databases() -> TenantDatabases | None:
+    """The master's access to tenant databases; None where the deployment has no platform
+    database (DatabaseSecretArn empty). The login is kept per execution environment and read
+    again from the secret when a connection is refused (RDS rotates it)."""
     import json
 
     from tenant_security.database import DatabaseLogin, TenantDatabases
 
-    secret = aws.secretsmanager().get_secret_value(SecretId=settings().database_secret_arn)["SecretString"]
-    return TenantDatabases(DatabaseLogin.from_secret(json.loads(secret), **settings().database_location))
+    config = settings()
+    if not config.database_secret_arn:
+        return None
+
+    def master() -> DatabaseLogin:
+        secret = aws.secretsmanager().get_secret_value(SecretId=config.database_secret_arn)["SecretString"]
+        return DatabaseLogin.from_secret(json.loads(secret), **config.database_location)
+
+    return TenantDatabases(master(), reload=master)
 
 
 @cache
@@ -440,7 +450,8 @@ def subject_rights() -> SubjectRights:
         subject_keys(),
         audit_reader(),
         settings().audit_bucket,
-        records_of=lambda tenant, user: tenant_records().created_by(tenant, user),
+        # the tenant's record (cached) tells a tenant without a database from one with
+        records_of=lambda tenant, user: tenant_records().created_by(tenants().get(tenant) or tenant, user),
         files_of=lambda tenant, user: tenant_files().ledger.created_by(tenant, user),  # noqa: PLW0108 - built lazily
     )
 

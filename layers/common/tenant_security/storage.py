@@ -83,8 +83,16 @@ _ABSENT = ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
 # days, at the next midnight UTC or later; they are released a day after that.
 NONCURRENT_DAYS = 30
 DOWNLOAD_URL_SECONDS = 300
-# A Lambda proxy response carries at most 6 MB, base64 grows bytes by a third.
-MAX_API_RESPONSE_BYTES = 4 * 1024 * 1024
+# What a file sent or read through the API itself may weigh. Lambda takes and returns at most
+# 6 MiB (6,291,456 bytes) per synchronous invocation, and the file travels as base64 (4 bytes per
+# 3) inside the proxy event or response, beside its envelope: headers (API Gateway admits 10,240
+# bytes of request line and headers; the event carries them twice, JSON-escaped), the request and
+# authorizer context, the path three times. 64 KiB bounds that envelope, so the largest file is
+# (6,291,456 - 65,536) / 4 * 3 = 4,669,440 bytes (about 4.45 MiB); larger files go through
+# POST /tenants/{t}/uploads and POST /tenants/{t}/downloads.
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+PROXY_ENVELOPE_BYTES = 64 * 1024
+MAX_API_FILE_BYTES = (LAMBDA_SYNC_PAYLOAD_BYTES - PROXY_ENVELOPE_BYTES) // 4 * 3
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -354,15 +362,21 @@ class TenantFiles:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"no file {key!r}") from None
             raise
-        if stored.get("Metadata", {}).get(PROTECTION_METADATA) == "sse-kms":
+        metadata = stored.get("Metadata", {})
+        size = int(metadata.get(SIZE_METADATA) or stored.get("ContentLength", 0))
+        if metadata.get(PROTECTION_METADATA) == "sse-kms":
             # uploaded straight to S3: S3 decrypted it with the tenant key
-            if int(stored.get("ContentLength", 0)) > MAX_API_RESPONSE_BYTES:
+            if size > MAX_API_FILE_BYTES:
+                # as base64 in a Lambda response it would fail the invocation (a 502)
                 stored["Body"].close()
                 raise PayloadTooLarge(
-                    f"file larger than the API returns ({MAX_API_RESPONSE_BYTES} bytes): "
-                    "POST /tenants/{tenant_id}/downloads for a download link"
+                    f"file larger than the API returns ({MAX_API_FILE_BYTES} bytes): "
+                    f'POST /tenants/{tenant_id}/downloads {{"key"}} for a download link'
                 )
             return bytes(stored["Body"].read())
+        if size > MAX_API_FILE_BYTES:  # client-side encrypted before this limit existed
+            stored["Body"].close()
+            raise PayloadTooLarge(f"file larger than the API returns ({MAX_API_FILE_BYTES} bytes)")
         return crypto.decrypt_data(
             tenant_id,
             stored["Body"].read(),

@@ -1,8 +1,8 @@
 """The tenant id rule of API.md, checked at every entry point.
 
 3 to 32 characters: lower-case letters, digits and hyphens, starting with a letter. Such an id fits
-S3 bucket names (``<prefix>-tenant-<id>-data`` stays under 63 characters) and PostgreSQL
-identifiers (always quoted through ``psycopg.sql.Identifier``).
+S3 bucket names (``<prefix>-<deployment id>-tenant-<id>-data`` stays within 63 characters with the
+default prefix) and PostgreSQL identifiers (always quoted through ``psycopg.sql.Identifier``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
@@ -196,6 +197,10 @@ class RequestAuthorizer:
         for empty in EMPTY_PARAMETER_PATHS:
             response.deny_route(HttpVerb.ALL.value, empty)
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
+        if path_tenant is not None:
+            # API Gateway hands path parameters over still percent-encoded: `%61cme` is `acme`,
+            # not another tenant (the shared HTTP layer decodes for the handlers the same way).
+            path_tenant = unquote(str(path_tenant), errors="replace")
         if path_tenant not in (None, caller.tenant_id) and not platform_admin:
             self._alert_cross_tenant(caller, path_tenant, event, source_ip)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
@@ -19,6 +20,15 @@ Email = Annotated[
 ]
 
 
+class Isolation(StrEnum):
+    """Where a tenant's records live: its own database, its own schema of the shared database, or
+    nowhere (a deployment with no platform database, DatabaseSecretArn empty)."""
+
+    DATABASE = "database"
+    SCHEMA = "schema"
+    NONE = "none"
+
+
 class AdminUser(StrictModel):
     username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
     email: Email
@@ -27,10 +37,17 @@ class AdminUser(StrictModel):
 class OnboardingRequest(StrictModel):
     tenant_id: TenantId
     name: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-    isolation: Literal["database", "schema"]
+    # Required where the deployment has a platform database, refused where it has none (the
+    # onboarding validation knows which): absent, the tenant gets no database.
+    isolation: Literal["database", "schema"] | None = None
     admin: AdminUser
     security_policies: SecurityPolicies = Field(default_factory=SecurityPolicies)
     resource_quotas: ResourceQuotas = Field(default_factory=ResourceQuotas)
+
+    @property
+    def database_isolation(self) -> Isolation:
+        """The isolation the tenant record keeps (``none`` for a request without one)."""
+        return Isolation(self.isolation) if self.isolation is not None else Isolation.NONE
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: the same request again is recognised as such."""
