@@ -480,7 +480,8 @@ def _secretsmanager(call: Call) -> list[Check]:
 
 
 # S3 ---------------------------------------------------------------------
-_S3_ACTIONS = {
+# S3 operations (as localcloud/awscalls.py names them) whose IAM action has another name.
+S3_IAM_ACTIONS = {
     "ListObjects": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",
     "HeadBucket": "s3:ListBucket",
@@ -541,7 +542,7 @@ def _s3(call: Call) -> list[Check]:
             )
             for name, versioned in deleted_objects(bytes(call.params.get("body") or b""))
         ]
-    action = _S3_ACTIONS.get(op, f"s3:{op}")
+    action = S3_IAM_ACTIONS.get(op, f"s3:{op}")
     if action.endswith("ObjectRetention") and op.startswith("Put"):
         action = "s3:PutObjectRetention"
     if op in ("GetObject", "DeleteObject") and "versionId=" in str(call.environ.get("QUERY_STRING", "")):

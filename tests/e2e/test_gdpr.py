@@ -4,6 +4,7 @@ their PII key destroyed, the trail still verifying)."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,7 +66,8 @@ def test_export_then_erase_a_subject(platform_cloud: RunningCloud, platform_admi
     about = {(r["action"], r["actor"]["user"]) for r in exported["audit"]["items"]}
     # the subject's own data only (Art. 15(4)): ada created eve, and stays [redacted] in eve's export
     assert {("users:Create", "[redacted]"), ("security:permission_denied", "eve")} <= about
-    assert "ada" not in str(exported)
+    # as a word: a random id (hex) may hold the letters "ada", which made this flaky
+    assert not re.search(r"\bada\b", json.dumps(exported))
     assert all("eve" in (r["actor"]["user"], r["target"]["user"]) for r in exported["audit"]["items"])
     assert exported["profile"]["email"] == "eve@example.com"
     assert len(exported["sessions"]) == 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from localcloud.iam.calls import S3_IAM_ACTIONS
+
 # SigV4 service names whose operation is not an IAM action of the same prefix.
 _IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
 # Calls that need no permission.
@@ -27,24 +29,8 @@ _BY_ITEM_ACTIONS = {
     ),
     "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
 }
-# S3 operations (as localcloud/awscalls.py names them) whose IAM action has another name.
-_S3_ACTIONS = {
-    "ListObjects": "s3:ListBucket",
-    "ListObjectsV2": "s3:ListBucket",
-    "HeadBucket": "s3:ListBucket",
-    "ListObjectVersions": "s3:ListBucketVersions",
-    "HeadObject": "s3:GetObject",
-    "CopyObject": "s3:PutObject",
-    "PostObject": "s3:PutObject",
-    "DeleteObjects": "s3:DeleteObject",
-    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
-    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
-    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
-    "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
-    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
-    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
-    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
-}
+# S3 operations whose IAM action has another name: the local cloud's own table.
+_S3_ACTIONS = S3_IAM_ACTIONS
 
 
 def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
