@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
@@ -34,6 +33,7 @@ from tenant_security.errors import (
     fields_of,
 )
 from tenant_security.observability import bind_request, logger, record_metric
+from tenant_security.paths import decode_path_text
 
 JSON = "application/json"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -84,12 +84,10 @@ def percent_decoded(event: Mapping[str, Any]) -> dict[str, Any]:
     refuses; control characters are left for the route and key rules to refuse.
     """
     decoded = dict(event)
-    decoded["path"] = unquote(str(event.get("path") or ""), errors="replace")
+    decoded["path"] = decode_path_text(event.get("path") or "")
     params = event.get("pathParameters")
     if isinstance(params, Mapping):
-        decoded["pathParameters"] = {
-            name: unquote(str(value), errors="replace") for name, value in params.items()
-        }
+        decoded["pathParameters"] = {name: decode_path_text(value) for name, value in params.items()}
     return decoded
 
 

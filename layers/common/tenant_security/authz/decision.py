@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
@@ -30,6 +29,7 @@ from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_f
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
 from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
+from tenant_security.paths import decode_path_text
 from tenant_security.refusals import RefusalCounter, RefusalKind
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class RequestAuthorizer:
         if path_tenant is not None:
             # API Gateway hands path parameters over still percent-encoded: `%61cme` is `acme`,
             # not another tenant (the shared HTTP layer decodes for the handlers the same way).
-            path_tenant = unquote(str(path_tenant), errors="replace")
+            path_tenant = decode_path_text(path_tenant)
         if path_tenant not in (None, caller.tenant_id) and not platform_admin:
             self._alert_cross_tenant(caller, path_tenant, event, source_ip)
         else:
