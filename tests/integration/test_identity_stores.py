@@ -301,3 +301,80 @@ def test_the_last_two_tenant_admins_removed_at_once_leave_one(moto_env: dict[str
     left = [u.username for u in users.list_users("acme") if "tenant-admin" in u.roles]
     assert outcomes != ["removed", "removed"]
     assert len(left) == 2 - outcomes.count("removed") >= 1
+
+
+class CountingTransactions(RecordingClient):
+    """The DynamoDB client, counting TransactWriteItems calls and their sizes."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.transactions: list[int] = []
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.transactions.append(len(kwargs["TransactItems"]))
+        return self.client.transact_write_items(**kwargs)
+
+
+def _counter(ddb: Any, tenant_id: str, username: str | None = None) -> int:
+    key = {"pk": {"S": f"sessions#{tenant_id}"}, "sk": {"S": f"user#{username}" if username else "active"}}
+    item = ddb.get_item(TableName="counters", Key=key, ConsistentRead=True).get("Item", {})
+    return int(item.get("active", {}).get("N", "0"))
+
+
+def _sign_in_many(sessions: SessionStore, tenant_id: str, count: int, users: int) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: sessions.create(
+                    tenant_id, f"u{i % users}", ["pwd"], "full", timeout_minutes=5, max_sessions=10_000
+                ),
+                range(count),
+            )
+        )
+
+
+def test_ending_every_session_of_a_large_tenant_takes_a_few_transactions(moto_env: dict[str, Any]) -> None:
+    """An incident's "end every session" must fit in the function's time for a tenant with
+    hundreds of sessions: one transaction per session (433 in the attack matrix) did not."""
+    client = CountingTransactions(moto_env["ddb"])
+    sessions = SessionStore(client, "sessions", "counters")
+    _sign_in_many(sessions, "acme", 250, users=30)
+    client.transactions.clear()
+    assert sessions.revoke_all("acme") == 250
+    assert sessions.list_live("acme") == []
+    assert len(client.transactions) <= 4  # 250 sessions, 30 users: batches of <= 100 items
+    assert max(client.transactions) <= 100
+    assert _counter(moto_env["ddb"], "acme") == 0
+    assert all(_counter(moto_env["ddb"], "acme", f"u{u}") == 0 for u in range(30))
+
+
+def test_parallel_revocations_end_each_session_exactly_once(moto_env: dict[str, Any]) -> None:
+    """Two "end every session" and single revocations at once: every session is counted once,
+    and the counters end at zero (not below, not above)."""
+    sessions = SessionStore(moto_env["ddb"], "sessions", "counters")
+    _sign_in_many(sessions, "acme", 120, users=7)
+    live = sessions.list_live("acme")
+    singles = [s.session_id for s in live[::3]]
+    with ThreadPoolExecutor(8) as pool:
+        alls = [pool.submit(sessions.revoke_all, "acme") for _ in range(3)]
+        ones = [pool.submit(sessions.revoke, "acme", sid) for sid in singles]
+        revoked = sum(f.result() for f in alls) + sum(bool(f.result()) for f in ones)
+    assert revoked == 120
+    assert sessions.list_live("acme") == []
+    assert _counter(moto_env["ddb"], "acme") == 0
+    assert all(_counter(moto_env["ddb"], "acme", f"u{u}") == 0 for u in range(7))
+
+
+def test_a_counter_that_counts_too_few_never_keeps_a_session_alive(moto_env: dict[str, Any]) -> None:
+    ddb = moto_env["ddb"]
+    sessions = SessionStore(ddb, "sessions", "counters")
+    _sign_in_many(sessions, "acme", 5, users=2)
+    ddb.put_item(
+        TableName="counters", Item={"pk": {"S": "sessions#acme"}, "sk": {"S": "active"}, "active": {"N": "1"}}
+    )
+    first = sessions.list_live("acme")[0]
+    assert sessions.revoke("acme", first.session_id)
+    assert not sessions.is_live("acme", first.session_id)
+    assert sessions.revoke_all("acme") == 4
+    assert sessions.list_live("acme") == []
+    assert _counter(ddb, "acme") == 0

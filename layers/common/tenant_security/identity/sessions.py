@@ -32,6 +32,9 @@ from tenant_security.errors import DomainError, Unauthorized
 # The creating transaction's own items (tenant counter, user counter, session); the caller's
 # conditions follow them.
 _OWN_ITEMS = 3
+# DynamoDB's limit of items in one TransactWriteItems.
+_MAX_TRANSACTION_ITEMS = 100
+_CHECK_FAILED = "ConditionalCheckFailed"
 
 
 class SessionLimitReached(DomainError):
@@ -169,7 +172,7 @@ class SessionStore:
             if not is_conditional_failure(exc):
                 raise
             reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons[_OWN_ITEMS:]):
+            if any(r.get("Code") == _CHECK_FAILED for r in reasons[_OWN_ITEMS:]):
                 return _Outcome.CHANGED
             return _Outcome.FULL
         return _Outcome.CREATED
@@ -233,50 +236,79 @@ class SessionStore:
             if found is None:
                 return False
             username = found.username
+        return self._revoke_together(tenant_id, [(session_id, username)]) == 1
+
+    def _end(self, tenant_id: str, session_id: str, username: str, now: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(tenant_id, session_id),
+                "UpdateExpression": "SET revoked = :true",
+                "ConditionExpression": "revoked = :false AND expires_at > :now AND username = :u",
+                "ExpressionAttributeValues": {
+                    ":true": {"BOOL": True},
+                    ":false": {"BOOL": False},
+                    ":now": {"N": str(now)},
+                    ":u": {"S": username},
+                },
+            }
+        }
+
+    def _decrement(self, key: dict[str, Any], by: int) -> dict[str, Any]:
+        # (a session created before per-user counting has no user counter: it stays absent)
+        return {
+            "Update": {
+                "TableName": self.counters_table,
+                "Key": key,
+                "UpdateExpression": "SET active = if_not_exists(active, :by) - :by",
+                "ConditionExpression": "attribute_not_exists(active) OR active >= :by",
+                "ExpressionAttributeValues": {":by": {"N": str(by)}},
+            }
+        }
+
+    def _revoke_together(self, tenant_id: str, sessions: Sequence[tuple[str, str]]) -> int:
+        """Revoke ``(session_id, username)`` pairs in one transaction with their counters; how
+        many were revoked. When the transaction is cancelled, each session is revoked on its own:
+        one that stopped being live is skipped, and a counter that already counts too few never
+        keeps a session alive (revocation wins over bookkeeping; reconciliation fixes counts)."""
         now = int(self.clock())
+        per_user: dict[str, int] = {}
+        for _, username in sessions:
+            per_user[username] = per_user.get(username, 0) + 1
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._key(tenant_id, session_id),
-                            "UpdateExpression": "SET revoked = :true",
-                            "ConditionExpression": "revoked = :false AND expires_at > :now AND username = :u",
-                            "ExpressionAttributeValues": {
-                                ":true": {"BOOL": True},
-                                ":false": {"BOOL": False},
-                                ":now": {"N": str(now)},
-                                ":u": {"S": username},
-                            },
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.counters_table,
-                            "Key": self._counter_key(tenant_id),
-                            "UpdateExpression": "SET active = active - :one",
-                            "ConditionExpression": "active > :zero",
-                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                        }
-                    },
-                    {
-                        # (a session created before per-user counting has no counter: it stays 0)
-                        "Update": {
-                            "TableName": self.counters_table,
-                            "Key": self._counter_key(tenant_id, username),
-                            "UpdateExpression": "SET active = if_not_exists(active, :one) - :one",
-                            "ConditionExpression": "attribute_not_exists(active) OR active > :zero",
-                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                        }
-                    },
+                    *(self._end(tenant_id, sid, username, now) for sid, username in sessions),
+                    self._decrement(self._counter_key(tenant_id), len(sessions)),
+                    *(self._decrement(self._counter_key(tenant_id, u), n) for u, n in per_user.items()),
                 ]
             )
         except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            not_live = {
+                i for i, reason in enumerate(reasons[: len(sessions)]) if reason.get("Code") == _CHECK_FAILED
+            }
+            if not reasons:  # no reasons given: find out one by one
+                not_live = set() if len(sessions) > 1 else {0}
+            if not_live:  # those ended meanwhile: the rest again, together
+                rest = [pair for i, pair in enumerate(sessions) if i not in not_live]
+                return self._revoke_together(tenant_id, rest) if rest else 0
+            if len(sessions) > 1:  # a counter counts too few: each on its own
+                return sum(self._revoke_together(tenant_id, [pair]) for pair in sessions)
+            return self._end_alone(tenant_id, *sessions[0], now)
+        return len(sessions)
+
+    def _end_alone(self, tenant_id: str, session_id: str, username: str, now: int) -> int:
+        """Revoke a live session whose counters could not be decremented (1, or 0 if not live)."""
+        try:
+            self.client.update_item(**self._end(tenant_id, session_id, username, now)["Update"])
+        except Exception as exc:
             if is_conditional_failure(exc):
-                return False
+                return 0
             raise
-        return True
+        return 1
 
     def list_live(self, tenant_id: str, username: str | None = None) -> list[Session]:
         """The tenant's live sessions (of one user when ``username`` is given), read consistently:
@@ -293,7 +325,19 @@ class SessionStore:
         return [s for s in sessions if s.live(now) and (username is None or s.username == username)]
 
     def revoke_all(self, tenant_id: str, username: str | None = None) -> int:
-        """Revoke every live session of the tenant (or of one user); how many were revoked."""
-        return sum(
-            self.revoke(tenant_id, s.session_id, s.username) for s in self.list_live(tenant_id, username)
-        )
+        """Revoke every live session of the tenant (or of one user); how many were revoked.
+
+        Sessions are revoked a transaction of up to 100 items at a time (sessions, the tenant's
+        counter and each of their users' counters), so an incident's "end every session" stays a
+        few calls for a tenant with thousands of sessions."""
+        batches: list[list[tuple[str, str]]] = [[]]
+        users: set[str] = set()
+        for session in sorted(self.list_live(tenant_id, username), key=lambda s: s.username):
+            batch = batches[-1]
+            grown_users = users | {session.username}
+            if batch and len(batch) + 1 + 1 + len(grown_users) > _MAX_TRANSACTION_ITEMS:
+                batches.append(batch := [])
+                grown_users = {session.username}
+            batch.append((session.session_id, session.username))
+            users = grown_users
+        return sum(self._revoke_together(tenant_id, batch) for batch in batches if batch)
