@@ -45,22 +45,24 @@ local: setup  ## run the local cloud (moto + PostgreSQL + API on :3000)
 	$(PY) -m localcloud
 
 demo: setup  ## guided tour on the running local cloud (start `make local` in another terminal first)
-	$(PY) -m localcloud.demo
+	$(PY) -m tenant_security_tools.demo
 
 lint: setup $(TOOLS)/.installed  ## ruff, mypy, cfn-lint (sam validate --lint), bandit, checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@# the layering of README "Layout" ([tool.importlinter] in pyproject.toml)
+	$(VENV)/bin/lint-imports --no-cache
 	@# each function is its own `app` module: type-check them one at a time
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --config-file pyproject.toml "$$f" || exit 1; done
 	$(VENV)/bin/sam validate --lint --region $(REGION) --template-file template.yaml
 	@# no high-severity finding in the code
-	$(VENV)/bin/bandit --quiet --recursive layers/common/tenant_security functions localcloud --severity-level high
+	$(VENV)/bin/bandit --quiet --recursive layers/common/tenant_security tools functions localcloud --severity-level high
 	@# no failed check; every skipped one carries its reason in template.yaml (Metadata.checkov.skip)
 	$(TOOLS)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 openapi: setup  ## regenerate functions/docs/openapi.json from the handlers (a test checks it is current)
-	$(PY) -m localcloud.openapi template.yaml > functions/docs/openapi.json.tmp
+	$(PY) -m tenant_security_tools.openapi template.yaml > functions/docs/openapi.json.tmp
 	mv functions/docs/openapi.json.tmp functions/docs/openapi.json
 
 CHROMIUM ?= /usr/bin/chromium

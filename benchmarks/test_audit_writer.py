@@ -20,11 +20,12 @@ from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.store import ChainHeads, LockedObjects
 from tenant_security.audit.writer import AuditWriter
-from tenant_security.config import Settings
-from tenant_security.tenants import TenantDirectory, TenantStore
+from tenant_security.tenant_directory import TenantDirectory
+from tenant_security.tenants import TenantStore
 from tests.support.audit import activity_event
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, seed_tenant
+from tests.support.settings import local_settings
 
 ROUNDS = 200
 TENANTS = 4
@@ -55,7 +56,7 @@ def writer_env(platform_cloud: RunningCloud) -> Iterator[tuple[AuditWriter, Call
     aws.kms().meta.events.register("before-call", counter)
     kms = aws.kms()
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
-    settings = Settings(
+    settings = local_settings(
         audit_log_key_id=aliases["alias/dcisionai-audit-log"],
         audit_checkpoint_key_id=aliases["alias/dcisionai-audit-checkpoints"],
         platform_master_key_id=aliases["alias/dcisionai-platform-master"],

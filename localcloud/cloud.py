@@ -275,7 +275,7 @@ class LocalCloud:
         self.delivery.schedule(rule.attributes["Arn"], rule.properties["ScheduleExpression"], fire)
 
     def bootstrap(self) -> dict[str, Any]:
-        """The contents of ``.localcloud/bootstrap.json`` (API.md)."""
+        """The contents of ``.localcloud/bootstrap.json``."""
         assert self.stack is not None
         buses = self.stack.of_type("AWS::Events::EventBus")
         parameters = self.config.parameters

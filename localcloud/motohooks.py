@@ -10,6 +10,8 @@
 - S3 bucket policies see the request's condition values (moto evaluates conditions with none, so
   any conditional Deny would match everything): the SSE-KMS headers, and ``aws:SecureTransport``
   as true — the local endpoint stands in for AWS's HTTPS one.
+- TransactWriteItems honours its ClientRequestToken for 10 minutes (moto ignores it), so a
+  botocore retry after a lost reply is the no-op it is on AWS.
 - DynamoDB writes are serialised, each whole request: moto's TransactWriteItems deep-copies a
   table for rollback and fails when another thread writes to it meanwhile, and an UpdateItem's
   returned values are read after the write (real DynamoDB has neither limit).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
+import hashlib
 import html
 import importlib
 import json
@@ -33,6 +36,7 @@ import logging
 import re
 import struct
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -167,6 +171,72 @@ def cheap_transaction_snapshots() -> None:
     transact_write_items._localcloud = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items
     models.copy = _TransactionSnapshots()  # type: ignore[attr-defined]
+
+
+def _plain_json(value: Any) -> str:
+    """Binary attribute values (moto holds them decoded) as text, for a request's digest."""
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else repr(value)
+
+
+# DynamoDB honours a TransactWriteItems ClientRequestToken for 10 minutes.
+_TRANSACTION_TOKEN_SECONDS = 600
+
+
+def idempotent_transactions() -> None:
+    """TransactWriteItems with a ClientRequestToken is idempotent, as on AWS (moto ignores the
+    token; botocore sends one with every call and retries with the same one after a lost reply):
+    a replay of a succeeded transaction within 10 minutes succeeds without writing again, the
+    same token with other items is ``IdempotentParameterMismatchException``, and one still running
+    is ``TransactionInProgressException``."""
+    handler = _moto_class("moto.dynamodb.responses", "DynamoHandler")
+    original = handler.transact_write_items
+    if getattr(original, "_localcloud", False):
+        return
+    exceptions = importlib.import_module("moto.dynamodb.exceptions")
+    action_result = importlib.import_module("moto.core.responses").ActionResult
+    done: dict[tuple[str, str, str], tuple[str, float]] = {}
+    running: set[tuple[str, str, str]] = set()
+    lock = threading.Lock()
+
+    def refusal(code: str, message: str) -> Exception:
+        refused: Exception = exceptions.DynamodbException(exceptions.ERROR_TYPE_PREFIX + code, message)
+        return refused
+
+    def transact_write_items(self: Any) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        digest = hashlib.sha256(
+            json.dumps(self.body["TransactItems"], sort_keys=True, default=_plain_json).encode()
+        ).hexdigest()
+        key = (self.current_account, self.region, str(token))
+        now = time.monotonic()
+        with lock:
+            for stale in [k for k, (_, at) in done.items() if now - at > _TRANSACTION_TOKEN_SECONDS]:
+                del done[stale]
+            if key in running:
+                raise refusal("TransactionInProgressException", "Transaction is in progress")
+            prior = done.get(key)
+            if prior is not None and prior[0] != digest:
+                raise refusal(
+                    "IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.",
+                )
+            if prior is None:
+                running.add(key)
+        if prior is not None:  # what the first call answered; nothing is written again
+            return action_result({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+        try:
+            result = original(self)
+        finally:
+            with lock:
+                running.discard(key)
+        with lock:
+            done[key] = (digest, time.monotonic())
+        return result
+
+    transact_write_items._localcloud = True  # type: ignore[attr-defined]
+    handler.transact_write_items = transact_write_items
 
 
 def kms_multi_region_ciphertexts() -> None:
@@ -765,6 +835,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
 
     serialize_dynamodb_writes()
     cheap_transaction_snapshots()
+    idempotent_transactions()
     kms_key_states()
     kms_multi_region_ciphertexts()
     s3_policy_conditions()

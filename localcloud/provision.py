@@ -35,7 +35,7 @@ log = logging.getLogger("localcloud.provision")
 
 # Types that exist only for API Gateway or IAM plumbing the local cloud does itself.
 # The local stack's id ends in this UUID, as a real one ends in a random one; its first 8 hex
-# digits are the deployment id in every bucket name (Settings.deployment_id's default).
+# digits are the deployment id in every bucket name (DEPLOYMENT_ID in every function's environment).
 LOCAL_STACK_UUID = "10ca1000-0000-4000-8000-000000000000"
 
 STOOD_IN = {

@@ -1,4 +1,4 @@
-"""Sign-in routes of API.md (no authorizer) and POST /auth/logout (behind it)."""
+"""Sign-in routes (no authorizer) and POST /auth/logout (behind it)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenant_security import services
+from tenant_security.api_reference import ApiTag, reply
 from tenant_security.authz.decision import bearer_token
-from tenant_security.context import tenant_context
+from tenant_security.context import current_caller
 from tenant_security.http import make_resolver
-from tenant_security.identity.users import USERNAME_PATTERN
+from tenant_security.models.replies import AccessToken, JsonWebKeySet, MfaEnrollment, SignInStep
 from tenant_security.observability import bind_request, logger, metrics, tracer
-from tenant_security.tenancy import TenantId
+from tenant_security.tenancy import TenantId, Username
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
@@ -32,7 +33,7 @@ class Body(BaseModel):
 
 class LoginBody(Body):
     tenant_id: TenantId
-    username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+    username: Username
     password: Password
 
 
@@ -56,13 +57,30 @@ def _source_ip() -> str | None:
     return app.current_event.request_context.identity.source_ip
 
 
-@app.post("/auth/login")
+@app.post(
+    "/auth/login",
+    summary="Sign in with a password",
+    description="The first step of sign-in: tenant, user name and password. The reply names the second "
+    "step: a TOTP code (challenge_token for POST /auth/mfa/verify) or, at first sign-in, MFA "
+    "enrolment (enrollment_token). Throttled per address and per account (429); a wrong "
+    "tenant, user or password is the same 401.",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(SignInStep),
+)
 def login(body: LoginBody) -> dict[str, Any]:
     bind_request(body.tenant_id, body.username)
     return services.signin().login(body.tenant_id, body.username, body.password, _source_ip())
 
 
-@app.post("/auth/mfa/enroll")
+@app.post(
+    "/auth/mfa/enroll",
+    summary="Start MFA enrolment",
+    description="With Authorization: Bearer <enrollment_token>: a new TOTP secret (as otpauth URI and QR "
+    "code) and 10 backup codes, shown once. POST /auth/mfa/activate with the first code "
+    "completes it.",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(MfaEnrollment),
+)
 def enroll() -> dict[str, Any]:
     enrollment = services.signin().enroll(bearer_token(app.current_event.headers), _source_ip())
     return {
@@ -73,17 +91,39 @@ def enroll() -> dict[str, Any]:
     }
 
 
-@app.post("/auth/mfa/activate")
+@app.post(
+    "/auth/mfa/activate",
+    summary="Complete MFA enrolment",
+    description="The enrolment token and the authenticator's first code: MFA is on and the reply is a "
+    "session's access token.",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(AccessToken),
+)
 def activate(body: ActivateBody) -> dict[str, Any]:
     return services.signin().activate(body.enrollment_token, body.code, _source_ip())
 
 
-@app.post("/auth/mfa/verify")
+@app.post(
+    "/auth/mfa/verify",
+    summary="Verify the second factor",
+    description="The challenge token with a TOTP code (each time step once) or a backup code (each once): "
+    "an access token. Failed attempts lock the user out (423).",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(AccessToken),
+)
 def verify(body: VerifyBody) -> dict[str, Any]:
     return services.signin().verify(body.challenge_token, body.code, body.backup_code, _source_ip())
 
 
-@app.post("/auth/password")
+@app.post(
+    "/auth/password",
+    summary="Change the password",
+    description="With the bearer token: the current and a new password (12 characters or more, not "
+    "containing the user name). A one-time password's token is good only for this; the reply "
+    "is a token with full rights.",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(AccessToken),
+)
 def change_password(body: PasswordBody) -> dict[str, Any]:
     token = bearer_token(app.current_event.headers)
     return services.signin().change_password(token, body.current_password, body.new_password, _source_ip())
@@ -92,15 +132,25 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 @app.post(
     "/auth/logout",
     middlewares=[services.request_middleware()],
-    responses={204: {"description": "No content"}},
+    summary="Sign out",
+    description="Ends the caller's session: its token is refused from now on.",
+    tags=[ApiTag.SIGN_IN],
+    responses={204: {"description": "Signed out"}},
 )
 def logout() -> Response[str]:
-    caller = tenant_context(app.current_event.raw_event, settings.platform_tenant_id)
+    caller = current_caller(app)  # as the request middleware established it
     services.signin().logout(caller.tenant_id, caller.session_id, caller.user)
     return Response(status_code=204, body="")
 
 
-@app.get("/.well-known/jwks.json")
+@app.get(
+    "/.well-known/jwks.json",
+    summary="Token-signing public keys",
+    description="The JSON Web Key Set (ES256) that verifies the API's access tokens; cacheable for 5 "
+    "minutes.",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(JsonWebKeySet),
+)
 def jwks() -> Response[Any]:
     return Response(
         status_code=200,

@@ -10,24 +10,25 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
-from tenant_security.audit.reader import decode_next
-from tenant_security.compliance import (
-    PERIOD_PATTERN,
-    REPORT_CSP,
-    FrameworkReporter,
-    gather_evidence,
-    render_html,
-)
+from tenant_security.api_reference import ApiTag, reply
+from tenant_security.compliance.evidence import PERIOD_PATTERN
+from tenant_security.compliance.html_report import REPORT_CSP, render_html
+from tenant_security.context import current_caller, current_tenant
 from tenant_security.errors import ValidationFailed
 from tenant_security.headers import SECURITY_HEADERS
 from tenant_security.http import make_resolver
-from tenant_security.identity.users import USERNAME_PATTERN, is_valid_username
+from tenant_security.models.replies import (
+    AuditPage,
+    AuditVerification,
+    ComplianceReport,
+    SubjectErased,
+    SubjectExport,
+)
 from tenant_security.observability import logger, metrics, tracer
-from tenant_security.tenancy import require_tenant_id
+from tenant_security.tenancy import USERNAME_PATTERN, require_username
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
@@ -38,12 +39,11 @@ REPORT: dict[int, Any] = {
     200: {
         "description": "The report",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"model": ComplianceReport},
             "text/html": {"schema": {"type": "string"}},
         },
     }
 }
-MAX_VERIFY_SPAN = 5000  # records verified per request; ask for from/to ranges beyond that
 ACTION_PATTERN = (
     r"^[a-z-]{1,32}:[A-Za-z0-9_: -]{1,64}$"  # security:user_locked_out, lifecycle:Tenant Onboarded
 )
@@ -62,7 +62,14 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         ) from None
 
 
-@app.get("/tenants/<tenant_id>/audit")
+@app.get(
+    "/tenants/<tenant_id>/audit",
+    summary="Search the audit trail",
+    description="The tenant's audit records, newest last, filtered by time (from, to), action and actor; "
+    "pages of limit records, the next with ?next=.",
+    tags=[ApiTag.AUDIT],
+    responses=reply(AuditPage),
+)
 def read_audit(
     tenant_id: str,
     start: Annotated[datetime | None, Query(alias="from")] = None,
@@ -72,92 +79,66 @@ def read_audit(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     after: Annotated[str | None, Query(alias="next", max_length=400)] = None,
 ) -> dict[str, Any]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    return services.audit_reader().query(
-        tenant,
-        settings.audit_bucket(tenant),
+    return services.compliance_service().read_audit(
+        current_tenant(app).tenant_id,
         start=_utc(start, "from"),
         end=_utc(end, "to"),
         action=action,
         actor=actor,
         limit=limit,
-        after=decode_next(after) if after else None,
+        after=after,
     )
 
 
-@app.get("/tenants/<tenant_id>/audit/verify")
+@app.get(
+    "/tenants/<tenant_id>/audit/verify",
+    summary="Verify the audit trail",
+    description="Checks the hash chain and signed checkpoints of records from..to (at most 5000 per "
+    "request): VALID, or INVALID with every edited, missing or deleted record listed.",
+    tags=[ApiTag.AUDIT],
+    responses=reply(AuditVerification),
+)
 def verify_audit(
     tenant_id: str,
     first: Annotated[int, Query(alias="from", ge=1)] = 1,
     last: Annotated[int | None, Query(alias="to", ge=1)] = None,
 ) -> dict[str, Any]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    if last is not None and last < first:
-        raise ValidationFailed(
-            "to is before from", fields=[{"field": "query.to", "message": "must be >= from"}]
-        )
-    head = services.chain_heads().get(tenant).sequence
-    end = head if last is None else min(last, head)
-    if end - first + 1 > MAX_VERIFY_SPAN:
-        raise ValidationFailed(
-            f"verify at most {MAX_VERIFY_SPAN} records per request (the chain has {head}); use from and to",
-            fields=[{"field": "query.to", "message": f"at most {MAX_VERIFY_SPAN} records from 'from'"}],
-        )
-    report = services.chain_verifier().verify(tenant, first, end)
-    metrics.add_metric(name="AuditVerifications", unit=MetricUnit.Count, value=1)
-    return report
+    return services.compliance_service().verify_audit(current_tenant(app).tenant_id, first, last)
 
 
-def _subject(username: str) -> str:
-    if not is_valid_username(username):
-        raise ValidationFailed(
-            "invalid user name", fields=[{"field": "path.username", "message": "not a user name"}]
-        )
-    return username
-
-
-@app.get("/tenants/<tenant_id>/gdpr/subjects/<username>")
+@app.get(
+    "/tenants/<tenant_id>/gdpr/subjects/<username>",
+    summary="Export a data subject",
+    description="GDPR art. 15: what the tenant holds about the user (profile, live sessions, audit "
+    "records about them, what they created), as far as the caller's permissions reach.",
+    tags=[ApiTag.COMPLIANCE],
+    responses=reply(SubjectExport),
+)
 def export_subject(
     tenant_id: str, username: str, after: Annotated[str | None, Query(alias="next", max_length=400)] = None
 ) -> dict[str, Any]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    return services.subject_rights().export(
-        tenant, _subject(username), _granted(), decode_next(after) if after else None
+    return services.compliance_service().export_subject(
+        current_caller(app), current_tenant(app), require_username(username, "path.username"), after
     )
 
 
-@app.delete("/tenants/<tenant_id>/gdpr/subjects/<username>")
+@app.delete(
+    "/tenants/<tenant_id>/gdpr/subjects/<username>",
+    summary="Erase a data subject",
+    description="GDPR art. 17: removes the user, ends their sessions and destroys their audit PII key "
+    "(their names in the trail become unreadable; the chain stays valid). Needs users:Delete "
+    "too; yourself, a platform admin or the last tenant-admin is 409.",
+    tags=[ApiTag.COMPLIANCE],
+    responses=reply(SubjectErased),
+)
 def erase_subject(tenant_id: str, username: str) -> dict[str, Any]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    caller = app.context["tenant"]
-    return services.subject_rights().erase(
-        (caller.tenant_id, caller.user), _granted(), tenant, _subject(username)
+    return services.compliance_service().erase_subject(
+        current_caller(app), current_tenant(app), require_username(username, "path.username")
     )
 
 
-def _granted() -> list[str]:
-    """The caller's permissions in the tenant the request is about."""
-    return list(app.context["tenant"].permissions(app.context["tenant_record"]))
-
-
-def _report(tenant_id: str, framework: str, period: str, output: str) -> Response[str]:
-    tenant = require_tenant_id(tenant_id, "path.tenant_id")
-    record = app.context["tenant_record"]
-    reporter = FrameworkReporter(
-        framework,
-        record.policies.compliance.segregation_of_duties,
-        platform_tenant=settings.platform_tenant_id,
-    )
-    evidence = gather_evidence(
-        record,
-        period,
-        services.users(),
-        services.audit_reader(),
-        settings.audit_bucket(tenant),
-        services.chain_verifier(),
-        services.tenant_controls(),
-    )
-    report = reporter.from_evidence(evidence)
+def _report(framework: str, period: str, output: str) -> Response[str]:
+    report = services.compliance_service().report(current_tenant(app), framework, period)
     if output == "html":
         return Response(
             status_code=200,
@@ -168,16 +149,30 @@ def _report(tenant_id: str, framework: str, period: str, output: str) -> Respons
     return Response(status_code=200, content_type="application/json", body=json.dumps(report))
 
 
-@app.get("/tenants/<tenant_id>/reports/sox", responses=REPORT)
+@app.get(
+    "/tenants/<tenant_id>/reports/sox",
+    summary="SOX report",
+    description="SOX controls for a period (YYYY, YYYY-Qn or YYYY-MM) from the audit trail, users and key "
+    "and bucket settings; JSON, or an HTML page with ?format=html.",
+    tags=[ApiTag.COMPLIANCE],
+    responses=REPORT,
+)
 def sox_report(
     tenant_id: str,
     period: Annotated[str, Query(pattern=PERIOD_PATTERN)],
     output: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
 ) -> Response[str]:
-    return _report(tenant_id, "sox", period, output)
+    return _report("sox", period, output)
 
 
-@app.get("/tenants/<tenant_id>/reports/<framework>", responses=REPORT)
+@app.get(
+    "/tenants/<tenant_id>/reports/<framework>",
+    summary="Compliance report",
+    description="GDPR (articles) or ISO 27001 (Annex A controls), or SOX, mapped to the evidence held for "
+    "a period; JSON, or an HTML page with ?format=html.",
+    tags=[ApiTag.COMPLIANCE],
+    responses=REPORT,
+)
 def framework_report(
     tenant_id: str,
     framework: str,
@@ -185,7 +180,7 @@ def framework_report(
     output: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
 ) -> Response[str]:
     """GDPR (articles) or ISO 27001 (Annex A controls) -- or SOX -- mapped to the evidence held."""
-    return _report(tenant_id, framework, period, output)
+    return _report(framework, period, output)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -21,18 +21,30 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from tenant_security import services
+from tenant_security.api_reference import ApiTag, idempotent_reply, reply
+from tenant_security.context import current_caller, current_tenant
 from tenant_security.errors import BadRequest, NotAcceptable, PayloadTooLarge
 from tenant_security.http import make_resolver
+from tenant_security.idempotency import IdempotencyKey, creation_id
+from tenant_security.models.replies import (
+    DownloadLink,
+    FileList,
+    FileWritten,
+    RecordCreated,
+    RecordView,
+    SecretView,
+    SecretWritten,
+    UploadCreated,
+)
 from tenant_security.observability import logger, metrics, tracer
 from tenant_security.records import MAX_FIELD_NAME, MAX_SENSITIVE_FIELDS
-from tenant_security.storage import (
+from tenant_security.storage.file_keys import (
     MAX_API_FILE_BYTES,
     MAX_KEY_BYTES,
     MAX_UPLOAD_BYTES,
     attachment,
     decode_next,
 )
-from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_secrets import MAX_VALUE_BYTES
 
 settings = services.settings()
@@ -57,14 +69,27 @@ class SecretValue(BaseModel):
     value: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VALUE_BYTES)]
 
 
-@app.put("/tenants/<tenant_id>/secrets/<name>")
+@app.put(
+    "/tenants/<tenant_id>/secrets/<name>",
+    summary="Store a secret",
+    description="An application secret of the tenant, in Secrets Manager under the tenant's secrets key; "
+    "a new value is a new version.",
+    tags=[ApiTag.DATA],
+    responses=reply(SecretWritten),
+)
 def put_secret(tenant_id: str, name: str, body: SecretValue) -> dict[str, Any]:
-    return services.tenant_secrets().put(app.context["tenant_record"], name, body.value)
+    return services.tenant_secrets().put(current_tenant(app), name, body.value)
 
 
-@app.get("/tenants/<tenant_id>/secrets/<name>")
+@app.get(
+    "/tenants/<tenant_id>/secrets/<name>",
+    summary="Read a secret",
+    description="The secret's current value and version; 404 for a name the tenant has not set.",
+    tags=[ApiTag.DATA],
+    responses=reply(SecretView),
+)
 def get_secret(tenant_id: str, name: str) -> dict[str, Any]:
-    return services.tenant_secrets().get(require_tenant_id(tenant_id, "path.tenant_id"), name)
+    return services.tenant_secrets().get(current_tenant(app).tenant_id, name)
 
 
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FIELD_NAME)]
@@ -78,20 +103,36 @@ class NewRecord(BaseModel):
     sensitive: list[FieldName] = Field(default_factory=list, max_length=MAX_SENSITIVE_FIELDS)
 
 
-@app.post("/tenants/<tenant_id>/records", status_code=201)
-def create_record(tenant_id: str, body: NewRecord) -> Response[dict[str, Any]]:
-    caller = app.context["tenant"]
+@app.post(
+    "/tenants/<tenant_id>/records",
+    status_code=201,
+    middlewares=[services.idempotency_middleware()],
+    summary="Create a record",
+    description="A JSON object stored in the tenant's own database (or schema) through its own login; the "
+    "top-level fields named in sensitive are encrypted under the tenant's data key first. "
+    "Send Idempotency-Key to retry safely: a repeat returns the same record.",
+    tags=[ApiTag.DATA],
+    responses=idempotent_reply(RecordCreated, 201, "The new record"),
+)
+def create_record(
+    tenant_id: str, body: NewRecord, idempotency_key: IdempotencyKey = None
+) -> Response[dict[str, Any]]:
     created = services.tenant_records().create(
-        app.context["tenant_record"], caller.user, body.data, body.sensitive
+        current_tenant(app), current_caller(app).user, body.data, body.sensitive, creation_id(app)
     )
     return Response(status_code=201, content_type="application/json", body=created)
 
 
-@app.get("/tenants/<tenant_id>/records/<record_id>")
+@app.get(
+    "/tenants/<tenant_id>/records/<record_id>",
+    summary="Read a record",
+    description="The record with its sensitive fields decrypted; 404 when the tenant has no such record.",
+    tags=[ApiTag.DATA],
+    responses=reply(RecordView),
+)
 def get_record(tenant_id: str, record_id: str) -> dict[str, Any]:
-    require_tenant_id(tenant_id, "path.tenant_id")
     # the path's tenant, as the middleware read it: its isolation says whether it has a database
-    return services.tenant_records().get(app.context["tenant_record"], record_id)
+    return services.tenant_records().get(current_tenant(app), record_id)
 
 
 def _file_key() -> str:
@@ -133,23 +174,28 @@ def _too_large_for_the_api(what: str, pointer: str) -> PayloadTooLarge:
 
 @app.put(
     "/tenants/<tenant_id>/files/.+",
+    summary="Write a file",
+    tags=[ApiTag.DATA],
+    responses=reply(FileWritten),
     description=f"Raw bytes (Content-Type: {FILE_MEDIA_TYPE}), at most {MAX_API_FILE_BYTES} bytes "
     "(Lambda's 6 MiB as base64); 413 above it: POST /tenants/{tenant_id}/uploads for larger files.",
 )
 def put_file(tenant_id: str) -> dict[str, Any]:
-    tenant = app.context["tenant_record"]
+    tenant = current_tenant(app)
     data = _raw_body()
     if len(data) > MAX_API_FILE_BYTES:
         raise _too_large_for_the_api(
             "file", f'POST /tenants/{tenant.tenant_id}/uploads {{"key", "size"}} for a presigned upload'
         )
-    return services.tenant_files().put(tenant, _file_key(), data, app.context["tenant"].user)
+    return services.tenant_files().put(tenant, _file_key(), data, current_caller(app).user)
 
 
 # No return annotation on purpose: Powertools validates an annotated response by encoding it as
 # text, which binary file contents are not.
 @app.get(
     "/tenants/<tenant_id>/files/.+",
+    summary="Read a file",
+    tags=[ApiTag.DATA],
     responses=FILE_BYTES,
     description=f"The file's bytes; send Accept: {FILE_MEDIA_TYPE} as the first media type (406 otherwise). "
     f"Files over {MAX_API_FILE_BYTES} bytes: POST /tenants/{{tenant_id}}/downloads.",
@@ -157,7 +203,7 @@ def put_file(tenant_id: str) -> dict[str, Any]:
 def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
     _require_binary_accept()
     key = _file_key()
-    data = services.tenant_files().get(require_tenant_id(tenant_id, "path.tenant_id"), key)
+    data = services.tenant_files().get(current_tenant(app).tenant_id, key)
     # always a download, never rendered by a browser as the API's own page
     return Response(
         status_code=200,
@@ -167,9 +213,16 @@ def get_file(tenant_id: str):  # type: ignore[no-untyped-def]
     )
 
 
-@app.delete("/tenants/<tenant_id>/files/.+", responses={204: {"description": "No content"}})
+@app.delete(
+    "/tenants/<tenant_id>/files/.+",
+    summary="Delete a file",
+    description="Deletes the file at the key (the rest of the path after files/); its storage is released "
+    "from the quota.",
+    tags=[ApiTag.DATA],
+    responses={204: {"description": "Deleted"}},
+)
 def delete_file(tenant_id: str) -> Response[str]:
-    services.tenant_files().delete(require_tenant_id(tenant_id, "path.tenant_id"), _file_key())
+    services.tenant_files().delete(current_tenant(app).tenant_id, _file_key())
     return Response(status_code=204, body="")
 
 
@@ -186,25 +239,56 @@ class FileRef(BaseModel):
     key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_BYTES)]
 
 
-@app.post("/tenants/<tenant_id>/uploads", status_code=201)
-def create_upload(tenant_id: str, body: NewUpload) -> Response[dict[str, Any]]:
-    created = services.tenant_files().upload(app.context["tenant_record"], body.key, body.size)
+@app.post(
+    "/tenants/<tenant_id>/uploads",
+    status_code=201,
+    middlewares=[services.idempotency_middleware()],
+    summary="Start a presigned upload",
+    description="For files larger than the API carries: a presigned S3 POST for one file of exactly size "
+    "bytes at key, reserved against the storage quota (413 when it cannot fit). Send the file "
+    "to url with fields, then POST .../uploads/{upload_id}/complete. Send Idempotency-Key to "
+    "retry safely.",
+    tags=[ApiTag.DATA],
+    responses=idempotent_reply(UploadCreated, 201, "The presigned upload"),
+)
+def create_upload(
+    tenant_id: str, body: NewUpload, idempotency_key: IdempotencyKey = None
+) -> Response[dict[str, Any]]:
+    created = services.tenant_files().upload(current_tenant(app), body.key, body.size, creation_id(app))
     return Response(status_code=201, content_type="application/json", body=created)
 
 
-@app.post("/tenants/<tenant_id>/uploads/<upload_id>/complete")
+@app.post(
+    "/tenants/<tenant_id>/uploads/<upload_id>/complete",
+    summary="Complete a presigned upload",
+    description="After the file reached S3: checks its size, moves it to its key and settles the storage "
+    "quota; once per upload.",
+    tags=[ApiTag.DATA],
+    responses=reply(FileWritten),
+)
 def complete_upload(tenant_id: str, upload_id: str) -> dict[str, Any]:
-    return services.tenant_files().complete(
-        app.context["tenant_record"], upload_id, app.context["tenant"].user
-    )
+    return services.tenant_files().complete(current_tenant(app), upload_id, current_caller(app).user)
 
 
-@app.post("/tenants/<tenant_id>/downloads")
+@app.post(
+    "/tenants/<tenant_id>/downloads",
+    summary="Get a presigned download",
+    description="A presigned S3 GET for a file uploaded through a presigned upload (409 for one the API "
+    "encrypted: read it with GET .../files/{key}).",
+    tags=[ApiTag.DATA],
+    responses=reply(DownloadLink),
+)
 def create_download(tenant_id: str, body: FileRef) -> dict[str, Any]:
-    return services.tenant_files().download(require_tenant_id(tenant_id, "path.tenant_id"), body.key)
+    return services.tenant_files().download(current_tenant(app).tenant_id, body.key)
 
 
-@app.get("/tenants/<tenant_id>/files")
+@app.get(
+    "/tenants/<tenant_id>/files",
+    summary="List files",
+    description="The tenant's files in key order, optionally under a prefix; next pages with ?next=.",
+    tags=[ApiTag.DATA],
+    responses=reply(FileList),
+)
 def list_files(
     tenant_id: str,
     prefix: Annotated[str, Query(max_length=512)] = "",
@@ -212,7 +296,7 @@ def list_files(
     after: Annotated[str | None, Query(alias="next", max_length=800)] = None,
 ) -> dict[str, Any]:
     return services.tenant_files().list(
-        require_tenant_id(tenant_id, "path.tenant_id"), prefix, limit, decode_next(after) if after else None
+        current_tenant(app).tenant_id, prefix, limit, decode_next(after) if after else None
     )
 
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tenant_security.api_reference import ApiTag
 from tenant_security.errors import NotFound
 from tenant_security.headers import PAGE_CSP, SECURITY_HEADERS
 from tenant_security.http import make_resolver
@@ -64,13 +65,25 @@ def _base_path() -> str:
     return full[: -len(event.path)] if full.endswith(event.path) else ""
 
 
-@app.get("/docs", responses={200: {"description": "Swagger UI", "content": {"text/html": {}}}})
+@app.get(
+    "/docs",
+    summary="API reference (Swagger UI)",
+    description="This document in Swagger UI, grouped by what you do; try requests with a bearer token.",
+    tags=[ApiTag.SERVICE],
+    responses={200: {"description": "Swagger UI", "content": {"text/html": {}}}},
+)
 def swagger_ui() -> Response[str]:
     """Swagger UI over this API's OpenAPI document."""
     return _page("docs.html")
 
 
-@app.get("/mfa", responses={200: {"description": "MFA enrolment page", "content": {"text/html": {}}}})
+@app.get(
+    "/mfa",
+    summary="First sign-in page",
+    description="In the browser: password, then the authenticator's QR code, then the first code.",
+    tags=[ApiTag.SIGN_IN],
+    responses={200: {"description": "MFA enrolment page", "content": {"text/html": {}}}},
+)
 def mfa_enrolment() -> Response[str]:
     """First sign-in: password, then the authenticator's QR code, then the first code."""
     return _page("mfa.html")
@@ -78,6 +91,9 @@ def mfa_enrolment() -> Response[str]:
 
 @app.get(
     "/openapi.json",
+    summary="OpenAPI document",
+    description="This API's OpenAPI 3.1 document, its server being the stage that serves it.",
+    tags=[ApiTag.SERVICE],
     responses={200: {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {}}}}},
 )
 def openapi_document() -> Response[str]:
@@ -93,6 +109,9 @@ def openapi_document() -> Response[str]:
 
 @app.get(
     "/static/<asset>",
+    summary="Page asset",
+    description="A script or stylesheet of the /docs and /mfa pages (served here, never from a CDN).",
+    tags=[ApiTag.SERVICE],
     responses={
         200: {
             "description": "Script or stylesheet",

@@ -8,15 +8,23 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import __version__
+from tenant_security.api_reference import ApiTag, reply
 from tenant_security.config import get_settings
 from tenant_security.http import make_resolver
+from tenant_security.models.replies import Health
 from tenant_security.observability import logger, tracer
 
 settings = get_settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
 
 
-@app.get("/health")
+@app.get(
+    "/health",
+    summary="Health",
+    description="The API answers: its version and stage. No token needed.",
+    tags=[ApiTag.SERVICE],
+    responses=reply(Health, description="The API is up"),
+)
 def health() -> dict[str, str]:
     """The API answers; its version and stage."""
     return {"status": "ok", "version": __version__, "stage": settings.stage}

@@ -20,7 +20,7 @@ from tenant_security.aws import is_transient
 from tenant_security.config import KEY_PURPOSES
 from tenant_security.errors import Conflict, ValidationFailed
 from tenant_security.observability import logger, record_metric
-from tenant_security.onboarding import TransientError
+from tenant_security.onboarding.errors import TransientError
 
 # The step whose success ends an onboarding, and the outcome it stands for.
 OUTCOME_OF_STEP = {"activate": "onboarded", "compensate": "rolled_back"}

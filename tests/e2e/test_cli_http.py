@@ -13,8 +13,9 @@ from typing import Any
 import pyotp
 import pytest
 
-from tenant_security import aws, cli
-from tenant_security.client import Session, load_session, save_session
+from tenant_security import aws
+from tenant_security_tools import cli
+from tenant_security_tools.client import Session, load_session, save_session
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, create_user, mint_token, seed_tenant, seen
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localcloud.demo import Tour, main
+from tenant_security_tools.demo import Tour, main
 from tests.support.cloud import RunningCloud
 from tests.support.identity import Identity
 

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tenant_security.onboarding import SHREDDED_KEY_STATES, tenant_key_policy
+from tenant_security.onboarding.key_policy import tenant_key_policy
+from tenant_security.onboarding.keys import SHREDDED_KEY_STATES
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, onboarding_settings, post, seen
 from tests.support.tenants import (

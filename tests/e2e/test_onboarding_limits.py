@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tenant_security.onboarding import ONBOARDING_REQUEST_MAX_BYTES
+from tenant_security.onboarding.requests import ONBOARDING_REQUEST_MAX_BYTES
 from tests.support.cloud import RunningCloud
 from tests.support.identity import Identity
 from tests.support.tenants import (

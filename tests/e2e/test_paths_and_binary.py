@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tenant_security.storage import MAX_API_FILE_BYTES
+from tenant_security.storage.file_keys import MAX_API_FILE_BYTES
 from tests.support.cloud import RunningCloud
 from tests.support.identity import Identity, mint_token
 from tests.support.tenants import finished_execution, now, request_body

@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from localcloud.postgres import superuser_of
-from tenant_security.onboarding import SHREDDED_KEY_STATES
+from tenant_security.onboarding.keys import SHREDDED_KEY_STATES
 from tests.support.cloud import REAL_TEMPLATE, RunningCloud, start_cloud
 from tests.support.identity import Identity, first_sign_in, mint_token
 from tests.support.tenants import (

@@ -358,7 +358,7 @@ def _decode(token: str) -> str:
 def test_the_cli_verifies_and_exits_by_the_result(
     stack: AuditStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tenant_security.cli import EXIT_INVALID, EXIT_OK, main
+    from tenant_security_tools.cli import EXIT_INVALID, EXIT_OK, main
 
     stack.kms.create_alias(
         AliasName="alias/tst-audit-checkpoints", TargetKeyId=stack.settings.audit_checkpoint_key_id

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tenant_security.compliance import FAIL, INSUFFICIENT, PASS, Checks, Evidence, gather_evidence
+from tenant_security.compliance.checks import FAIL, INSUFFICIENT, PASS, Checks
+from tenant_security.compliance.evidence import Evidence, gather_evidence
 from tenant_security.identity.users import UserStore
 from tests.support.audit import AuditStack, activity_event, audit_stack
 from tests.support.moto import create_table, mocked_aws

@@ -10,21 +10,22 @@ import boto3
 import pytest
 import requests
 
-from tenant_security.config import Settings
 from tenant_security.crypto import DecryptionRefused
 from tenant_security.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from tenant_security.models.quotas import parse_resource_quotas
-from tenant_security.quotas import StorageQuota, StorageQuotaExceeded
-from tenant_security.storage import TenantFiles, check_key
-from tenant_security.storage_ledger import FileLedger
-from tenant_security.tenants import TenantRecord
+from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
+from tenant_security.storage.file_keys import check_key
+from tenant_security.storage.files import TenantFiles
+from tenant_security.storage.ledger import FileLedger
+from tenant_security.tenants import TenantProfile
 from tests.support.moto import create_table, mocked_aws
+from tests.support.settings import local_settings
 
 
 @pytest.fixture
-def files(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, dict[str, TenantRecord]]]:
+def files(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, dict[str, TenantProfile]]]:
     with mocked_aws(monkeypatch):
-        settings = Settings(resource_prefix="tst", account_id="123456789012")
+        settings = local_settings(resource_prefix="tst", account_id="123456789012")
         s3, kms, ddb = (boto3.client(n, region_name="us-east-1") for n in ("s3", "kms", "dynamodb"))
         create_table(ddb, settings.counters_table, "pk", "sk")
         records = {}
@@ -37,14 +38,14 @@ def files(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, dict[s
                 Bucket=settings.data_bucket(tenant), VersioningConfiguration={"Status": "Enabled"}
             )
             quotas = parse_resource_quotas({"storage": {"max_file_size": "1KB", "max_data_size": "2KB"}})
-            records[tenant] = TenantRecord(tenant_id=tenant, name=tenant, status="ACTIVE", quotas=quotas)
+            records[tenant] = TenantProfile(tenant_id=tenant, name=tenant, status="ACTIVE", quotas=quotas)
         quota = StorageQuota(ddb, settings.counters_table)
         ledger = FileLedger(ddb, settings.counters_table, quota)
         yield TenantFiles(settings, s3, kms, quota, ledger), records
 
 
 def test_files_round_trip_and_count_against_the_quota(
-    files: tuple[TenantFiles, dict[str, TenantRecord]],
+    files: tuple[TenantFiles, dict[str, TenantProfile]],
 ) -> None:
     store, tenants = files
     store.put(tenants["acme"], "a/b.bin", b"\x00\x01" * 200)
@@ -62,7 +63,7 @@ def test_files_round_trip_and_count_against_the_quota(
 
 
 def test_a_ciphertext_of_one_tenant_or_key_is_refused_as_another(
-    files: tuple[TenantFiles, dict[str, TenantRecord]],
+    files: tuple[TenantFiles, dict[str, TenantProfile]],
 ) -> None:
     store, tenants = files
     store.put(tenants["acme"], "secret", b"acme only")
@@ -91,7 +92,7 @@ def _send(upload: dict[str, Any], data: bytes, **overrides: str) -> requests.Res
 
 
 def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
-    files: tuple[TenantFiles, dict[str, TenantRecord]],
+    files: tuple[TenantFiles, dict[str, TenantProfile]],
 ) -> None:
     store, tenants = files
     payload = bytes(range(256)) * 3  # 768 bytes
@@ -134,7 +135,7 @@ def test_a_presigned_upload_is_checked_counted_and_moved_to_its_key(
     ],
 )
 def test_s3_refuses_an_upload_the_policy_does_not_allow(
-    files: tuple[TenantFiles, dict[str, TenantRecord]], size: int, overrides: dict[str, str]
+    files: tuple[TenantFiles, dict[str, TenantProfile]], size: int, overrides: dict[str, str]
 ) -> None:
     store, tenants = files
     upload = store.upload(tenants["acme"], "doc.bin", 50)
@@ -149,7 +150,7 @@ def test_s3_refuses_an_upload_the_policy_does_not_allow(
 
 
 def test_uploads_over_the_limits_or_with_bad_ids_are_refused(
-    files: tuple[TenantFiles, dict[str, TenantRecord]],
+    files: tuple[TenantFiles, dict[str, TenantProfile]],
 ) -> None:
     store, tenants = files
     with pytest.raises(PayloadTooLarge):
@@ -175,7 +176,7 @@ def test_uploads_over_the_limits_or_with_bad_ids_are_refused(
 
 
 def test_a_download_link_is_only_for_uploaded_files(
-    files: tuple[TenantFiles, dict[str, TenantRecord]],
+    files: tuple[TenantFiles, dict[str, TenantProfile]],
 ) -> None:
     store, tenants = files
     store.put(tenants["acme"], "small.txt", b"hi")

@@ -15,14 +15,15 @@ from typing import Any
 import boto3
 import pytest
 
-from tenant_security.config import Settings
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import UserStore
 from tenant_security.models.onboarding import parse_onboarding_request
-from tenant_security.onboarding import STEP_TIMEOUT_MARGIN_SECONDS, TenantProvisioner, execution_checker
+from tenant_security.onboarding.executions import STEP_TIMEOUT_MARGIN_SECONDS, execution_checker
+from tenant_security.onboarding.provisioner import TenantProvisioner
 from tenant_security.tenants import NotOwner, TenantStore
 from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
+from tests.support.settings import local_settings
 
 pytestmark = pytest.mark.integration
 A = "arn:aws:states:us-east-1:123456789012:execution:dcisionai-tenant-onboarding:run-A"
@@ -49,7 +50,7 @@ class Executions:
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantProvisioner, Executions, ManualClock]]:
     with mocked_aws(monkeypatch):
-        settings = Settings()
+        settings = local_settings()
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         for table, keys in (
             (settings.tenants_table, ("tenant_id",)),

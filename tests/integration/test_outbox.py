@@ -14,7 +14,7 @@ from tenant_security.activity import EventPublisher
 from tenant_security.context import protected_middleware
 from tenant_security.http import make_resolver
 from tenant_security.outbox import OUTCOME_UNKNOWN, Outbox
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 from tests.support.audit import AuditStack, audit_stack
 from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
@@ -149,7 +149,7 @@ def test_no_write_runs_when_its_record_cannot_be_held(world: dict[str, Any]) -> 
     assert reply["statusCode"] == 503
     assert json.loads(reply["body"])["error"] == "service_unavailable"
     assert writes == []  # nothing done
-    assert isinstance(stack.tenants["acme"], TenantRecord)
+    assert isinstance(stack.tenants["acme"], TenantProfile)
 
 
 class ThrottledAfterHold:

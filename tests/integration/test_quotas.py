@@ -11,14 +11,9 @@ import pytest
 
 from tenant_security.errors import PayloadTooLarge
 from tenant_security.models import parse_resource_quotas, parse_security_policies
-from tenant_security.quotas import (
-    ConcurrencyLimitReached,
-    Leases,
-    RateLimiter,
-    RateLimits,
-    StorageQuota,
-    StorageQuotaExceeded,
-)
+from tenant_security.quotas.leases import ConcurrencyLimitReached, Leases
+from tenant_security.quotas.rate import RateLimiter, RateLimits
+from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
@@ -177,7 +172,7 @@ def test_an_error_in_the_handler_releases_the_lease(ddb: Any) -> None:
     from dataclasses import dataclass
 
     from tenant_security.models import ResourceQuotas, SecurityPolicies
-    from tenant_security.quotas import QuotaGuard
+    from tenant_security.quotas.guard import QuotaGuard
 
     @dataclass
     class Tenant:

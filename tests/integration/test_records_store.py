@@ -12,19 +12,24 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from aws_lambda_powertools.event_handler import Response
 from psycopg import sql
 
 from localcloud.postgres import Database, EmbeddedPostgres
 from tenant_security.config import Settings
 from tenant_security.crypto import DecryptionRefused
 from tenant_security.database import DatabaseLogin, TenantDatabases
-from tenant_security.errors import NotFound, ServiceUnavailable, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from tenant_security.idempotency import IdempotentReplies, creation_id_for
 from tenant_security.locality import DataLocalityViolation
 from tenant_security.models.policies import parse_security_policies
-from tenant_security.quotas import StorageQuota
-from tenant_security.records import TenantLogins, TenantPools, TenantRecords, check_record
-from tenant_security.tenants import TenantRecord
+from tenant_security.quotas.deadline import RequestTimedOut
+from tenant_security.quotas.storage import StorageQuota
+from tenant_security.records import TenantRecords, check_record
+from tenant_security.tenant_connections import TenantLogins, TenantPools
+from tenant_security.tenants import TenantProfile
 from tests.support.moto import create_table, mocked_aws
+from tests.support.settings import local_settings
 
 TENANTS = {"rec-db-a": "database", "rec-db-b": "database", "rec-sc-a": "schema", "rec-sc-b": "schema"}
 
@@ -62,9 +67,9 @@ class Stack:
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         self.records = TenantRecords(settings, self.pools, StorageQuota(ddb, settings.counters_table))
 
-    def tenant(self, tenant_id: str, **protection: Any) -> TenantRecord:
+    def tenant(self, tenant_id: str, **protection: Any) -> TenantProfile:
         policies = parse_security_policies({"data_protection": protection} if protection else {})
-        return TenantRecord(tenant_id=tenant_id, name=tenant_id, status="ACTIVE", policies=policies)
+        return TenantProfile(tenant_id=tenant_id, name=tenant_id, status="ACTIVE", policies=policies)
 
     def login(self, tenant_id: str) -> dict[str, Any]:
         name = self.settings.tenant_secret_name(tenant_id, "database")
@@ -81,7 +86,7 @@ class Stack:
 def stack(postgres: tuple[Database, TenantDatabases], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     _, databases = postgres
     with mocked_aws(monkeypatch):
-        settings = Settings(resource_prefix="tst", account_id="123456789012")
+        settings = local_settings(resource_prefix="tst", account_id="123456789012")
         kms = boto3.client("kms", region_name="us-east-1")
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         secrets = boto3.client("secretsmanager", region_name="us-east-1")
@@ -239,7 +244,7 @@ def test_a_tenant_without_a_database_is_answered_without_secrets_manager(stack: 
     ResourceNotFoundException (IAM is evaluated first, against the bare name, which the
     functions' `.../database-*` grants do not match). Before the fix both reads asked (a 500 on
     AWS); now the tenant's record answers: 404 for a record, nothing created for an export."""
-    tenant = TenantRecord(tenant_id="rec-none", name="rec-none", status="ACTIVE", isolation="none")
+    tenant = TenantProfile(tenant_id="rec-none", name="rec-none", status="ACTIVE", isolation="none")
     with pytest.raises(NotFound):
         stack.records.get(tenant, str(uuid.uuid4()))
     assert stack.records.created_by(tenant, "bob") == {"items": [], "truncated": False}
@@ -291,3 +296,72 @@ def test_records_postgres_could_not_store_faithfully_are_400(
     if field is not None:
         assert caught.value.fields
         assert caught.value.fields[0]["field"] == field
+
+
+def _rows(stack: Stack, tenant_id: str, marker: str) -> list[str]:
+    login = stack.login(tenant_id)
+    with stack.master(login["dbname"]) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT id::text, data::text FROM {}").format(sql.Identifier(login["schema"], "records"))
+        ).fetchall()
+    return [row[0] for row in rows if marker in row[1]]
+
+
+@pytest.mark.parametrize("tenant_id", ["rec-db-a", "rec-sc-a"])
+def test_a_keyed_creation_whose_reply_was_lost_after_the_commit_is_found_not_made_again(
+    stack: Stack, tenant_id: str
+) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(ddb, "idem", "id")
+    replies = IdempotentReplies(ddb, "idem")
+    tenant, marker = stack.tenant(tenant_id), uuid.uuid4().hex
+    key, scope = str(uuid.uuid4()), [tenant_id, tenant_id, "dana"]
+    request = {"route": "POST /tenants/{tenant_id}/records", "body": {"data": {"m": marker, "ssn": "1"}}}
+    fire = [True]
+
+    def make() -> Response[Any]:
+        record_id = creation_id_for(key, scope, request)
+        created = stack.records.create(tenant, "dana", {"m": marker, "ssn": "1"}, ["ssn"], record_id)
+        if fire[0]:  # the request deadline's alarm, after the INSERT committed: a 503
+            fire[0] = False
+            raise RequestTimedOut("the request took longer than max_request_duration")
+        return Response(201, "application/json", json.dumps(created))
+
+    with pytest.raises(RequestTimedOut):
+        replies.run(scope, key, request, make)
+    charged = stack.records.quota.usage(tenant_id)
+    retried = replies.run(scope, key, request, make)  # the client's retry with the same key
+    assert retried.response.status_code == 201
+    created = json.loads(retried.response.body)
+    assert _rows(stack, tenant_id, marker) == [created["id"]]
+    assert (created["created_by"], created["sensitive"]) == ("dana", ["ssn"])
+    assert stack.records.get(tenant_id, created["id"])["data"] == {"m": marker, "ssn": "1"}
+    assert stack.records.quota.usage(tenant_id) == charged  # charged once
+    # the same id from someone else is no retry of theirs: 409, and nothing changes
+    with pytest.raises(Conflict):
+        stack.records.create(tenant, "eve", {"m": marker}, [], created["id"])
+    assert _rows(stack, tenant_id, marker) == [created["id"]]
+    assert stack.records.quota.usage(tenant_id) == charged
+    # without a key, each creation is a record of its own
+    ids = {stack.records.create(tenant, "dana", {"m": marker}, [])["id"] for _ in range(2)}
+    assert len(ids) == 2
+
+
+def test_a_keyed_creation_racing_its_twin_answers_with_the_twins_record(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant, record_id = stack.tenant("rec-sc-b"), str(uuid.uuid5(uuid.NAMESPACE_URL, uuid.uuid4().hex))
+    first = stack.records.create(tenant, "dana", {"m": record_id}, [], record_id)
+    charged = stack.records.quota.usage("rec-sc-b")
+    looked = [0]
+    made_before = stack.records._made_before
+
+    def not_yet_then_found(*args: Any) -> Any:
+        looked[0] += 1
+        return None if looked[0] == 1 else made_before(*args)  # the twin commits in between
+
+    monkeypatch.setattr(stack.records, "_made_before", not_yet_then_found)
+    assert stack.records.create(tenant, "dana", {"m": record_id}, [], record_id) == first
+    assert looked[0] == 2  # the INSERT found the row (ON CONFLICT), then the twin's record was read
+    assert _rows(stack, "rec-sc-b", record_id) == [record_id]
+    assert stack.records.quota.usage("rec-sc-b") == charged

@@ -24,9 +24,10 @@ import boto3
 import pyotp
 import pytest
 
+from tenant_security.actors import Actor
+from tenant_security.administration.users import UserAdmin
 from tenant_security.alerts import AlertKind
 from tenant_security.errors import DomainError, Forbidden, Locked, Unauthorized
-from tenant_security.identity.admin import UserAdmin
 from tenant_security.identity.mfa import MAX_FAILURES, MfaService
 from tenant_security.identity.passwords import hash_password
 from tenant_security.identity.sessions import SessionStore
@@ -36,7 +37,7 @@ from tenant_security.identity.tokens import TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
 from tenant_security.models import parse_security_policies
 from tenant_security.refusals import RefusalCounter, RefusalKind
-from tenant_security.tenants import TenantRecord, TenantStore
+from tenant_security.tenants import TenantProfile, TenantStore
 from tests.support.clock import ManualClock
 from tests.support.identity_fakes import LocalKeys, LocalSigner, PlainCipher, RecordingPublisher
 from tests.support.moto import create_table, mocked_aws
@@ -60,11 +61,11 @@ class CountingCipher(PlainCipher):
 
 class Tenants:
     def __init__(self, **policy: Any) -> None:
-        self.record = TenantRecord(
+        self.record = TenantProfile(
             tenant_id="acme", name="Acme", status="ACTIVE", policies=parse_security_policies(policy)
         )
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str) -> TenantProfile | None:
         return self.record if tenant_id == "acme" else None
 
 
@@ -338,7 +339,7 @@ def test_a_session_starts_only_for_a_tenant_active_now_whatever_a_cache_says(wor
     cached = signin.tenants.record  # type: ignore[attr-defined]
 
     class JustSuspended(TenantStore):
-        def get(self, tenant_id: str) -> TenantRecord | None:
+        def get(self, tenant_id: str) -> TenantProfile | None:
             return replace(cached, status="SUSPENDED")
 
     signin.tenant_of_record = JustSuspended(world["ddb"], "tenants")
@@ -397,8 +398,8 @@ def test_a_demotion_during_the_mfa_step_leaves_no_session_with_the_old_roles(wor
     )
     challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
     admin = UserAdmin(users, signin.sessions, "platform")
-    caller = type("Caller", (), {"platform_admin": False, "tenant_id": "acme", "user": "bob"})()
-    _meanwhile(world, lambda: admin.set_roles(caller, world["service"]().tenants.record, "alice", ["viewer"]))  # type: ignore[arg-type]
+    caller = Actor(tenant_id="acme", user="bob", platform_admin=False)
+    _meanwhile(world, lambda: admin.set_roles(caller, world["service"]().tenants.record, "alice", ["viewer"]))
     reply = signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
     assert _claims(reply["access_token"])["roles"] == ["viewer"]  # the roles of now, not of before
     live = signin.sessions.list_live("acme", "alice")

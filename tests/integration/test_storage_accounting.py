@@ -8,8 +8,10 @@ its plaintext size, and the keys that have a current version.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,16 +19,18 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from tenant_security.config import Settings
-from tenant_security.errors import DomainError, NotFound, ServiceUnavailable
+from tenant_security.errors import Conflict, DomainError, NotFound, ServiceUnavailable
 from tenant_security.models.quotas import parse_resource_quotas
-from tenant_security.onboarding import DATA_LIFECYCLE
-from tenant_security.quotas import StorageQuota
-from tenant_security.storage import PROTECTION_METADATA, SIZE_METADATA, STAGING_PREFIX, TenantFiles
-from tenant_security.storage_ledger import LOCK_SECONDS, FileLedger, Op
-from tenant_security.tenants import TenantRecord
+from tenant_security.onboarding.buckets import DATA_LIFECYCLE
+from tenant_security.quotas.storage import StorageQuota
+from tenant_security.storage.file_keys import PROTECTION_METADATA, SIZE_METADATA, STAGING_PREFIX
+from tenant_security.storage.files import TenantFiles
+from tenant_security.storage.ledger import FileLedger
+from tenant_security.storage.ledger_states import LOCK_SECONDS, Op
+from tenant_security.tenants import TenantProfile
 from tests.support.clock import ManualClock
 from tests.support.moto import create_table, mocked_aws
+from tests.support.settings import local_settings
 
 pytestmark = pytest.mark.integration
 BUCKET = "tst-10ca1000-tenant-acme-data"
@@ -34,9 +38,9 @@ ENDPOINT = "https://s3.us-east-1.amazonaws.com"
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, TenantRecord, ManualClock]]:
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, TenantProfile, ManualClock]]:
     with mocked_aws(monkeypatch):
-        settings = Settings(resource_prefix="tst", account_id="123456789012")
+        settings = local_settings(resource_prefix="tst", account_id="123456789012")
         s3, kms, ddb = (boto3.client(n, region_name="us-east-1") for n in ("s3", "kms", "dynamodb"))
         create_table(ddb, settings.counters_table, "pk", "sk")
         key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
@@ -44,7 +48,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TenantFiles, Tenant
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         quotas = parse_resource_quotas({"storage": {"max_file_size": "100KB", "max_data_size": "10MB"}})
-        tenant = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
+        tenant = TenantProfile(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
         clock = ManualClock()
         quota = StorageQuota(ddb, settings.counters_table)
         yield (
@@ -78,7 +82,7 @@ def _quietly(call: Any) -> str:
 
 
 def test_two_concurrent_deletes_release_the_file_once(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.put(tenant, "doc.bin", b"x" * 1000)
@@ -90,7 +94,7 @@ def test_two_concurrent_deletes_release_the_file_once(
 
 
 def test_8_concurrent_deletes_and_replaces_of_one_key_leave_usage_equal_to_what_is_stored(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.put(tenant, "k", b"a" * 700)
@@ -114,7 +118,7 @@ def test_8_concurrent_deletes_and_replaces_of_one_key_leave_usage_equal_to_what_
 
 
 def test_concurrent_writers_of_many_keys_are_counted_exactly(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     with ThreadPoolExecutor(8) as pool:
@@ -128,7 +132,7 @@ def test_concurrent_writers_of_many_keys_are_counted_exactly(
 
 
 def test_a_noncurrent_version_is_released_once_lifecycle_removed_it(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     first = files.put(tenant, "r.txt", b"1" * 300)
@@ -143,7 +147,7 @@ def test_a_noncurrent_version_is_released_once_lifecycle_removed_it(
 
 
 def test_a_granted_upload_is_released_once_when_its_link_expires(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.upload(tenant, "big.bin", 4000)
@@ -156,7 +160,7 @@ def test_a_granted_upload_is_released_once_when_its_link_expires(
 
 
 def test_a_writer_that_died_after_its_put_is_adopted_and_one_that_died_before_is_undone(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, clock = store
     files.put(tenant, "c.bin", b"o" * 100)
@@ -178,7 +182,7 @@ def test_a_writer_that_died_after_its_put_is_adopted_and_one_that_died_before_is
 
 
 def test_a_delete_that_died_half_way_is_finished_by_the_next_holder(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, clock = store
     files.put(tenant, "e.bin", b"1" * 60)
@@ -193,7 +197,7 @@ def test_a_delete_that_died_half_way_is_finished_by_the_next_holder(
 
 
 def test_s3_failing_at_the_write_gives_the_reservation_back(
-    store: tuple[TenantFiles, TenantRecord, ManualClock], monkeypatch: pytest.MonkeyPatch
+    store: tuple[TenantFiles, TenantProfile, ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files, tenant, _ = store
 
@@ -301,7 +305,7 @@ def _s3_versions(files: TenantFiles, prefix: str) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------- a write's unknown outcome
 def test_a_write_whose_reply_was_lost_after_it_landed_is_counted_and_answered_as_written(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     flaky = _flaky(files)
@@ -317,7 +321,7 @@ def test_a_write_whose_reply_was_lost_after_it_landed_is_counted_and_answered_as
 
 
 def test_a_write_that_never_reached_s3_gives_its_reservation_back(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     flaky = _flaky(files)
@@ -333,7 +337,7 @@ def test_a_write_that_never_reached_s3_gives_its_reservation_back(
 
 @pytest.mark.parametrize("landed", [True, False])
 def test_an_outcome_s3_cannot_tell_keeps_the_reservation_for_the_sweep(
-    store: tuple[TenantFiles, TenantRecord, ManualClock], landed: bool
+    store: tuple[TenantFiles, TenantProfile, ManualClock], landed: bool
 ) -> None:
     files, tenant, clock = store
     flaky = _flaky(files)
@@ -358,7 +362,7 @@ def test_an_outcome_s3_cannot_tell_keeps_the_reservation_for_the_sweep(
 
 
 def test_a_write_botocore_sent_twice_counts_every_version_s3_keeps(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     flaky = _flaky(files)
@@ -375,7 +379,7 @@ def test_a_write_botocore_sent_twice_counts_every_version_s3_keeps(
 # ---------------------------------------------------------------------- deletes S3 only partly did
 @pytest.mark.parametrize("refused", ["oldest", "newest"])
 def test_a_delete_s3_only_partly_did_releases_what_went_and_answers_503(
-    store: tuple[TenantFiles, TenantRecord, ManualClock], refused: str
+    store: tuple[TenantFiles, TenantProfile, ManualClock], refused: str
 ) -> None:
     files, tenant, _ = store
     first = files.put(tenant, "report.txt", b"old confidential v1")
@@ -396,7 +400,7 @@ def test_a_delete_s3_only_partly_did_releases_what_went_and_answers_503(
 
 
 def test_a_delete_whose_reply_was_lost_releases_what_s3_removed(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.put(tenant, "gone.txt", b"1" * 40)
@@ -415,13 +419,13 @@ def test_a_delete_whose_reply_was_lost_releases_what_s3_removed(
 
 # ---------------------------------------------------------------------- presigned uploads
 def test_a_presigned_post_sent_again_after_completion_is_never_counted_or_kept(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, _, _ = store
     quotas = parse_resource_quotas(
         {"storage": {"max_data_size": "10KB", "max_file_size": "8KB", "max_file_count": 5}}
     )
-    tenant = TenantRecord(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
+    tenant = TenantProfile(tenant_id="acme", name="Acme", status="ACTIVE", quotas=quotas)
     files.s3 = FlakyS3(files.s3)  # (no fault: _s3_versions reads the real client)
     upload = files.upload(tenant, "big.bin", 8000)
     assert _post(upload, b"A" * 8000) == 204
@@ -440,8 +444,36 @@ def test_a_presigned_post_sent_again_after_completion_is_never_counted_or_kept(
         files.complete(tenant, upload["upload_id"])
 
 
+def test_an_upload_retried_under_its_idempotent_id_is_the_same_upload_reserved_once(
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.s3 = FlakyS3(files.s3)
+    upload_id = str(uuid.uuid4())  # what an Idempotency-Key gives the request (creation_id)
+    first = files.upload(tenant, "keyed.bin", 700, upload_id)
+    assert first["upload_id"] == uuid.UUID(upload_id).hex
+    # the first reply was lost (a deadline after the reservation): the retry gets the same upload
+    again = files.upload(tenant, "keyed.bin", 700, upload_id)
+    assert again["upload_id"] == first["upload_id"]
+    assert again["fields"]["key"] == first["fields"]["key"]
+    assert abs(
+        datetime.fromisoformat(again["expires_at"]) - datetime.fromisoformat(first["expires_at"])
+    ) < timedelta(seconds=1)
+    assert files.quota.usage("acme") == {"bytes": 700, "files": 1}  # reserved once
+    with pytest.raises(Conflict):  # the id granted for another file
+        files.upload(tenant, "other.bin", 700, upload_id)
+    assert _post(again, b"K" * 700) == 204
+    files.complete(tenant, again["upload_id"])
+    with pytest.raises(Conflict):  # completed: no new link for it
+        files.upload(tenant, "keyed.bin", 700, upload_id)
+    assert files.quota.usage("acme") == stored(files) == {"bytes": 700, "files": 1}
+    # without an id, each upload is its own
+    ids = {files.upload(tenant, "free.bin", 10)["upload_id"] for _ in range(2)}
+    assert len(ids) == 2
+
+
 def test_a_presigned_upload_sent_many_times_and_never_completed_leaves_nothing(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.s3 = FlakyS3(files.s3)
@@ -454,7 +486,7 @@ def test_a_presigned_upload_sent_many_times_and_never_completed_leaves_nothing(
 
 
 def test_the_data_buckets_lifecycle_expires_noncurrent_staging_versions_within_a_day(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, _, _ = store
     files.s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration=DATA_LIFECYCLE)
@@ -466,7 +498,7 @@ def test_the_data_buckets_lifecycle_expires_noncurrent_staging_versions_within_a
 
 
 def test_parallel_completes_of_one_upload_answer_as_the_winner_and_count_it_once(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.s3 = FlakyS3(files.s3)
@@ -494,7 +526,7 @@ def test_parallel_completes_of_one_upload_answer_as_the_winner_and_count_it_once
 
 
 def test_a_completion_whose_copy_reply_was_lost_is_counted_and_answered(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     flaky = _flaky(files)
@@ -509,7 +541,7 @@ def test_a_completion_whose_copy_reply_was_lost_is_counted_and_answered(
 
 
 def test_a_completion_whose_copy_never_reached_s3_can_be_completed_again(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     flaky = _flaky(files)
@@ -526,7 +558,7 @@ def test_a_completion_whose_copy_never_reached_s3_can_be_completed_again(
 
 
 def test_a_completion_s3_refused_gives_the_reservation_back_to_the_upload(
-    store: tuple[TenantFiles, TenantRecord, ManualClock],
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
 ) -> None:
     files, tenant, _ = store
     files.put(tenant, "up.bin", b"o" * 100)  # (replacing a file: the upload's file is given back)
@@ -544,7 +576,7 @@ def test_a_completion_s3_refused_gives_the_reservation_back_to_the_upload(
 
 @pytest.mark.parametrize("landed", [True, False])
 def test_a_completion_that_died_is_settled_by_the_next(
-    store: tuple[TenantFiles, TenantRecord, ManualClock], landed: bool
+    store: tuple[TenantFiles, TenantProfile, ManualClock], landed: bool
 ) -> None:
     files, tenant, clock = store
     files.s3 = FlakyS3(files.s3)

@@ -18,7 +18,7 @@ import pytest
 
 from localcloud.iam.evaluator import Decision, PolicyEvaluator, Principal, Simulation
 from tenant_security.config import Settings
-from tenant_security.onboarding import tenant_key_policy
+from tenant_security.onboarding.key_policy import tenant_key_policy
 from tests.support.cloud import RunningCloud
 from tests.support.identity import onboarding_settings
 

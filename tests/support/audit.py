@@ -17,8 +17,9 @@ from tenant_security.audit.verify import ChainVerifier
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.config import Settings
 from tenant_security.models.policies import SecurityPolicies
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 from tests.support.moto import create_table
+from tests.support.settings import deploy_settings_function, local_settings
 
 PREFIX = "tst"
 
@@ -29,17 +30,17 @@ class AuditStack:
     s3: Any
     ddb: Any
     kms: Any
-    tenants: dict[str, TenantRecord]
+    tenants: dict[str, TenantProfile]
     faults: dict[str, str] = field(default_factory=dict)
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str) -> TenantProfile | None:
         return self.tenants.get(tenant_id)
 
     def add_tenant(
         self, tenant_id: str, policies: SecurityPolicies | None = None, status: str = "ACTIVE"
     ) -> str:
         """A tenant record, its data key alias and its object-locked audit bucket."""
-        self.tenants[tenant_id] = TenantRecord(
+        self.tenants[tenant_id] = TenantProfile(
             tenant_id=tenant_id, name=tenant_id, status=status, policies=policies or SecurityPolicies()
         )
         key = self.kms.create_key(Description=f"{tenant_id} data")["KeyMetadata"]["KeyId"]
@@ -113,7 +114,7 @@ def audit_stack(checkpoint_every: int = 100) -> AuditStack:
     audit_key = kms.create_key(Description="audit")["KeyMetadata"]["KeyId"]
     master_key = kms.create_key(Description="master")["KeyMetadata"]["KeyId"]
     signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    settings = Settings(
+    settings = local_settings(
         resource_prefix=PREFIX,
         audit_log_key_id=audit_key,
         platform_master_key_id=master_key,
@@ -123,8 +124,9 @@ def audit_stack(checkpoint_every: int = 100) -> AuditStack:
     )
     create_table(ddb, settings.audit_heads_table, "tenant_id")
     create_table(ddb, settings.audit_subject_keys_table, "tenant_id", "sk")
+    deploy_settings_function(settings)  # where the CLI reads them (`tenant-security audit verify`)
     stack = AuditStack(settings, s3, ddb, kms, {})
-    stack.tenants[settings.platform_tenant_id] = TenantRecord(
+    stack.tenants[settings.platform_tenant_id] = TenantProfile(
         tenant_id=settings.platform_tenant_id, name="platform", status="ACTIVE"
     )
     s3.create_bucket(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenant_security.compliance import Evidence
+from tenant_security.compliance.evidence import Evidence
 from tenant_security.identity.users import User
 from tenant_security.models import parse_security_policies
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 
 TENANT = "acme"
 PERIOD = "2026-Q4"
@@ -35,12 +35,12 @@ def user(name: str, roles: list[str], mfa: bool = True) -> User:
     )
 
 
-def tenant(**policy: Any) -> TenantRecord:
+def tenant(**policy: Any) -> TenantProfile:
     """The tenant with an IP allow-list and the policy sections given (``compliance={...}``)."""
     document: dict[str, Any] = {"access_control": {"ip_whitelist": ["10.0.0.0/8"]}}
     for section, values in policy.items():
         document.setdefault(section, {}).update(values)
-    return TenantRecord(
+    return TenantProfile(
         tenant_id=TENANT,
         name="Acme",
         status="ACTIVE",
@@ -97,7 +97,7 @@ def evidence(
     trail: list[dict[str, Any]] | None = None,
     users: list[User] | None = None,
     integrity: dict[str, Any] | None = None,
-    tenant_record: TenantRecord | None = None,
+    tenant_record: TenantProfile | None = None,
     platform_state: dict[str, Any] | None = None,
 ) -> Evidence:
     """Evidence on which every check passes, but for what is given."""

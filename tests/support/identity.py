@@ -20,8 +20,9 @@ from tenant_security.config import Settings
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, KmsSigner, TokenIssuer
 from tenant_security.models import parse_security_policies
-from tenant_security.onboarding import tenant_key_policy
-from tenant_security.tenants import TenantRecord, TenantStore
+from tenant_security.onboarding.key_policy import tenant_key_policy
+from tenant_security.tenants import TenantProfile, TenantStore
+from tenant_security_tools.stack_settings import settings_of
 from tests.support.cloud import RunningCloud
 
 SEEN_SECRETS: list[str] = []
@@ -83,7 +84,7 @@ def seed_tenant(
     document: dict[str, Any] = {"access_control": {"ip_whitelist": []}}
     for section, values in policy.items():
         document.setdefault(section, {}).update(values)
-    record = TenantRecord(
+    record = TenantProfile(
         tenant_id=tenant_id, name=tenant_id.title(), status=status, policies=parse_security_policies(document)
     )
     TenantStore(cloud.client("dynamodb"), "dcisionai-tenants").create(record)
@@ -118,10 +119,9 @@ def onboarding_settings(cloud: RunningCloud) -> Settings:
     if endpoint not in _ONBOARDING_SETTINGS:
         functions = cloud.client("lambda").list_functions()["Functions"]
         onboarding = next(f for f in functions if "-OnboardingFunction-" in f["FunctionName"])
-        variables = onboarding["Environment"]["Variables"]
-        _ONBOARDING_SETTINGS[endpoint] = Settings(
-            **{k.lower(): v for k, v in variables.items() if k.lower() in Settings.model_fields}
-        )
+        # its region is the Lambda runtime's (AWS_REGION), not its configuration's: the ARN says it
+        region = onboarding["FunctionArn"].split(":")[3]
+        _ONBOARDING_SETTINGS[endpoint] = settings_of(onboarding["Environment"]["Variables"], region=region)
     return _ONBOARDING_SETTINGS[endpoint]
 
 

@@ -12,6 +12,7 @@ from moto import mock_aws
 from localcloud.motohooks import (
     atomic_s3_conditional_puts,
     cheap_transaction_snapshots,
+    idempotent_transactions,
     kms_key_states,
     kms_multi_region_ciphertexts,
     s3_post_policies,
@@ -33,6 +34,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
         cheap_transaction_snapshots()
+        idempotent_transactions()  # botocore's retry with the same ClientRequestToken
         kms_key_states()
         kms_multi_region_ciphertexts()
         s3_post_policies()

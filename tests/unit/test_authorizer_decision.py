@@ -18,7 +18,7 @@ from tenant_security.identity.tokens import (
     TokenVerifier,
 )
 from tenant_security.models import SecurityPolicies
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 from tests.support.identity_fakes import LocalKeys, LocalSigner, RecordingPublisher
 
 API = "arn:aws:execute-api:us-east-1:123456789012:api123/dev"
@@ -34,11 +34,11 @@ class Tenants:
     def __init__(self) -> None:
         open_policy = policy(ip_whitelist=[])
         self.records = {
-            t: TenantRecord(tenant_id=t, name=t, status="ACTIVE", policies=open_policy)
+            t: TenantProfile(tenant_id=t, name=t, status="ACTIVE", policies=open_policy)
             for t in ("platform", "acme", "globex")
         }
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str) -> TenantProfile | None:
         return self.records.get(tenant_id)
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from localcloud import demo
-from tenant_security import cli
-from tenant_security import client as client_module
-from tenant_security.client import (
+from tenant_security.private_files import DirectoryPolicy, write_private_file
+from tenant_security_tools import cli, demo
+from tenant_security_tools import client as client_module
+from tenant_security_tools.client import (
     ApiClient,
     ApiError,
     Session,
@@ -26,7 +26,6 @@ from tenant_security.client import (
     is_loopback_host,
     save_session,
 )
-from tenant_security.private_files import DirectoryPolicy, write_private_file
 
 
 @dataclass

@@ -11,16 +11,15 @@ import pytest
 from tenant_security.activity import SECURITY_ALERT
 from tenant_security.alerts import REVIEW_REQUIRED, AlertKind, action_of
 from tenant_security.audit.events import record_content
-from tenant_security.compliance import (
+from tenant_security.compliance.checks import (
     FAIL,
     FAILED_PRIVILEGED_ACTIONS_TO_REVIEW,
     FAILED_SIGN_INS_TO_REVIEW,
     INSUFFICIENT,
     PASS,
     Checks,
-    Evidence,
-    period_bounds,
 )
+from tenant_security.compliance.evidence import Evidence, period_bounds
 from tenant_security.errors import ValidationFailed
 from tests.support.compliance import (
     PERIOD,

@@ -1,4 +1,4 @@
-"""The resolver factory maps every bad input to the API.md error shape (pure, no AWS)."""
+"""The resolver factory maps every bad input to the API's error shape (pure, no AWS)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tenant_security.config import Settings
 from tenant_security.errors import ValidationFailed
 from tenant_security.models.onboarding import parse_onboarding_request
-from tenant_security.onboarding import TenantProvisioner
+from tenant_security.onboarding.provisioner import TenantProvisioner
+from tests.support.settings import local_settings
 
 
 class RecordingKms:
@@ -66,7 +66,8 @@ DB = "arn:aws:secretsmanager:us-east-1:123456789012:secret:platform-database"
 
 
 def provisioner(kms: Any, **settings: Any) -> TenantProvisioner:
-    return TenantProvisioner(Settings(**settings), kms, None, None, OwnedTenants(), None, None, lambda: None)  # type: ignore[arg-type]
+    chosen = local_settings(**settings)
+    return TenantProvisioner(chosen, kms, None, None, OwnedTenants(), None, None, lambda: None)  # type: ignore[arg-type]
 
 
 def test_keys_rotate_on_the_policys_schedule_and_are_tagged() -> None:
@@ -114,7 +115,7 @@ def test_a_data_locality_without_this_region_is_refused() -> None:
         "security_policies": {"data_protection": {"data_locality": ["eu-west-1"]}},
     }
     with pytest.raises(ValidationFailed) as caught:
-        TenantProvisioner.validate_with(Settings(AWS_REGION="us-east-1", database_secret_arn=DB), body)
+        TenantProvisioner.validate_with(local_settings(region="us-east-1", database_secret_arn=DB), body)
     assert caught.value.fields == [
         {
             "field": "security_policies.data_protection.data_locality",
@@ -122,7 +123,7 @@ def test_a_data_locality_without_this_region_is_refused() -> None:
         }
     ]
     # fine where it is allowed
-    TenantProvisioner.validate_with(Settings(AWS_REGION="eu-west-1", database_secret_arn=DB), body)
+    TenantProvisioner.validate_with(local_settings(region="eu-west-1", database_secret_arn=DB), body)
 
 
 def test_an_onboarding_request_from_the_bus_with_an_infinite_threshold_is_rejected() -> None:
@@ -133,7 +134,7 @@ def test_an_onboarding_request_from_the_bus_with_an_infinite_threshold_is_reject
         ' "security_policies": {"rate_limiting": {"cost_threshold": 1e999}}}'
     )
     with pytest.raises(ValidationFailed) as caught:
-        TenantProvisioner.validate_with(Settings(), body)
+        TenantProvisioner.validate_with(local_settings(), body)
     assert [f["field"] for f in caught.value.fields or []] == [
         "security_policies.rate_limiting.cost_threshold"
     ]
@@ -155,7 +156,7 @@ def test_ids_that_cannot_be_onboarded(prefix: str, tenant_id: str) -> None:
         "admin": {"username": "owner", "email": "o@x.example"},
     }
     with pytest.raises(ValidationFailed) as caught:
-        TenantProvisioner.validate_with(Settings(resource_prefix=prefix), body)
+        TenantProvisioner.validate_with(local_settings(resource_prefix=prefix), body)
     assert caught.value.fields
     assert caught.value.fields[0]["field"] == "tenant_id"
 
@@ -180,11 +181,12 @@ def test_isolation_is_required_with_a_database_and_refused_without_one(
     if isolation is not None:
         body["isolation"] = isolation
     with pytest.raises(ValidationFailed) as caught:
-        TenantProvisioner.validate_with(Settings(database_secret_arn=database_secret_arn), body)
+        TenantProvisioner.validate_with(local_settings(database_secret_arn=database_secret_arn), body)
     assert [f["field"] for f in caught.value.fields or []] == ["isolation"]
     assert (caught.value.fields or [])[0]["message"].startswith(problem)
     # the CLI cannot know the deployment's database: it leaves the question to the API
-    assert TenantProvisioner.validate_with(Settings(), body, check_database=False).isolation == isolation
+    settings = local_settings()
+    assert TenantProvisioner.validate_with(settings, body, check_database=False).isolation == isolation
 
 
 @pytest.mark.parametrize(("database_secret_arn", "isolation"), [("", None), (DB, "schema"), (DB, "database")])
@@ -198,7 +200,7 @@ def test_isolation_the_deployment_can_serve_is_accepted(
     }
     if isolation is not None:
         body["isolation"] = isolation
-    request = TenantProvisioner.validate_with(Settings(database_secret_arn=database_secret_arn), body)
+    request = TenantProvisioner.validate_with(local_settings(database_secret_arn=database_secret_arn), body)
     assert request.database_isolation == (isolation or "none")
 
 
@@ -209,9 +211,9 @@ def test_a_request_without_isolation_creates_no_database() -> None:
         asked.append("databases")
         return None
 
-    steps = TenantProvisioner(Settings(), None, None, None, OwnedTenants(), None, None, no_database)  # type: ignore[arg-type]
+    steps = TenantProvisioner(local_settings(), None, None, None, OwnedTenants(), None, None, no_database)  # type: ignore[arg-type]
     body = {"tenant_id": "acme", "name": "Acme", "admin": {"username": "owner", "email": "o@acme.example"}}
     assert steps.create_database(steps.validate(body), EXECUTION) == {"isolation": "none"}
     assert asked == []  # no secret read, no connection
-    steps._drop_database("acme")  # compensation and offboarding: nothing to drop
+    steps.database.drop("acme")  # the teardown of compensation and offboarding: nothing to drop
     assert asked == ["databases"]

@@ -16,7 +16,8 @@ from localcloud.policies import PolicyCheck, PolicyKind, Severity, check_policy,
 from localcloud.provision import LOCAL_STACK_UUID, Provisioner, ProvisioningError
 from localcloud.template import transform_template
 from tenant_security.config import Settings
-from tenant_security.onboarding import tenant_key_policy
+from tenant_security.onboarding.key_policy import tenant_key_policy
+from tests.support.settings import local_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -385,7 +386,7 @@ def key_policy(settings: Settings, purpose: str = "data") -> dict[str, Any]:
 
 
 def test_the_tenant_key_policy_passes_and_its_patterns_are_a_condition() -> None:
-    settings = Settings(account_id=ACCOUNT, tenant_key_users=ROLE, tenant_key_user_patterns=PATTERN)
+    settings = local_settings(account_id=ACCOUNT, tenant_key_users=ROLE, tenant_key_user_patterns=PATTERN)
     document = key_policy(settings)
     check = check_policy(json.dumps(document), PolicyKind.KEY)
     assert check.accepted, refusals(check)
@@ -401,7 +402,7 @@ def test_the_secrets_key_policy_names_its_administrators_and_the_break_glass_rea
     admin = f"arn:aws:iam::{ACCOUNT}:role/dcisionai-onboarding"
     glass = f"arn:aws:iam::{ACCOUNT}:role/break-glass"
     for reader in ("", glass):
-        settings = Settings(
+        settings = local_settings(
             account_id=ACCOUNT,
             tenant_key_users=ROLE,
             tenant_key_admins=admin,
@@ -425,7 +426,7 @@ def test_the_secrets_key_policy_names_its_administrators_and_the_break_glass_rea
 
 
 def test_the_old_tenant_key_policy_is_refused_and_so_is_its_setting() -> None:
-    document = key_policy(Settings(account_id=ACCOUNT))
+    document = key_policy(local_settings(account_id=ACCOUNT))
     # What onboarding sent before: the pattern among the principals (MalformedPolicyDocument in AWS).
     document["Statement"].append(
         {
@@ -440,7 +441,7 @@ def test_the_old_tenant_key_policy_is_refused_and_so_is_its_setting() -> None:
     assert not check.accepted
     assert "wildcard inside a principal ARN" in check.message()
     with pytest.raises(ValidationError):
-        Settings(tenant_key_users=f"{ROLE},{PATTERN}")  # a pattern is no exact ARN
+        local_settings(tenant_key_users=f"{ROLE},{PATTERN}")  # a pattern is no exact ARN
 
 
 # ---------------------------------------------------------------------- template.yaml
@@ -514,7 +515,7 @@ def test_the_onboarding_functions_key_users_make_a_key_policy_kms_accepts() -> N
         for logical_id, _kind, p in resolved_template_resources()
         if logical_id == "OnboardingFunction"
     ]
-    settings = Settings(
+    settings = local_settings(
         account_id=ACCOUNT,
         tenant_key_users=environment["TENANT_KEY_USERS"],
         tenant_key_user_patterns=environment["TENANT_KEY_USER_PATTERNS"],

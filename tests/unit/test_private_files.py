@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from tenant_security import cli
-from tenant_security.client import Session, load_session, save_session
 from tenant_security.private_files import UnsafeFile
+from tenant_security_tools import cli
+from tenant_security_tools.client import Session, load_session, save_session
 
 SESSION = Session("https://api.example.com", "acme", "dana", "the-access-token", time.time() + 600)
 

@@ -29,6 +29,23 @@ def test_every_protected_route_of_the_template_has_an_action() -> None:
     assert not missing, f"routes without an entry in tenant_security.authz.routes: {missing}"
 
 
+def test_the_route_table_names_exactly_the_routes_handlers_serve_behind_the_authorizer() -> None:
+    # Both ways: a handler route without a rule has no decided caller, and a rule without a
+    # handler is a permission nobody can use (or a route someone forgot to write).
+    from tenant_security_tools.openapi import build_openapi
+
+    document = build_openapi(REAL_TEMPLATE)
+    served = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "security" in operation
+    }
+    table = {(r.method, r.resource.replace("+}", "}")) for r in ROUTES}
+    assert not served - table, f"served behind the authorizer, no rule in the route table: {served - table}"
+    assert not table - served, f"in the route table, served by no handler: {table - served}"
+
+
 def test_the_route_table_has_no_duplicates() -> None:
     keys = [(r.method, r.resource) for r in ROUTES]
     assert len(keys) == len(set(keys))

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from tenant_security.database import DatabaseLogin
 from tenant_security.errors import ServiceUnavailable
-from tenant_security.records import DatabaseLogin, TenantLogins
+from tenant_security.tenant_connections import TenantLogins
 
 
 class FakeSecrets:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tenant_security.quotas import (
+from tenant_security.quotas.deadline import (
     DEADLINE_MARGIN,
     MIN_REQUEST_SECONDS,
     RequestTimedOut,

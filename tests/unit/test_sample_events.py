@@ -13,6 +13,7 @@ import pytest
 
 from tenant_security.models import parse_security_policies
 from tenant_security.tenancy import is_valid_tenant_id
+from tests.support.settings import local_function_environment, local_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,11 +30,18 @@ class FakeContext:
 
 
 def load_function(name: str) -> ModuleType:
+    """A handler module, loaded with its function's settings in the local cloud (what the test set
+    itself stays): read at its cold start and kept for the process, as an execution environment
+    keeps them."""
+    from tenant_security import services
+
     spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with local_function_environment():
+        spec.loader.exec_module(module)
+        services.settings()
     return module
 
 
@@ -66,11 +74,11 @@ def test_the_onboarding_sample_is_a_valid_request_for_the_platform_bus() -> None
 def test_the_cli_sample_request_is_valid() -> None:
     import yaml
 
-    from tenant_security.config import Settings
-    from tenant_security.onboarding import TenantProvisioner
+    from tenant_security.onboarding.provisioner import TenantProvisioner
 
     document = yaml.safe_load((ROOT / "events" / "tenant.yaml").read_text())
-    with_database = Settings(database_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:db")
+    database = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
+    with_database = local_settings(database_secret_arn=database)
     request = TenantProvisioner.validate_with(with_database, document)
     assert (request.tenant_id, request.isolation) == ("initech", "schema")
     assert request.security_policies.rate_limiting.requests_per_minute == 600

@@ -16,7 +16,7 @@ from tenant_security.identity.throttle import TooManyAttempts
 from tenant_security.identity.tokens import TokenIssuer
 from tenant_security.identity.users import User
 from tenant_security.models import parse_security_policies
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 from tests.support.identity_fakes import FakeUsers, LocalSigner, RecordingPublisher
 
 PASSWORD = "correct horse battery staple"
@@ -74,14 +74,14 @@ class SlowRefusals:
 
 
 class Tenants:
-    record = TenantRecord(
+    record = TenantProfile(
         tenant_id="acme",
         name="Acme",
         status="ACTIVE",
         policies=parse_security_policies({"access_control": {"ip_whitelist": ["10.0.0.0/8"]}}),
     )
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str) -> TenantProfile | None:
         return self.record if tenant_id == "acme" else None
 
 

@@ -6,14 +6,11 @@ from typing import Any
 
 import pytest
 
-from tenant_security.compliance import (
-    FrameworkReporter,
-    framework_of,
-    period_bounds,
-    render_html,
-)
+from tenant_security.compliance.evidence import period_bounds
+from tenant_security.compliance.frameworks import FrameworkReporter, framework_of
+from tenant_security.compliance.html_report import render_html
 from tenant_security.errors import NotFound, ValidationFailed
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 from tests.support.compliance import VALID, evidence, platform, records, tenant, user
 
 CONFLICTS = [("security-admin", "auditor")]
@@ -107,7 +104,7 @@ def test_iso27001_maps_annex_a_controls_to_evidence() -> None:
     ],
 )
 def test_a_gdpr_failure_names_its_article_and_evidence(
-    tenant_record: TenantRecord, platform_state: dict[str, Any], check: str, control: str
+    tenant_record: TenantProfile, platform_state: dict[str, Any], check: str, control: str
 ) -> None:
     report = FrameworkReporter("gdpr", CONFLICTS).from_evidence(
         evidence(tenant_record=tenant_record, platform_state=platform_state)

@@ -174,7 +174,7 @@ def test_the_largest_valid_onboarding_request_fits_in_an_event_and_a_state() -> 
     """Every list and string of the request at its maximum: far under the limit, so the limit
     never refuses a valid request, and the execution's state stays under 256 KB."""
     from tenant_security.models.onboarding import parse_onboarding_request
-    from tenant_security.onboarding import ONBOARDING_REQUEST_MAX_BYTES
+    from tenant_security.onboarding.requests import ONBOARDING_REQUEST_MAX_BYTES
     from tests.support.tenants import request_body
 
     body: dict[str, Any] = request_body("a" * 20, "schema")

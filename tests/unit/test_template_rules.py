@@ -515,7 +515,7 @@ def test_every_function_eventbridge_invokes_has_an_on_failure_destination_and_an
 def test_the_gateways_too_large_answer_names_the_api_file_limit(cfn: dict[str, Any]) -> None:
     """One number in two places: the REQUEST_TOO_LARGE gateway response must name the limit the data
     API enforces (Lambda's 6 MB event, base64), not a figure of its own."""
-    from tenant_security.storage import MAX_API_FILE_BYTES
+    from tenant_security.storage.file_keys import MAX_API_FILE_BYTES
 
     apis = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
     bodies = [api["Body"]["x-amazon-apigateway-gateway-responses"] for api in apis if "Body" in api]

@@ -22,15 +22,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from tenant_security.alerts import AlertKind
 from tenant_security.observability import logger, metrics
 from tenant_security.redaction import redact
 
 if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+    from mypy_boto3_sqs import SQSClient
+
     from tenant_security.event_pii import PiiSealer
     from tenant_security.models.policies import SecurityPolicies
 
 SECURITY_ALERT = "Security Alert"
 USER_ACTIVITY = "User Activity"
+QUOTA_THRESHOLD_REACHED = "Quota Threshold Reached"
 PUT_ATTEMPTS = 3
 
 Category = Literal["operation", "data", "admin", "authentication", "security", "lifecycle"]
@@ -72,6 +78,7 @@ class Activity:
     reason: str | None = None
     target_user: str | None = None
     target_email: str | None = None
+    replay: bool | None = None  # True: an Idempotency-Key's kept reply, the action not done again
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def detail(self) -> dict[str, Any]:
@@ -90,7 +97,9 @@ def should_record(category: str, outcome: str, policies: SecurityPolicies | None
 class EventPublisher:
     """Puts events with the platform's source on one bus."""
 
-    def __init__(self, bus: Any, bus_name: str, source: str, sealer: PiiSealer | None = None) -> None:
+    def __init__(
+        self, bus: EventBridgeClient, bus_name: str, source: str, sealer: PiiSealer | None = None
+    ) -> None:
         """``bus``: an EventBridge client (or anything with its ``put_events``); ``sealer``: seals
         the personal fields of every event it puts (see :mod:`tenant_security.event_pii`)."""
         self.bus = bus
@@ -120,7 +129,7 @@ class EventPublisher:
             )
             metrics.add_metric(name="EventPutFailed", unit=MetricUnit.Count, value=1)
             return False
-        entry = {
+        entry: PutEventsRequestEntryTypeDef = {
             "Source": self.source,
             "DetailType": detail_type,
             "Detail": json.dumps(body, default=str),
@@ -141,7 +150,7 @@ class EventPublisher:
         metrics.add_metric(name="EventPutFailed", unit=MetricUnit.Count, value=1)
         return False
 
-    def security_alert(self, tenant_id: str, alert: str, **detail: Any) -> bool:
+    def security_alert(self, tenant_id: str, alert: AlertKind, **detail: Any) -> bool:
         """A `Security Alert` (replayed code, lockout, cross-tenant attempt, ...)."""
         return self.put(
             SECURITY_ALERT,
@@ -152,6 +161,13 @@ class EventPublisher:
                 "outcome": "denied",
                 **{k: v for k, v in detail.items() if v is not None},
             },
+        )
+
+    def quota_threshold_reached(self, tenant_id: str, month: str, cost: float, budget: float) -> None:
+        """The month's one `Quota Threshold Reached` (the rate limiter's ``on_threshold``)."""
+        self.put(
+            QUOTA_THRESHOLD_REACHED,
+            {"tenant_id": tenant_id, "period": month, "cost": cost, "monthly_budget": budget},
         )
 
     def activity(self, activity: Activity, policies: SecurityPolicies | None = None) -> bool:
@@ -165,7 +181,7 @@ class EventPublisher:
         return self.put(USER_ACTIVITY, activity.detail())
 
 
-def dead_letter_depth(sqs: Any, queue_url: str) -> int:
+def dead_letter_depth(sqs: SQSClient, queue_url: str) -> int:
     """Platform events EventBridge gave up on and parked in the dead-letter queue (visible and in
     flight): each is an audit record or an onboarding request waiting to be sent again."""
     attributes = sqs.get_queue_attributes(

@@ -10,11 +10,11 @@ from tenant_security.errors import Conflict
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.users import User, UserStore
 from tenant_security.models import ResourceQuotas, SecurityPolicies, parse_resource_quotas
-from tenant_security.tenants import ACTIVE, TenantRecord, TenantStore
+from tenant_security.tenants import TenantProfile, TenantStatus, TenantStore
 
 
 def platform_policies() -> SecurityPolicies:
-    """The seed's defaults, but reachable from anywhere: operators come from many networks
+    """The default security policy, but reachable from anywhere: operators come from many networks
     (narrow it with PUT /tenants/{platform}/policies)."""
     defaults = SecurityPolicies()
     access = defaults.access_control.model_copy(update={"ip_whitelist": []})
@@ -22,7 +22,7 @@ def platform_policies() -> SecurityPolicies:
 
 
 def platform_quotas() -> ResourceQuotas:
-    """The seed's quotas with an operator's cost allowance (onboarding is a costly route)."""
+    """The default resource quotas with an operator's cost allowance (onboarding is a costly route)."""
     return parse_resource_quotas({"cost": {"daily_limit": 100_000, "monthly_budget": 1_000_000}})
 
 
@@ -37,10 +37,10 @@ def bootstrap_platform(
     if tenants.get(platform_tenant) is None:
         with contextlib.suppress(Conflict):  # created concurrently: fine
             tenants.create(
-                TenantRecord(
+                TenantProfile(
                     tenant_id=platform_tenant,
                     name="Platform operators",
-                    status=ACTIVE,
+                    status=TenantStatus.ACTIVE,
                     policies=platform_policies(),
                     quotas=platform_quotas(),
                 )

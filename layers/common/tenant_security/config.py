@@ -1,16 +1,16 @@
 """The one place that reads the environment: every setting as a pydantic settings model.
 
 Domain code receives a ``Settings`` (or the values it needs) as a parameter; only handlers and
-the local cloud call :func:`get_settings`.
+the local cloud call :func:`get_settings`. What names the deployment (its prefix, account,
+region, tables, keys) has no default: every function gets it from template.yaml's
+Globals.Function.Environment, and a function without one fails at its cold start, naming it.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenant_security.tenancy import PREFIX_PATTERN
@@ -24,76 +24,61 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    resource_prefix: str = Field("dcisionai", pattern=PREFIX_PATTERN)
-    region: str = Field("us-east-1", validation_alias="AWS_REGION")
-    stage: str = "dev"
-    platform_tenant_id: str = "platform"
-    event_bus_name: str = "dcisionai-platform"
-    event_source: str = "dcisionai.tenant-security"
+    # ---- the deployment: required (template.yaml's Globals.Function.Environment; AWS_REGION is
+    # the Lambda runtime's)
+    resource_prefix: str = Field(pattern=PREFIX_PATTERN)
+    region: str = Field(validation_alias="AWS_REGION")
+    stage: str
+    platform_tenant_id: str
+    event_bus_name: str
 
-    tenants_table: str = "dcisionai-tenants"
-    users_table: str = "dcisionai-users"
-    sessions_table: str = "dcisionai-sessions"
-    counters_table: str = "dcisionai-counters"
-    audit_heads_table: str = "dcisionai-audit-heads"
-    audit_subject_keys_table: str = "dcisionai-audit-subject-keys"
-    idempotency_table: str = "dcisionai-idempotency"
+    tenants_table: str
+    users_table: str
+    sessions_table: str
+    counters_table: str
+    audit_heads_table: str
+    audit_subject_keys_table: str
+    idempotency_table: str
 
-    token_signing_key_id: str = ""
-    audit_log_key_id: str = ""
-    audit_checkpoint_key_id: str = ""
+    token_signing_key_id: str
+    audit_log_key_id: str
+    audit_checkpoint_key_id: str
     # A signed checkpoint every this many records (and on the writer's schedule).
-    audit_checkpoint_every: int = Field(100, ge=1, le=1_000_000)
-    platform_master_key_id: str = ""
-    event_dlq_url: str = ""
-    database_secret_arn: str = ""
+    audit_checkpoint_every: int = Field(ge=1, le=1_000_000)
+    platform_master_key_id: str
+    event_dlq_url: str
+    # "" where the deployment has no platform database (DatabaseSecretArn empty).
+    database_secret_arn: str
     # Where the cluster is when its secret does not say (an RDS-managed master secret holds only
     # the user name and password): Aurora's endpoint and database name from template.yaml.
-    database_host: str = ""
-    database_name: str = ""
+    database_host: str
+    database_name: str
 
-    account_id: str = "123456789012"
+    account_id: str = Field(pattern=r"^\d{12}$")
     # The first 8 hex digits of the stack's id (template.yaml: DEPLOYMENT_ID), unique per stack,
     # account and region. S3 bucket names are global across every AWS account: without it, the
     # same stack in a second region or account, or anyone who took the name first, makes
     # CreateBucket fail with BucketAlreadyExists. 8 characters keep every 32-character tenant
-    # id within S3's 63 with the default prefix. "10ca1000" is the local cloud's stack.
-    deployment_id: str = Field("10ca1000", pattern=r"^[0-9a-f]{8}$")
-    partition: str = "aws"
+    # id within S3's 63 with the default prefix.
+    deployment_id: str = Field(pattern=r"^[0-9a-f]{8}$")
+    partition: str
+    # Five failed second-factor attempts in a row lock a user out for this long.
+    lockout_seconds: int = Field(ge=1, le=86400)
+    # Unauthenticated sign-in steps a minute, per source address and per account (429 beyond).
+    sign_in_attempts_per_address: int = Field(ge=1, le=1_000_000)
+    sign_in_attempts_per_account: int = Field(ge=1, le=1_000_000)
+    fault_injection: str = Field(pattern=r"^(enabled|disabled)$")
+
+    # ---- names of this product, the same in every deployment
+    event_source: str = "dcisionai.tenant-security"
     token_issuer: str = "dcisionai-tenant-security"  # noqa: S105 - a name, not a secret
     token_audience: str = "dcisionai-api"  # noqa: S105 - a name, not a secret
-    # Five failed second-factor attempts in a row lock a user out for this long.
-    lockout_seconds: int = Field(900, ge=1, le=86400)
-    # Unauthenticated sign-in steps a minute, per source address and per account (429 beyond).
-    sign_in_attempts_per_address: int = Field(30, ge=1, le=1_000_000)
-    sign_in_attempts_per_account: int = Field(10, ge=1, le=1_000_000)
+
+    # ---- one function's own (template.yaml sets each on the function that reads it)
     # A failed POST /auth/login is answered no earlier than this after it began, whatever refused
     # it: above every failure path's own time, so the timing tells no unknown user (or tenant).
     sign_in_failure_floor_ms: int = Field(500, ge=0, le=5000)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _names_from_prefix(cls, values: Any) -> Any:
-        # Tables and the bus are named from the prefix (template.yaml); explicit values win.
-        if isinstance(values, dict):
-            prefix = values.get("resource_prefix") or values.get("RESOURCE_PREFIX") or "dcisionai"
-            for name in (
-                "tenants",
-                "users",
-                "sessions",
-                "counters",
-                "audit_heads",
-                "audit_subject_keys",
-                "idempotency",
-            ):
-                key = f"{name}_table"
-                if not (values.get(key) or values.get(key.upper())):
-                    values[key] = f"{prefix}-{name.replace('_', '-')}"
-            if not (values.get("event_bus_name") or values.get("EVENT_BUS_NAME")):
-                values["event_bus_name"] = f"{prefix}-platform"
-        return values
-
-    fault_injection: str = Field("disabled", pattern=r"^(enabled|disabled)$")
     # The onboarding function's Timeout (template.yaml): how long a step of an ended execution may
     # still be running, so how long its registration is not taken over.
     onboarding_step_timeout: int = Field(120, ge=1, le=900)
@@ -112,6 +97,7 @@ class Settings(BaseSettings):
     # IAM policies (the key policy then delegates that one use to the account).
     tenant_secrets_break_glass: str = Field("", pattern=r"^[^*?,]*$")
 
+    # ---- limits with a default that holds for every deployment
     # Largest JSON request body a handler accepts; API Gateway itself stops at 10 MB.
     max_json_body_bytes: int = Field(256 * 1024, ge=1024, le=10 * 1024 * 1024)
 
@@ -190,35 +176,28 @@ def _comma_separated(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+class MissingSettings(RuntimeError):
+    """The environment lacks (or has a bad) variable the function needs: a deployment fault."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process (read once per execution environment)."""
-    return Settings()
+    """The settings of this process (read once per execution environment); :class:`MissingSettings`
+    naming each variable that is missing or bad, at the cold start rather than at first use."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise MissingSettings(environment_problems(exc)) from None
 
 
-class CliSettings(BaseSettings):
-    """Environment of the ``tenant-security`` console script (``TENANT_SECURITY_*``, and
-    ``LOCALCLOUD_STATE_DIR`` as `make local` reads it)."""
-
-    model_config = SettingsConfigDict(env_prefix="TENANT_SECURITY_", extra="ignore", frozen=True)
-
-    # Where `login` keeps the session (0600); default ~/.config/tenant-security/session.json.
-    session: str = ""
-    # The API's base URL for `login` when neither --api nor --local is given.
-    api_url: str = ""
-    # The local cloud's state directory, as `make local` has it; only `login --local` reads its
-    # bootstrap.json: a file in the working directory may come with a cloned repository.
-    localcloud_state_dir: str = Field(".localcloud", validation_alias="LOCALCLOUD_STATE_DIR")
-
-    @property
-    def session_path(self) -> Path:
-        return (
-            Path(self.session)
-            if self.session
-            else Path.home() / ".config" / "tenant-security" / "session.json"
-        )
-
-    @property
-    def local_bootstrap_path(self) -> Path:
-        """The running local cloud's bootstrap.json (its ``api_url`` is what `login --local` uses)."""
-        return Path(self.localcloud_state_dir) / "bootstrap.json"
+def environment_problems(exc: ValidationError) -> str:
+    """What a settings ValidationError says, by environment variable (``ACCOUNT_ID: missing``);
+    never the values (a variable may hold a secret's ARN)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "?"
+        problems.append(f"{name}: {'missing' if error['type'] == 'missing' else error['msg']}")
+    return (
+        "the function's environment is incomplete (template.yaml's Globals.Function.Environment "
+        "sets these): " + "; ".join(problems)
+    )

@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
+from tenant_security.actors import Actor
 from tenant_security.authz.rbac import PLATFORM_ADMIN, may_use, permissions
 from tenant_security.authz.routes import rule_for
 from tenant_security.aws import is_transient
@@ -29,7 +30,8 @@ from tenant_security.locality import check_data_region
 from tenant_security.observability import logger
 from tenant_security.outbox import Held, Outbox
 from tenant_security.tenancy import require_tenant_id
-from tenant_security.tenants import READ_STATUS_MAX_AGE, WRITE_STATUS_MAX_AGE, TenantRecord, TenantStatus
+from tenant_security.tenant_directory import READ_STATUS_MAX_AGE, WRITE_STATUS_MAX_AGE
+from tenant_security.tenants import TenantProfile, TenantStatus
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,15 @@ class TenantContext:
     source_ip: str | None
     platform_admin: bool
 
-    def permissions(self, tenant: TenantRecord) -> list[str]:
+    def permissions(self, tenant: TenantProfile) -> list[str]:
         """The caller's permission patterns (platform-admin counts only in the platform tenant)."""
         roles = [r for r in self.roles if r != PLATFORM_ADMIN or self.platform_admin]
         return permissions(roles, tenant.custom_roles if tenant.tenant_id == self.tenant_id else {})
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the logic below the handlers takes it."""
+        return Actor(tenant_id=self.tenant_id, user=self.user, platform_admin=self.platform_admin)
 
     def require_tenant(self, tenant_id: str) -> None:
         """Defence in depth behind the authorizer: the path tenant must be the caller's own."""
@@ -73,7 +80,25 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
 
 
 AUDIT_TARGET = "audit_target"
+# Set (True) by the idempotency middleware when the reply is a kept one: the request's record says
+# so (``replay``), and nothing was done again.
+REPLAYED = "idempotent_replay"
+# Where the middleware leaves what it resolved, in ``app.context`` (read through the helpers below).
+CALLER, TENANT = "tenant", "tenant_record"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def current_caller(app: APIGatewayRestResolver) -> TenantContext:
+    """Who is calling, as :func:`protected_middleware` established it for this request."""
+    caller: TenantContext = app.context[CALLER]
+    return caller
+
+
+def current_tenant(app: APIGatewayRestResolver) -> TenantProfile:
+    """The tenant the request is about (the path's, else the caller's), as the middleware read it:
+    its id already checked against the id rule, the caller allowed in it and the tenant found."""
+    record: TenantProfile = app.context[TENANT]
+    return record
 
 
 class TenantNotActive(DomainError):
@@ -114,11 +139,13 @@ def activity_of(
     status: int,
     reason: str | None,
     target: Mapping[str, str] | None = None,
+    replay: bool = False,
 ) -> Activity:
     """The `User Activity` of one API request (the route's action, never its raw path or body).
 
     ``target``: the user the request was about, when a handler names one that the path does not
-    (``app.context["audit_target"] = {"user", "email"}``).
+    (``app.context["audit_target"] = {"user", "email"}``). ``replay``: the reply was an
+    Idempotency-Key's kept one (the action was not done again).
     """
     method, resource = str(event.get("httpMethod")), str(event.get("resource"))
     rule = rule_for(method, resource)
@@ -137,11 +164,12 @@ def activity_of(
         reason=reason,
         target_user=(target or {}).get("user") or (event.get("pathParameters") or {}).get("username"),
         target_email=(target or {}).get("email"),
+        replay=True if replay else None,
     )
 
 
 def protected_middleware(  # noqa: PLR0915 - one closure per step of the request, kept together
-    tenants: Callable[[str, float], TenantRecord | None],
+    tenants: Callable[[str, float], TenantProfile | None],
     session_live: Callable[[str, str], bool],
     platform_tenant: str,
     quotas: Callable[[], Any] | None = None,
@@ -149,7 +177,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
     aws_faults: Callable[[str], AbstractContextManager[None]] | None = None,
     outbox: Callable[[], Outbox] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """Middleware that sets ``app.context["tenant"]``, enforces per-request policy and records it.
+    """Middleware that sets the request's caller and tenant (:func:`current_caller`,
+    :func:`current_tenant`), enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
     makes logout and revocation take effect on the very next request. ``tenants(id, max_age)``:
@@ -177,7 +206,15 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             raise
         finally:
             if activity is not None:
-                _record(event, context, audited, status, reason, app.context.get(AUDIT_TARGET))
+                _record(
+                    event,
+                    context,
+                    audited,
+                    status,
+                    reason,
+                    app.context.get(AUDIT_TARGET),
+                    bool(app.context.get(REPLAYED)),
+                )
 
     def _record(
         event: Mapping[str, Any],
@@ -186,6 +223,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         status: int,
         reason: str | None,
         target: Mapping[str, str] | None,
+        replay: bool = False,
     ) -> None:
         """Put the request's `User Activity`; a held write's record leaves the outbox once put.
 
@@ -193,11 +231,11 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         want of its record). What could not be put stays in the outbox, finished.
         """
         assert activity is not None
-        record: TenantRecord | None = audited["record"]
+        record: TenantProfile | None = audited["record"]
         held: Held | None = audited.get("held")
         put = False
         try:
-            done = activity_of(event, context, audited["tenant"], status, reason, target)
+            done = activity_of(event, context, audited["tenant"], status, reason, target, replay)
             if held is not None:
                 done = replace(done, event_id=held.event_id)
             put = activity().activity(done, record.policies if record is not None else None)
@@ -270,7 +308,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         next_middleware: NextMiddleware,
         event: Mapping[str, Any],
         context: TenantContext,
-        record: TenantRecord,
+        record: TenantProfile,
         target: str,
         audited: dict[str, Any],
     ) -> Response[Any]:
@@ -285,7 +323,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
                     f"the tenant is {record.status}: {rule.action if rule else 'this'} is not possible"
                 )
         check_data_region(event.get("headers"), record)
-        app.context.update(tenant=context, tenant_record=record)
+        app.context.update({CALLER: context, TENANT: record})
 
         def handler() -> Response[Any]:
             _hold(event, context, audited)  # a write that was admitted: its record first

@@ -227,7 +227,7 @@ def decrypt(
 
 
 def encrypt_data(tenant_id: str, data: bytes, key_arn: str, purpose: str, **context: str) -> bytes:
-    """The seed's ``encrypt_data``: ``data`` under a tenant key, bound to the tenant and purpose.
+    """Encrypt the data plane's ``data`` under a tenant key, bound to the tenant and purpose.
 
     Data keys come from the caching materials manager (at most 5 minutes and 1,000 messages
     each), so a warm function makes no KMS call per item.
@@ -238,7 +238,7 @@ def encrypt_data(tenant_id: str, data: bytes, key_arn: str, purpose: str, **cont
 def decrypt_data(
     tenant_id: str, ciphertext: bytes, purpose: str, account_id: str, partition: str = "aws", **context: str
 ) -> bytes:
-    """The seed's ``decrypt_data``: refuses a message of another tenant, purpose or context."""
+    """Decrypt the data plane's ``ciphertext``; refuses a message of another tenant, purpose or context."""
     return decrypt(
         ciphertext, encryption_context(tenant_id, purpose, **context), account_id, partition, cached=True
     )

@@ -16,20 +16,25 @@ Every step can be run again after a failure between any two statements.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 SHARED_DATABASE = "tenants_shared"
 # The tenant's login, as `<prefix>/tenants/<id>/database` in Secrets Manager.
 CREDENTIALS_SECRET = "database"  # noqa: S105 - the secret's name, not a secret
 
-# The seed's baseline tables, and the records table of the data plane.
+# The baseline tables every tenant database starts with (the architecture's schema), and the
+# records table of the data plane.
 _BASELINE_TABLES = (
     """CREATE TABLE IF NOT EXISTS {schema}.users (
         id SERIAL PRIMARY KEY,
@@ -69,6 +74,13 @@ class DatabaseLogin:
             str(value.get("dbname") or "postgres"),
             str(value.get("schema") or "public"),
         )
+
+
+def master_login(client: SecretsManagerClient, secret_arn: str, location: Mapping[str, str]) -> DatabaseLogin:
+    """The platform's master login, read now from its secret (Secrets Manager ``client`` given);
+    ``location`` (host, dbname) fills what an RDS-managed secret leaves out."""
+    secret = client.get_secret_value(SecretId=secret_arn)["SecretString"]
+    return DatabaseLogin.from_secret(json.loads(secret), **location)
 
 
 def role_name(tenant_id: str) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -48,17 +51,28 @@ def is_conditional_failure(exc: BaseException) -> bool:
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
-def query_pages(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+# Reasons a transaction item was cancelled for contention, not for its condition: worth a retry.
+CONTENTION_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def cancellation_codes(exc: BaseException) -> list[str]:
+    """The reason code of each item of a cancelled transaction, in order ("None" for an item
+    that was fine); empty when the error carries no reasons."""
+    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+    return [str(reason.get("Code", "None")) for reason in reasons]
+
+
+def query_pages(client: DynamoDBClient, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Every page of a Query (following LastEvaluatedKey)."""
     while True:
-        reply: dict[str, Any] = client.query(**kwargs)
+        reply = cast("dict[str, Any]", client.query(**kwargs))
         yield reply
         if "LastEvaluatedKey" not in reply:
             return
         kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
 
-def partition_items(client: Any, table: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+def partition_items(client: DynamoDBClient, table: str, key: str, value: str) -> Iterator[dict[str, Any]]:
     """Every item whose partition key ``key`` is ``value``."""
     for page in query_pages(
         client,

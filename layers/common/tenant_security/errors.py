@@ -1,4 +1,4 @@
-"""Domain exceptions and their one mapping to the API.md error shape.
+"""Domain exceptions and their one mapping to the API's error shape (README "The API").
 
 Every error a client sees is ``{"error": CODE, "message": TEXT}`` (plus ``"fields"`` for
 validation errors) with a 4xx status. Anything else is a bug and becomes a bare 500.
@@ -38,7 +38,7 @@ class DomainError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of API.md for this error."""
+        """The JSON error body for this error."""
         out: dict[str, Any] = {"error": self.code, "message": self.message}
         if self.fields is not None:
             out["fields"] = self.fields

@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.errors import DomainError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 class InjectedFault(DomainError):
@@ -58,7 +61,7 @@ def install_aws_faults(before_every_call: Any) -> None:
 
 
 class FaultInjector:
-    def __init__(self, client: Any, table: str, enabled: bool) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, enabled: bool) -> None:
         self.client = client
         self.table = table
         self.enabled = enabled

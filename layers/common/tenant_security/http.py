@@ -236,7 +236,7 @@ def make_resolver(
     max_json_body_bytes: int = 256 * 1024,
     raw_body_prefixes: Iterable[str] = (),
 ) -> APIGatewayRestResolver:
-    """A Powertools REST resolver with validation, body guards and the API.md error mapping.
+    """A Powertools REST resolver with validation, body guards and the one error mapping (errors.py).
 
     ``raw_body_prefixes``: resource paths (e.g. ``/tenants/{t}/files``) whose bodies are raw bytes
     rather than JSON; they skip the JSON content-type and size checks (their handlers enforce

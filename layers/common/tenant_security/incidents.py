@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from tenant_security.activity import EventPublisher
 from tenant_security.alerts import AlertKind
 from tenant_security.errors import Conflict, NotFound
-from tenant_security.tenants import TenantRecord, TenantStore
+from tenant_security.tenants import TenantProfile, TenantStatus, TenantStore
 
 
 class SessionRevoker(Protocol):
@@ -41,7 +41,7 @@ class IncidentResponse:
         self.publisher = publisher
         self.platform_tenant = platform_tenant
 
-    def _record(self, tenant_id: str) -> TenantRecord:
+    def _record(self, tenant_id: str) -> TenantProfile:
         if tenant_id == self.platform_tenant:
             raise Conflict("the platform tenant cannot be suspended or reinstated")
         record = self.tenants.get(tenant_id)
@@ -52,21 +52,25 @@ class IncidentResponse:
     def suspend(self, tenant_id: str, actor: tuple[str, str], reason: str) -> dict[str, Any]:
         """SUSPENDED, every session revoked; idempotent for a suspended tenant."""
         record = self._record(tenant_id)
-        if record.status != "SUSPENDED":
-            self.tenants.set_status(tenant_id, "SUSPENDED", reason=reason, allowed_from=("ACTIVE",))
+        if record.status != TenantStatus.SUSPENDED:
+            self.tenants.set_status(
+                tenant_id, TenantStatus.SUSPENDED, reason=reason, allowed_from=(TenantStatus.ACTIVE,)
+            )
         self.cache.forget(tenant_id)
         revoked = self.sessions.revoke_all(tenant_id)
         self._alert(tenant_id, AlertKind.TENANT_SUSPENDED, actor, reason=reason, sessions_revoked=revoked)
-        return {"tenant_id": tenant_id, "status": "SUSPENDED", AlertKind.SESSIONS_REVOKED: revoked}
+        return {"tenant_id": tenant_id, "status": TenantStatus.SUSPENDED, AlertKind.SESSIONS_REVOKED: revoked}
 
     def reinstate(self, tenant_id: str, actor: tuple[str, str], reason: str) -> dict[str, Any]:
         """ACTIVE again (from SUSPENDED); users sign in anew."""
         record = self._record(tenant_id)
-        if record.status != "ACTIVE":
-            self.tenants.set_status(tenant_id, "ACTIVE", reason=reason, allowed_from=("SUSPENDED",))
+        if record.status != TenantStatus.ACTIVE:
+            self.tenants.set_status(
+                tenant_id, TenantStatus.ACTIVE, reason=reason, allowed_from=(TenantStatus.SUSPENDED,)
+            )
         self.cache.forget(tenant_id)
         self._alert(tenant_id, AlertKind.TENANT_REINSTATED, actor, reason=reason, outcome="success")
-        return {"tenant_id": tenant_id, "status": "ACTIVE"}
+        return {"tenant_id": tenant_id, "status": TenantStatus.ACTIVE}
 
     def revoke_sessions(self, tenant_id: str, actor: tuple[str, str]) -> int:
         """End every session of the tenant (an alert records who did it)."""
@@ -74,6 +78,6 @@ class IncidentResponse:
         self._alert(tenant_id, AlertKind.SESSIONS_REVOKED, actor, sessions_revoked=revoked, outcome="success")
         return revoked
 
-    def _alert(self, tenant_id: str, alert: str, actor: tuple[str, str], **detail: Any) -> None:
+    def _alert(self, tenant_id: str, alert: AlertKind, actor: tuple[str, str], **detail: Any) -> None:
         actor_tenant, user = actor
         self.publisher.security_alert(tenant_id, alert, actor_tenant=actor_tenant, user=user, **detail)

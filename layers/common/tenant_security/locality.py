@@ -17,7 +17,7 @@ from typing import Any
 from tenant_security.errors import Forbidden
 from tenant_security.headers import header
 from tenant_security.models.policies import SecurityPolicies
-from tenant_security.tenants import TenantRecord
+from tenant_security.tenants import TenantProfile
 
 DATA_REGION_HEADER = "x-data-region"
 
@@ -26,7 +26,7 @@ class DataLocalityViolation(Forbidden):
     code = "data_locality"
 
 
-def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -> None:
+def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantProfile) -> None:
     """403 when ``X-Data-Region`` names a region outside the tenant's data_locality."""
     region = header(headers, DATA_REGION_HEADER)
     if region is None or region.strip().lower() == "auto":
@@ -38,7 +38,7 @@ def check_data_region(headers: Mapping[str, Any] | None, tenant: TenantRecord) -
         )
 
 
-def check_writable_in(tenant: TenantRecord, region: str) -> None:
+def check_writable_in(tenant: TenantProfile, region: str) -> None:
     """403 when this stack's ``region`` (where a write would land) is outside data_locality."""
     allowed = tenant.policies.data_protection.data_locality
     if region not in allowed:

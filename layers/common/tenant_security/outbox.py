@@ -19,9 +19,12 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import query_pages
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 8
 DRAIN_AFTER_SECONDS = 60  # an item this old belongs to a request that ended without its record
@@ -45,7 +48,7 @@ class Held:
 class Outbox:
     """The outbox items (DynamoDB client and counters table given)."""
 
-    def __init__(self, client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.table = table
         self.clock = clock

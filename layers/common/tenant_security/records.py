@@ -1,46 +1,33 @@
 """Tenant records (POST /tenants/{t}/records, GET /tenants/{t}/records/{id}) in the tenant's own
-PostgreSQL database or schema, reached only through the tenant's own login role.
+PostgreSQL database or schema, reached only through the tenant's own login role
+(:mod:`tenant_security.tenant_connections`).
 
-- Credentials: the tenant's database secret in Secrets Manager (written by onboarding), cached
-  per execution environment for ``max_age`` seconds. A connection attempt that does not succeed
-  makes the next attempt fetch the secret again, so a rotated password is picked up at once
-  (:class:`TenantLogins`).
-- Connections: a bounded psycopg pool per tenant (``pool_size`` connections, one connecting
-  worker), for at most ``max_pools`` tenants per execution environment; the least recently used
-  tenant's pool is closed when another is needed (:class:`TenantPools`).
-- Sensitive fields (named by the caller) never reach the database in clear: they are taken out
-  of ``data`` and sealed together with the seed's ``encrypt_data`` (tenant data key; tenant,
-  purpose ``record`` and the record id in the encryption context), so a row copied to another
-  record or tenant does not decrypt.
+Sensitive fields (named by the caller) never reach the database in clear: they are taken out of
+``data`` and sealed together with :func:`tenant_security.crypto.encrypt_data` (tenant data key;
+tenant, purpose ``record`` and the record id in the encryption context), so a row copied to
+another record or tenant does not decrypt.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tenant_security import crypto
-from tenant_security.aws import error_code
 from tenant_security.config import Settings
-from tenant_security.database import DatabaseLogin
-from tenant_security.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from tenant_security.errors import Conflict, NotFound, ValidationFailed
 from tenant_security.locality import check_writable_in
 from tenant_security.models.onboarding import Isolation
-from tenant_security.quotas import StorageQuota
-from tenant_security.tenants import TenantRecord
+from tenant_security.quotas.storage import StorageQuota
+from tenant_security.tenant_connections import NoTenantDatabase, TenantPools
+from tenant_security.tenants import TenantProfile
 
 PURPOSE_RECORD = "record"
 MAX_DEPTH = 32
@@ -96,190 +83,30 @@ def check_record_id(record_id: str) -> str:
         ) from None
 
 
-def _tenant_id(tenant: TenantRecord | str) -> str:
+def _tenant_id(tenant: TenantProfile | str) -> str:
     return tenant if isinstance(tenant, str) else tenant.tenant_id
 
 
-def _without_database(tenant: TenantRecord | str) -> bool:
-    """Whether the tenant's record says it was onboarded without a database. Asking Secrets
+def _without_database(tenant: TenantProfile | str) -> bool:
+    """Whether the tenant's profile says it was onboarded without a database. Asking Secrets
     Manager instead is no answer on AWS: IAM is evaluated first, against the bare name of a secret
     that does not exist, which the functions' `.../database-*` grants do not match --
     AccessDeniedException (a 500), not ResourceNotFoundException."""
     return not isinstance(tenant, str) and tenant.isolation == Isolation.NONE
 
 
-# ---------------------------------------------------------------------------------- credentials
-class NoTenantDatabase(ServiceUnavailable):
-    """The tenant has no database (no login in Secrets Manager)."""
-
-
-@dataclass
-class _Cached:
-    login: DatabaseLogin
-    fetched_at: float
-    unconfirmed: bool = False  # handed to a connection attempt that has not succeeded (yet)
-
-
-class TenantLogins:
-    """Tenant database logins from Secrets Manager, cached; fetched again after a failed connect.
-
-    ``for_connect`` is what the pool calls before each connection attempt, ``confirmed`` what it
-    calls after one succeeded: an attempt that was never confirmed failed (a rotated password, a
-    dropped role), so the next attempt reads the secret again -- at most once per
-    ``min_refresh_seconds`` so a database outage does not become a Secrets Manager storm.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        secret_name: Callable[[str], str],
-        max_age: float = 300.0,
-        min_refresh_seconds: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.client = client
-        self.secret_name = secret_name
-        self.max_age = max_age
-        self.min_refresh_seconds = min_refresh_seconds
-        self.clock = clock
-        self._cache: dict[str, _Cached] = {}
-        self._lock = threading.Lock()
-
-    def _fetch(self, tenant_id: str) -> _Cached:
-        try:
-            reply = self.client.get_secret_value(SecretId=self.secret_name(tenant_id))
-            login = DatabaseLogin.from_secret(json.loads(reply["SecretString"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ServiceUnavailable("the tenant database credentials are unreadable") from exc
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                raise NoTenantDatabase("the tenant has no database credentials") from None
-            raise
-        cached = _Cached(login, self.clock())
-        self._cache[tenant_id] = cached
-        return cached
-
-    def for_connect(self, tenant_id: str) -> DatabaseLogin:
-        """The login to try next (fresh from Secrets Manager when stale or after a failed attempt)."""
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-            age = self.clock() - cached.fetched_at if cached else math.inf
-            if (
-                cached is None
-                or age >= self.max_age
-                or (cached.unconfirmed and age >= self.min_refresh_seconds)
-            ):
-                cached = self._fetch(tenant_id)
-            cached.unconfirmed = True
-            return cached.login
-
-    def current(self, tenant_id: str) -> DatabaseLogin:
-        """The cached login (fetched if there is none), without counting as a connection attempt."""
-        with self._lock:
-            cached = self._cache.get(tenant_id) or self._fetch(tenant_id)
-            return cached.login
-
-    def confirmed(self, tenant_id: str) -> None:
-        """A connection with the current login succeeded."""
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-            if cached is not None:
-                cached.unconfirmed = False
-
-    def forget(self, tenant_id: str) -> None:
-        with self._lock:
-            self._cache.pop(tenant_id, None)
-
-
-# ---------------------------------------------------------------------------------- pools
-class TenantPools:
-    """A bounded connection pool per tenant, for at most ``max_pools`` tenants at once."""
-
-    def __init__(
-        self,
-        logins: TenantLogins,
-        pool_size: int = 2,
-        max_pools: int = 8,
-        wait_seconds: float = 5.0,
-        connect_timeout: int = 5,
-    ) -> None:
-        self.logins = logins
-        self.pool_size = pool_size
-        self.max_pools = max_pools
-        self.wait_seconds = wait_seconds
-        self.connect_timeout = connect_timeout
-        self._pools: OrderedDict[str, ConnectionPool[Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _new_pool(self, tenant_id: str) -> ConnectionPool[Any]:
-        def connect_args() -> dict[str, Any]:
-            login = self.logins.for_connect(tenant_id)
-            return {
-                "host": login.host,
-                "port": login.port,
-                "user": login.username,
-                "password": login.password,
-                "dbname": login.dbname,
-                "connect_timeout": self.connect_timeout,
-                "application_name": f"dcisionai-tenant-{tenant_id}",
-                "autocommit": True,
-            }
-
-        def configure(_conn: psycopg.Connection[Any]) -> None:
-            self.logins.confirmed(tenant_id)
-
-        pool: ConnectionPool[Any] = ConnectionPool(
-            kwargs=connect_args,
-            min_size=0,
-            max_size=self.pool_size,
-            configure=configure,
-            check=ConnectionPool.check_connection,  # a connection a frozen Lambda kept may be dead
-            max_idle=300.0,
-            reconnect_timeout=max(self.wait_seconds, 1.0),
-            num_workers=1,
-            name=f"tenant-{tenant_id}",
-            open=True,
-        )
-        return pool
-
-    def _pool(self, tenant_id: str) -> ConnectionPool[Any]:
-        evicted: list[ConnectionPool[Any]] = []
-        with self._lock:
-            pool = self._pools.get(tenant_id)
-            if pool is None:
-                pool = self._new_pool(tenant_id)
-                self._pools[tenant_id] = pool
-                while len(self._pools) > self.max_pools:
-                    evicted.append(self._pools.popitem(last=False)[1])
-            self._pools.move_to_end(tenant_id)
-        for old in evicted:
-            old.close(timeout=1.0)
-        return pool
-
-    @contextmanager
-    def connection(self, tenant_id: str) -> Iterator[tuple[psycopg.Connection[Any], DatabaseLogin]]:
-        """A connection of the tenant's own role, and the login it was made with (503 when none comes)."""
-        pool = self._pool(tenant_id)
-        try:
-            with pool.connection(timeout=self.wait_seconds) as conn:
-                yield conn, self.logins.current(tenant_id)
-        except PoolTimeout:
-            raise ServiceUnavailable("the tenant database is not reachable; try again") from None
-
-    def close(self) -> None:
-        with self._lock:
-            pools, self._pools = list(self._pools.values()), OrderedDict()
-        for pool in pools:
-            pool.close(timeout=1.0)
-
-    def open_tenants(self) -> list[str]:
-        """Tenants with a pool (least recently used first)."""
-        with self._lock:
-            return list(self._pools)
-
-
 # ---------------------------------------------------------------------------------- records
 MAX_EXPORTED = 1000  # records of one subject in one export
+
+
+def _created(record_id: str, sensitive: list[str], actor: str, created_at: datetime) -> dict[str, Any]:
+    """What creating a record answers (and a retry of a keyed creation answers again)."""
+    return {
+        "id": record_id,
+        "sensitive": sorted(sensitive),
+        "created_by": actor,
+        "created_at": created_at.isoformat(),
+    }
 
 
 class TenantRecords:
@@ -316,16 +143,34 @@ class TenantRecords:
         return fields
 
     def create(
-        self, tenant: TenantRecord, actor: str, data: Mapping[str, Any], sensitive: list[str]
+        self,
+        tenant: TenantProfile,
+        actor: str,
+        data: Mapping[str, Any],
+        sensitive: list[str],
+        record_id: str | None = None,
     ) -> dict[str, Any]:
         """Store a record; ``{id, sensitive, created_by, created_at}`` (201). 409 for a tenant
-        onboarded without a database (a deployment with none): it has nowhere to keep records."""
+        onboarded without a database (a deployment with none): it has nowhere to keep records.
+
+        ``record_id``: the id an Idempotency-Key gives the request
+        (:func:`tenant_security.idempotency.creation_id`), the same on every retry. A retry whose
+        first attempt committed but lost its reply finds that record and answers with it (charged
+        once); a record of that id by someone else is 409. None: a new random id.
+        """
         tenant_id = tenant.tenant_id
         if tenant.isolation == Isolation.NONE:
             raise Conflict("the tenant has no database: the deployment has none (DatabaseSecretArn empty)")
         check_record(data, sensitive)
         check_writable_in(tenant, self.settings.region)
-        record_id = str(self.new_id())
+        if record_id:
+            record_id = check_record_id(record_id)
+            # before the quota: a retry is not charged again, nor refused for its own record's room
+            made = self._made_before(tenant_id, record_id, actor)
+            if made is not None:
+                return _created(record_id, sensitive, actor, made)
+        else:
+            record_id = str(self.new_id())
         plain = {k: v for k, v in data.items() if k not in sensitive}
         sealed = self._seal(tenant_id, record_id, {k: data[k] for k in sensitive}) if sensitive else None
         size = len(json.dumps(plain).encode()) + len(sealed or b"")
@@ -334,27 +179,50 @@ class TenantRecords:
             with self.pools.connection(tenant_id) as (conn, login):
                 row = conn.execute(
                     sql.SQL(
-                        "INSERT INTO {} (id, data, sealed, created_by)"
-                        " VALUES (%s, %s, %s, %s) RETURNING created_at"
+                        "INSERT INTO {} (id, data, sealed, created_by) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (id) DO NOTHING RETURNING created_at"
                     ).format(sql.Identifier(login.schema, "records")),
                     (record_id, Jsonb(plain), sealed, actor),
                 ).fetchone()
         except Exception:
             self.quota.release(tenant_id, size, files=0)
             raise
-        assert row is not None  # RETURNING always gives the row
-        return {
-            "id": record_id,
-            "sensitive": sorted(sensitive),
-            "created_by": actor,
-            "created_at": row[0].isoformat(),
-        }
+        if row is not None:
+            return _created(record_id, sensitive, actor, row[0])
+        # a parallel attempt of the same keyed request inserted it first (and was charged for it)
+        self.quota.release(tenant_id, size, files=0)
+        made = self._made_before(tenant_id, record_id, actor)
+        if made is None:
+            raise Conflict(f"record {record_id} exists already")
+        return _created(record_id, sensitive, actor, made)
 
-    def get(self, tenant: TenantRecord | str, record_id: str) -> dict[str, Any]:
+    def _made_before(self, tenant_id: str, record_id: str, actor: str) -> datetime | None:
+        """When ``actor`` created record ``record_id`` (None: there is none); 409 when someone else
+        did -- an id is another caller's only by a collision, never to be answered with."""
+        row = self._row(tenant_id, record_id, "created_by", "created_at")
+        if row is None:
+            return None
+        if row[0] != actor:
+            raise Conflict(f"record {record_id} exists already")
+        made: datetime = row[1]
+        return made
+
+    def _row(self, tenant_id: str, record_id: str, *columns: str) -> tuple[Any, ...] | None:
+        """``columns`` of record ``record_id`` in the tenant's own schema, through its own login."""
+        with self.pools.connection(tenant_id) as (conn, login):
+            return conn.execute(
+                sql.SQL("SELECT {} FROM {} WHERE id = %s").format(
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    sql.Identifier(login.schema, "records"),
+                ),
+                (record_id,),
+            ).fetchone()
+
+    def get(self, tenant: TenantProfile | str, record_id: str) -> dict[str, Any]:
         """``{id, data, sensitive, created_by, created_at}``; 404 when the tenant has no such record
         (a tenant without a database has none: answered at once, not after the pool's wait).
 
-        ``tenant``: its record where the caller has it, so that a tenant onboarded without a
+        ``tenant``: its profile where the caller has it, so that a tenant onboarded without a
         database is known as such without asking Secrets Manager for a login that does not exist.
         """
         record_id = check_record_id(record_id)
@@ -365,13 +233,7 @@ class TenantRecords:
             self.pools.logins.current(tenant_id)
         except NoTenantDatabase:
             raise NotFound(f"no record {record_id}: the tenant has no database") from None
-        with self.pools.connection(tenant_id) as (conn, login):
-            row = conn.execute(
-                sql.SQL("SELECT data, sealed, created_by, created_at FROM {} WHERE id = %s").format(
-                    sql.Identifier(login.schema, "records")
-                ),
-                (record_id,),
-            ).fetchone()
+        row = self._row(tenant_id, record_id, "data", "sealed", "created_by", "created_at")
         if row is None:
             raise NotFound(f"no record {record_id}")
         data, sealed, created_by, created_at = row
@@ -385,7 +247,7 @@ class TenantRecords:
         }
 
     def created_by(
-        self, tenant: TenantRecord | str, username: str, limit: int = MAX_EXPORTED
+        self, tenant: TenantProfile | str, username: str, limit: int = MAX_EXPORTED
     ) -> dict[str, Any]:
         """The records ``username`` created (GDPR export), newest first, by reference only:
         ``{items: [{id, created_at}], truncated}`` -- their content is the tenant's data, often about

@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.aws import error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+    from mypy_boto3_stepfunctions import SFNClient
 
 # template.yaml: the AlertTopic target's InputTransformer. The same words, said again.
 ALERT_MAIL = (
@@ -84,7 +90,7 @@ class Parked:
     error: str
 
 
-def parked(message: dict[str, Any]) -> Parked:
+def parked(message: Mapping[str, Any]) -> Parked:
     """Read one SQS message of the dead-letter queue (received with all message attributes)."""
     try:
         body = json.loads(message["Body"])
@@ -147,12 +153,12 @@ class DeliveryFailed(Exception):
 class Redriver:
     """Hands dead-lettered events to their targets (boto3 clients given)."""
 
-    sqs: Any
+    sqs: SQSClient
     queue_url: str
     targets: PlatformTargets
-    lambdas: Any
-    stepfunctions: Any
-    sns: Any
+    lambdas: LambdaClient
+    stepfunctions: SFNClient
+    sns: Any  # an SNS client (the dev dependencies have no SNS stubs)
 
     def run(
         self, limit: int = 1000, dry_run: bool = False, progress: Callable[[str], None] = lambda _line: None
@@ -174,7 +180,7 @@ class Redriver:
             self._show_again(kept)
         return reports
 
-    def _messages(self, limit: int) -> Iterator[dict[str, Any]]:
+    def _messages(self, limit: int) -> Iterator[MessageTypeDef]:
         taken = 0
         while taken < limit:
             reply = self.sqs.receive_message(
@@ -191,7 +197,7 @@ class Redriver:
                 taken += 1
                 yield message
 
-    def _one(self, message: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+    def _one(self, message: MessageTypeDef, dry_run: bool) -> dict[str, Any]:
         report: dict[str, Any] = {"message_id": message.get("MessageId")}
         try:
             event = parked(message)

@@ -17,10 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.alerts import AlertKind
 from tenant_security.dynamo import query_pages
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 MINUTE = 60
 KEEP_SECONDS = 2 * 86400  # counters not flushed by then are gone (TTL)
@@ -79,7 +82,7 @@ class RefusalCount:
 class RefusalCounter:
     """The per-minute counters (DynamoDB client and counters table given)."""
 
-    def __init__(self, client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.table = table
         self.clock = clock

@@ -1,16 +1,12 @@
-"""Tenant records (status, policy, quotas, custom roles) and a short-lived cache of them.
+"""Tenant profiles (status, policy, quotas, custom roles) in the tenants table.
 
-The authorizer and the request middleware read a tenant's configuration on every request; the
-:class:`TenantDirectory` keeps each record at most ``ttl`` seconds (60 by default), so a warm
-function reads DynamoDB about once a minute per tenant and a change (suspension, a new policy)
-takes effect within that time.
+What a request reads goes through the cache of :mod:`tenant_security.tenant_directory`; this
+module is the table itself, read consistently.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,11 +17,13 @@ from tenant_security.dynamo import from_item, is_conditional_failure, to_item
 from tenant_security.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from tenant_security.models import ResourceQuotas, SecurityPolicies
 
 
 class TenantStatus(StrEnum):
-    """Where a tenant is in its life (API.md: GET /tenants/{t})."""
+    """Where a tenant is in its life (GET /tenants/{t} shows it)."""
 
     PROVISIONING = "PROVISIONING"
     ACTIVE = "ACTIVE"
@@ -35,15 +33,14 @@ class TenantStatus(StrEnum):
     OFFBOARDED = "OFFBOARDED"
 
 
-ACTIVE = TenantStatus.ACTIVE
 RETIRED = (TenantStatus.OFFBOARDING, TenantStatus.OFFBOARDED)  # ids that are never onboarded again
 STATUSES = tuple(TenantStatus)
 
 
 class TenantLookup(Protocol):
-    """Where a component finds tenant records (the store, or the cached directory)."""
+    """Where a component finds tenant profiles (the store, or the cached directory)."""
 
-    def get(self, tenant_id: str) -> TenantRecord | None: ...
+    def get(self, tenant_id: str) -> TenantProfile | None: ...
 
 
 class NotOwner(Conflict):
@@ -54,18 +51,6 @@ class NotOwner(Conflict):
     """
 
     code = "not_owner"
-
-
-CONFIG_CACHE_SECONDS = 60
-# An absent or still-provisioning tenant is about to change: kept only this long, so a new
-# tenant is usable (and its onboarding visible) seconds after it is ACTIVE, while a flood of
-# requests for an unknown id still costs one read per few seconds.
-TRANSITIONAL_CACHE_SECONDS = 5
-# What a request acts on: a status at most this old for a read, read now for a write, so that a
-# suspension or offboarding stops writes at once and reads within seconds (red team B: a cached
-# ACTIVE record let writes in for a minute after a suspension).
-READ_STATUS_MAX_AGE = 5.0
-WRITE_STATUS_MAX_AGE = 0.0
 
 
 def _default_policies() -> SecurityPolicies:
@@ -82,10 +67,14 @@ def _default_quotas() -> ResourceQuotas:
 
 
 @dataclass(frozen=True)
-class TenantRecord:
+class TenantProfile:
+    """A tenant's configuration, one item of the tenants table: its status, security policy,
+    resource quotas and custom roles, and who provisions it. (Its data rows are
+    :class:`tenant_security.records.TenantRecords`.)"""
+
     tenant_id: str
     name: str
-    status: str
+    status: TenantStatus
     isolation: str = "schema"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     policies: SecurityPolicies = field(default_factory=_default_policies)
@@ -103,7 +92,7 @@ class TenantRecord:
 
     @property
     def active(self) -> bool:
-        return self.status == ACTIVE
+        return self.status == TenantStatus.ACTIVE
 
     def to_item(self) -> dict[str, Any]:
         return to_item(
@@ -139,14 +128,14 @@ class TenantRecord:
         return out
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> TenantRecord:
+    def from_item(cls, item: dict[str, Any]) -> TenantProfile:
         from tenant_security.models import ResourceQuotas, SecurityPolicies
 
         values = from_item(item)
         return cls(
             tenant_id=values["tenant_id"],
             name=values.get("name", values["tenant_id"]),
-            status=values["status"],
+            status=TenantStatus(values["status"]),
             isolation=values.get("isolation", "schema"),
             created_at=values.get("created_at", ""),
             policies=SecurityPolicies.model_validate_json(values.get("security_policies", "{}")),
@@ -163,19 +152,19 @@ class TenantRecord:
 class TenantStore:
     """The tenants table."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self.client = client
         self.table = table
 
-    def get(self, tenant_id: str) -> TenantRecord | None:
+    def get(self, tenant_id: str) -> TenantProfile | None:
         reply = self.client.get_item(
             TableName=self.table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
         )
         item = reply.get("Item")
-        return TenantRecord.from_item(item) if item else None
+        return TenantProfile.from_item(item) if item else None
 
     def still_active(self, tenant_id: str) -> dict[str, Any]:
-        """A transaction item that holds only while the tenant's record says ACTIVE (a session
+        """A transaction item that holds only while the tenant's profile says ACTIVE (a session
         is created, say, only if no suspension landed since the tenant was read)."""
         return {
             "ConditionCheck": {
@@ -187,34 +176,34 @@ class TenantStore:
             }
         }
 
-    def all(self) -> list[TenantRecord]:
+    def all(self) -> list[TenantProfile]:
         """Every tenant (a scan: for the scheduled sweeps, never a request)."""
         paginator = self.client.get_paginator("scan")
         return [
-            TenantRecord.from_item(item)
+            TenantProfile.from_item(item)
             for page in paginator.paginate(TableName=self.table, ConsistentRead=True)
             for item in page.get("Items", [])
         ]
 
-    def create(self, record: TenantRecord) -> None:
+    def create(self, profile: TenantProfile) -> None:
         """Register a new tenant; 409 if the id is taken."""
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item=record.to_item(),
+                Item=profile.to_item(),
                 ConditionExpression="attribute_not_exists(tenant_id)",
             )
         except Exception as exc:
             if is_conditional_failure(exc):
-                raise Conflict(f"tenant {record.tenant_id!r} exists") from exc
+                raise Conflict(f"tenant {profile.tenant_id!r} exists") from exc
             raise
 
     def register(
-        self, record: TenantRecord, execution_running: Callable[[str], bool]
-    ) -> tuple[TenantRecord, bool]:
-        """Claim the id for ``record`` (status PROVISIONING, owned by ``record.owner_execution``).
+        self, profile: TenantProfile, execution_running: Callable[[str], bool]
+    ) -> tuple[TenantProfile, bool]:
+        """Claim the id for ``profile`` (status PROVISIONING, owned by ``profile.owner_execution``).
 
-        Returns the stored record and whether this execution owns the provisioning now. A new id,
+        Returns the stored profile and whether this execution owns the provisioning now. A new id,
         or one whose earlier attempt FAILED, is claimed. The same request again (same
         fingerprint) claims nothing: the tenant is ACTIVE or SUSPENDED already, or another
         execution that is still running provisions it -- unless that execution ended without
@@ -225,7 +214,7 @@ class TenantStore:
             try:
                 self.client.put_item(
                     TableName=self.table,
-                    Item=record.to_item(),
+                    Item=profile.to_item(),
                     ConditionExpression="attribute_not_exists(tenant_id) OR #s = :failed",
                     ExpressionAttributeNames={"#s": "status"},
                     ExpressionAttributeValues={":failed": {"S": TenantStatus.FAILED}},
@@ -233,28 +222,28 @@ class TenantStore:
             except Exception as exc:
                 if not is_conditional_failure(exc):
                     raise
-                existing = self.get(record.tenant_id)
+                existing = self.get(profile.tenant_id)
                 if existing is None:
                     continue  # removed meanwhile: claim it again
-                return self._registered(existing, record, execution_running, exc)
-            return record, True
-        raise Conflict(f"tenant {record.tenant_id!r} keeps changing; try again")
+                return self._registered(existing, profile, execution_running, exc)
+            return profile, True
+        raise Conflict(f"tenant {profile.tenant_id!r} keeps changing; try again")
 
     def _registered(
         self,
-        existing: TenantRecord,
-        record: TenantRecord,
+        existing: TenantProfile,
+        profile: TenantProfile,
         execution_running: Callable[[str], bool],
         cause: Exception,
-    ) -> tuple[TenantRecord, bool]:
+    ) -> tuple[TenantProfile, bool]:
         """What a claim that found ``existing`` amounts to (see :meth:`register`)."""
         if existing.status in RETIRED:
-            raise Conflict(f"tenant {record.tenant_id!r} was offboarded; its id is not reused") from cause
-        if existing.request_hash != record.request_hash:
-            raise Conflict(f"tenant {record.tenant_id!r} exists with another request") from cause
+            raise Conflict(f"tenant {profile.tenant_id!r} was offboarded; its id is not reused") from cause
+        if existing.request_hash != profile.request_hash:
+            raise Conflict(f"tenant {profile.tenant_id!r} exists with another request") from cause
         if existing.status != TenantStatus.PROVISIONING:
             return existing, False  # onboarded already: nothing to do
-        me = record.owner_execution
+        me = profile.owner_execution
         if existing.owner_execution == me:
             return existing, True  # this execution's own retry of the step
         if existing.owner_execution and execution_running(existing.owner_execution):
@@ -262,7 +251,7 @@ class TenantStore:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"tenant_id": {"S": record.tenant_id}},
+                Key={"tenant_id": {"S": profile.tenant_id}},
                 UpdateExpression="SET owner_execution = :me, updated_at = :t",
                 ConditionExpression="#s = :provisioning AND "
                 "(attribute_not_exists(owner_execution) OR owner_execution = :old)",
@@ -280,31 +269,36 @@ class TenantStore:
             raise
         return replace(existing, owner_execution=me), True
 
-    def owned(self, tenant_id: str, execution: str, status: str = TenantStatus.PROVISIONING) -> TenantRecord:
-        """The tenant's record if ``execution`` owns it in ``status``; :class:`NotOwner` otherwise."""
-        record = self.get(tenant_id)
-        if record is None or not execution or record.owner_execution != execution or record.status != status:
+    def owned(self, tenant_id: str, execution: str, status: str = TenantStatus.PROVISIONING) -> TenantProfile:
+        """The tenant's profile if ``execution`` owns it in ``status``; :class:`NotOwner` otherwise."""
+        profile = self.get(tenant_id)
+        if (
+            profile is None
+            or not execution
+            or profile.owner_execution != execution
+            or profile.status != status
+        ):
             raise NotOwner(f"this execution does not provision tenant {tenant_id!r}")
-        return record
+        return profile
 
-    def replace(self, record: TenantRecord, expected_status: str) -> None:
-        """Write ``record`` if the stored one still has ``expected_status``, the same request and
+    def replace(self, profile: TenantProfile, expected_status: str) -> None:
+        """Write ``profile`` if the stored one still has ``expected_status``, the same request and
         the same owning execution."""
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item=record.to_item(),
+                Item=profile.to_item(),
                 ConditionExpression="#s = :expected AND request_hash = :hash AND owner_execution = :owner",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":expected": {"S": expected_status},
-                    ":hash": {"S": record.request_hash},
-                    ":owner": {"S": record.owner_execution or "-"},
+                    ":hash": {"S": profile.request_hash},
+                    ":owner": {"S": profile.owner_execution or "-"},
                 },
             )
         except Exception as exc:
             if is_conditional_failure(exc):
-                raise NotOwner(f"tenant {record.tenant_id!r} is no longer {expected_status} here") from exc
+                raise NotOwner(f"tenant {profile.tenant_id!r} is no longer {expected_status} here") from exc
             raise
 
     def fail_provisioning(self, tenant_id: str, execution: str, reason: str) -> None:
@@ -392,39 +386,3 @@ class TenantStore:
                     raise NotFound(f"no tenant {tenant_id!r}") from exc
                 raise Conflict(f"tenant {tenant_id!r} cannot become {status} now") from exc
             raise
-
-
-class TenantDirectory:
-    """Tenant records cached for at most ``ttl`` seconds; absent and provisioning ones for at
-    most TRANSITIONAL_CACHE_SECONDS; a caller may ask for a record no older than it says."""
-
-    def __init__(
-        self,
-        store: TenantStore,
-        ttl: float = CONFIG_CACHE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.ttl = ttl
-        self.clock = clock
-        self._cache: dict[str, tuple[float, float, TenantRecord | None]] = {}  # expires, read at
-        self._lock = threading.Lock()
-
-    def get(self, tenant_id: str, max_age: float | None = None) -> TenantRecord | None:
-        """The tenant's record, read at most ``max_age`` seconds ago (default: the cache's own
-        ttl; 0: read now, consistently)."""
-        now = self.clock()
-        with self._lock:
-            hit = self._cache.get(tenant_id)
-        if hit is not None and hit[0] > now and (max_age is None or now - hit[1] < max_age):
-            return hit[2]
-        record = self.store.get(tenant_id)
-        transitional = record is None or record.status == TenantStatus.PROVISIONING
-        ttl = min(self.ttl, TRANSITIONAL_CACHE_SECONDS) if transitional else self.ttl
-        with self._lock:
-            self._cache[tenant_id] = (now + ttl, now, record)
-        return record
-
-    def forget(self, tenant_id: str) -> None:
-        with self._lock:
-            self._cache.pop(tenant_id, None)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from tenant_security.audit.chain import canonical, checkpoint_key
 from tenant_security.audit.store import LockedObjects
 
-ALGORITHM = "ECDSA_SHA_256"
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+ALGORITHM: Final = "ECDSA_SHA_256"
 
 
 class Checkpoints:
     """Signs and checks checkpoints; the public key is fetched once per key id and kept."""
 
-    def __init__(self, kms: Any, key_id: str, objects: LockedObjects) -> None:
+    def __init__(self, kms: KMSClient, key_id: str, objects: LockedObjects) -> None:
         self.kms = kms
         self.key_id = key_id
         self.objects = objects

@@ -23,10 +23,16 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security import crypto
 from tenant_security.dynamo import is_conditional_failure
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from tenant_security.config import Settings
 
 REDACTED = "[redacted]"
 ERASED = "[erased]"
@@ -42,6 +48,29 @@ PII_FIELDS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 Wrap = Callable[[str, str, bytes], bytes]
+
+
+class KmsSubjectKeyWrapping:
+    """:class:`SubjectKeys`' ``wrap``/``unwrap``: a subject key encrypted under its tenant's data
+    key (the platform master key for the platform tenant), tenant, purpose and key id in the
+    encryption context."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @staticmethod
+    def _context(tenant_id: str, key_id: str) -> dict[str, str]:
+        return crypto.encryption_context(tenant_id, PURPOSE_SUBJECT_KEY, key_id=key_id)
+
+    def wrap(self, tenant_id: str, key_id: str, key: bytes) -> bytes:
+        """The subject key encrypted under the tenant data key."""
+        return crypto.encrypt(key, self.settings.data_key_arn(tenant_id), self._context(tenant_id, key_id))
+
+    def unwrap(self, tenant_id: str, key_id: str, wrapped: bytes) -> bytes:
+        """The subject key back, refused unless it was wrapped for this tenant and key id."""
+        return crypto.decrypt(
+            wrapped, self._context(tenant_id, key_id), self.settings.account_id, self.settings.partition
+        )
 
 
 def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -72,7 +101,7 @@ class SubjectKeys:
     """Per-subject keys in DynamoDB: ``subject#<name>`` → key id, ``key#<id>`` → the wrapped key."""
 
     def __init__(
-        self, client: Any, table: str, wrap: Wrap, unwrap: Wrap, cache_seconds: float = 300.0
+        self, client: DynamoDBClient, table: str, wrap: Wrap, unwrap: Wrap, cache_seconds: float = 300.0
     ) -> None:
         """``wrap``/``unwrap`` (tenant, key id, bytes) encrypt a key under the tenant data key."""
         self.client = client
@@ -139,7 +168,7 @@ class SubjectKeys:
         wrapped = self.wrap(tenant_id, key_id, key)
         now = str(int(time.time()))
         # No key for an event from before the subject's erasure, even one that lands meanwhile.
-        not_erased_since: list[dict[str, Any]] = (
+        not_erased_since: list[TransactWriteItemTypeDef] = (
             [
                 {
                     "ConditionCheck": {
@@ -209,9 +238,9 @@ class SubjectKeys:
             return key_id is not None
         raise RuntimeError("the subject's key kept changing during its erasure")
 
-    def _erasure(self, tenant_id: str, subject: str, key_id: str | None) -> list[dict[str, Any]]:
+    def _erasure(self, tenant_id: str, subject: str, key_id: str | None) -> list[TransactWriteItemTypeDef]:
         """The erasure's writes: the mark, and the key (if it still is the subject's ``key_id``)."""
-        items: list[dict[str, Any]] = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self.table,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security import paging
 from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
 from tenant_security.audit.pii import PiiProtector, SubjectKeys, redact_others
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 MAX_SCANNED = 1000  # records read per request at most; the reply's `next` continues from there
 Decode = Callable[[str, bytes], dict[str, Any] | None]
@@ -22,7 +25,7 @@ def decode_next(token: str) -> str:
 class AuditReader:
     """Lists a tenant's records in order, newest day last."""
 
-    def __init__(self, s3: Any, decode: Decode, pii: PiiProtector, keys: SubjectKeys) -> None:
+    def __init__(self, s3: S3Client, decode: Decode, pii: PiiProtector, keys: SubjectKeys) -> None:
         self.s3 = s3
         self.decode = decode
         self.pii = pii

@@ -13,11 +13,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.audit.chain import GENESIS_HASH
 from tenant_security.aws import error_code
 from tenant_security.dynamo import is_conditional_failure
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
 DEDUP_DAYS = 3  # EventBridge gives up on an event after a day; duplicates cannot come later
 
@@ -82,7 +86,7 @@ def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
 class ChainHeads:
     """The heads table: one item per tenant chain, plus one claim per appended event id."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self.client = client
         self.table = table
 
@@ -207,7 +211,7 @@ class ChainHeads:
 class LockedObjects:
     """Write-once objects in an object-locked bucket (COMPLIANCE retention, SSE-KMS)."""
 
-    def __init__(self, client: Any, kms_key_arn: str) -> None:
+    def __init__(self, client: S3Client, kms_key_arn: str) -> None:
         self.client = client
         self.kms_key_arn = kms_key_arn
 
@@ -259,5 +263,9 @@ class LockedObjects:
         return out
 
     def read(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
-        args = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+        args: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            **({"VersionId": version_id} if version_id else {}),
+        }
         return bytes(self.client.get_object(**args)["Body"].read())

@@ -33,7 +33,7 @@ from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
 from tenant_security.outbox import Outbox
 from tenant_security.refusals import RefusalCounter, overflow_event
-from tenant_security.tenants import RETIRED, TenantLookup, TenantRecord
+from tenant_security.tenants import RETIRED, TenantLookup, TenantProfile, TenantStatus
 
 MAX_ATTEMPTS = 60
 REFUSALS_MARKER = "refusals"  # the last minute whose refusals were summarised
@@ -41,7 +41,7 @@ FIRST_RUN_MINUTES = 15
 MAX_SUMMARIES_PER_MINUTE = 100  # records of one minute's refusals; the rest as one record
 TICK_BUDGET_SECONDS = 20.0  # of the writer's 30 s timeout
 _REMEMBERED = 64
-_NO_CHAIN_YET = ("PROVISIONING", "FAILED")  # no audit bucket (yet, or any more)
+_NO_CHAIN_YET = (TenantStatus.PROVISIONING, TenantStatus.FAILED)  # no audit bucket (yet, or any more)
 
 
 def _backoff(attempt: int) -> None:
@@ -101,7 +101,7 @@ class AuditWriter:
         platform's roles use it): recorded as forged, on the platform's chain."""
         return event.get("source") != self.settings.event_source
 
-    def chain_of(self, event: Mapping[str, Any]) -> tuple[str, TenantRecord | None]:
+    def chain_of(self, event: Mapping[str, Any]) -> tuple[str, TenantProfile | None]:
         """The chain an event goes to: its tenant's, or the platform's while the tenant has none
         (and always the platform's for a forged event)."""
         platform = self.settings.platform_tenant_id
@@ -113,7 +113,7 @@ class AuditWriter:
             return platform, self.tenants.get(platform)
         return tenant_id, record
 
-    def _policies(self, record: TenantRecord | None) -> SecurityPolicies:
+    def _policies(self, record: TenantProfile | None) -> SecurityPolicies:
         return record.policies if record is not None else SecurityPolicies()
 
     def _retain_until(self, policies: SecurityPolicies, now: datetime) -> datetime:

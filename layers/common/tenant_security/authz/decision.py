@@ -11,7 +11,6 @@ explicit Deny (403). The handler turns any unexpected exception into a 401.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,17 +57,6 @@ def bearer_token(headers: Mapping[str, Any] | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
     return token.strip()
-
-
-def ip_allowed(source_ip: str | None, allow_list: list[str]) -> bool:
-    """True when the list is empty or holds the address."""
-    if not allow_list:
-        return True
-    try:
-        address = ipaddress.ip_address(source_ip or "")
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(cidr) for cidr in allow_list)
 
 
 # A policy's ``*`` matches the empty string too, so a files:Read grant (``files/*``) would allow
@@ -150,7 +138,7 @@ class RequestAuthorizer:
             raise
 
     def _alert(
-        self, tenant_id: str, alert: str, event: Mapping[str, Any], source_ip: str | None, **extra: Any
+        self, tenant_id: str, alert: AlertKind, event: Mapping[str, Any], source_ip: str | None, **extra: Any
     ) -> None:
         self.publisher.security_alert(
             tenant_id,
@@ -182,7 +170,7 @@ class RequestAuthorizer:
         access = tenant.policies.access_control
         if access.mfa_required and not MFA_METHODS & set(caller.amr):
             return self._deny(response, AlertKind.MFA_REQUIRED, caller, event, source_ip)
-        if not ip_allowed(source_ip, access.ip_whitelist):
+        if not access.allows(source_ip):
             return self._deny(response, AlertKind.SOURCE_IP_NOT_ALLOWED, caller, event, source_ip)
 
         platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
@@ -221,7 +209,7 @@ class RequestAuthorizer:
     def _deny(
         self,
         response: APIGatewayAuthorizerResponse,
-        reason: str,
+        reason: AlertKind,
         caller: Caller,
         event: Mapping[str, Any],
         source_ip: str | None,

@@ -1,6 +1,7 @@
 """Roles and their permissions (action patterns with ``*`` wildcards).
 
-Built-in roles follow API.md ("role, at least"): a tenant-admin may do everything tenant-scoped;
+Built-in roles follow the route table ("role, at least", README "Identity and access"): a
+tenant-admin may do everything tenant-scoped;
 security-admin, auditor and developer hold separate duties (their overlap is what SOX's
 segregation-of-duties check looks for); viewer reads. platform-admin exists only in the platform
 tenant and may do everything, in every tenant. Tenants may define custom roles from tenant-scoped
@@ -22,7 +23,13 @@ DEVELOPER = "developer"
 VIEWER = "viewer"
 
 _PLATFORM_ONLY = ("tenants:Create", "tenants:Delete", "tenants:Suspend", "tenants:Reinstate", "quotas:Write")
-TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_PLATFORM_ONLY)
+# Tenant-scoped actions no route serves yet: the tenant's security policy document (GET and PUT
+# /tenants/{t}/policies are planned; until then a policy changes only through onboarding). They stay
+# grantable so that roles and custom roles written for them keep their meaning.
+_WITHOUT_ROUTE = ("policies:Read", "policies:Write")
+TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_PLATFORM_ONLY) | set(
+    _WITHOUT_ROUTE
+)
 
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
     PLATFORM_ADMIN: ("*",),

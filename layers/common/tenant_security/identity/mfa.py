@@ -20,16 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyotp
 
+from tenant_security import crypto
 from tenant_security.activity import EventPublisher
 from tenant_security.alerts import AlertKind
 from tenant_security.errors import DomainError, Locked, Unauthorized
 from tenant_security.identity.tokens import AMR_BACKUP_CODE, AMR_TOTP
 from tenant_security.identity.users import User, UserStore
 from tenant_security.observability import logger
+
+if TYPE_CHECKING:
+    from tenant_security.config import Settings
 
 STEP_SECONDS = 30
 DIGITS = 6
@@ -45,6 +49,29 @@ class SecretCipher(Protocol):
     def encrypt(self, tenant_id: str, username: str, secret: bytes) -> bytes: ...
 
     def decrypt(self, tenant_id: str, username: str, ciphertext: bytes) -> bytes: ...
+
+
+class KmsSecretCipher:
+    """:class:`SecretCipher` under the tenant secrets key (the platform master key for the
+    platform tenant), with tenant, user and purpose in the encryption context."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _context(self, tenant_id: str, username: str) -> dict[str, str]:
+        return crypto.encryption_context(tenant_id, crypto.PURPOSE_MFA_SECRET, username=username)
+
+    def encrypt(self, tenant_id: str, username: str, secret: bytes) -> bytes:
+        """The secret encrypted under the tenant's secrets key."""
+        return crypto.encrypt(
+            secret, self.settings.secrets_key_arn(tenant_id), self._context(tenant_id, username)
+        )
+
+    def decrypt(self, tenant_id: str, username: str, ciphertext: bytes) -> bytes:
+        """The secret back, refused unless it was encrypted for this tenant and user."""
+        return crypto.decrypt(
+            ciphertext, self._context(tenant_id, username), self.settings.account_id, self.settings.partition
+        )
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from tenant_security.dynamo import from_item, is_conditional_failure, query_pages, to_item
+from tenant_security.dynamo import (
+    CONTENTION_CODES,
+    cancellation_codes,
+    from_item,
+    is_conditional_failure,
+    query_pages,
+    to_item,
+)
 from tenant_security.errors import DomainError, Unauthorized
+from tenant_security.identity.session_counters import SessionCounters
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # The creating transaction's own items (tenant counter, user counter, session); the caller's
 # conditions follow them.
@@ -35,6 +47,10 @@ _OWN_ITEMS = 3
 # DynamoDB's limit of items in one TransactWriteItems.
 _MAX_TRANSACTION_ITEMS = 100
 _CHECK_FAILED = "ConditionalCheckFailed"
+# Retries of a revocation that met another write on the same item (TransactionConflict).
+_CONTENTION_RETRIES = 4
+_BACKOFF_SECONDS = 0.05
+_jitter = secrets.SystemRandom()
 
 
 class SessionLimitReached(DomainError):
@@ -80,19 +96,13 @@ class SessionStore:
     """The sessions table and the per-tenant active-session counter."""
 
     def __init__(
-        self, client: Any, table: str, counters_table: str, clock: Callable[[], float] = time.time
+        self, client: DynamoDBClient, table: str, counters_table: str, clock: Callable[[], float] = time.time
     ) -> None:
         self.client = client
         self.table = table
         self.counters_table = counters_table
         self.clock = clock
-
-    def _counter_key(self, tenant_id: str, username: str | None = None) -> dict[str, Any]:
-        """The tenant's active-session counter, or (with ``username``) the user's."""
-        return {
-            "pk": {"S": f"sessions#{tenant_id}"},
-            "sk": {"S": f"user#{username}" if username else "active"},
-        }
+        self.counters = SessionCounters(client, table, counters_table, clock)
 
     def _key(self, tenant_id: str, session_id: str) -> dict[str, Any]:
         return {"tenant_id": {"S": tenant_id}, "session_id": {"S": session_id}}
@@ -128,26 +138,13 @@ class SessionStore:
                 return session
             if outcome is _Outcome.CHANGED:
                 raise ChangedMeanwhile
-            if attempt == 0 and not (self._reconcile(tenant_id) | self._reconcile(tenant_id, username)):
+            if attempt == 0 and not (
+                self.counters.reconcile(tenant_id) | self.counters.reconcile(tenant_id, username)
+            ):
                 break
         raise SessionLimitReached(
             f"at most {max_sessions} concurrent sessions per tenant and {per_user} per user"
         )
-
-    def _increment(self, key: dict[str, Any], limit: int) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self.counters_table,
-                "Key": key,
-                "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
-                "ConditionExpression": "attribute_not_exists(active) OR active < :max",
-                "ExpressionAttributeValues": {
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
-                    ":max": {"N": str(limit)},
-                },
-            }
-        }
 
     def _try_create(
         self, session: Session, max_sessions: int, max_per_user: int, conditions: Sequence[Mapping[str, Any]]
@@ -156,8 +153,10 @@ class SessionStore:
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    self._increment(self._counter_key(session.tenant_id), max_sessions),
-                    self._increment(self._counter_key(session.tenant_id, session.username), max_per_user),
+                    self.counters.increment(self.counters.key(session.tenant_id), max_sessions),
+                    self.counters.increment(
+                        self.counters.key(session.tenant_id, session.username), max_per_user
+                    ),
                     {
                         "Put": {
                             "TableName": self.table,
@@ -165,7 +164,8 @@ class SessionStore:
                             "ConditionExpression": "attribute_not_exists(session_id)",
                         }
                     },
-                    *(dict(c) for c in conditions),
+                    # the callers' ConditionCheck items, copied as given
+                    *(cast("TransactWriteItemTypeDef", dict(c)) for c in conditions),
                 ]
             )
         except Exception as exc:
@@ -176,45 +176,6 @@ class SessionStore:
                 return _Outcome.CHANGED
             return _Outcome.FULL
         return _Outcome.CREATED
-
-    def _live_count(self, tenant_id: str, username: str | None = None) -> int:
-        now = int(self.clock())
-        values: dict[str, Any] = {":t": {"S": tenant_id}, ":now": {"N": str(now)}, ":false": {"BOOL": False}}
-        condition = "expires_at > :now AND revoked = :false"
-        if username is not None:
-            values[":u"] = {"S": username}
-            condition += " AND username = :u"
-        pages = query_pages(
-            self.client,
-            TableName=self.table,
-            KeyConditionExpression="tenant_id = :t",
-            FilterExpression=condition,
-            ExpressionAttributeValues=values,
-            Select="COUNT",
-            ConsistentRead=True,
-        )
-        return sum(int(page.get("Count", 0)) for page in pages)
-
-    def _reconcile(self, tenant_id: str, username: str | None = None) -> bool:
-        """Set a counter to the live sessions if it counts more; True if it went down."""
-        key = self._counter_key(tenant_id, username)
-        reply = self.client.get_item(TableName=self.counters_table, Key=key, ConsistentRead=True)
-        seen = int(reply.get("Item", {}).get("active", {}).get("N", "0"))
-        live = self._live_count(tenant_id, username)
-        if live >= seen:
-            return False
-        try:
-            self.client.update_item(
-                TableName=self.counters_table,
-                Key=key,
-                UpdateExpression="SET active = :live",
-                ConditionExpression="active = :seen",
-                ExpressionAttributeValues={":live": {"N": str(live)}, ":seen": {"N": str(seen)}},
-            )
-        except Exception as exc:
-            if not is_conditional_failure(exc):
-                raise
-        return True
 
     def get(self, tenant_id: str, session_id: str) -> Session | None:
         """The session, or None (a consistent read: a revocation just made is seen)."""
@@ -238,7 +199,7 @@ class SessionStore:
             username = found.username
         return self._revoke_together(tenant_id, [(session_id, username)]) == 1
 
-    def _end(self, tenant_id: str, session_id: str, username: str, now: int) -> dict[str, Any]:
+    def _end(self, tenant_id: str, session_id: str, username: str, now: int) -> TransactWriteItemTypeDef:
         return {
             "Update": {
                 "TableName": self.table,
@@ -254,50 +215,63 @@ class SessionStore:
             }
         }
 
-    def _decrement(self, key: dict[str, Any], by: int) -> dict[str, Any]:
-        # (a session created before per-user counting has no user counter: it stays absent)
-        return {
-            "Update": {
-                "TableName": self.counters_table,
-                "Key": key,
-                "UpdateExpression": "SET active = if_not_exists(active, :by) - :by",
-                "ConditionExpression": "attribute_not_exists(active) OR active >= :by",
-                "ExpressionAttributeValues": {":by": {"N": str(by)}},
-            }
-        }
-
-    def _revoke_together(self, tenant_id: str, sessions: Sequence[tuple[str, str]]) -> int:
+    def _revoke_together(
+        self,
+        tenant_id: str,
+        sessions: Sequence[tuple[str, str]],
+        skipped_counters: frozenset[str | None] = frozenset(),
+        attempt: int = 0,
+    ) -> int:
         """Revoke ``(session_id, username)`` pairs in one transaction with their counters; how
-        many were revoked. When the transaction is cancelled, each session is revoked on its own:
-        one that stopped being live is skipped, and a counter that already counts too few never
-        keeps a session alive (revocation wins over bookkeeping; reconciliation fixes counts)."""
+        many were revoked.
+
+        When the transaction is cancelled, its reasons decide: sessions that stopped being live
+        leave the batch; a counter that already counts too few is left out (revocation wins over
+        bookkeeping: a counter left high is lowered by the next sign-in's reconciliation, never
+        one left low); contention on an item is retried with backoff. Without reasons, each
+        session is revoked on its own."""
         now = int(self.clock())
-        per_user: dict[str, int] = {}
+        counted: dict[str | None, int] = {None: len(sessions)}  # None: the tenant's counter
         for _, username in sessions:
-            per_user[username] = per_user.get(username, 0) + 1
+            counted[username] = counted.get(username, 0) + 1
+        counters = [(owner, n) for owner, n in counted.items() if owner not in skipped_counters]
         try:
             self.client.transact_write_items(
                 TransactItems=[
                     *(self._end(tenant_id, sid, username, now) for sid, username in sessions),
-                    self._decrement(self._counter_key(tenant_id), len(sessions)),
-                    *(self._decrement(self._counter_key(tenant_id, u), n) for u, n in per_user.items()),
+                    *(
+                        self.counters.decrement(self.counters.key(tenant_id, owner), n)
+                        for owner, n in counters
+                    ),
                 ]
             )
         except Exception as exc:
             if not is_conditional_failure(exc):
                 raise
-            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-            not_live = {
-                i for i, reason in enumerate(reasons[: len(sessions)]) if reason.get("Code") == _CHECK_FAILED
+            codes = cancellation_codes(exc)
+            if not codes:
+                if len(sessions) > 1:
+                    return sum(self._revoke_together(tenant_id, [pair]) for pair in sessions)
+                return self._end_alone(tenant_id, *sessions[0], now)
+            if CONTENTION_CODES.intersection(codes):
+                if attempt >= _CONTENTION_RETRIES:
+                    raise
+                time.sleep(_BACKOFF_SECONDS * 2**attempt * (0.5 + _jitter.random()))
+                return self._revoke_together(tenant_id, sessions, skipped_counters, attempt + 1)
+            session_codes, counter_codes = codes[: len(sessions)], codes[len(sessions) :]
+            live = [
+                pair for pair, code in zip(sessions, session_codes, strict=False) if code != _CHECK_FAILED
+            ]
+            if len(live) < len(sessions):
+                return self._revoke_together(tenant_id, live, skipped_counters, attempt) if live else 0
+            too_few = {
+                owner
+                for (owner, _), code in zip(counters, counter_codes, strict=False)
+                if code == _CHECK_FAILED
             }
-            if not reasons:  # no reasons given: find out one by one
-                not_live = set() if len(sessions) > 1 else {0}
-            if not_live:  # those ended meanwhile: the rest again, together
-                rest = [pair for i, pair in enumerate(sessions) if i not in not_live]
-                return self._revoke_together(tenant_id, rest) if rest else 0
-            if len(sessions) > 1:  # a counter counts too few: each on its own
-                return sum(self._revoke_together(tenant_id, [pair]) for pair in sessions)
-            return self._end_alone(tenant_id, *sessions[0], now)
+            if not too_few:
+                raise
+            return self._revoke_together(tenant_id, sessions, skipped_counters | too_few, attempt)
         return len(sessions)
 
     def _end_alone(self, tenant_id: str, session_id: str, username: str, now: int) -> int:

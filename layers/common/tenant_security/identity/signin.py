@@ -1,4 +1,4 @@
-"""The sign-in flow of API.md: password → MFA (or forced enrolment) → session → access token.
+"""The sign-in flow: password → MFA (or forced enrolment) → session → access token.
 
 A one-time or temporary password never becomes the long-term one: after MFA such a sign-in gets
 ``password_change_required: true`` and a token whose scope only POST /auth/password accepts.
@@ -21,11 +21,10 @@ landing meanwhile cannot leave a session its revocation never saw.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tenant_security.activity import Activity
 from tenant_security.alerts import AlertKind
 from tenant_security.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from tenant_security.identity.mfa import Enrollment, MfaService
@@ -36,6 +35,7 @@ from tenant_security.identity.passwords import (
     verify_password,
 )
 from tenant_security.identity.sessions import ChangedMeanwhile, SessionStore
+from tenant_security.identity.signin_audit import SignInAudit
 from tenant_security.identity.throttle import SignInThrottle, TooManyAttempts
 from tenant_security.identity.tokens import (
     ACCESS,
@@ -49,16 +49,23 @@ from tenant_security.identity.tokens import (
     TokenIssuer,
     TokenVerifier,
 )
-from tenant_security.identity.users import User, UserStore
+from tenant_security.identity.users import User, UserStatus, UserStore
 from tenant_security.observability import logger
-from tenant_security.refusals import RefusalCounter, RefusalKind
 from tenant_security.tenants import TenantLookup
 
 if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
+    from tenant_security.refusals import RefusalCounter
 
 
 INVALID_CREDENTIALS = "invalid credentials"
+
+
+class SignInStep(StrEnum):
+    """What a correct password leads to: the next step of the sign-in (the reply's ``status``)."""
+
+    MFA_REQUIRED = "MFA_REQUIRED"  # a TOTP or backup code answers the challenge
+    MFA_ENROLLMENT_REQUIRED = "MFA_ENROLLMENT_REQUIRED"  # the user enrols a TOTP device first
 
 
 class TenantOfRecord(TenantLookup, Protocol):
@@ -110,12 +117,10 @@ class SignInService:
         self.timer = timer
         self.sleep = sleep
         self.throttle = throttle
-        self.refusals = refusals
         self.tenant_of_record: TenantLookup = tenant_of_record or tenants
         self.tenant_still_active = tenant_of_record.still_active if tenant_of_record is not None else None
         self.on_first_sign_in = on_first_sign_in
-        self.publisher = publisher
-        self.platform_tenant = platform_tenant
+        self.audit = SignInAudit(publisher, refusals, platform_tenant)
         self.users = users
         self.tenants = tenants
         self.sessions = sessions
@@ -124,53 +129,13 @@ class SignInService:
         self.verifier = verifier
         self.clock = clock
 
-    # ------------------------------------------------------------------ audit
-    @contextmanager
-    def _audited(self, action: str, source_ip: str | None, who: dict[str, str | None]) -> Iterator[None]:
-        """Record the step's outcome as `User Activity` for the user in ``who`` once it is known.
-
-        ``who`` is filled as the step learns who is signing in; an unknown tenant or user is
-        recorded in the platform's trail without a user name.
-        """
-        reason: str | None = None
-        outcome = "failure"
-        counted = False
-        try:
-            yield
-            outcome = "success"
-        except DomainError as exc:
-            reason = exc.audit_reason if isinstance(exc, AddressRefused) else exc.code
-            outcome = "denied" if exc.status in (403, 423, 429) else "failure"
-            # Nobody proved who they are (throttled, or no such account): counted per source
-            # address and minute into one record, not one record each.
-            if self.refusals is not None and (isinstance(exc, TooManyAttempts) or not who.get("user")):
-                kind = (
-                    RefusalKind.THROTTLED if isinstance(exc, TooManyAttempts) else RefusalKind.UNKNOWN_ACCOUNT
-                )
-                self.refusals.count(kind, source_ip, who.get("tenant_id"), sample=f"{action}: {reason}")
-                counted = True
-            raise
-        finally:
-            if self.publisher is not None and not counted:
-                self.publisher.activity(
-                    Activity(
-                        tenant_id=who.get("tenant_id") or self.platform_tenant,
-                        action=action,
-                        outcome=outcome,  # type: ignore[arg-type]
-                        category="authentication",
-                        user=who.get("user"),
-                        source_ip=source_ip,
-                        reason=reason,
-                    )
-                )
-
     # ------------------------------------------------------------------ steps
     def login(self, tenant_id: str, username: str, password: str, source_ip: str | None) -> dict[str, Any]:
         """Check the password; answer with an MFA challenge or a forced enrolment."""
         started = self.timer()
         who: dict[str, str | None] = {}
         try:
-            with self._audited("auth:Login", source_ip, who):
+            with self.audit.step("auth:Login", source_ip, who):
                 return self._login(tenant_id, username, password, source_ip, who)
         except TooManyAttempts:
             # Not held: every throttle refuses before the user is looked up (its timing tells
@@ -195,12 +160,10 @@ class SignInService:
     def _login(
         self, tenant_id: str, username: str, password: str, source_ip: str | None, who: dict[str, str | None]
     ) -> dict[str, Any]:
-        from tenant_security.authz.decision import ip_allowed
-
         if self.throttle is not None:
             self.throttle.admit_address(source_ip)
         tenant = self.tenants.get(tenant_id)
-        admitted = tenant is not None and ip_allowed(source_ip, tenant.policies.access_control.ip_whitelist)
+        admitted = tenant is not None and tenant.policies.access_control.allows(source_ip)
         if tenant is not None:
             who["tenant_id"] = tenant_id
         if self.throttle is not None:
@@ -221,7 +184,7 @@ class SignInService:
         if user is not None:
             who["user"] = username
         correct = verify_password(user.password_hash if user else None, password)  # same work for all
-        if user is None or not correct or user.status != "ACTIVE":
+        if user is None or not correct or user.status != UserStatus.ACTIVE:
             if self.throttle is not None:
                 self.throttle.password_failed(tenant_id, username, source_ip)
             logger.warning("sign-in step failed", extra={"tenant_id": tenant_id, "step": "password"})
@@ -245,23 +208,23 @@ class SignInService:
             token, _ = self.issuer.issue(
                 subject=username, tenant_id=tenant_id, token_use=MFA_ENROLLMENT, ttl=ENROLLMENT_TTL
             )
-            return {"status": "MFA_ENROLLMENT_REQUIRED", "enrollment_token": token}
+            return {"status": SignInStep.MFA_ENROLLMENT_REQUIRED, "enrollment_token": token}
         token, _ = self.issuer.issue(
             subject=username, tenant_id=tenant_id, token_use=MFA_CHALLENGE, ttl=CHALLENGE_TTL
         )
-        return {"status": "MFA_REQUIRED", "challenge_token": token}
+        return {"status": SignInStep.MFA_REQUIRED, "challenge_token": token}
 
     def enroll(self, enrollment_token: str, source_ip: str | None = None) -> Enrollment:
         """A new TOTP secret, QR code and backup codes (shown once)."""
         who: dict[str, str | None] = {}
-        with self._audited("auth:MfaEnroll", source_ip, who):
+        with self.audit.step("auth:MfaEnroll", source_ip, who):
             user = self._user_of(enrollment_token, MFA_ENROLLMENT, source_ip, who)
             return self.mfa.enroll(user)
 
     def activate(self, enrollment_token: str, code: str, source_ip: str | None) -> dict[str, Any]:
         """Confirm enrolment with a first code; the token reply."""
         who: dict[str, str | None] = {}
-        with self._audited("auth:MfaActivate", source_ip, who):
+        with self.audit.step("auth:MfaActivate", source_ip, who):
             user = self._user_of(enrollment_token, MFA_ENROLLMENT, source_ip, who)
             amr = self.mfa.activate(user, code, source_ip)
             return self._start_session(user, amr, source_ip)
@@ -273,7 +236,7 @@ class SignInService:
         if (code is None) == (backup_code is None):
             raise BadRequest("send either code or backup_code")
         who: dict[str, str | None] = {}
-        with self._audited("auth:MfaVerify", source_ip, who):
+        with self.audit.step("auth:MfaVerify", source_ip, who):
             user = self._user_of(challenge_token, MFA_CHALLENGE, source_ip, who)
             if code is not None:
                 amr = self.mfa.verify_code(user, code, source_ip)
@@ -286,7 +249,7 @@ class SignInService:
     ) -> dict[str, Any]:
         """Replace the password (required after a one-time one); a full-rights token reply."""
         who: dict[str, str | None] = {}
-        with self._audited("auth:ChangePassword", source_ip, who):
+        with self.audit.step("auth:ChangePassword", source_ip, who):
             return self._change_password(access_token, current_password, new_password, source_ip, who)
 
     def _change_password(
@@ -326,7 +289,7 @@ class SignInService:
         """The user of a verified token, while both the user and the tenant are active."""
         tenant = self.tenants.get(tenant_id)
         user = self.users.get(tenant_id, username)
-        if tenant is None or user is None or user.status != "ACTIVE":
+        if tenant is None or user is None or user.status != UserStatus.ACTIVE:
             raise Unauthorized(INVALID_CREDENTIALS)
         if not tenant.active:
             raise Forbidden("tenant is not active")

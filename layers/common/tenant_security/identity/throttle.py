@@ -33,10 +33,13 @@ import hashlib
 import ipaddress
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import is_conditional_failure
 from tenant_security.errors import RateLimited
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 WINDOW_SECONDS = 60
 PAIR_MIN_GAP_SECONDS = 1
@@ -103,7 +106,7 @@ class SignInThrottle:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table: str,
         per_address: int,
         per_account: int,

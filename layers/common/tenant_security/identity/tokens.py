@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from tenant_security.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
 
 ALGORITHM = "ES256"
 ACCESS = "access"
@@ -47,7 +50,7 @@ def _b64url(data: bytes) -> str:
 class KmsSigner:
     """Signs with a KMS ECC_NIST_P256 key; the JWS signature is the raw r||s form."""
 
-    def __init__(self, kms: Any, key_id: str) -> None:
+    def __init__(self, kms: KMSClient, key_id: str) -> None:
         self.kms = kms
         self.key_id = key_id
 
@@ -99,7 +102,7 @@ class TokenIssuer:
 class PublicKeys:
     """The public halves of the known signing keys, fetched from KMS once each."""
 
-    def __init__(self, kms: Any, key_ids: Sequence[str]) -> None:
+    def __init__(self, kms: KMSClient, key_ids: Sequence[str]) -> None:
         self.kms = kms
         self.key_ids = tuple(k for k in key_ids if k)
         self._keys: dict[str, EllipticCurvePublicKey] = {}

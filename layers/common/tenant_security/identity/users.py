@@ -6,21 +6,17 @@ accepted once, a backup code is spent once, failed attempts are counted atomical
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import from_item, is_conditional_failure, partition_items, to_item, to_value
 from tenant_security.errors import Conflict, NotFound
 
-USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]{1,63}$"
-_USERNAME_RE = re.compile(USERNAME_PATTERN)
-
-
-def is_valid_username(value: object) -> bool:
-    """Lower-case letters, digits and ``. _ @ + -``; 2 to 64 characters."""
-    return isinstance(value, str) and _USERNAME_RE.fullmatch(value) is not None
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
 @dataclass(frozen=True)
@@ -32,6 +28,13 @@ class Attempt:
     locked_until: int = 0
 
 
+class UserStatus(StrEnum):
+    """Where a user account stands: only an active user signs in, keeps a session and counts as
+    a holder of a role that must keep one."""
+
+    ACTIVE = "ACTIVE"
+
+
 @dataclass
 class User:
     tenant_id: str
@@ -40,7 +43,7 @@ class User:
     roles: list[str]
     password_hash: str
     password_change_required: bool = True
-    status: str = "ACTIVE"
+    status: str = UserStatus.ACTIVE
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     mfa_enrolled: bool = False
     mfa_secret: bytes | None = None
@@ -75,7 +78,7 @@ def _user(item: dict[str, Any]) -> User:
 class UserStore:
     """The users table."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self.client = client
         self.table = table
 
@@ -154,7 +157,7 @@ class UserStore:
                     raise NotFound(f"no user {username!r}") from exc
                 raise
             return
-        delete = {
+        delete: TransactWriteItemTypeDef = {
             "Delete": {
                 "TableName": self.table,
                 "Key": self._key(tenant_id, username),
@@ -167,11 +170,11 @@ class UserStore:
         """Replace the user's roles; 404 if there is none. With ``keep_one`` (a role), 409 when the
         change takes it from the tenant's last active holder -- in one transaction, as delete."""
         user = self.get(tenant_id, username) if keep_one is not None and keep_one not in roles else None
-        if user is None or keep_one is None or keep_one not in user.roles or user.status != "ACTIVE":
+        if user is None or keep_one is None or keep_one not in user.roles or user.status != UserStatus.ACTIVE:
             if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
                 raise NotFound(f"no user {username!r}")
             return
-        update = {
+        update: TransactWriteItemTypeDef = {
             "Update": {
                 "TableName": self.table,
                 "Key": self._key(tenant_id, username),
@@ -183,13 +186,15 @@ class UserStore:
         }
         self._keeping_another(tenant_id, username, keep_one, update)
 
-    def _keeping_another(self, tenant_id: str, username: str, role: str, write: dict[str, Any]) -> None:
+    def _keeping_another(
+        self, tenant_id: str, username: str, role: str, write: TransactWriteItemTypeDef
+    ) -> None:
         """Run ``write`` (taking ``role`` from the user) only together with a check that another
         active user still holds it; 409 ``last_<role>`` when none does."""
         others = [
             u
             for u in self.list_users(tenant_id)
-            if u.username != username and role in u.roles and u.status == "ACTIVE"
+            if u.username != username and role in u.roles and u.status == UserStatus.ACTIVE
         ]
         for other in others:  # any one other holder that still holds it when we write
             try:
@@ -204,7 +209,7 @@ class UserStore:
                                 "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
                                 "ExpressionAttributeValues": {
                                     ":role": {"S": role},
-                                    ":active": {"S": "ACTIVE"},
+                                    ":active": {"S": UserStatus.ACTIVE},
                                 },
                             }
                         },

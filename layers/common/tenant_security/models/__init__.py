@@ -1,4 +1,5 @@
-"""Pydantic models of the seed's documents and of the public API."""
+"""Pydantic models of a tenant's configuration documents (security policy, resource quotas,
+onboarding request) and of the public API."""
 
 from tenant_security.models.policies import SecurityPolicies, parse_security_policies
 from tenant_security.models.quotas import ResourceQuotas, parse_resource_quotas

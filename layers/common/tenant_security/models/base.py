@@ -51,7 +51,8 @@ def _check_size(value: str) -> str:
 
 
 ByteSize = Annotated[str, AfterValidator(_check_size)]
-"""A size written as in the seed (``"100GB"``); the text is kept, :func:`size_in_bytes` reads it."""
+"""A size as the policy and quota documents write it (``"100GB"``); the text is kept,
+:func:`size_in_bytes` reads it."""
 
 MAX_MONEY = 1_000_000_000_000  # the largest budget or cost threshold a document may state
 

@@ -1,4 +1,4 @@
-"""The onboarding request of API.md (POST /tenants body and `Tenant Onboarding Requested` detail)."""
+"""The onboarding request (POST /tenants body and `Tenant Onboarding Requested` detail)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from tenant_security.identity.users import USERNAME_PATTERN
 from tenant_security.models.base import StrictModel, parse_document
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.models.quotas import ResourceQuotas
-from tenant_security.tenancy import TenantId
-
-Email = Annotated[
-    str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$", max_length=254)
-]
+from tenant_security.tenancy import Email, TenantId, Username
 
 
 class Isolation(StrEnum):
@@ -30,7 +25,7 @@ class Isolation(StrEnum):
 
 
 class AdminUser(StrictModel):
-    username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+    username: Username
     email: Email
 
 

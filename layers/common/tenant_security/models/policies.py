@@ -1,4 +1,5 @@
-"""The seed's ``security_policies`` document, with its template's values as defaults."""
+"""A tenant's ``security_policies`` document; the architecture's default security policy gives
+its defaults."""
 
 from __future__ import annotations
 
@@ -59,6 +60,17 @@ class AccessControl(StrictModel):
     )
     mfa_required: bool = True
 
+    def allows(self, address: str | None) -> bool:
+        """True when the allow-list is empty or holds ``address`` (an unknown or malformed
+        address is refused). The one source-address rule, for the authorizer and sign-in alike."""
+        if not self.ip_whitelist:
+            return True
+        try:
+            source = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(source in ipaddress.ip_network(cidr) for cidr in self.ip_whitelist)
+
 
 class AuditLogging(StrictModel):
     log_all_operations: bool = True
@@ -69,12 +81,12 @@ class AuditLogging(StrictModel):
 
 
 Framework = Literal["SOX", "GDPR", "ISO27001", "HIPAA", "PCI-DSS", "SOC2"]
-_SEED_FRAMEWORKS: list[Framework] = ["SOX", "GDPR", "ISO27001"]
+_DEFAULT_FRAMEWORKS: list[Framework] = ["SOX", "GDPR", "ISO27001"]
 
 
 class Compliance(StrictModel):
     frameworks: Annotated[list[Framework], AfterValidator(_unique)] = Field(
-        default_factory=lambda: list(_SEED_FRAMEWORKS)
+        default_factory=lambda: list(_DEFAULT_FRAMEWORKS)
     )
     data_classification: Literal["public", "internal", "confidential", "restricted"] = "confidential"
     pii_handling: Literal["encrypt_and_redact", "redact", "encrypt", "none"] = "encrypt_and_redact"
@@ -103,7 +115,7 @@ class RateLimiting(StrictModel):
 
 
 class SecurityPolicies(StrictModel):
-    """A tenant's security policy; every section and field defaults to the seed's template."""
+    """A tenant's security policy; every section and field left out takes the architecture's default."""
 
     tenant_id: TenantId | None = None
     version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$")

@@ -1,4 +1,4 @@
-"""The seed's ``resource_quotas`` document, with its template's values as defaults."""
+"""A tenant's ``resource_quotas`` document; the architecture's quota template gives its defaults."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ Domains = Annotated[dict[str, bool], AfterValidator(_check_domains)]
 
 
 class ResourceQuotas(StrictModel):
-    """A tenant's resource quotas; every section and field defaults to the seed's template."""
+    """A tenant's resource quotas; every section and field defaults to the architecture's quota template."""
 
     tenant_id: TenantId | None = None
     compute: Compute = Field(default_factory=Compute)

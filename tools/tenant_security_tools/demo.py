@@ -31,8 +31,8 @@ import pyotp
 import requests
 
 from localcloud.endpoints import client_environment
-from tenant_security.client import Session, checked_api_url, save_session
 from tenant_security.private_files import UnsafeFile, read_private_file
+from tenant_security_tools.client import Session, checked_api_url, save_session
 
 STATE_DIR = Path(".localcloud")
 
@@ -164,7 +164,7 @@ class Tour:
                 )
                 environment["TENANT_SECURITY_SESSION"] = str(session_file)
             done = subprocess.run(  # noqa: S603 - our own interpreter and module, arguments we built
-                [sys.executable, "-m", "tenant_security.cli", *arguments],
+                [sys.executable, "-m", "tenant_security_tools.cli", *arguments],
                 env=environment,
                 capture_output=True,
                 text=True,

@@ -1,6 +1,6 @@
-"""Exact per-tenant quotas with atomic DynamoDB writes (the seed's check-then-increment is a race).
+"""Request rate and cost, one atomic write per request.
 
-**Request rate and cost**: one item per tenant (per shard) per month,
+**Windows**: one item per tenant (per shard) per month,
 ``{pk: "quota#<tenant>#<shard>", sk: "<YYYY-MM>"}``, holds the current second, minute, hour and
 day windows (each a window number and a count), the day's and the month's cost: well under 1 KB,
 and it expires by TTL after the month. A request is admitted by **one** conditional UpdateItem
@@ -19,47 +19,28 @@ only when every shard is full.
 **Budget alert**: the first request that takes the month's cost to the alert threshold wins a
 conditional put of ``{pk: "quota#<tenant>#alert", sk: "<YYYY-MM>"}`` and puts the one
 `Quota Threshold Reached` event of that month.
-
-**Concurrency leases** (max_concurrent_requests): slots ``{pk: "lease#<tenant>", sk: <n>}``
-taken by a conditional put (free, or expired) and released by a conditional delete; a lease
-expires by itself ``max_request_duration`` after it was taken, so a Lambda that dies holding one
-does not leak it.
-
-**Storage** (max_data_size, max_file_count, max_file_size): one item, reserved before a write by a
-conditional ADD and released on delete or failed writes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import secrets
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tenant_security.dynamo import is_conditional_failure, partition_items
-from tenant_security.errors import DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable
-from tenant_security.headers import header
-from tenant_security.models.base import size_in_bytes
+from tenant_security.dynamo import is_conditional_failure
+from tenant_security.errors import ServiceUnavailable
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.models.quotas import ResourceQuotas
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 WRITES_PER_SHARD = 500
 _WINDOWS = (("s", 1), ("m", 60), ("h", 3600), ("d", 86400))
-
-
-class StorageQuotaExceeded(DomainError):
-    status, code = 413, "storage_quota_exceeded"
-
-
-class ConcurrencyLimitReached(RateLimited):
-    code = "concurrency_limit_reached"
 
 
 @dataclass(frozen=True)
@@ -146,7 +127,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table: str,
         clock: Callable[[], float] = time.time,
         on_threshold: Callable[[str, str, float, float], None] | None = None,
@@ -333,237 +314,3 @@ class RateLimiter:
             "shards": limits.shards,
             "month": month_of(now),
         }
-
-
-class Leases:
-    """Concurrency slots (max_concurrent_requests) that expire by themselves."""
-
-    def __init__(self, client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
-        self.client = client
-        self.table = table
-        self.clock = clock
-
-    def acquire(self, tenant_id: str, max_concurrent: int, lifetime_seconds: float) -> tuple[str, str]:
-        """A free (or expired) slot; 429 when all are held."""
-        now = self.clock()
-        lease_id = secrets.token_hex(8)
-        slots = list(range(max_concurrent))
-        random.shuffle(slots)
-        tried: set[int] = set()
-        for slot in slots[:3] + slots[3:]:
-            if slot in tried:
-                continue
-            if len(tried) == 3:  # crowded: look which slots are held and try only the others
-                held = {
-                    int(i["sk"]["S"])
-                    for i in partition_items(self.client, self.table, "pk", f"lease#{tenant_id}")
-                    if float(i["expires_at"]["N"]) > now
-                }
-                tried |= held
-                if slot in tried:
-                    continue
-            tried.add(slot)
-            try:
-                self.client.put_item(
-                    TableName=self.table,
-                    Item={
-                        "pk": {"S": f"lease#{tenant_id}"},
-                        "sk": {"S": str(slot)},
-                        "lease": {"S": lease_id},
-                        "expires_at": {"N": repr(now + lifetime_seconds)},
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                    ExpressionAttributeValues={":now": {"N": repr(now)}},
-                )
-            except Exception as exc:
-                if is_conditional_failure(exc):
-                    continue
-                raise
-            return str(slot), lease_id
-        raise ConcurrencyLimitReached(
-            f"at most {max_concurrent} concurrent requests", headers={"Retry-After": "1"}
-        )
-
-    def release(self, tenant_id: str, slot: str, lease_id: str) -> None:
-        """Free the slot if it is still ours."""
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"lease#{tenant_id}"}, "sk": {"S": slot}},
-                ConditionExpression="lease = :id",
-                ExpressionAttributeValues={":id": {"S": lease_id}},
-            )
-        except Exception as exc:
-            if not is_conditional_failure(exc):
-                raise
-
-    def active(self, tenant_id: str) -> int:
-        now = self.clock()
-        return sum(
-            1
-            for i in partition_items(self.client, self.table, "pk", f"lease#{tenant_id}")
-            if float(i["expires_at"]["N"]) > now
-        )
-
-
-class StorageQuota:
-    """Bytes and files stored by a tenant, reserved before a write and released after a delete."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self.client = client
-        self.table = table
-
-    def key(self, tenant_id: str) -> dict[str, Any]:
-        """The tenant's usage counter item (``bytes_used``, ``files_used``)."""
-        return {"pk": {"S": f"storage#{tenant_id}"}, "sk": {"S": "usage"}}
-
-    def reserve(self, tenant_id: str, size: int, quotas: ResourceQuotas, files: int = 1) -> None:
-        """Reserve ``size`` bytes and ``files`` files; 413 past max_file_size or the tenant's totals."""
-        storage = quotas.storage
-        if size > size_in_bytes(storage.max_file_size):
-            raise PayloadTooLarge(f"file larger than max_file_size ({storage.max_file_size})")
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self.key(tenant_id),
-                UpdateExpression="ADD bytes_used :b, files_used :f",
-                ConditionExpression="(attribute_not_exists(bytes_used) OR bytes_used <= :maxb) "
-                "AND (attribute_not_exists(files_used) OR files_used <= :maxf)",
-                ExpressionAttributeValues={
-                    ":b": {"N": str(size)},
-                    ":f": {"N": str(files)},
-                    ":maxb": {"N": str(size_in_bytes(storage.max_data_size) - size)},
-                    ":maxf": {"N": str(storage.max_file_count - files)},
-                },
-            )
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                raise StorageQuotaExceeded("the tenant's storage quota is used up") from exc
-            raise
-
-    def check_room(self, tenant_id: str, size: int, quotas: ResourceQuotas) -> None:
-        """413 when one more file of ``size`` bytes would not fit now (nothing reserved)."""
-        storage = quotas.storage
-        if size > size_in_bytes(storage.max_file_size):
-            raise PayloadTooLarge(f"file larger than max_file_size ({storage.max_file_size})")
-        used = self.usage(tenant_id)
-        if (
-            used["bytes"] + size > size_in_bytes(storage.max_data_size)
-            or used["files"] >= storage.max_file_count
-        ):
-            raise StorageQuotaExceeded("the tenant's storage quota is used up")
-
-    def release(self, tenant_id: str, size: int, files: int = 1) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=self.key(tenant_id),
-            UpdateExpression="ADD bytes_used :b, files_used :f",
-            ExpressionAttributeValues={":b": {"N": str(-size)}, ":f": {"N": str(-files)}},
-        )
-
-    def usage(self, tenant_id: str) -> dict[str, int]:
-        item = (
-            self.client.get_item(TableName=self.table, Key=self.key(tenant_id), ConsistentRead=True).get(
-                "Item"
-            )
-            or {}
-        )
-        return {
-            "bytes": int(item.get("bytes_used", {}).get("N", 0)),
-            "files": int(item.get("files_used", {}).get("N", 0)),
-        }
-
-
-class RequestTimedOut(ServiceUnavailable):
-    code = "request_timeout"
-
-
-# Kept before Lambda's timeout: time to answer the 503, release the lease and record the request.
-DEADLINE_MARGIN = 1.0
-MIN_REQUEST_SECONDS = 0.1
-
-
-def request_seconds(max_request_duration_ms: int, time_left: float | None) -> float:
-    """How long a request may run: the tenant's max_request_duration, capped below the time the
-    invocation has left (``time_left`` seconds, None when unknown) by :data:`DEADLINE_MARGIN`."""
-    seconds = max_request_duration_ms / 1000
-    if time_left is not None:
-        seconds = min(seconds, max(MIN_REQUEST_SECONDS, time_left - DEADLINE_MARGIN))
-    return seconds
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Stop the enclosed work after ``seconds`` with a 503 (SIGALRM: the main thread only)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(_signum: int, _frame: object) -> None:
-        raise RequestTimedOut(f"the request took longer than max_request_duration ({seconds * 1000:.0f} ms)")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-DOMAIN_HEADER = "x-domain"
-
-
-def check_domain(
-    headers: Mapping[str, Any] | None, path_parameters: Mapping[str, Any] | None, quotas: ResourceQuotas
-) -> None:
-    """403 for a domain (X-Domain header or a {domain} path parameter) the tenant is not entitled to."""
-    from tenant_security.errors import Forbidden
-
-    requested = [value] if (value := header(headers, DOMAIN_HEADER)) else []
-    requested += [str((path_parameters or {})["domain"])] if (path_parameters or {}).get("domain") else []
-    for domain in requested:
-        if not quotas.domains.get(domain.strip().lower(), False):
-            raise Forbidden(f"the tenant is not entitled to the domain {domain.strip()[:32]!r}")
-
-
-class QuotaGuard:
-    """What the request middleware asks before and after a request behind the authorizer."""
-
-    def __init__(self, limiter: RateLimiter, leases: Leases) -> None:
-        self.limiter = limiter
-        self.leases = leases
-
-    def run(
-        self,
-        caller: Any,
-        target: Any,
-        weight: float,
-        event: Mapping[str, Any],
-        call: Callable[[], Any],
-        time_left: float | None = None,
-    ) -> tuple[Any, dict[str, str]]:
-        """Admit the request (429 otherwise), hold a lease while ``call()`` runs within the
-        tenant's max_request_duration; ``call``'s result and the rate-limit headers.
-
-        ``time_left``: seconds before Lambda's own timeout ends the invocation. The deadline is
-        the smaller of the two, less :data:`DEADLINE_MARGIN`, so the request is answered (503) and
-        its lease released before Lambda kills it; a lease left by a killed invocation then expires
-        seconds after the function's timeout, not max_request_duration (300 s by default) after."""
-        check_domain(event.get("headers"), event.get("pathParameters"), target.quotas)
-        limits = RateLimits.of(caller.policies, caller.quotas)
-        admission = self.limiter.admit(caller.tenant_id, limits, weight)
-        if not admission.admitted:
-            raise RateLimited(
-                f"{caller.tenant_id}: request limit reached ({admission.refused_by})",
-                headers=admission.headers(),
-            )
-        compute = caller.quotas.compute
-        seconds = request_seconds(compute.max_request_duration, time_left)
-        slot, lease = self.leases.acquire(caller.tenant_id, compute.max_concurrent_requests, seconds + 5)
-        try:
-            with deadline(seconds):
-                result = call()
-        finally:
-            self.leases.release(caller.tenant_id, slot, lease)
-        return result, admission.headers()

@@ -28,9 +28,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tenant_security.client import (
+from tenant_security.errors import Conflict, DomainError, ValidationFailed
+from tenant_security.private_files import UnsafeFile, read_private_file
+from tenant_security_tools.client import (
     ApiClient,
     ApiError,
     Session,
@@ -39,8 +41,10 @@ from tenant_security.client import (
     load_session,
     save_session,
 )
-from tenant_security.errors import Conflict, DomainError, ValidationFailed
-from tenant_security.private_files import UnsafeFile, read_private_file
+from tenant_security_tools.settings import CliSettings
+
+if TYPE_CHECKING:
+    from tenant_security.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ALREADY_DONE, EXIT_INVALID = 0, 1, 2, 3, 4
 EXIT_AUTH, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_NOT_ACTIVE = 5, 6, 7, 8
@@ -61,26 +65,19 @@ def ask_secret(label: str) -> str:
     return getpass.getpass(label)
 
 
-def _cli_settings() -> Any:
-    from tenant_security.config import CliSettings
-
+def _cli_settings() -> CliSettings:
     return CliSettings()
 
 
 # ---------------------------------------------------------------------- AWS-side commands
 def _bootstrap_admin(args: argparse.Namespace) -> int:
-    from tenant_security import aws
+    from tenant_security import services
     from tenant_security.bootstrap import bootstrap_platform
-    from tenant_security.identity.users import UserStore
-    from tenant_security.tenants import TenantStore
 
     settings = _settings(args)
     try:
         result = bootstrap_platform(
-            TenantStore(aws.dynamodb(), settings.tenants_table),
-            UserStore(aws.dynamodb(), settings.users_table),
-            settings.platform_tenant_id,
-            args.username,
+            services.tenant_store(), services.users(), settings.platform_tenant_id, args.username
         )
     except Conflict as exc:
         print(f"already bootstrapped: {exc.message}", file=sys.stderr)
@@ -97,40 +94,39 @@ def _bootstrap_admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    from tenant_security.config import Settings
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings the functions of the stack named by ``--prefix`` (else RESOURCE_PREFIX, else
+    dcisionai) run with, read from the stack itself (``lambda:GetFunctionConfiguration`` of
+    ``<prefix>-audit-writer``), ``--platform-tenant`` over them; the command's services are built
+    from them (:func:`tenant_security.services.configure`)."""
+    from tenant_security import aws, services
+    from tenant_security_tools.stack_settings import deployed_settings
 
-    overrides = {"resource_prefix": args.prefix} if getattr(args, "prefix", None) else {}
+    prefix = getattr(args, "prefix", None) or _cli_settings().resource_prefix
+    overrides = {}
     if getattr(args, "platform_tenant", None):
         overrides["platform_tenant_id"] = args.platform_tenant
-    return Settings(**overrides)
+    settings = deployed_settings(aws.client("lambda"), prefix, **overrides)
+    services.configure(settings)
+    return settings
+
+
+def _forget_settings() -> None:
+    """Build services from the environment's settings again once a command is done, so a process
+    that runs commands one after another (the tests) never builds one from the last command's.
+    Loaded by the AWS-side commands only: ``login`` need not import boto3 to forget nothing."""
+    services = sys.modules.get("tenant_security.services")
+    if services is not None:
+        services.configure(None)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from tenant_security import aws
-    from tenant_security.audit.checkpoints import Checkpoints
-    from tenant_security.audit.cipher import RecordCipher
-    from tenant_security.audit.store import ChainHeads, LockedObjects
-    from tenant_security.audit.verify import ChainVerifier
+    from tenant_security import services
     from tenant_security.tenancy import require_tenant_id
 
-    settings = _settings(args)
+    _settings(args)  # the stack's own: its checkpoint key id and account name what is verified
     tenant_id = require_tenant_id(args.tenant, "--tenant")
-    # Outside a function the key ids come from their aliases and the account from STS.
-    checkpoint_key = settings.audit_checkpoint_key_id or str(
-        aws.kms().describe_key(KeyId=f"alias/{settings.resource_prefix}-audit-checkpoints")["KeyMetadata"][
-            "KeyId"
-        ]
-    )
-    account = str(aws.client("sts").get_caller_identity()["Account"])
-    objects = LockedObjects(aws.s3(), "")
-    verifier = ChainVerifier(
-        ChainHeads(aws.dynamodb(), settings.audit_heads_table),
-        objects,
-        Checkpoints(aws.kms(), checkpoint_key, objects),
-        RecordCipher("", account, settings.partition).decode,
-        settings.audit_bucket,
-    )
+    verifier = services.chain_verifier()
     progress(f"verifying the audit chain of {tenant_id} ...")
     report = verifier.verify(
         tenant_id, args.first, args.last, progress=lambda done, last: progress(f"  record {done} of {last}")
@@ -153,13 +149,13 @@ def _events_redrive(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     sqs = aws.sqs()
-    region = str(sqs.meta.region_name)
-    account = str(aws.client("sts").get_caller_identity()["Account"])
     queue = f"{settings.resource_prefix}-event-delivery-dlq"
     redriver = Redriver(
         sqs,
         str(sqs.get_queue_url(QueueName=queue)["QueueUrl"]),
-        PlatformTargets.of(settings.resource_prefix, settings.partition, region, account),
+        PlatformTargets.of(
+            settings.resource_prefix, settings.partition, settings.region, settings.account_id
+        ),
         aws.client("lambda"),
         aws.stepfunctions(),
         aws.client("sns"),
@@ -181,7 +177,7 @@ def _onboard(args: argparse.Namespace) -> int:
     import yaml
 
     from tenant_security import aws
-    from tenant_security.onboarding import TenantProvisioner
+    from tenant_security.onboarding.validation import validate_request
 
     settings = _settings(args)
     try:
@@ -191,7 +187,7 @@ def _onboard(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         # whether the deployment has a database is for the API and the validate step to say
-        request = TenantProvisioner.validate_with(settings, document, check_database=False)
+        request = validate_request(settings, document, check_database=False)
     except ValidationFailed as exc:
         progress(f"{args.file} is not a valid onboarding request:")
         for field in exc.fields or []:
@@ -419,13 +415,16 @@ def _parser() -> argparse.ArgumentParser:
         "5 not signed in or refused, 6 no such tenant, 7 timed out, 8 tenant not ACTIVE.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    prefix_help = "ResourcePrefix of the stack (default: RESOURCE_PREFIX or dcisionai)"
+    prefix_help = (
+        "ResourcePrefix of the stack, whose settings are read from its <prefix>-audit-writer "
+        "function (default: RESOURCE_PREFIX or dcisionai)"
+    )
 
     boot = commands.add_parser(
         "bootstrap-admin", help="create the platform tenant and its first platform-admin"
     )
     boot.add_argument("--prefix", help=prefix_help)
-    boot.add_argument("--platform-tenant", help="PlatformTenantId of the stack (default: platform)")
+    boot.add_argument("--platform-tenant", help="PlatformTenantId (default: the stack's)")
     boot.add_argument("--username", default="admin")
     boot.add_argument("--json", action="store_true", help="print the result as JSON")
     boot.set_defaults(run=_bootstrap_admin)
@@ -450,7 +449,9 @@ def _parser() -> argparse.ArgumentParser:
     logout.set_defaults(run=_logout)
 
     onboard = commands.add_parser("onboard", help="request a tenant's onboarding (an EventBridge event)")
-    onboard.add_argument("--file", required=True, help="the onboarding request (YAML or JSON; API.md)")
+    onboard.add_argument(
+        "--file", required=True, help="the onboarding request (YAML or JSON, as events/tenant.yaml)"
+    )
     onboard.add_argument("--bus", help="event bus name (default: <prefix>-platform)")
     onboard.add_argument("--prefix", help=prefix_help)
     onboard.add_argument("--wait", action="store_true", help="follow it until ACTIVE or FAILED (needs login)")
@@ -516,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         progress(f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
+    finally:
+        _forget_settings()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The console script's side of the REST API: an HTTP client and the saved sign-in session.
 
-Plain ``urllib`` (no HTTP library in the layer). A token is sent only over HTTPS, or over HTTP to
-this machine (the local cloud), and only to the URL the user chose: a redirect is never followed,
-so a bearer token never travels on to another host or scheme. The session file is written with
-:mod:`tenant_security.private_files` (0600, never through a symlink) and holds the access token
-only: never a password, a TOTP secret or a one-time code.
+Plain ``urllib`` (no HTTP library among the runtime dependencies). A token is sent only over
+HTTPS, or over HTTP to this machine (the local cloud), and only to the URL the user chose: a
+redirect is never followed, so a bearer token never travels on to another host or scheme. The
+session file is written with :mod:`tenant_security.private_files` (0600, never through a
+symlink) and holds the access token only: never a password, a TOTP secret or a one-time code.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ merges the documents, and makes them say what the API really does:
   ``{"error", "message", "fields"?}`` (tenant_security.errors / the gateway responses);
 - routes behind the REQUEST authorizer carry the bearer-token security scheme.
 
-``python -m localcloud.openapi [template.yaml]`` prints it; the local cloud serves it at
-``/openapi.json``; a test checks that its routes and the template's are the same.
+``python -m tenant_security_tools.openapi [template.yaml]`` prints it (`make openapi`); the docs
+function serves the committed copy at ``/openapi.json``; a test checks that its routes and the
+template's are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.template import load_template, transform_template
+from tenant_security_tools.stack_settings import settings_environment, template_environment
 
 TITLE = "DcisionAI Tenant Security API"
 VERSION = "1.0.0"
@@ -48,6 +50,7 @@ ERROR_SCHEMA: dict[str, Any] = {
         "fields": {"type": "array", "items": {"type": "object"}},
     },
 }
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _GREEDY = re.compile(r"/\.\+$")
 
 
@@ -102,13 +105,18 @@ def build_openapi(template: Path, region: str = "us-east-1") -> dict[str, Any]:
     for layer in layer_dirs:
         if layer not in sys.path:
             sys.path.insert(0, layer)
+    from tenant_security.api_reference import TAG_DESCRIPTIONS  # the layer, on sys.path now
+
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    environment = template_environment(template)
     for logical_id, code_dir in sorted(code_dirs.items()):
         app_file = code_dir / "app.py"
         if not app_file.is_file():
             continue
-        app = _load_app(f"localcloud_openapi_{logical_id}", app_file)
+        # A handler reads its settings at import: the ones it gets in the local cloud.
+        with settings_environment(environment):
+            app = _load_app(f"tenant_security_tools_openapi_{logical_id}", app_file)
         if app is None or not hasattr(app, "get_openapi_json_schema"):
             continue
         doc = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
@@ -122,30 +130,27 @@ def build_openapi(template: Path, region: str = "us-east-1") -> dict[str, Any]:
             for method, operation in operations.items():
                 head = _GREEDY.sub("", path)
                 normal = _normalise(path, operation, greedy.get(head, "key"))
-                operation["responses"].pop("422", None)
+                responses = operation["responses"]
+                if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                    responses.pop("422")  # Powertools' own; the API answers 400 validation_error
                 # Powertools gives every response a JSON body; a 204 has none.
-                operation["responses"].get("204", {}).pop("content", None)
+                responses.get("204", {}).pop("content", None)
                 for status, description in ERROR_STATUSES.items():
-                    operation["responses"].setdefault(
-                        status,
-                        {
-                            "description": description,
-                            "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                            },
-                        },
-                    )
+                    responses.setdefault(status, {"description": description, "content": _ERROR_CONTENT})
                 if routes.get((method.upper(), normal)):
                     operation["security"] = [{"bearerToken": []}]
-                operation["tags"] = [logical_id.removesuffix("Function")]
+                if not operation.get("tags"):
+                    raise ValueError(f"{method.upper()} {normal} ({logical_id}) has no tags=[ApiTag...]")
                 paths.setdefault(normal, {})[method] = operation
     return {
         "openapi": "3.1.0",
         "info": {
             "title": TITLE,
             "version": VERSION,
-            "description": "Generated from the handlers (Powertools event handler); the contract is API.md.",
+            "description": "Generated from the handlers (Powertools event handler): `make openapi`. "
+            "Served at /openapi.json and, in Swagger UI, at /docs; README.md explains the flows.",
         },
+        "tags": [{"name": tag.value, "description": text} for tag, text in TAG_DESCRIPTIONS.items()],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.items())),

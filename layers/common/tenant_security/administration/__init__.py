@@ -1,0 +1,1 @@
+"""What administrators do to a tenant's users (above ``identity``, beside ``authz``)."""

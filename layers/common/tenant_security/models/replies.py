@@ -1,0 +1,261 @@
+"""The API's reply bodies, as the OpenAPI document describes them (``responses=`` of each route).
+
+They document what the services return; the handlers do not build replies from them (a reply is
+the service's dict), and schemathesis's response-schema check holds the two together
+(tests/security/test_schema_fuzzing.py). A model lists the fields every reply carries; where a
+part of a reply is open-ended (an audit record, a report's evidence) it is a JSON object.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+JsonObject = dict[str, JsonValue]
+
+
+class Reply(BaseModel):
+    """Base of the reply models: documented field by field, titled by the class name."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# ---------------------------------------------------------------- sign-in
+class SignInStep(Reply):
+    """The password was right: the second factor comes next (or, at first sign-in, enrolment)."""
+
+    status: Literal["MFA_REQUIRED", "MFA_ENROLLMENT_REQUIRED"]
+    challenge_token: str | None = Field(None, description="for POST /auth/mfa/verify (MFA_REQUIRED)")
+    enrollment_token: str | None = Field(
+        None, description="for POST /auth/mfa/enroll and /auth/mfa/activate (MFA_ENROLLMENT_REQUIRED)"
+    )
+
+
+class AccessToken(Reply):
+    """A session and its access token (an ES256 JWT)."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds")
+    session_id: str
+    password_change_required: bool = Field(
+        description="true: the token is good only for POST /auth/password until the password is changed"
+    )
+
+
+class MfaEnrollment(Reply):
+    """A new TOTP secret and backup codes, shown once."""
+
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+    backup_codes: list[str]
+
+
+class JsonWebKey(Reply):
+    kty: str
+    kid: str
+    alg: str
+    use: str
+
+
+class JsonWebKeySet(Reply):
+    """The public keys that verify access tokens."""
+
+    keys: list[JsonWebKey]
+
+
+class Health(Reply):
+    status: str
+    version: str
+    stage: str
+
+
+# ---------------------------------------------------------------- tenants
+class TenantState(Reply):
+    """A tenant's id and the status a request left it in."""
+
+    tenant_id: str
+    status: str
+
+
+class Suspension(TenantState):
+    sessions_revoked: int | None = Field(None, description="sessions ended by the suspension")
+
+
+class SessionsRevoked(Reply):
+    revoked: int
+
+
+class Tenant(Reply):
+    """A tenant as GET /tenants/{tenant_id} shows it."""
+
+    tenant_id: str
+    name: str
+    status: str
+    isolation: str
+    created_at: str
+    updated_at: str
+    failure_reason: str | None = Field(None, description="present when the status is FAILED")
+
+
+class ConcurrencyUsage(Reply):
+    active: int
+    limit: int
+
+
+class QuotaUsage(Reply):
+    """What the tenant uses now of its quotas."""
+
+    tenant_id: str
+    requests: JsonObject
+    concurrent_requests: ConcurrencyUsage
+    storage: JsonObject
+    compute: JsonObject
+
+
+# ---------------------------------------------------------------- users
+class NewUserCreated(Reply):
+    """The new user and their one-time password (shown once; MFA enrolment and a new password
+    follow at first sign-in)."""
+
+    username: str
+    temporary_password: str
+
+
+class UserView(Reply):
+    """A user as the API shows one (never hashes or secrets)."""
+
+    username: str
+    email: str
+    roles: list[str]
+    status: str
+    mfa_enrolled: bool
+    password_change_required: bool
+    created_at: str
+
+
+class UserList(Reply):
+    items: list[UserView]
+
+
+# ---------------------------------------------------------------- data
+class SecretWritten(Reply):
+    name: str
+    version: str
+    updated_at: str
+
+
+class SecretView(Reply):
+    name: str
+    value: str
+    version: str
+
+
+class RecordCreated(Reply):
+    id: str
+    sensitive: list[str]
+    created_by: str
+    created_at: str
+
+
+class RecordView(RecordCreated):
+    data: JsonObject
+
+
+class FileWritten(Reply):
+    key: str
+    size: int
+    version: str | None
+
+
+class FileEntry(Reply):
+    key: str
+    stored_bytes: int
+    last_modified: str
+
+
+class FileList(Reply):
+    items: list[FileEntry]
+    next: str | None = Field(description="pass as ?next= for the following page; null on the last")
+
+
+class UploadCreated(Reply):
+    """A presigned POST: send the file to ``url`` with ``fields``, then POST .../complete."""
+
+    upload_id: str
+    key: str
+    size: int
+    url: str
+    fields: dict[str, str]
+    expires_at: str
+
+
+class DownloadLink(Reply):
+    key: str
+    url: str
+    expires_at: str
+
+
+# ---------------------------------------------------------------- audit
+class AuditPage(Reply):
+    items: list[JsonObject]
+    next: str | None = Field(description="pass as ?next= for the following page; null on the last")
+
+
+class AuditVerification(Reply):
+    """Whether the stored records of a range are the chain the head and checkpoints say."""
+
+    tenant_id: str
+    status: Literal["VALID", "INVALID"]
+    checked: int
+    first: int = Field(alias="from")
+    last: int = Field(alias="to")
+    head_sequence: int
+    checkpoints_checked: int
+    problems: list[JsonObject]
+
+
+# ---------------------------------------------------------------- compliance
+class ReportPeriod(Reply):
+    id: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+
+
+class ComplianceReport(Reply):
+    """A framework's controls and checks over a period, from the evidence held."""
+
+    tenant_id: str
+    framework: str
+    in_policy: bool | None
+    period: ReportPeriod
+    generated_at: str
+    status: str
+    records_examined: int
+    records_truncated: bool
+    controls: list[JsonObject]
+    checks: list[JsonObject]
+    activity_by_day: JsonValue
+
+
+class SubjectExport(Reply):
+    """What is held about a data subject (GDPR art. 15)."""
+
+    tenant_id: str
+    subject: str
+    exported_at: str
+    profile: UserView | None
+    sessions: list[JsonObject]
+    audit: JsonValue
+
+
+class SubjectErased(Reply):
+    """A data subject erased (GDPR art. 17): user, sessions and their audit PII key."""
+
+    tenant_id: str
+    subject: str
+    user_removed: bool
+    sessions_revoked: int
+    pii_key_destroyed: bool

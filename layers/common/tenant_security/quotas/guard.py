@@ -1,0 +1,69 @@
+"""The quota checks of a request behind the authorizer: domain entitlement, rate, concurrency and
+duration, in that order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tenant_security.errors import Forbidden, RateLimited
+from tenant_security.headers import header
+from tenant_security.models.quotas import ResourceQuotas
+from tenant_security.quotas.deadline import deadline, request_seconds
+from tenant_security.quotas.leases import Leases
+from tenant_security.quotas.rate import RateLimiter, RateLimits
+
+DOMAIN_HEADER = "x-domain"
+
+
+def check_domain(
+    headers: Mapping[str, Any] | None, path_parameters: Mapping[str, Any] | None, quotas: ResourceQuotas
+) -> None:
+    """403 for a domain (X-Domain header or a {domain} path parameter) the tenant is not entitled to."""
+    requested = [value] if (value := header(headers, DOMAIN_HEADER)) else []
+    requested += [str((path_parameters or {})["domain"])] if (path_parameters or {}).get("domain") else []
+    for domain in requested:
+        if not quotas.domains.get(domain.strip().lower(), False):
+            raise Forbidden(f"the tenant is not entitled to the domain {domain.strip()[:32]!r}")
+
+
+class QuotaGuard:
+    """What the request middleware asks before and after a request behind the authorizer."""
+
+    def __init__(self, limiter: RateLimiter, leases: Leases) -> None:
+        self.limiter = limiter
+        self.leases = leases
+
+    def run(
+        self,
+        caller: Any,
+        target: Any,
+        weight: float,
+        event: Mapping[str, Any],
+        call: Callable[[], Any],
+        time_left: float | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """Admit the request (429 otherwise), hold a lease while ``call()`` runs within the
+        tenant's max_request_duration; ``call``'s result and the rate-limit headers.
+
+        ``time_left``: seconds before Lambda's own timeout ends the invocation. The deadline is
+        the smaller of the two, less :data:`DEADLINE_MARGIN`, so the request is answered (503) and
+        its lease released before Lambda kills it; a lease left by a killed invocation then expires
+        seconds after the function's timeout, not max_request_duration (300 s by default) after."""
+        check_domain(event.get("headers"), event.get("pathParameters"), target.quotas)
+        limits = RateLimits.of(caller.policies, caller.quotas)
+        admission = self.limiter.admit(caller.tenant_id, limits, weight)
+        if not admission.admitted:
+            raise RateLimited(
+                f"{caller.tenant_id}: request limit reached ({admission.refused_by})",
+                headers=admission.headers(),
+            )
+        compute = caller.quotas.compute
+        seconds = request_seconds(compute.max_request_duration, time_left)
+        slot, lease = self.leases.acquire(caller.tenant_id, compute.max_concurrent_requests, seconds + 5)
+        try:
+            with deadline(seconds):
+                result = call()
+        finally:
+            self.leases.release(caller.tenant_id, slot, lease)
+        return result, admission.headers()
