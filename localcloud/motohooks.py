@@ -207,7 +207,12 @@ def idempotent_transactions() -> None:
         if not token:
             return original(self)
         digest = hashlib.sha256(
-            json.dumps(self.body["TransactItems"], sort_keys=True, default=_plain_json).encode()
+            # every parameter but the token itself: any other change is a mismatch, as on AWS
+            json.dumps(
+                {k: v for k, v in self.body.items() if k != "ClientRequestToken"},
+                sort_keys=True,
+                default=_plain_json,
+            ).encode()
         ).hexdigest()
         key = (self.current_account, self.region, str(token))
         now = time.monotonic()

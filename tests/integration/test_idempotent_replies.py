@@ -19,6 +19,7 @@ from tenant_security.http import make_resolver
 from tenant_security.idempotency import (
     REPLAYED_HEADER,
     IdempotentReplies,
+    KmsPepper,
     creation_id,
     creation_id_for,
     idempotent_middleware,
@@ -193,3 +194,44 @@ def test_a_replay_is_marked_in_its_reply_and_audited_with_the_first_requests_tar
         assert app.resolve(plain, Ctx())["statusCode"] == 201
         assert ids[-1] is None
         assert "replay" not in bus.details[-1]
+
+
+@pytest.fixture
+def peppered(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IdempotentReplies, Any, Any]]:
+    """The replies as deployed: the client's key mixed with a KMS HMAC key (IdempotencyMacKey)."""
+    with mocked_aws(monkeypatch):
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        kms = boto3.client("kms", region_name="us-east-1")
+        create_table(ddb, TABLE, "id")
+        mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+        yield IdempotentReplies(ddb, TABLE, pepper=KmsPepper(kms, mac_key)), ddb, kms
+
+
+def test_a_table_reader_cannot_test_a_guessed_key_without_the_deployments_mac_key(
+    peppered: tuple[IdempotentReplies, Any, Any],
+) -> None:
+    """A predictable client key (``create-user-alice``) is not enough to find the kept reply or
+    open it: the row id, the fingerprint and the seal all derive from the key under the
+    deployment's HMAC key, which only the API functions may use (kms:GenerateMac)."""
+    store, ddb, kms = peppered
+    key, scope = "create-user-alice-1", ["acme", "acme", "root"]
+    request = {"route": f"POST {USERS}", "body": {"username": "alice"}}
+    secret_key = store.secret_key(key, scope)
+    assert secret_key != key
+    assert len(secret_key) == 64  # hex of an HMAC-SHA-256
+    assert store.secret_key(key, list(scope)) == secret_key  # the same for every retry
+    assert store.secret_key(key, ["acme", "acme", "bob"]) != secret_key  # another caller
+    reply = lambda: Response(201, "application/json", '{"temporary_password": "S3cr3t!"}')  # noqa: E731
+    store.run(scope, secret_key, request, reply, Ctx())
+    (item,) = ddb.scan(TableName=TABLE)["Items"]
+    # what a reader who guessed the client's key could compute without the MAC key
+    unpeppered = IdempotentReplies(ddb, "other")
+    guessed_row = hashlib.sha256(json.dumps([scope, key], separators=(",", ":")).encode()).hexdigest()
+    assert guessed_row not in json.dumps(item)
+    assert creation_id_for(key, scope, request) != creation_id_for(secret_key, scope, request)
+    assert unpeppered.secret_key(key, scope) == key  # (without a pepper: the client's key itself)
+    assert "S3cr3t" not in json.dumps(item)
+    # a second deployment (another MAC key) derives other values from the same client key
+    other_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    other = IdempotentReplies(ddb, TABLE, pepper=KmsPepper(kms, other_key))
+    assert other.secret_key(key, scope) != secret_key

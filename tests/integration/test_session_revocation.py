@@ -15,6 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tenant_security.identity.session_counters import CLOCK_SKEW_SECONDS
 from tenant_security.identity.sessions import SessionLimitReached, SessionStore
 from tests.support.moto import create_table, mocked_aws
 
@@ -249,3 +250,22 @@ def test_the_same_token_with_other_items_is_refused(ddb: Any) -> None:
     with pytest.raises(ClientError) as refused:
         ddb.transact_write_items(TransactItems=[other], ClientRequestToken="t-1")
     assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+    with pytest.raises(ClientError) as other_parameter:  # any other parameter changed, too
+        ddb.transact_write_items(
+            TransactItems=[item], ClientRequestToken="t-1", ReturnConsumedCapacity="TOTAL"
+        )
+    assert other_parameter.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+
+
+def test_a_session_just_expired_still_counts_for_the_clock_skew(ddb: Any) -> None:
+    """Reconciliation counts a session that expired less than a clock skew ago: a revocation on
+    a host whose clock is behind may still see it live and decrement (a counter left low would let
+    the limit be passed)."""
+    now = [1_000_000.0]
+    store = SessionStore(ddb, "sessions", "counters", clock=lambda: now[0])
+    store.create("acme", "alice", ["pwd"], "full", timeout_minutes=1, max_sessions=1)
+    now[0] += 60 + CLOCK_SKEW_SECONDS - 1  # expired here, maybe not on a host a little behind
+    with pytest.raises(SessionLimitReached):
+        store.create("acme", "bob", ["pwd"], "full", timeout_minutes=1, max_sessions=1)
+    now[0] += 2  # beyond the skew: the slot is free
+    store.create("acme", "bob", ["pwd"], "full", timeout_minutes=1, max_sessions=1)

@@ -19,6 +19,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from tenant_security.aws import is_transient
 from tenant_security.errors import Conflict, DomainError, NotFound, ServiceUnavailable
 from tenant_security.models.quotas import parse_resource_quotas
 from tenant_security.onboarding.buckets import DATA_LIFECYCLE
@@ -602,3 +603,38 @@ def test_a_completion_that_died_is_settled_by_the_next(
     assert (done["key"], done["size"]) == ("big.bin", 3000)
     assert len(_s3_versions(files, "big.bin")) == 1
     assert files.quota.usage("acme") == stored(files) == {"bytes": 3000, "files": 1}
+
+
+class _ContendedOnce:
+    """The DynamoDB client, the next transaction cancelled for contention on its first item (the
+    tenant's storage counter, written by every upload at once), as DynamoDB reports it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.armed = client, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            codes = ["TransactionConflict"] + ["None"] * (len(kwargs["TransactItems"]) - 1)
+            response: Any = {
+                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                "CancellationReasons": [{"Code": c} for c in codes],
+            }
+            raise ClientError(response, "TransactWriteItems")
+        return self.client.transact_write_items(**kwargs)
+
+
+def test_an_upload_meeting_another_write_is_a_transient_error_not_a_full_quota(
+    store: tuple[TenantFiles, TenantProfile, ManualClock],
+) -> None:
+    files, tenant, _ = store
+    files.ledger.client = _ContendedOnce(files.ledger.client)
+    with pytest.raises(ClientError) as contended:
+        files.upload(tenant, "big.bin", 4000)
+    assert is_transient(contended.value)  # a 503 with Retry-After, not 413 storage_quota_exceeded
+    assert files.quota.usage("acme") == {"bytes": 0, "files": 0}
+    files.upload(tenant, "big.bin", 4000)  # the retry
+    assert files.quota.usage("acme") == {"bytes": 4000, "files": 1}

@@ -170,12 +170,16 @@ def is_transient(exc: BaseException) -> bool:
     from botocore.exceptions import ConnectionError as BotoConnectionError
     from botocore.exceptions import HTTPClientError
 
+    from tenant_security.dynamo import is_contention
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if error_code(current) in TRANSIENT_ERROR_CODES or isinstance(
-            current, BotoConnectionError | HTTPClientError
+        if (
+            error_code(current) in TRANSIENT_ERROR_CODES
+            or isinstance(current, BotoConnectionError | HTTPClientError)
+            or is_contention(current)  # a transaction that met another write: retry it
         ):
             return True
         current = current.__cause__ or current.__context__

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     audit_heads_table: str
     audit_subject_keys_table: str
     idempotency_table: str
+    idempotency_mac_key_id: str
 
     token_signing_key_id: str
     audit_log_key_id: str

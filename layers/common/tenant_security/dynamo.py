@@ -62,6 +62,13 @@ def cancellation_codes(exc: BaseException) -> list[str]:
     return [str(reason.get("Code", "None")) for reason in reasons]
 
 
+def is_contention(exc: BaseException) -> bool:
+    """True for a transaction cancelled only because another write held one of its items (or
+    throughput ran out), not because a condition failed: a retry may succeed."""
+    codes = cancellation_codes(exc)
+    return bool(CONTENTION_CODES.intersection(codes)) and "ConditionalCheckFailed" not in codes
+
+
 def query_pages(client: DynamoDBClient, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Every page of a Query (following LastEvaluatedKey)."""
     while True:

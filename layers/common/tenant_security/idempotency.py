@@ -59,6 +59,7 @@ from tenant_security.errors import BadRequest, Conflict, DomainError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"  # Stripe's name: the reply is a kept one
@@ -128,7 +129,16 @@ class Replied:
 class IdempotentReplies:
     """Runs a request once per (scope, key) and keeps its sealed reply in the idempotency table."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str, keep_seconds: int = KEEP_SECONDS) -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        table_name: str,
+        keep_seconds: int = KEEP_SECONDS,
+        pepper: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        # ``pepper``: the deployment's secret HMAC (:class:`KmsPepper`); None only where a test
+        # builds the replies without one.
+        self.pepper = pepper
         self.config = IdempotencyConfig(
             event_key_jmespath="[scope, key]",
             payload_validation_jmespath="request",
@@ -136,6 +146,16 @@ class IdempotentReplies:
             hash_function="sha256",
         )
         self.store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb)
+
+    def secret_key(self, key: str, scope: list[str]) -> str:
+        """What every kept value is derived from: the client's ``key`` for ``scope`` under the
+        deployment's secret HMAC key, so a reader of the table (or of a backup) cannot test
+        guessed keys without ``kms:GenerateMac`` on it."""
+        _check_key(key)
+        if self.pepper is None:
+            return key
+        digest = hashlib.sha256(json.dumps([scope, key], separators=(",", ":")).encode()).digest()
+        return self.pepper(digest).hex()
 
     def run(
         self,
@@ -227,11 +247,17 @@ def idempotent_middleware(
         key = event.headers.get(HEADER)  # (Powertools' headers are case-insensitive)
         if not key:
             return next_middleware(app)
-        key = str(key)
         caller = current_caller(app)
         path_tenant = str((event.path_parameters or {}).get("tenant_id", ""))
         scope = [path_tenant, caller.tenant_id, caller.user]
-        request = {"route": f"{event.http_method} {event.resource}", "body": _body_of(event.body)}
+        # the whole request: every path parameter and the query too, not only the route
+        request = {
+            "route": f"{event.http_method} {event.resource}",
+            "path": dict(event.path_parameters or {}),
+            "query": dict(event.multi_value_query_string_parameters or {}),
+            "body": _body_of(event.body),
+        }
+        key = replies().secret_key(str(key), scope)
         app.context[CREATION_ID] = creation_id_for(key, scope, request)
         replied = replies().run(
             scope,
@@ -303,3 +329,17 @@ def _open(secret: bytes, scope: list[str], sealed: str) -> str:
 
     raw = base64.b64decode(sealed)
     return AESGCM(secret).decrypt(raw[:12], raw[12:], json.dumps(scope).encode()).decode()
+
+
+class KmsPepper:
+    """The deployment's secret HMAC (a KMS HMAC_256 key, ``IdempotencyMacKey``): one
+    ``GenerateMac`` per request that carries an ``Idempotency-Key``."""
+
+    def __init__(self, kms: KMSClient, key_id: str) -> None:
+        self.kms = kms
+        self.key_id = key_id
+
+    def __call__(self, message: bytes) -> bytes:
+        """HMAC-SHA-256 of ``message`` under the key."""
+        reply = self.kms.generate_mac(KeyId=self.key_id, Message=message, MacAlgorithm="HMAC_SHA_256")
+        return bytes(reply["Mac"])

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
+# How far apart two hosts' clocks may be (Lambda hosts keep theirs in sync well within it).
+CLOCK_SKEW_SECONDS = 5
+
+
 class SessionCounters:
     """The counters beside the sessions table (``counters_table``), counted from ``table``."""
 
@@ -73,8 +77,10 @@ class SessionCounters:
         }
 
     def live_count(self, tenant_id: str, username: str | None = None) -> int:
-        """The live sessions of the tenant (or of one user), counted consistently."""
-        now = int(self.clock())
+        """The live sessions of the tenant (or of one user), counted consistently; a session that
+        expired less than a clock skew ago still counts (another host's revocation may yet see it
+        live and decrement: a counter left high is safe, one left low lets a limit be passed)."""
+        now = int(self.clock()) - CLOCK_SKEW_SECONDS
         values: dict[str, Any] = {":t": {"S": tenant_id}, ":now": {"N": str(now)}, ":false": {"BOOL": False}}
         condition = "expires_at > :now AND revoked = :false"
         if username is not None:

@@ -115,9 +115,13 @@ def tenant_admin() -> TenantAdmin:
 
 @cache
 def idempotent_replies() -> IdempotentReplies:
-    from tenant_security.idempotency import IdempotentReplies
+    from tenant_security.idempotency import IdempotentReplies, KmsPepper
 
-    return IdempotentReplies(aws.dynamodb(), settings().idempotency_table)
+    return IdempotentReplies(
+        aws.dynamodb(),
+        settings().idempotency_table,
+        pepper=KmsPepper(aws.kms(), settings().idempotency_mac_key_id),
+    )
 
 
 def idempotency_middleware() -> Any:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from tenant_security.dynamo import is_conditional_failure
+from tenant_security.dynamo import is_conditional_failure, is_contention
 from tenant_security.models.base import size_in_bytes
 from tenant_security.models.quotas import ResourceQuotas
 from tenant_security.quotas.storage import StorageQuota
@@ -158,11 +158,13 @@ class LedgerItems:
         }
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
-        """One transaction; False when one of its conditions failed (nothing written)."""
+        """One transaction; False when one of its conditions failed (nothing written). One
+        cancelled for contention on an item (another write at once) is raised: a transient error
+        (503, retry), never taken for a failed condition (a full quota's 413)."""
         try:
             self.client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except Exception as exc:
-            if is_conditional_failure(exc):
+            if is_conditional_failure(exc) and not is_contention(exc):
                 return False
             raise
         return True
