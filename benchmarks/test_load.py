@@ -85,8 +85,8 @@ class Load:
             ]
 
     def _set_quotas(self, tenant: str) -> None:
-        """Room for the run's cost (the seed's daily_limit of 200 units would stop it in a minute);
-        the storage-limited tenant gets a small max_data_size."""
+        """Room for the run's cost (US dollars; the seed's $200 a day would do, raised all the
+        same); the storage-limited tenant gets a small max_data_size."""
         from tenant_security.models.quotas import parse_resource_quotas
         from tenant_security.tenants import TenantStore
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from werkzeug.serving import BaseWSGIServer, make_server
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}
+_TABLE_NAME = re.compile(rb'"TableName"\s*:\s*"([A-Za-z0-9_.-]{3,255})"')
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
 
 
@@ -32,6 +33,9 @@ class CountingMotoServer:
         )
 
         self.calls: Counter[str] = Counter()
+        # DynamoDB calls by caller, operation and table ("caller|GetItem|table"): which store a
+        # request reads, for the benchmarks that bound a cache's reads
+        self.table_calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.authorizer: Any = None  # localcloud.iam.enforce.Authorizer, once the stack exists
         app = DomainDispatcherApplication(create_backend_app)
@@ -65,6 +69,8 @@ class CountingMotoServer:
                         length = int(environ.get("CONTENT_LENGTH") or 0)
                         body = environ["wsgi.input"].read(length) if length else b""
                         environ["wsgi.input"] = io.BytesIO(body)
+                    if service == "dynamodb":
+                        self._count_table(caller, str(operation), body)
                     denial = authorizer.authorize(environ, body, caller, service, region)
                     if denial is not None:
                         status = f"{denial.status} {_REASONS.get(denial.status, 'Error')}"
@@ -73,6 +79,17 @@ class CountingMotoServer:
             return app(environ, start_response)
 
         return wsgi
+
+    def _count_table(self, caller: str, operation: str, body: bytes) -> None:
+        match = _TABLE_NAME.search(body[:4096])
+        if match is not None:
+            with self._lock:
+                self.table_calls[f"{caller}|{operation}|{match.group(1).decode()}"] += 1
+
+    def table_snapshot(self) -> dict[str, int]:
+        """DynamoDB calls by ``caller|operation|table``."""
+        with self._lock:
+            return dict(self.table_calls)
 
     def enforce(self, authorizer: Any) -> None:
         """Authorize every call from now on with ``authorizer`` (None: stop)."""

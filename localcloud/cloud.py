@@ -189,6 +189,7 @@ class LocalCloud:
                 ACCOUNT,
                 stats=lambda: {
                     "aws_calls": moto.snapshot() if moto else {},
+                    "dynamodb_tables": moto.table_snapshot() if moto else {},
                     # the IAM evaluator's work: simulations node answered, calls denied
                     "iam": {"evaluations": self.evaluator.evaluations, "denied": self.authorizer.denied},
                 },

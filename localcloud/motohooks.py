@@ -10,6 +10,8 @@
 - S3 bucket policies see the request's condition values (moto evaluates conditions with none, so
   any conditional Deny would match everything): the SSE-KMS headers, and ``aws:SecureTransport``
   as true — the local endpoint stands in for AWS's HTTPS one.
+- A bucket created with Object Lock may change its default retention while it holds objects,
+  as on S3 (moto refuses any Object Lock configuration on a bucket that is not empty).
 - TransactWriteItems honours its ClientRequestToken for 10 minutes (moto ignores it), so a
   botocore retry after a lost reply is the no-op it is on AWS.
 - DynamoDB writes are serialised, each whole request: moto's TransactWriteItems deep-copies a
@@ -304,6 +306,31 @@ def kms_key_states() -> None:
     for name in ("encrypt", "generate_data_key", "sign"):
         _patch(backend, name, make_by_key)
     _patch(backend, "decrypt", make_decrypt)
+
+
+def object_lock_default_retention_changes() -> None:
+    """S3 lets a bucket created with Object Lock change its default retention at any time (it
+    governs object versions written afterwards); moto refuses any PutObjectLockConfiguration on a
+    bucket that holds objects, as S3 refuses only enabling Object Lock on one (idempotent)."""
+
+    def make_put(original: Any) -> Any:
+        def put_object_lock_configuration(
+            self: Any,
+            bucket_name: str,
+            lock_enabled: bool,
+            mode: Any = None,
+            days: Any = None,
+            years: Any = None,
+        ) -> Any:
+            bucket = self.get_bucket(bucket_name)
+            if not bucket.object_lock_enabled:
+                return original(self, bucket_name, lock_enabled, mode, days, years)
+            bucket.default_lock_mode, bucket.default_lock_days, bucket.default_lock_years = mode, days, years
+            return None
+
+        return put_object_lock_configuration
+
+    _patch(_moto_class("moto.s3.models", "S3Backend"), "put_object_lock_configuration", make_put)
 
 
 _s3_request = threading.local()
@@ -843,6 +870,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     idempotent_transactions()
     kms_key_states()
     kms_multi_region_ciphertexts()
+    object_lock_default_retention_changes()
     s3_policy_conditions()
     s3_post_policies()
     atomic_s3_conditional_puts()

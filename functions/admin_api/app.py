@@ -1,25 +1,33 @@
-"""Tenant administration routes behind the authorizer (users, roles, sessions)."""
+"""Tenant administration routes behind the authorizer (tenants, quotas, policies, users, roles, sessions)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from tenant_security import services
-from tenant_security.api_reference import ApiTag, idempotent_reply, reply
-from tenant_security.context import AUDIT_TARGET, current_caller, current_tenant
+from tenant_security.administration.policy_requests import policy_change, policy_response
+from tenant_security.api_reference import ApiTag, idempotent_reply, policy_reply, reply
+from tenant_security.context import AUDIT_CHANGES, AUDIT_TARGET, current_caller, current_tenant
 from tenant_security.errors import from_validation_error
 from tenant_security.http import make_resolver
 from tenant_security.idempotency import IdempotencyKey
+from tenant_security.models.admin_requests import Incident, NewUser, RoleDefinition, Roles
 from tenant_security.models.onboarding import OnboardingRequest
 from tenant_security.models.quotas import ResourceQuotas
 from tenant_security.models.replies import (
     NewUserCreated,
+    PolicyHistory,
+    PolicyView,
     QuotaUsage,
+    RoleList,
+    RoleView,
+    SessionPage,
     SessionsRevoked,
     Suspension,
     Tenant,
@@ -28,30 +36,11 @@ from tenant_security.models.replies import (
     UserView,
 )
 from tenant_security.observability import logger, metrics, tracer
-from tenant_security.tenancy import Email, Username, require_username
+from tenant_security.tenancy import require_username
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
-app.use([services.request_middleware()])
-
-Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,47}$")]
-
-
-class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: Username
-    email: Email
-    roles: list[Role] = Field(min_length=1, max_length=20)
-
-
-class Incident(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
-
-
-class Roles(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    roles: list[Role] = Field(min_length=1, max_length=20)
+app.use_before_validation(services.request_middleware())
 
 
 def _username(username: str) -> str:
@@ -142,6 +131,60 @@ def quota_usage(tenant_id: str) -> dict[str, Any]:
     return services.tenant_admin().quota_usage(current_tenant(app))
 
 
+@app.get(
+    "/tenants/<tenant_id>/policies",
+    summary="Read the security policy",
+    description="The tenant's security policy document, read from the store now, with its revision "
+    "(also the ETag header, for If-Match) and how the rollout of its AWS fields stands.",
+    tags=[ApiTag.POLICIES],
+    responses=policy_reply(PolicyView),
+)
+def get_policies(tenant_id: str) -> Response[Any]:
+    return policy_response(app, services.policy_admin().show(current_tenant(app).tenant_id))
+
+
+@app.put(
+    "/tenants/<tenant_id>/policies",
+    summary="Replace the security policy",
+    description="The whole document (omitted fields take the defaults; revision and rollout are "
+    "read-only and ignored). If-Match: the revision it was made from (412 when stale). A change "
+    "that would refuse your own next request is 409 would_lock_out unless ?force=true. It governs "
+    "every request that starts 5 seconds after the reply; key rotation, key replicas and audit "
+    "retention are rolled out by a workflow (rollout.status).",
+    tags=[ApiTag.POLICIES],
+    responses=policy_reply(PolicyView),
+)
+def put_policies(tenant_id: str) -> Response[Any]:
+    return policy_response(app, services.policy_admin().change(policy_change(app, merge=False)))
+
+
+@app.patch(
+    "/tenants/<tenant_id>/policies",
+    summary="Change fields of the security policy",
+    description="A JSON merge patch (RFC 7396, application/merge-patch+json) over the stored document: "
+    "null removes a field (it takes its default). Same rules as PUT.",
+    tags=[ApiTag.POLICIES],
+    responses=policy_reply(PolicyView),
+)
+def patch_policies(tenant_id: str) -> Response[Any]:
+    return policy_response(app, services.policy_admin().change(policy_change(app, merge=True)))
+
+
+@app.get(
+    "/tenants/<tenant_id>/policies/history",
+    summary="Read the policy's history",
+    description="Each revision, newest first: when, who, and each field changed with its old and new "
+    "value. ?limit (1-100, default 20) and ?next (from the previous page).",
+    tags=[ApiTag.POLICIES],
+    responses=reply(PolicyHistory),
+)
+def policy_history(tenant_id: str) -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return services.policy_admin().history(
+        current_tenant(app).tenant_id, query.get("limit"), query.get("next")
+    )
+
+
 @app.post(
     "/tenants/<tenant_id>/users",
     status_code=201,
@@ -202,6 +245,50 @@ def set_roles(tenant_id: str, username: str, body: Roles) -> dict[str, Any]:
     )
 
 
+@app.get(
+    "/tenants/<tenant_id>/roles",
+    summary="List roles",
+    description="Tenant admins: the built-in roles, then the tenant's custom roles, each with its "
+    "permission patterns and the concrete actions they grant. Read from the store now.",
+    tags=[ApiTag.USERS],
+    responses=reply(RoleList),
+)
+def list_roles(tenant_id: str) -> dict[str, Any]:
+    return services.role_admin().list_roles(current_tenant(app).tenant_id)
+
+
+@app.put(
+    "/tenants/<tenant_id>/roles/<role>",
+    summary="Define a custom role",
+    description="Tenant admins: the role's {permissions: [action patterns]}, stored as the concrete "
+    "tenant-scoped actions they grant (a later action is not added to it). A role never grants "
+    "what you do not hold (403), a pattern that grants no tenant action is 400, a built-in "
+    "name is 409 builtin_role. The same definition again changes nothing. In force within 5 s.",
+    tags=[ApiTag.USERS],
+    responses=reply(RoleView),
+)
+def put_role(tenant_id: str, role: str, body: RoleDefinition) -> dict[str, Any]:
+    change = services.role_admin().put(
+        current_caller(app), current_tenant(app).tenant_id, role, body.permissions
+    )
+    app.context[AUDIT_CHANGES] = change.audit_changes()
+    return change.view or {}
+
+
+@app.delete(
+    "/tenants/<tenant_id>/roles/<role>",
+    summary="Delete a custom role",
+    description="Tenant admins: 409 role_in_use while a user holds the role (the reply names them) or "
+    "the policy's segregation_of_duties names it; 404 when there is no such custom role.",
+    tags=[ApiTag.USERS],
+    responses={204: {"description": "Deleted"}},
+)
+def delete_role(tenant_id: str, role: str) -> Response[str]:
+    change = services.role_admin().delete(current_caller(app), current_tenant(app).tenant_id, role)
+    app.context[AUDIT_CHANGES] = change.audit_changes()
+    return Response(status_code=204, body="")
+
+
 @app.delete(
     "/tenants/<tenant_id>/sessions",
     summary="End every session of the tenant",
@@ -216,6 +303,40 @@ def revoke_sessions(tenant_id: str) -> dict[str, Any]:
         current_tenant(app).tenant_id, (caller.tenant_id, caller.user)
     )
     return {"revoked": revoked}
+
+
+@app.get(
+    "/tenants/<tenant_id>/sessions",
+    summary="List the tenant's sessions",
+    description="Security admins: every live session of the tenant in pages of limit (the next with "
+    "?next=): whose, when it started and ends, the address and User-Agent its sign-in came from.",
+    tags=[ApiTag.TENANTS],
+    responses=reply(SessionPage),
+)
+def list_sessions(
+    tenant_id: str,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[str | None, Query(alias="next", max_length=200)] = None,
+) -> dict[str, Any]:
+    caller = current_caller(app)
+    return services.session_admin().tenant_sessions(
+        current_tenant(app).tenant_id, caller.actor, caller.session_id, limit, after
+    )
+
+
+@app.delete(
+    "/tenants/<tenant_id>/users/<username>/sessions",
+    summary="End every session of a user",
+    description="Security admins: the user's sessions end at once (their tokens are refused from the next "
+    "request); the user signs in again. A user the tenant does not have is 404.",
+    tags=[ApiTag.USERS],
+    responses={204: {"description": "The user's sessions ended"}},
+)
+def revoke_user_sessions(tenant_id: str, username: str) -> Response[str]:
+    target = _username(username)
+    app.context[AUDIT_TARGET] = {"user": target}
+    services.session_admin().end_user_sessions(current_tenant(app).tenant_id, target)
+    return Response(status_code=204, body="")
 
 
 def _incident() -> Incident:

@@ -1,4 +1,4 @@
-"""Sign-in routes (no authorizer) and POST /auth/logout (behind it)."""
+"""Sign-in routes (no authorizer); sign-out and the caller's own sessions (behind it)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,25 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from tenant_security import services
 from tenant_security.api_reference import ApiTag, reply
 from tenant_security.authz.decision import bearer_token
+from tenant_security.authz.routes import behind_the_authorizer
 from tenant_security.context import current_caller
+from tenant_security.headers import header
 from tenant_security.http import make_resolver
-from tenant_security.models.replies import AccessToken, JsonWebKeySet, MfaEnrollment, SignInStep
+from tenant_security.models.replies import (
+    AccessToken,
+    JsonWebKeySet,
+    MfaEnrollment,
+    SessionList,
+    SignInStep,
+)
 from tenant_security.observability import bind_request, logger, metrics, tracer
 from tenant_security.tenancy import TenantId, Username
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
+# The routes behind the authorizer (those of the route table) get the request middleware, before
+# their body is looked at; sign-in's own routes have no caller yet.
+app.use_before_validation(services.request_middleware(), when=behind_the_authorizer)
 
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Code = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
@@ -55,6 +66,11 @@ class PasswordBody(Body):
 
 def _source_ip() -> str | None:
     return app.current_event.request_context.identity.source_ip
+
+
+def _user_agent() -> str | None:
+    """The client's User-Agent, which a session started by the request keeps (never logged)."""
+    return header(app.current_event.headers, "user-agent")
 
 
 @app.post(
@@ -100,7 +116,7 @@ def enroll() -> dict[str, Any]:
     responses=reply(AccessToken),
 )
 def activate(body: ActivateBody) -> dict[str, Any]:
-    return services.signin().activate(body.enrollment_token, body.code, _source_ip())
+    return services.signin().activate(body.enrollment_token, body.code, _source_ip(), _user_agent())
 
 
 @app.post(
@@ -112,7 +128,9 @@ def activate(body: ActivateBody) -> dict[str, Any]:
     responses=reply(AccessToken),
 )
 def verify(body: VerifyBody) -> dict[str, Any]:
-    return services.signin().verify(body.challenge_token, body.code, body.backup_code, _source_ip())
+    return services.signin().verify(
+        body.challenge_token, body.code, body.backup_code, _source_ip(), _user_agent()
+    )
 
 
 @app.post(
@@ -126,12 +144,13 @@ def verify(body: VerifyBody) -> dict[str, Any]:
 )
 def change_password(body: PasswordBody) -> dict[str, Any]:
     token = bearer_token(app.current_event.headers)
-    return services.signin().change_password(token, body.current_password, body.new_password, _source_ip())
+    return services.signin().change_password(
+        token, body.current_password, body.new_password, _source_ip(), _user_agent()
+    )
 
 
 @app.post(
     "/auth/logout",
-    middlewares=[services.request_middleware()],
     summary="Sign out",
     description="Ends the caller's session: its token is refused from now on.",
     tags=[ApiTag.SIGN_IN],
@@ -140,6 +159,33 @@ def change_password(body: PasswordBody) -> dict[str, Any]:
 def logout() -> Response[str]:
     caller = current_caller(app)  # as the request middleware established it
     services.signin().logout(caller.tenant_id, caller.session_id, caller.user)
+    return Response(status_code=204, body="")
+
+
+@app.get(
+    "/auth/sessions",
+    summary="List your sessions",
+    description="The caller's live sessions, oldest first: when each started and ends, the address and "
+    "User-Agent its sign-in came from, and which one this request's token belongs to (current).",
+    tags=[ApiTag.SIGN_IN],
+    responses=reply(SessionList),
+)
+def list_own_sessions() -> dict[str, Any]:
+    caller = current_caller(app)
+    return services.session_admin().own_sessions(caller.actor, caller.session_id)
+
+
+@app.delete(
+    "/auth/sessions/<session_id>",
+    summary="End one of your sessions",
+    description="Ends a live session of the caller (the current one too: that signs out); its token is "
+    "refused from now on. Any other id -- unknown, ended already, another user's or another tenant's "
+    "-- is 404, and nothing is ended.",
+    tags=[ApiTag.SIGN_IN],
+    responses={204: {"description": "The session ended"}},
+)
+def end_own_session(session_id: str) -> Response[str]:
+    services.session_admin().end_own(current_caller(app).actor, session_id)
     return Response(status_code=204, body="")
 
 

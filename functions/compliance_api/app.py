@@ -32,7 +32,7 @@ from tenant_security.tenancy import USERNAME_PATTERN, require_username
 
 settings = services.settings()
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
-app.use([services.request_middleware()])
+app.use_before_validation(services.request_middleware())
 
 # What a report route answers (OpenAPI): JSON, or an HTML page with ?format=html.
 REPORT: dict[int, Any] = {

@@ -61,7 +61,7 @@ FILE_BYTES: dict[int, Any] = {
     413: {"description": "The file is larger than the API returns: POST /tenants/{tenant_id}/downloads"},
 }
 app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(FILES,))
-app.use([services.request_middleware()])
+app.use_before_validation(services.request_middleware())
 
 
 class SecretValue(BaseModel):

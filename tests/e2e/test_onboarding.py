@@ -455,8 +455,12 @@ def test_tenant_keys_and_secrets_pass_kms_checks_under_the_onboarding_role(
     done = onboard(platform_cloud, request_body(tenant), "api", platform_admin)
     assert done["status"] == "SUCCEEDED", done
     kms, secrets = platform_cloud.client("kms"), platform_cloud.client("secretsmanager")
+    # the key administrators: onboarding's role, and the policy rollout's (rotation, replicas)
     onboarding_role = onboarding_settings(platform_cloud).tenant_key_admin_arns
-    assert len(onboarding_role) == 1
+    assert sorted(arn.split("/")[-1].split("-")[2] for arn in onboarding_role) == [
+        "OnboardingFunctionRole",
+        "PolicyRolloutFunctionRole",
+    ]
     secrets_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-secrets")["KeyMetadata"]
     policy = json.loads(kms.get_key_policy(KeyId=secrets_key["KeyId"], PolicyName="default")["Policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}

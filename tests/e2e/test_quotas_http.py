@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 
+from tenant_security.authz.route_costs import cost_of
 from tests.support.cloud import RunningCloud, wait_for
 from tests.support.identity import Identity, mint_token, seed_tenant
 from tests.support.tenants import event_observer
 
 pytestmark = pytest.mark.e2e
+# a request of GET /tenants/{t}/users in US dollars (its AWS calls at list prices)
+USERS = cost_of("GET", "/tenants/{tenant_id}/users").nanodollars / 1e9
 
 
 def set_quotas(cloud: RunningCloud, admin: Identity, tenant: str, quotas: dict[str, Any]) -> None:
@@ -68,7 +71,7 @@ def start_of_a_fresh_minute() -> None:
     ("quotas", "limit"),
     [
         ({"api": {"requests_per_minute": 20, "requests_per_hour": 20, "requests_per_day": 20}}, 20),
-        ({"cost": {"daily_limit": 12}}, 12),
+        ({"cost": {"daily_limit": 12 * USERS}}, 12),  # dollars: twelve requests' worth
     ],
 )
 def test_8_threads_get_exactly_the_limit(
@@ -96,7 +99,7 @@ def test_the_budget_threshold_is_announced_once(
         platform_cloud,
         platform_admin,
         "q-budget",
-        {"cost": {"monthly_budget": 10, "daily_limit": 10, "cost_alert_threshold": 0.5}},
+        {"cost": {"monthly_budget": 10 * USERS, "daily_limit": 10 * USERS, "cost_alert_threshold": 0.5}},
     )
     assert [r.status_code for r in fire(platform_cloud, token, "/tenants/q-budget/users", 16)].count(
         200
@@ -106,7 +109,7 @@ def test_the_budget_threshold_is_announced_once(
     assert len(received) == 1
     detail = received[0]["detail"]
     assert detail["tenant_id"] == "q-budget"
-    assert detail["monthly_budget"] == 10
+    assert detail["monthly_budget"] == pytest.approx(10 * USERS)  # US dollars
 
 
 def test_domains_the_tenant_is_not_entitled_to_are_403(

@@ -26,6 +26,7 @@ from tenant_security.idempotency import (
 )
 from tenant_security.quotas.deadline import RequestTimedOut
 from tests.support.audit import audit_stack
+from tests.support.identity_fakes import live_session
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,13 @@ def _request(body: dict[str, Any], key: str) -> dict[str, Any]:
         "requestContext": {
             "requestId": f"req-{uuid.uuid4()}",
             "identity": {"sourceIp": "127.0.0.1"},
-            "authorizer": {"tenant_id": "acme", "user": "ada", "roles": "tenant-admin", "sid": "s"},
+            "authorizer": {
+                "tenant_id": "acme",
+                "user": "ada",
+                "roles": "tenant-admin",
+                "sid": "s",
+                "amr": "pwd,otp",
+            },
         },
         "body": json.dumps(body),
         "isBase64Encoded": False,
@@ -157,7 +164,7 @@ def test_a_replay_is_marked_in_its_reply_and_audited_with_the_first_requests_tar
             [
                 protected_middleware(
                     lambda tenant, _max_age: stack.get(tenant),
-                    lambda _t, _s: True,
+                    live_session,
                     "platform",
                     activity=lambda: publisher,
                 )

@@ -17,6 +17,7 @@ from tenant_security.outbox import OUTCOME_UNKNOWN, Outbox
 from tenant_security.tenants import TenantProfile
 from tests.support.audit import AuditStack, audit_stack
 from tests.support.clock import ManualClock
+from tests.support.identity_fakes import live_session
 from tests.support.moto import create_table, mocked_aws
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def _app(stack: AuditStack, bus: Bus, outbox: Outbox, writes: list[str], sealer:
         [
             protected_middleware(
                 lambda tenant, _max_age: stack.get(tenant),
-                lambda _t, _s: True,
+                live_session,
                 "platform",
                 activity=lambda: publisher,
                 outbox=lambda: outbox,
@@ -82,7 +83,13 @@ def _request() -> dict[str, Any]:
         "requestContext": {
             "requestId": "req-1",
             "identity": {"sourceIp": "127.0.0.1"},
-            "authorizer": {"tenant_id": "acme", "user": "ada", "roles": "tenant-admin", "sid": "s"},
+            "authorizer": {
+                "tenant_id": "acme",
+                "user": "ada",
+                "roles": "tenant-admin",
+                "sid": "s",
+                "amr": "pwd,otp",
+            },
         },
         "body": "{}",
         "isBase64Encoded": False,

@@ -12,7 +12,7 @@ import pytest
 from tenant_security.errors import PayloadTooLarge
 from tenant_security.models import parse_resource_quotas, parse_security_policies
 from tenant_security.quotas.leases import ConcurrencyLimitReached, Leases
-from tenant_security.quotas.rate import RateLimiter, RateLimits
+from tenant_security.quotas.rate import RateLimiter, RateLimits, nanodollars
 from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
 from tests.support.moto import create_table, mocked_aws
 
@@ -45,11 +45,17 @@ def limits(
     budget: float = 5000,
     threshold: float = 0.8,
 ) -> RateLimits:
-    return RateLimits(per_second, per_minute, per_hour, per_day, daily_cost, budget, threshold)
+    """Limits with the cost figures in US dollars, as the quotas document states them."""
+    return RateLimits(
+        per_second, per_minute, per_hour, per_day, nanodollars(daily_cost), nanodollars(budget), threshold
+    )
+
+
+REQUEST = 17_559  # nano-dollars: about what a GET of one item costs (authz/route_costs.py)
 
 
 def hammer(
-    limiter: RateLimiter, tenant: str, rules: RateLimits, requests: int, weight: float = 1.0
+    limiter: RateLimiter, tenant: str, rules: RateLimits, requests: int, weight: int = REQUEST
 ) -> list[bool]:
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(lambda _: limiter.admit(tenant, rules, weight).admitted, range(requests)))
@@ -67,12 +73,12 @@ def test_a_new_window_admits_again(ddb: Any) -> None:
     limiter = RateLimiter(ddb, "counters", clock=clock)
     rules = limits(per_minute=10, per_hour=15)
     assert hammer(limiter, "acme", rules, 30).count(True) == 10
-    refused = limiter.admit("acme", rules)
+    refused = limiter.admit("acme", rules, REQUEST)
     assert (refused.admitted, refused.refused_by, refused.reset_seconds) == (False, "m", 10)
     assert refused.headers()["Retry-After"] == "10"
     clock.now += 10  # the next minute: 5 more before the hour's 15
     assert hammer(limiter, "acme", rules, 30).count(True) == 5
-    assert limiter.admit("acme", rules).refused_by == "h"
+    assert limiter.admit("acme", rules, REQUEST).refused_by == "h"
     clock.now += 3600
     assert hammer(limiter, "acme", rules, 30).count(True) == 10
 
@@ -80,12 +86,12 @@ def test_a_new_window_admits_again(ddb: Any) -> None:
 def test_the_daily_cost_limit_is_exact(ddb: Any) -> None:
     clock = Clock()
     limiter = RateLimiter(ddb, "counters", clock=clock)
-    rules = limits(daily_cost=30)
-    assert hammer(limiter, "acme", rules, 40, weight=3).count(True) == 10
-    assert limiter.admit("acme", rules, 3).refused_by == "cost"
-    assert limiter.usage("acme", rules)["day_cost"] == 30
+    rules = limits(daily_cost=0.00003)  # US dollars: ten requests of $0.000003
+    assert hammer(limiter, "acme", rules, 40, weight=3000).count(True) == 10
+    assert limiter.admit("acme", rules, 3000).refused_by == "cost"
+    assert limiter.usage("acme", rules)["day_cost"] == 0.00003
     clock.now += 86400
-    assert limiter.admit("acme", rules, 3).admitted
+    assert limiter.admit("acme", rules, 3000).admitted
 
 
 def test_exactly_one_threshold_event_per_month(ddb: Any) -> None:
@@ -96,8 +102,9 @@ def test_exactly_one_threshold_event_per_month(ddb: Any) -> None:
         clock=Clock(),
         on_threshold=lambda tenant, month, cost, budget: events.append((tenant, month)),
     )
-    rules = limits(budget=100, threshold=0.5, daily_cost=1000)
-    assert hammer(limiter, "acme", rules, 80).count(True) == 80
+    # the alert at $0.0005, 50 % of a $0.001 budget: about 28 requests of 80 admitted cross it
+    rules = limits(budget=0.001, threshold=0.5, daily_cost=0.001)
+    assert hammer(limiter, "acme", rules, 80).count(True) == 1_000_000 // REQUEST  # the budget stops the rest
     assert len(events) == 1
 
 
@@ -105,7 +112,7 @@ def test_a_sharded_tenant_is_never_over_admitted(ddb: Any) -> None:
     rules = limits(per_second=1200, per_minute=2000)
     assert rules.shards == 3
     assert sum(rules.share(s).per_minute for s in range(3)) == 2000
-    small = RateLimits(1200, 40, 50000, 1000000, 200, 5000, 0.8)
+    small = limits(per_second=1200, per_minute=40)
     limiter = RateLimiter(ddb, "counters", clock=Clock())
     assert hammer(limiter, "big", small, 100).count(True) == 40  # every shard full before a refusal
     assert limiter.usage("big", small)["minute"] == 40
@@ -192,8 +199,8 @@ def test_an_error_in_the_handler_releases_the_lease(ddb: Any) -> None:
 
     for _ in range(3):  # with one slot, a leaked lease would refuse the second request
         with pytest.raises(RuntimeError, match="handler bug"):
-            guard.run(tenant, tenant, 1.0, {}, failing)
+            guard.run(tenant, tenant, REQUEST, {}, failing)
     assert leases.active("acme") == 0
-    result, headers = guard.run(tenant, tenant, 1.0, {}, lambda: "ok")
+    result, headers = guard.run(tenant, tenant, REQUEST, {}, lambda: "ok")
     assert result == "ok"
     assert headers["X-RateLimit-Limit"] == "1000"

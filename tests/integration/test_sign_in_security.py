@@ -31,7 +31,8 @@ from tenant_security.errors import DomainError, Forbidden, Locked, Unauthorized
 from tenant_security.identity.mfa import MAX_FAILURES, MfaService
 from tenant_security.identity.passwords import hash_password
 from tenant_security.identity.sessions import SessionStore
-from tenant_security.identity.signin import AddressRefused, SignInService
+from tenant_security.identity.signin import SignInService
+from tenant_security.identity.signin_steps import AddressRefused
 from tenant_security.identity.throttle import SignInThrottle, TooManyAttempts, pair_delay
 from tenant_security.identity.tokens import TokenIssuer, TokenVerifier
 from tenant_security.identity.users import User, UserStore
@@ -398,7 +399,7 @@ def test_a_demotion_during_the_mfa_step_leaves_no_session_with_the_old_roles(wor
     )
     challenge = signin.login("acme", "alice", PASSWORD, "10.0.0.1")["challenge_token"]
     admin = UserAdmin(users, signin.sessions, "platform")
-    caller = Actor(tenant_id="acme", user="bob", platform_admin=False)
+    caller = Actor(tenant_id="acme", user="bob", platform_admin=False, roles=("tenant-admin",))
     _meanwhile(world, lambda: admin.set_roles(caller, world["service"]().tenants.record, "alice", ["viewer"]))
     reply = signin.verify(challenge, pyotp.TOTP(world["secret"]).at(world["clock"]()), None, "10.0.0.1")
     assert _claims(reply["access_token"])["roles"] == ["viewer"]  # the roles of now, not of before

@@ -37,6 +37,8 @@ SAMPLES = {
     "{name}": "mx-none",
     "{upload_id}": "0" * 32,
     "{framework}": "gdpr",
+    "{role}": "mx-role",
+    "{session_id}": "mx" + "0" * 30,
 }
 
 
@@ -71,6 +73,13 @@ def _cells() -> list[Cell]:
         for attack in ("no-token", "expired-token", "forged-token"):
             cells.append(Cell(method, resource, attack, "401"))
         if not rule.tenant_scoped:
+            # The caller's own session(s): every role of an active tenant, from an address its
+            # policy admits (the other tenant's ids: test_another_tenants_session_is_404_...).
+            for role in TENANT_ROLES:
+                allowed = may_use(rule, BUILTIN_ROLES[role])
+                cells.append(Cell(method, resource, f"role:{role}", "admitted" if allowed else "403"))
+            cells.append(Cell(method, resource, f"suspended-tenant:{TENANT_ROLES[0]}", "403"))
+            cells.append(Cell(method, resource, f"outside-allow-list:{TENANT_ROLES[0]}", "403"))
             continue
         for role in TENANT_ROLES:
             cells.append(Cell(method, resource, f"other-tenant:{role}", "403"))
@@ -180,3 +189,29 @@ def test_the_matrix_left_the_victims_data_alone(platform_cloud: RunningCloud, ma
     assert f"dcisionai-10ca1000-tenant-{ATTACKER}-data" not in buckets
     listed = s3.list_objects_v2(Bucket=f"dcisionai-10ca1000-tenant-{VICTIM}-data").get("Contents", [])
     assert [o["Key"] for o in listed] in ([], ["mx/none.txt"])
+
+
+@pytest.mark.parametrize("role", TENANT_ROLES)
+def test_another_tenants_session_is_404_for_every_role_and_stays_live(
+    platform_cloud: RunningCloud, matrix_tenants: None, role: str
+) -> None:
+    """A session id of another tenant names no session of the caller's: never listed, never
+    ended (404, as an unknown id), whatever the caller's role."""
+    victim = mint_token(platform_cloud, VICTIM, f"mx-owner-{role}", ["viewer"])
+    (victim_session,) = platform_cloud.http(
+        "GET", "/auth/sessions", headers={"Authorization": f"Bearer {victim}"}
+    ).json()["items"]
+    attacker = {"Authorization": f"Bearer {mint_token(platform_cloud, ATTACKER, f'mx-{role}', [role])}"}
+    sid = victim_session["session_id"]
+    assert platform_cloud.http("DELETE", f"/auth/sessions/{sid}", headers=attacker).status_code == 404
+    listed = platform_cloud.http("GET", "/auth/sessions", headers=attacker).json()["items"]
+    assert sid not in {s["session_id"] for s in listed}
+    tenant_wide = platform_cloud.http("GET", f"/tenants/{VICTIM}/sessions", headers=attacker)
+    assert tenant_wide.status_code == 403
+    ended = platform_cloud.http(
+        "DELETE", f"/tenants/{VICTIM}/users/mx-owner-{role}/sessions", headers=attacker
+    )
+    assert ended.status_code == 403
+    still = platform_cloud.http("GET", "/auth/sessions", headers={"Authorization": f"Bearer {victim}"})
+    assert still.status_code == 200
+    assert [s["session_id"] for s in still.json()["items"]] == [sid]

@@ -40,6 +40,8 @@ VALID_PATH = {
     "name": "ok-name",
     "upload_id": "0" * 32,
     "framework": "gdpr",
+    "role": "ok-role",
+    "session_id": "ok" + "0" * 30,
 }
 VALID_QUERY = {"period": "2026-Q4", "format": "json", "limit": "5"}
 VALID_BODY: dict[str, dict[str, Any]] = {
@@ -59,6 +61,7 @@ VALID_BODY: dict[str, dict[str, Any]] = {
     "SecretValue": {"value": "v"},
     "NewUser": {"username": "ok-user", "email": "ok@inject.example", "roles": ["viewer"]},
     "Roles": {"roles": ["viewer"]},
+    "RoleDefinition": {"permissions": ["files:Read"]},
 }
 # Free text by contract: these probes are plain text to these inputs (accepted or refused, never
 # a 5xx, never interpreted).

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,27 @@ def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def aws_calls_of(cloud: RunningCloud, *functions: str) -> Counter[str]:
+    """The AWS calls the named functions (logical ids) made so far, by operation (the local
+    cloud's own count, as the bill would have it)."""
+    counts = requests.get(cloud.api_url + "/__localcloud/stats", timeout=10).json()["aws_calls"]
+    callers = {f"localcloud-{f}" for f in functions}
+    spent: Counter[str] = Counter()
+    for key, n in counts.items():
+        caller, _, operation = key.partition("|")
+        if caller in callers:
+            spent[operation] += n
+    return spent
+
+
+def table_reads_of(cloud: RunningCloud, function: str) -> Counter[str]:
+    """GetItem calls of one function (by logical id) so far, by table."""
+    counts = requests.get(cloud.api_url + "/__localcloud/stats", timeout=10).json()["dynamodb_tables"]
+    reads: Counter[str] = Counter()
+    for key, n in counts.items():
+        caller, operation, table = key.split("|", 2)
+        if caller == f"localcloud-{function}" and operation == "GetItem":
+            reads[table] += n
+    return reads

@@ -142,3 +142,24 @@ class LocalKeys:
         if kid not in self.keys:
             raise Unauthorized("unknown signing key")
         return self.keys[kid]  # type: ignore[index]
+
+
+def live_session(
+    tenant_id: str, session_id: str, age_seconds: float = 60, amr: tuple[str, ...] = ("pwd", "otp")
+) -> Any:
+    """A live session of ``tenant_id`` begun ``age_seconds`` ago (what the middleware reads)."""
+    import time
+
+    from tenant_security.identity.sessions import Session
+    from tenant_security.identity.tokens import SCOPE_FULL
+
+    now = time.time()
+    return Session(
+        tenant_id=tenant_id,
+        session_id=session_id,
+        username="alice",
+        amr=list(amr),
+        scope=SCOPE_FULL,
+        created_at=int(now - age_seconds),
+        expires_at=int(now + 3600),
+    )

@@ -15,6 +15,7 @@ from localcloud.motohooks import (
     idempotent_transactions,
     kms_key_states,
     kms_multi_region_ciphertexts,
+    object_lock_default_retention_changes,
     s3_post_policies,
     serialize_dynamodb_writes,
 )
@@ -37,6 +38,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         idempotent_transactions()  # botocore's retry with the same ClientRequestToken
         kms_key_states()
         kms_multi_region_ciphertexts()
+        object_lock_default_retention_changes()
         s3_post_policies()
         atomic_s3_conditional_puts()
         aws.reset_clients()

@@ -33,8 +33,16 @@ def test_a_single_address_is_a_block_of_one() -> None:
     assert not policy.allows("203.0.113.10")
 
 
-def test_the_template_default_admits_private_networks_only() -> None:
+def test_the_default_admits_every_address_so_a_deployed_stack_is_reachable() -> None:
+    # API.md v2: the private ranges are a corporate example, not a default for a public API
     policy = AccessControl()
+    assert policy.ip_whitelist == []
+    for address in ("10.0.0.1", "172.31.255.254", "8.8.8.8", "2001:db8::1"):
+        assert policy.allows(address)
+
+
+def test_the_corporate_example_admits_private_networks_only() -> None:
+    policy = access("10.0.0.0/8", "172.16.0.0/12")
     assert policy.allows("10.0.0.1")
     assert policy.allows("172.31.255.254")
     assert not policy.allows("8.8.8.8")

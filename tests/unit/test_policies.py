@@ -522,7 +522,11 @@ def test_the_onboarding_functions_key_users_make_a_key_policy_kms_accepts() -> N
         tenant_key_admins=environment["TENANT_KEY_ADMINS"],
     )
     assert settings.tenant_key_user_arn_patterns == [PATTERN]
-    assert len(settings.tenant_key_admin_arns) == 1
+    # onboarding's role creates the keys, the policy rollout's changes them (rotation, replicas)
+    assert [arn.rsplit("/", 1)[-1] for arn in settings.tenant_key_admin_arns] == [
+        "OnboardingFunctionRole",
+        "PolicyRolloutFunctionRole",
+    ]
     assert len(settings.tenant_key_user_arns) == 4
     check = check_policy(json.dumps(key_policy(settings)), PolicyKind.KEY)
     assert check.accepted, check.message()

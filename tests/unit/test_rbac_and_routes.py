@@ -8,7 +8,7 @@ import pytest
 
 from localcloud.template import transform_template
 from tenant_security.authz.decision import policy_resource
-from tenant_security.authz.rbac import BUILTIN_ROLES, is_allowed, permissions
+from tenant_security.authz.rbac import BUILTIN_ROLES, SELF_SERVICE, TENANT_ACTIONS, is_allowed, permissions
 from tenant_security.authz.routes import ROUTES, rule_for
 from tests.support.cloud import REAL_TEMPLATE
 
@@ -87,11 +87,30 @@ def test_custom_roles_never_reach_platform_actions() -> None:
         "files:Write",
         "files:Delete",
         "files:List",
+        *SELF_SERVICE,  # what every holder of a role does about their own sessions
     }
 
 
 def test_every_role_may_log_out() -> None:
     assert all(is_allowed("auth:Logout", permissions([role], {})) for role in BUILTIN_ROLES)
+
+
+@pytest.mark.parametrize("action", SELF_SERVICE)
+def test_every_role_custom_ones_too_may_see_and_end_its_own_sessions(action: str) -> None:
+    custom = {"nothing-much": ["files:Read"], "no-match": ["no-such:Action"]}
+    for role in [*BUILTIN_ROLES, *custom]:
+        assert is_allowed(action, permissions([role], custom)), role
+    assert not is_allowed(action, permissions(["unknown-role"], custom))  # no role, no session routes
+    assert action not in TENANT_ACTIONS  # so a custom role's own patterns never grant it
+
+
+def test_only_tenant_and_security_admins_hold_the_tenant_session_routes() -> None:
+    holders = {
+        role
+        for role in BUILTIN_ROLES
+        if all(is_allowed(a, permissions([role], {})) for a in ("sessions:List", "sessions:Revoke"))
+    }
+    assert holders == {"platform-admin", "tenant-admin", "security-admin"}
 
 
 @pytest.mark.parametrize(

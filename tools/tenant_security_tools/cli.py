@@ -41,6 +41,8 @@ from tenant_security_tools.client import (
     load_session,
     save_session,
 )
+from tenant_security_tools.policy_cli import add_policy_parser
+from tenant_security_tools.roles_cli import add_roles_parser
 from tenant_security_tools.settings import CliSettings
 
 if TYPE_CHECKING:
@@ -488,6 +490,8 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--dry-run", action="store_true", help="say what would be redriven; change nothing")
     redrive.add_argument("--json", action="store_true", help="print one report per message as JSON")
     redrive.set_defaults(run=_events_redrive)
+    add_roles_parser(commands, _session, _api_failure)
+    add_policy_parser(commands, _session, _api_failure)
     return parser
 
 

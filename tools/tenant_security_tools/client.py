@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -116,21 +117,34 @@ class ApiClient:
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
     ) -> dict[str, Any]:
         """The reply's JSON; :class:`ApiError` for a 3xx (never followed), a 4xx/5xx or no answer."""
-        headers = {"Accept": "application/json"}
+        return self.exchange(method, path, body, token=token)[0]
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The reply's JSON and headers (``If-Match`` and ``ETag``, say); errors as :meth:`call`."""
+        sent = {"Accept": "application/json", **(headers or {})}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = content_type
         if token or self.token:
-            headers["Authorization"] = f"Bearer {token or self.token}"
+            sent["Authorization"] = f"Bearer {token or self.token}"
         request = urllib.request.Request(  # noqa: S310 - checked_api_url allows https (http for loopback)
             self.base_url + path,
             data=None if body is None else json.dumps(body).encode(),
-            headers=headers,
+            headers=sent,
             method=method,
         )
         try:
             opener = _DIRECT if is_loopback_host(urllib.parse.urlsplit(self.base_url).hostname) else _OPENER
             with opener.open(request, timeout=self.timeout) as reply:
-                return _json(reply.read())
+                return _json(reply.read()), dict(reply.headers.items())
         except urllib.error.HTTPError as exc:
             if 300 <= exc.code < 400:
                 raise _redirect_refusal(exc.code, request.full_url, exc.headers.get("Location")) from None
@@ -185,3 +199,24 @@ def load_session(path: Path) -> Session | None:
         return Session(**json.loads(read_private_file(path)))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def api_command(
+    session: Callable[[], Session | int | None],
+    failure: Callable[[ApiError], int],
+    action: Callable[[Session, Any], int],
+) -> Callable[[Any], int]:
+    """A command that runs ``action(session, args)`` as the signed-in user: ``session()`` is the
+    saved session (or the exit code saying why there is none), ``failure(error)`` the exit code
+    of an API error."""
+
+    def runner(args: Any) -> int:
+        current = session()
+        if not isinstance(current, Session):
+            return current if isinstance(current, int) else 5
+        try:
+            return action(current, args)
+        except ApiError as exc:
+            return failure(exc)
+
+    return runner

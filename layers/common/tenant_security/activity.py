@@ -79,6 +79,8 @@ class Activity:
     target_user: str | None = None
     target_email: str | None = None
     replay: bool | None = None  # True: an Idempotency-Key's kept reply, the action not done again
+    # A policy change's fields: [{field, old, new}] (see tenant_security.policy.changes)
+    changes: list[dict[str, Any]] | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def detail(self) -> dict[str, Any]:
@@ -86,8 +88,17 @@ class Activity:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def should_record(category: str, outcome: str, policies: SecurityPolicies | None) -> bool:
-    """What the tenant's audit_logging flags ask for; refusals and security events always."""
+# Changes of what governs the tenant's security (its policy, its roles and who holds them): always
+# recorded, whatever audit_logging says -- else the change that turns log_admin_actions off
+# would be the last one anybody could see.
+ALWAYS_RECORDED = ("policies:", "roles:", "users:WriteRoles", "users:Create", "users:Delete", "quotas:Write")
+
+
+def should_record(category: str, outcome: str, policies: SecurityPolicies | None, action: str = "") -> bool:
+    """What the tenant's audit_logging flags ask for; refusals, security events and changes of
+    the tenant's security configuration (:data:`ALWAYS_RECORDED`) always."""
+    if action.startswith(ALWAYS_RECORDED) and category == "admin":
+        return True
     flag = _POLICY_FLAG.get(category)
     if flag is None or outcome != "success" or policies is None:
         return True
@@ -176,7 +187,7 @@ class EventPublisher:
         The event id travels in the detail, so a put retried after an unclear failure is still
         one record in the trail (the writer is idempotent per event id).
         """
-        if not should_record(activity.category, activity.outcome, policies):
+        if not should_record(activity.category, activity.outcome, policies, activity.action):
             return True
         return self.put(USER_ACTIVITY, activity.detail())
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Actor:
-    """A user of a tenant; ``platform_admin`` only for a platform-admin of the platform tenant."""
+    """A user of a tenant; ``platform_admin`` only for a platform-admin of the platform tenant;
+    ``roles``: the roles the caller's token carries (what they may grant others is bounded by them)."""
 
     tenant_id: str
     user: str
     platform_admin: bool
+    roles: tuple[str, ...] = ()

@@ -37,6 +37,10 @@ class AlertKind(StrEnum):
     SESSIONS_REVOKED = "sessions_revoked"
     # an event on the bus that claims to be the platform's but is not from its source
     FORGED_EVENT = "forged_event"
+    # a stored policy whose AWS side (key rotation, replicas, retention) could not be applied
+    POLICY_ROLLOUT_FAILED = "policy_rollout_failed"
+    # a policy change made with force=true although it refused the caller's own next request
+    POLICY_LOCKOUT_FORCED = "policy_lockout_forced"
 
 
 # Alerts that mean someone may be attacking the tenant: a compliance report asks for their review.

@@ -20,6 +20,7 @@ class ApiTag(StrEnum):
     SIGN_IN = "sign-in"
     TENANTS = "tenants"
     USERS = "users"
+    POLICIES = "policies"
     DATA = "data"
     AUDIT = "audit"
     COMPLIANCE = "compliance"
@@ -30,6 +31,7 @@ TAG_DESCRIPTIONS: dict[ApiTag, str] = {
     ApiTag.SIGN_IN: "Password, MFA enrolment and verification, tokens, sign-out",
     ApiTag.TENANTS: "Onboard, inspect, suspend, reinstate and offboard tenants; quotas; sessions",
     ApiTag.USERS: "A tenant's users and their roles",
+    ApiTag.POLICIES: "The tenant's security policy: read, change (ETag, merge patch), history, rollout",
     ApiTag.DATA: "Files, records and secrets, under the tenant's own keys",
     ApiTag.AUDIT: "The tenant's tamper-evident audit trail and its verification",
     ApiTag.COMPLIANCE: "SOX, GDPR and ISO 27001 reports; GDPR export and erasure of a data subject",
@@ -76,3 +78,24 @@ def idempotent_reply(model: type[BaseModel], status: int, description: str) -> d
     responses = reply(model, status, description)
     responses[status]["headers"] = REPLAYED_HEADERS
     return responses | IDEMPOTENCY_ERRORS
+
+
+# The policy routes' ETag and the refusals particular to them (If-Match, the lock-out guard).
+POLICY_HEADERS: dict[str, Any] = {
+    "ETag": {"description": "the policy revision", "schema": {"type": "string"}}
+}
+POLICY_ERRORS: dict[int, Any] = {
+    400: {"description": "The document is not valid (``fields`` names each problem)", "content": ERROR_BODY},
+    409: {
+        "description": "``would_lock_out``: your own next request would be refused; send force=true",
+        "content": ERROR_BODY,
+    },
+    412: {"description": "If-Match names another revision: read the policy again", "content": ERROR_BODY},
+}
+
+
+def policy_reply(model: type[BaseModel]) -> dict[int, Any]:
+    """``responses=`` of a route that answers the policy document with its ETag."""
+    responses = reply(model)
+    responses[200]["headers"] = POLICY_HEADERS
+    return {**responses, **POLICY_ERRORS}

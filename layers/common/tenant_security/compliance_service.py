@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from tenant_security.audit.reader import AuditReader
     from tenant_security.audit.store import ChainHeads
     from tenant_security.audit.verify import ChainVerifier
+    from tenant_security.callers import TenantContext
     from tenant_security.compliance.tenant_controls import TenantControls
     from tenant_security.config import Settings
-    from tenant_security.context import TenantContext
     from tenant_security.gdpr import SubjectRights
     from tenant_security.identity.users import UserStore
     from tenant_security.tenants import TenantProfile

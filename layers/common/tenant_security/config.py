@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     event_bus_name: str
 
     tenants_table: str
+    policy_history_table: str
     users_table: str
     sessions_table: str
     counters_table: str
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     # The onboarding function's Timeout (template.yaml): how long a step of an ended execution may
     # still be running, so how long its registration is not taken over.
     onboarding_step_timeout: int = Field(120, ge=1, le=900)
+    # The policy rollout workflow (the admin API starts one execution per policy revision whose
+    # fields live in AWS); "" where no function starts it.
+    policy_rollout_state_machine_arn: str = ""
     # Roles that tenant key policies let use the keys, comma-separated: exact ARNs (the policy's
     # principals; KMS refuses a wildcard in a principal, so none here) and ARN patterns with `*`
     # or `?` (matched by an aws:PrincipalArn condition on the account).

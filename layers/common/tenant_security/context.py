@@ -3,8 +3,11 @@ answer cannot make per request.
 
 Every API function behind the authorizer builds its resolver with :func:`protected_middleware`:
 it rebuilds who is calling from ``requestContext.authorizer`` (never from the request itself),
-refuses a revoked or expired session (401) and an ``X-Data-Region`` outside the tenant policy's
-data_locality (403), then runs the request under the caller tenant's quotas (see
+refuses a revoked or expired session (401), checks against the caller tenant's policy read at
+most 5 seconds ago what API Gateway's cached authorizer answer cannot see (the source address
+in the allow-list, MFA when required, the session younger than the session timeout: a policy
+change governs every request that starts 5 s after it), refuses an ``X-Data-Region`` outside
+the tenant policy's data_locality (403), then runs the request under the caller tenant's quotas (see
 :class:`tenant_security.quotas.QuotaGuard`: domain entitlement, one atomic rate/cost write, a
 concurrency lease, max_request_duration). Every request that reaches it -- admitted, refused or
 failed -- becomes one `User Activity` event (per the tenant policy's audit_logging flags).
@@ -12,20 +15,31 @@ failed -- becomes one `User Activity` event (per the tenant policy's audit_loggi
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
-from tenant_security.actors import Actor
-from tenant_security.authz.rbac import PLATFORM_ADMIN, may_use, permissions
+from tenant_security.alerts import AlertKind
+from tenant_security.authz.rbac import may_use
+from tenant_security.authz.route_costs import DEFAULT_COST
 from tenant_security.authz.routes import rule_for
 from tenant_security.aws import is_transient
+from tenant_security.callers import (
+    PolicyRefusal,
+    TenantContext,
+    policy_refusal,
+    session_within_timeout,
+    tenant_context,
+)
 from tenant_security.errors import DomainError, Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from tenant_security.http import request_refusal
 from tenant_security.locality import check_data_region
 from tenant_security.observability import logger
 from tenant_security.outbox import Held, Outbox
@@ -33,53 +47,13 @@ from tenant_security.tenancy import require_tenant_id
 from tenant_security.tenant_directory import READ_STATUS_MAX_AGE, WRITE_STATUS_MAX_AGE
 from tenant_security.tenants import TenantProfile, TenantStatus
 
-
-@dataclass(frozen=True)
-class TenantContext:
-    tenant_id: str
-    user: str
-    roles: tuple[str, ...]
-    session_id: str
-    request_id: str
-    source_ip: str | None
-    platform_admin: bool
-
-    def permissions(self, tenant: TenantProfile) -> list[str]:
-        """The caller's permission patterns (platform-admin counts only in the platform tenant)."""
-        roles = [r for r in self.roles if r != PLATFORM_ADMIN or self.platform_admin]
-        return permissions(roles, tenant.custom_roles if tenant.tenant_id == self.tenant_id else {})
-
-    @property
-    def actor(self) -> Actor:
-        """The caller as the logic below the handlers takes it."""
-        return Actor(tenant_id=self.tenant_id, user=self.user, platform_admin=self.platform_admin)
-
-    def require_tenant(self, tenant_id: str) -> None:
-        """Defence in depth behind the authorizer: the path tenant must be the caller's own."""
-        if tenant_id != self.tenant_id and not self.platform_admin:
-            raise Forbidden("not allowed for this tenant")
-
-
-def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantContext:
-    """The caller as the authorizer established it; 401 if there is no authorizer context."""
-    request = event.get("requestContext") or {}
-    authorizer = request.get("authorizer") or {}
-    tenant_id, user = authorizer.get("tenant_id"), authorizer.get("user")
-    if not tenant_id or not user:
-        raise Unauthorized("no authorizer context")
-    roles = tuple(r for r in str(authorizer.get("roles", "")).split(",") if r)
-    return TenantContext(
-        tenant_id=str(tenant_id),
-        user=str(user),
-        roles=roles,
-        session_id=str(authorizer.get("sid", "")),
-        request_id=str(request.get("requestId", "")),
-        source_ip=(request.get("identity") or {}).get("sourceIp"),
-        platform_admin=tenant_id == platform_tenant and PLATFORM_ADMIN in roles,
-    )
+if TYPE_CHECKING:
+    from tenant_security.identity.sessions import Session
 
 
 AUDIT_TARGET = "audit_target"
+# A policy change's field-level changes ([{field, old, new}]), named in the request's record.
+AUDIT_CHANGES = "audit_changes"
 # Set (True) by the idempotency middleware when the reply is a kept one: the request's record says
 # so (``replay``), and nothing was done again.
 REPLAYED = "idempotent_replay"
@@ -101,6 +75,15 @@ def current_tenant(app: APIGatewayRestResolver) -> TenantProfile:
     return record
 
 
+# A route's shape: its path with every parameter (``{name}``, ``{key+}``, Powertools' ``<name>``
+# and a greedy ``.+``) as ``*``, so the route Powertools matched compares with API Gateway's.
+_PARAMETER = re.compile(r"\{[^}]+\}|<[^>]+>|\.\+")
+
+
+def _shape(path: str) -> str:
+    return _PARAMETER.sub("*", path)
+
+
 class TenantNotActive(DomainError):
     """A platform-admin's request that the tenant's status does not allow (409)."""
 
@@ -119,12 +102,17 @@ ALLOWED_WHEN_NOT_ACTIVE: dict[str, frozenset[str]] = {
             "tenants:Suspend",
             "tenants:Reinstate",
             "users:List",
+            "sessions:List",
             "sessions:Revoke",
             "quotas:Read",
             "audit:Read",
             "audit:Verify",
             "reports:Read",
             "gdpr:Export",
+            # an incident's first steps: read and tighten the policy of the tenant it suspended
+            "policies:Read",
+            "policies:Write",
+            "policies:History",
         }
     ),
     TenantStatus.OFFBOARDING: frozenset({"tenants:Read", "tenants:Delete", "audit:Read", "audit:Verify"}),
@@ -140,12 +128,14 @@ def activity_of(
     reason: str | None,
     target: Mapping[str, str] | None = None,
     replay: bool = False,
+    changes: list[dict[str, Any]] | None = None,
 ) -> Activity:
     """The `User Activity` of one API request (the route's action, never its raw path or body).
 
     ``target``: the user the request was about, when a handler names one that the path does not
     (``app.context["audit_target"] = {"user", "email"}``). ``replay``: the reply was an
-    Idempotency-Key's kept one (the action was not done again).
+    Idempotency-Key's kept one (the action was not done again). ``changes``: a policy change's
+    fields, old and new values (``app.context["audit_changes"]``).
     """
     method, resource = str(event.get("httpMethod")), str(event.get("resource"))
     rule = rule_for(method, resource)
@@ -165,23 +155,27 @@ def activity_of(
         target_user=(target or {}).get("user") or (event.get("pathParameters") or {}).get("username"),
         target_email=(target or {}).get("email"),
         replay=True if replay else None,
+        changes=list(changes) if changes else None,
     )
 
 
 def protected_middleware(  # noqa: PLR0915 - one closure per step of the request, kept together
     tenants: Callable[[str, float], TenantProfile | None],
-    session_live: Callable[[str, str], bool],
+    session_of: Callable[[str, str], Session | None],
     platform_tenant: str,
     quotas: Callable[[], Any] | None = None,
     activity: Callable[[], EventPublisher] | None = None,
     aws_faults: Callable[[str], AbstractContextManager[None]] | None = None,
     outbox: Callable[[], Outbox] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
     """Middleware that sets the request's caller and tenant (:func:`current_caller`,
     :func:`current_tenant`), enforces per-request policy and records it.
 
     API Gateway may answer from a cached authorizer decision for minutes; the session check here
-    makes logout and revocation take effect on the very next request. ``tenants(id, max_age)``:
+    makes logout and revocation take effect on the very next request, and the caller tenant's
+    policy (read at most 5 s ago) is checked again: allow-list, MFA, session timeout.
+    ``session_of(tenant, sid)``: the session, read consistently. ``tenants(id, max_age)``:
     the tenant's record read at most ``max_age`` seconds ago (now, for a write). ``aws_faults``: the fault
     injector's per-tenant AWS failures (resilience tests only). ``outbox``: where a write's record
     is held before the write runs (no write without its record: :mod:`tenant_security.outbox`).
@@ -201,7 +195,10 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             status, reason = exc.status, exc.code
             raise
         except Exception as exc:
-            if is_transient(exc):  # answered 503 by the resolver (tenant_security.http)
+            refusal = request_refusal(exc)  # the body the handler could not take: its 4xx
+            if refusal is not None:
+                status, reason = refusal.status, refusal.code
+            elif is_transient(exc):  # answered 503 by the resolver (tenant_security.http)
                 status, reason = 503, "service_unavailable"
             raise
         finally:
@@ -214,6 +211,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
                     reason,
                     app.context.get(AUDIT_TARGET),
                     bool(app.context.get(REPLAYED)),
+                    app.context.get(AUDIT_CHANGES),
                 )
 
     def _record(
@@ -224,6 +222,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         reason: str | None,
         target: Mapping[str, str] | None,
         replay: bool = False,
+        changes: list[dict[str, Any]] | None = None,
     ) -> None:
         """Put the request's `User Activity`; a held write's record leaves the outbox once put.
 
@@ -235,7 +234,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         held: Held | None = audited.get("held")
         put = False
         try:
-            done = activity_of(event, context, audited["tenant"], status, reason, target, replay)
+            done = activity_of(event, context, audited["tenant"], status, reason, target, replay, changes)
             if held is not None:
                 done = replace(done, event_id=held.event_id)
             put = activity().activity(done, record.policies if record is not None else None)
@@ -262,6 +261,21 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
                 finished["reason"] = done.reason
             return finished
 
+    def _alert(event: Mapping[str, Any], context: TenantContext, refused: AlertKind) -> None:
+        """The refusal as a `Security Alert` too, as the authorizer raises its own (never raises)."""
+        assert activity is not None
+        try:
+            activity().security_alert(
+                context.tenant_id,
+                refused,
+                source_ip=context.source_ip,
+                method=event.get("httpMethod"),
+                resource=event.get("resource"),
+                user=context.user,
+            )
+        except Exception as exc:
+            logger.warning("alert not put", extra={"error_type": type(exc).__name__})
+
     def _hold(event: Mapping[str, Any], context: TenantContext, audited: dict[str, Any]) -> None:
         """Before a write runs: its record in the outbox, or a 503 and nothing done."""
         if outbox is None or activity is None or str(event.get("httpMethod")) not in WRITE_METHODS:
@@ -280,7 +294,15 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         context: TenantContext,
         audited: dict[str, Any],
     ) -> Response[Any]:
-        if not session_live(context.tenant_id, context.session_id):
+        # The route that runs must be the one the authorizer judged: Powertools dispatches on the
+        # decoded path, the checks read ``resource`` (a `%2F` inside a parameter, behind a front
+        # door that matches the encoded path, would otherwise run a neighbouring route).
+        matched = app.context.get("_route")
+        resource = str(event.get("resource"))
+        if matched is not None and _shape(str(getattr(matched, "path", resource))) != _shape(resource):
+            raise NotFound("no such route")
+        session = session_of(context.tenant_id, context.session_id) if context.session_id else None
+        if session is None or not session.live(clock()):
             raise Unauthorized("session ended")
         # The tenant whose data is touched: the path's (checked against the id rule first), else
         # the caller's.
@@ -294,14 +316,23 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         if record is None:
             raise NotFound(f"no tenant {target!r}")
         audited.update(tenant=target, record=record)
+        own = record if target == context.tenant_id else tenants(context.tenant_id, READ_STATUS_MAX_AGE)
+        if own is None or not session_within_timeout(session, own.policies, clock()):
+            raise Unauthorized("session ended")
+        context = replace(context, session_started_at=float(session.created_at))
+        refused = policy_refusal(own.policies, context)
+        if refused is not None:
+            if activity is not None:
+                _alert(event, context, refused)
+            raise PolicyRefusal(f"refused by the tenant policy: {refused}", code=str(refused))
         # The authorizer's policy matches by wildcard; the route that runs is checked exactly.
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
         if rule is not None and not may_use(rule, context.permissions(record)):
             raise Forbidden(f"not allowed: {', '.join(rule.actions)}")
         if aws_faults is not None:
             with aws_faults(target):
-                return _govern(app, next_middleware, event, context, record, target, audited)
-        return _govern(app, next_middleware, event, context, record, target, audited)
+                return _govern(app, next_middleware, event, context, record, own, target, audited)
+        return _govern(app, next_middleware, event, context, record, own, target, audited)
 
     def _govern(
         app: APIGatewayRestResolver,
@@ -309,10 +340,12 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         event: Mapping[str, Any],
         context: TenantContext,
         record: TenantProfile,
+        own: TenantProfile,
         target: str,
         audited: dict[str, Any],
     ) -> Response[Any]:
-        """The tenant's status, data region and quotas; then the handler."""
+        """The tenant's status, data region and quotas (the caller tenant's: ``own``); then the
+        handler."""
         if not record.active:
             if not context.platform_admin:
                 raise Forbidden("the tenant is not active")
@@ -331,9 +364,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
 
         if quotas is None:
             return handler()
-        caller = record if context.tenant_id == target else tenants(context.tenant_id, READ_STATUS_MAX_AGE)
-        if caller is None:
-            raise Unauthorized("no tenant")
+        caller = own
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
         response: Response[Any]
         lambda_context = app.lambda_context
@@ -343,9 +374,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             if hasattr(lambda_context, "get_remaining_time_in_millis")
             else None
         )
-        response, headers = quotas().run(
-            caller, record, rule.cost if rule else 1.0, event, handler, time_left=time_left
-        )
+        cost = (rule.cost if rule else DEFAULT_COST).nanodollars  # authz/route_costs.py, in USD
+        response, headers = quotas().run(caller, record, cost, event, handler, time_left=time_left)
         response.headers.update(headers)
         return response
 

@@ -26,6 +26,10 @@ from tenant_security.errors import Conflict, Forbidden, NotFound
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import UserStore
 
+# What a subject's export shows of each live session: the address and User-Agent it was started
+# from are theirs too (art. 15).
+_EXPORTED_SESSION_FIELDS = ("session_id", "amr", "created_at", "expires_at", "source_ip", "user_agent")
+
 
 class SubjectRights:
     """Export and erasure of one data subject of one tenant (stores given, not found)."""
@@ -90,7 +94,7 @@ class SubjectRights:
             "exported_at": datetime.now(UTC).isoformat(),
             "profile": user.public() if user is not None else None,
             "sessions": [
-                {k: v for k, v in asdict(s).items() if k in ("session_id", "amr", "created_at", "expires_at")}
+                {k: v for k, v in asdict(s).items() if k in _EXPORTED_SESSION_FIELDS}
                 for s in self.sessions.list_live(tenant_id, username)
             ]
             if user is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -91,6 +91,10 @@ def percent_decoded(event: Mapping[str, Any]) -> dict[str, Any]:
     return decoded
 
 
+# Set in a request's context once the caller-first middleware ran for it.
+_JUDGED = "caller_judged"
+
+
 class GuardedResolver(APIGatewayRestResolver):
     """A REST resolver that checks a JSON body's content type and size before anything else.
 
@@ -102,6 +106,54 @@ class GuardedResolver(APIGatewayRestResolver):
         super().__init__(enable_validation=True)
         self.max_json_body_bytes = max_json_body_bytes
         self.raw_body_prefixes = raw_body_prefixes
+        # which requests a caller-first middleware judges (none until use_before_validation)
+        self._guarded: Callable[[Mapping[str, Any]], bool] = lambda _event: False
+        self._refused: DomainError | None = None  # this request's body refusal, while it resolves
+
+    def use_before_validation(
+        self,
+        middleware: Callable[[Any, Any], Response[Any]],
+        when: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
+        """Run ``middleware`` on every route (those whose event ``when`` accepts) before
+        Powertools parses and validates the request.
+
+        Who is calling is decided before what they sent: a caller the tenant policy refuses (an
+        address outside the allow-list, no MFA, an ended session) gets its 401 or 403 whatever
+        its body, learns nothing of the body's rules, and the request is recorded either way. A
+        route Powertools does not validate still gets the middleware (a global one that runs it
+        where the validation step did not).
+        """
+        validation = self._request_validation_middleware
+        self._guarded = when or (lambda _event: True)
+
+        def judged(app: Any, next_middleware: Any) -> Response[Any]:
+            app.context[_JUDGED] = True
+
+            def after_the_caller(current: Any) -> Response[Any]:
+                refused, self._refused = self._refused, None
+                if refused is not None:  # what :meth:`resolve` found wrong with the body, now
+                    raise refused
+                rest: Response[Any] = next_middleware(current)
+                return rest
+
+            return middleware(app, after_the_caller)
+
+        def caller_first(app: Any, next_middleware: Any) -> Response[Any]:
+            if not self._guarded(app.current_event.raw_event):
+                return validation(app, next_middleware)
+            return judged(app, lambda current: validation(current, next_middleware))
+
+        def unvalidated_route(app: Any, next_middleware: Any) -> Response[Any]:
+            if app.context.get(_JUDGED) or not self._guarded(app.current_event.raw_event):
+                passed: Response[Any] = next_middleware(app)
+                return passed
+            return judged(app, next_middleware)
+
+        # Powertools puts this attribute first in every validated route's stack (it calls it with
+        # the app and the rest of the stack, as any middleware)
+        setattr(self, "_request_validation_middleware", caller_first)  # noqa: B010 - typed as the class
+        self.use([unvalidated_route])
 
     def body_error(self, event: Mapping[str, Any]) -> DomainError | None:
         """Why a request body is refused before parsing, or None."""
@@ -166,9 +218,15 @@ class GuardedResolver(APIGatewayRestResolver):
             # (which the audit record reads) say `bob\n`.
             return _with_reply_headers(_proxy_reply(NotFound("no such route")))
         refused = self.encoding_error(event) or self.body_error(event) or self.json_error(event)
-        if refused is not None:
+        if refused is not None and not self._guarded(event):
             return _with_reply_headers(_proxy_reply(refused))
-        return _with_reply_headers(super().resolve(event, context))
+        # Behind the authorizer the caller is judged first: the body's refusal (found without
+        # parsing it) is raised after the caller's checks, and recorded as any refusal.
+        self._refused = refused
+        try:
+            return _with_reply_headers(super().resolve(event, context))
+        finally:
+            self._refused = None
 
 
 def _with_reply_headers(reply: dict[str, Any]) -> dict[str, Any]:
@@ -231,11 +289,25 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def request_refusal(exc: Exception) -> DomainError | None:
+    """The 4xx a request error of the resolver's own (before any handler) answers, or None: the
+    one mapping, for the resolver's replies and for the request middleware's records of them."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, json.JSONDecodeError):
+        return MalformedJson("request body is not valid JSON")
+    if isinstance(exc, RequestUnsupportedContentType):
+        return UnsupportedMediaType(f"send the body as {JSON}")
+    if isinstance(exc, RequestValidationError):
+        return _request_validation_error(exc)
+    return None
+
+
 def make_resolver(
     *,
     max_json_body_bytes: int = 256 * 1024,
     raw_body_prefixes: Iterable[str] = (),
-) -> APIGatewayRestResolver:
+) -> GuardedResolver:
     """A Powertools REST resolver with validation, body guards and the one error mapping (errors.py).
 
     ``raw_body_prefixes``: resource paths (e.g. ``/tenants/{t}/files``) whose bodies are raw bytes
@@ -251,12 +323,12 @@ def make_resolver(
         return error_response(exc)
 
     @app.exception_handler(json.JSONDecodeError)
-    def _malformed(_exc: json.JSONDecodeError) -> Response[str]:
-        return error_response(MalformedJson("request body is not valid JSON"))
+    def _malformed(exc: json.JSONDecodeError) -> Response[str]:
+        return error_response(request_refusal(exc) or MalformedJson("request body is not valid JSON"))
 
     @app.exception_handler(RequestUnsupportedContentType)
-    def _content_type(_exc: RequestUnsupportedContentType) -> Response[str]:
-        return error_response(UnsupportedMediaType(f"send the body as {JSON}"))
+    def _content_type(exc: RequestUnsupportedContentType) -> Response[str]:
+        return error_response(request_refusal(exc) or UnsupportedMediaType(f"send the body as {JSON}"))
 
     @app.exception_handler(RequestValidationError)
     def _validation(exc: RequestValidationError) -> Response[str]:

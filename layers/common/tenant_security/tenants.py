@@ -89,6 +89,11 @@ class TenantProfile:
     owner_execution: str = ""
     # Who asked for offboarding (``tenant/user``), set with status OFFBOARDING by the API.
     offboarding_requested_by: str = ""
+    # The security policy's revision (its ETag): every stored change adds one, conditionally.
+    policy_revision: int = 0
+    # The AWS side of the policy (rotation, replicas, retention): {status, revision, detail} or None
+    rollout: dict[str, Any] | None = None
+    roles_revision: int = 0  # every change and grant of a custom role adds one (authz/role_store.py)
 
     @property
     def active(self) -> bool:
@@ -110,6 +115,9 @@ class TenantProfile:
                 "updated_at": self.updated_at or datetime.now(UTC).isoformat(),
                 "owner_execution": self.owner_execution or None,
                 "offboarding_requested_by": self.offboarding_requested_by or None,
+                "policy_revision": self.policy_revision,
+                "rollout": json.dumps(self.rollout) if self.rollout is not None else None,
+                "roles_revision": self.roles_revision or None,
             }
         )
 
@@ -146,6 +154,9 @@ class TenantProfile:
             updated_at=values.get("updated_at", ""),
             owner_execution=values.get("owner_execution", ""),
             offboarding_requested_by=values.get("offboarding_requested_by", ""),
+            policy_revision=int(values.get("policy_revision", 0)),
+            rollout=json.loads(values["rollout"]) if values.get("rollout") else None,
+            roles_revision=int(values.get("roles_revision", 0)),
         )
 
 

@@ -84,13 +84,22 @@ class TenantAdmin:
         return quotas.model_dump(mode="json")
 
     def quota_usage(self, tenant: TenantProfile) -> dict[str, Any]:
-        """What the tenant uses now of its request, concurrency, storage and compute quotas."""
+        """What the tenant uses now of its request, concurrency, storage and compute quotas, and
+        what its requests cost (``spend``, estimated US dollars: authz/route_costs.py)."""
         from tenant_security.quotas.rate import RateLimits
 
         quotas = tenant.quotas
+        requests = self.rate_limiter.usage(tenant.tenant_id, RateLimits.of(tenant.policies, quotas))
+        spend = {
+            **requests.pop("spend"),
+            # the documents' figures; monthly_limit is the stricter of the two, the one enforced
+            "monthly_budget": quotas.cost.monthly_budget,
+            "cost_threshold": tenant.policies.rate_limiting.cost_threshold,
+        }
         return {
             "tenant_id": tenant.tenant_id,
-            "requests": self.rate_limiter.usage(tenant.tenant_id, RateLimits.of(tenant.policies, quotas)),
+            "requests": requests,
+            "spend": spend,
             "concurrent_requests": {
                 "active": self.leases.active(tenant.tenant_id),
                 "limit": quotas.compute.max_concurrent_requests,

@@ -5,51 +5,91 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.actors import Actor
-from tenant_security.authz.rbac import PLATFORM_ADMIN, TENANT_ADMIN, known_roles
+from tenant_security.authz.custom_roles import held_actions, tenant_actions_of
+from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, known_roles, permissions
 from tenant_security.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
-from tenant_security.identity.users import User, UserStore
+from tenant_security.identity.users import GuardFailed, User, UserStore
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from tenant_security.authz.role_store import RoleStore
     from tenant_security.tenants import TenantProfile
+
+# A grant of a custom role that met a change of the tenant's roles (or another such grant) reads
+# them again: this often (as administration/roles.py's ATTEMPTS).
+_GRANT_ATTEMPTS = 10
 
 
 class UserAdmin:
     """What tenant-admins (and platform-admins) do to users."""
 
-    def __init__(self, users: UserStore, sessions: SessionStore, platform_tenant: str) -> None:
+    def __init__(
+        self,
+        users: UserStore,
+        sessions: SessionStore,
+        platform_tenant: str,
+        custom_roles: RoleStore | None = None,
+    ) -> None:
+        """``custom_roles``: where a grant of a custom role reads the tenant's roles and the
+        guard that keeps it from meeting the role's deletion (without it, the profile's roles)."""
         self.users = users
         self.sessions = sessions
         self.platform_tenant = platform_tenant
+        self.custom_roles = custom_roles
 
-    def _check_roles(self, actor: Actor, tenant: TenantProfile, roles: list[str]) -> None:
-        unknown = sorted(set(roles) - known_roles(tenant.custom_roles))
+    def _check_roles(
+        self, actor: Actor, tenant: TenantProfile, roles: list[str]
+    ) -> TransactWriteItemTypeDef | None:
+        """Refuse unknown roles and a platform-admin outside the platform tenant. A grant of a
+        custom role is judged on the roles as stored now, and returns the guard its write carries
+        (:meth:`tenant_security.authz.role_store.RoleStore.grant_guard`)."""
+        if PLATFORM_ADMIN in roles and (tenant.tenant_id != self.platform_tenant or not actor.platform_admin):
+            raise Forbidden("platform-admin is granted only in the platform tenant, by a platform-admin")
+        custom, guard = tenant.custom_roles, None
+        if self.custom_roles is not None and set(roles) - set(BUILTIN_ROLES):
+            read = self.custom_roles.read(tenant.tenant_id)
+            custom, guard = read.roles, self.custom_roles.grant_guard(read)
+        unknown = sorted(set(roles) - known_roles(custom))
         if unknown:
             raise ValidationFailed(
                 "unknown roles", fields=[{"field": "roles", "message": f"unknown: {unknown}"}]
             )
-        if PLATFORM_ADMIN in roles and (tenant.tenant_id != self.platform_tenant or not actor.platform_admin):
-            raise Forbidden("platform-admin is granted only in the platform tenant, by a platform-admin")
+        # A grant never reaches beyond its grantor (as a custom role's definition never does):
+        # users:WriteRoles alone must not make tenant-admins, its holder among them.
+        if actor.tenant_id != tenant.tenant_id and not actor.platform_admin:
+            raise Forbidden("not allowed for this tenant")  # (the middleware says so first)
+        held = held_actions(actor.roles, actor.platform_admin, custom)
+        beyond = sorted(tenant_actions_of(permissions(roles, custom)) - held)
+        if beyond:
+            raise Forbidden(f"you cannot grant roles that hold what you do not: {', '.join(beyond)}")
+        return guard
 
     def create(
         self, actor: Actor, tenant: TenantProfile, username: str, email: str, roles: list[str]
     ) -> dict[str, Any]:
         """A new user with a one-time password (returned once; MFA enrolment and a password
         change follow at first sign-in)."""
-        self._check_roles(actor, tenant, roles)
+        guard = self._check_roles(actor, tenant, roles)  # before the password's hashing work
         password = generate_password()
-        self.users.create(
-            User(
-                tenant_id=tenant.tenant_id,
-                username=username,
-                email=email,
-                roles=sorted(set(roles)),
-                password_hash=hash_password(password),
-                password_change_required=True,
-            )
+        user = User(
+            tenant_id=tenant.tenant_id,
+            username=username,
+            email=email,
+            roles=sorted(set(roles)),
+            password_hash=hash_password(password),
+            password_change_required=True,
         )
-        return {"username": username, "temporary_password": password}
+        for _attempt in range(_GRANT_ATTEMPTS):
+            try:
+                self.users.create(user, guard=guard)
+            except GuardFailed:
+                guard = self._check_roles(actor, tenant, roles)  # the roles changed: judge it again
+                continue
+            return {"username": username, "temporary_password": password}
+        raise GuardFailed("the tenant's roles keep changing; try again")
 
     def list_users(self, tenant_id: str) -> list[dict[str, Any]]:
         """The tenant's users, by name (no hashes or secrets)."""
@@ -67,8 +107,17 @@ class UserAdmin:
     ) -> dict[str, Any]:
         """Replace a user's roles; their sessions end so the new roles apply at the next sign-in.
         The tenant's last active tenant-admin keeps the role (409): someone must administer it."""
-        self._check_roles(actor, tenant, roles)
-        self.users.set_roles(tenant.tenant_id, username, sorted(set(roles)), keep_one=TENANT_ADMIN)
+        for _attempt in range(_GRANT_ATTEMPTS):
+            guard = self._check_roles(actor, tenant, roles)
+            try:
+                self.users.set_roles(
+                    tenant.tenant_id, username, sorted(set(roles)), keep_one=TENANT_ADMIN, guard=guard
+                )
+            except GuardFailed:
+                continue  # the tenant's roles changed meanwhile: judge the grant again
+            break
+        else:
+            raise GuardFailed("the tenant's roles keep changing; try again")
         self.sessions.revoke_all(tenant.tenant_id, username)
         user = self.users.get(tenant.tenant_id, username)
         if user is None:

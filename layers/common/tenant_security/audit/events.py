@@ -8,6 +8,7 @@ small whatever an event carries.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +37,12 @@ _CORE = {
     "target_email",
     "time",
     "alert",
+    "changes",
 }
+# A policy change's field-level changes in its record: at most this many, each value at most
+# this long as JSON (a longer one is kept as its truncated JSON text).
+_MAX_CHANGES = 100
+_MAX_CHANGE_VALUE = 2048
 
 
 def _text(value: Any) -> str | None:
@@ -108,7 +114,30 @@ def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any
     }
     if isinstance(about, str) and about != chain_tenant:
         content["details"]["about_tenant"] = about[:64]
+    changes = _changes(detail.get("changes"))
+    if changes:
+        content["changes"] = changes
     return content
+
+
+def _change_value(value: Any) -> Any:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return value if len(text) <= _MAX_CHANGE_VALUE else text[:_MAX_CHANGE_VALUE]
+
+
+def _changes(value: Any) -> list[dict[str, Any]]:
+    """The ``changes`` of a policy change's event ({field, old, new} each), bounded."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {
+            "field": _text(c.get("field")),
+            "old": _change_value(c.get("old")),
+            "new": _change_value(c.get("new")),
+        }
+        for c in value[:_MAX_CHANGES]
+        if isinstance(c, Mapping)
+    ]
 
 
 def forged_record_content(event: Mapping[str, Any], platform_tenant: str) -> dict[str, Any]:

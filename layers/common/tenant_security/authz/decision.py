@@ -1,18 +1,28 @@
 """The REQUEST authorizer's decision.
 
-Order: bearer token (ES256, known kid, issuer, audience, expiry) → tenant ACTIVE → session live →
-full-scope token (not a password-change one) → MFA in ``amr`` when the policy requires it →
-source IP in the policy's allow-list (from requestContext, never X-Forwarded-For) → RBAC over the
-route table. The answer lists every route the caller may use, with the caller's own tenant in the
-path (any tenant for a platform-admin), so API Gateway's cached answer is right for every route.
-An invalid token or a dead session is 401 (``Unauthorized``); anything else refused is an
-explicit Deny (403). The handler turns any unexpected exception into a 401.
+Order: bearer token (ES256, known kid, issuer, audience, expiry) → tenant ACTIVE → session live
+and younger than the policy's session timeout → full-scope token (not a password-change one) →
+RBAC over the route table. The answer lists every route the caller may use, with the caller's own
+tenant in the path (any tenant for a platform-admin), so API Gateway's cached answer is right for
+every route. An invalid token or a dead session is 401 (``Unauthorized``); anything else refused
+is an explicit Deny (403). The handler turns any unexpected exception into a 401.
+
+What a tenant's policy may loosen again is not decided here: API Gateway keeps an answer for
+AuthorizerCacheTtl seconds (per token and source address), and a cached Deny would outlive a
+reopened allow-list or a lifted MFA requirement by minutes. The source address against the
+allow-list (from requestContext, never X-Forwarded-For) and MFA in ``amr`` when the policy
+requires it are checked by the request middleware on every request, against the policy read at
+most 5 seconds ago (:mod:`tenant_security.context`); the token's ``amr`` travels in the answer's
+context for it. Likewise a caller holding a custom role is allowed here every route a custom
+role could grant, and the middleware checks the route exactly against the role as stored now:
+a role narrowed or widened governs within 5 seconds, not within the cache's time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,22 +33,23 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from tenant_security.activity import EventPublisher
 from tenant_security.alerts import AlertKind
-from tenant_security.authz.rbac import PLATFORM_ADMIN, may_use, permissions
+from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, TENANT_ACTIONS, may_use, permissions
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_for
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
-from tenant_security.identity.tokens import ACCESS, MFA_METHODS, SCOPE_FULL, TokenVerifier
+from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, TokenVerifier
 from tenant_security.paths import decode_path_text
 from tenant_security.refusals import RefusalCounter, RefusalKind
 
 if TYPE_CHECKING:
+    from tenant_security.identity.sessions import Session
     from tenant_security.tenants import TenantLookup
 
 _PARAM = re.compile(r"\{[^}]+\}")
 
 
 class SessionLookup(Protocol):
-    def is_live(self, tenant_id: str, session_id: str) -> bool: ...
+    def get(self, tenant_id: str, session_id: str) -> Session | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,10 +92,12 @@ class RequestAuthorizer:
         publisher: EventPublisher,
         platform_tenant: str,
         refusals: RefusalCounter | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``refusals``: where refusals of callers without a valid token are counted (one
         record per source address and minute) instead of one alert each."""
         self.refusals = refusals
+        self.clock = clock
         self.verifier = verifier
         self.tenants = tenants
         self.sessions = sessions
@@ -158,24 +171,27 @@ class RequestAuthorizer:
                 "user": caller.user,
                 "roles": ",".join(caller.roles),
                 "sid": caller.session_id,
+                "amr": ",".join(caller.amr),
             },
         )
         tenant = self.tenants.get(caller.tenant_id)
         if tenant is None or not tenant.active:
             return self._deny(response, AlertKind.TENANT_NOT_ACTIVE, caller, event, source_ip)
-        if not caller.session_id or not self.sessions.is_live(caller.tenant_id, caller.session_id):
+        session = self.sessions.get(caller.tenant_id, caller.session_id) if caller.session_id else None
+        now = self.clock()
+        if session is None or not session.live_within(
+            tenant.policies.access_control.session_timeout_minutes, now
+        ):
             raise Unauthorized("session ended")
         if caller.scope != SCOPE_FULL:
             return self._deny(response, AlertKind.PASSWORD_CHANGE_REQUIRED, caller, event, source_ip)
-        access = tenant.policies.access_control
-        if access.mfa_required and not MFA_METHODS & set(caller.amr):
-            return self._deny(response, AlertKind.MFA_REQUIRED, caller, event, source_ip)
-        if not access.allows(source_ip):
-            return self._deny(response, AlertKind.SOURCE_IP_NOT_ALLOWED, caller, event, source_ip)
 
         platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
         roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
         granted = permissions(roles, tenant.custom_roles)
+        if any(role not in BUILTIN_ROLES for role in roles):
+            # the middleware holds the caller to the custom role as stored at the request
+            granted = [*granted, *sorted(TENANT_ACTIONS)]
         tenant_in_path = "*" if platform_admin else caller.tenant_id
         allowed = [rule for rule in ROUTES if may_use(rule, granted)]
         if not allowed:

@@ -23,21 +23,20 @@ DEVELOPER = "developer"
 VIEWER = "viewer"
 
 _PLATFORM_ONLY = ("tenants:Create", "tenants:Delete", "tenants:Suspend", "tenants:Reinstate", "quotas:Write")
-# Tenant-scoped actions no route serves yet: the tenant's security policy document (GET and PUT
-# /tenants/{t}/policies are planned; until then a policy changes only through onboarding). They stay
-# grantable so that roles and custom roles written for them keep their meaning.
-_WITHOUT_ROUTE = ("policies:Read", "policies:Write")
-TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_PLATFORM_ONLY) | set(
-    _WITHOUT_ROUTE
-)
+TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_PLATFORM_ONLY)
+
+# What every holder of a role may do about their own sessions: sign out, list them, end one. Not
+# tenant-scoped, so a custom role's own patterns never grant them: permissions() adds them to it.
+SELF_SERVICE = ("auth:Logout", "auth:ListSessions", "auth:EndSession")
 
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
     PLATFORM_ADMIN: ("*",),
-    TENANT_ADMIN: (*sorted(TENANT_ACTIONS), "auth:Logout"),
-    SECURITY_ADMIN: ("policies:*", "sessions:*", "secrets:*", "gdpr:*", "tenants:Read", "auth:Logout"),
-    AUDITOR: ("audit:*", "reports:*", "tenants:Read", "auth:Logout"),
-    DEVELOPER: ("files:*", "records:*", "auth:Logout"),
-    VIEWER: ("files:Read", "files:List", "records:Read", "auth:Logout"),
+    TENANT_ADMIN: (*sorted(TENANT_ACTIONS), *SELF_SERVICE),
+    SECURITY_ADMIN: ("policies:*", "sessions:*", "secrets:*", "gdpr:*", "tenants:Read", *SELF_SERVICE),
+    # the policy's document and its history: what an auditor checks the tenant against
+    AUDITOR: ("audit:*", "reports:*", "tenants:Read", "policies:Read", "policies:History", *SELF_SERVICE),
+    DEVELOPER: ("files:*", "records:*", *SELF_SERVICE),
+    VIEWER: ("files:Read", "files:List", "records:Read", *SELF_SERVICE),
 }
 
 
@@ -56,6 +55,7 @@ def permissions(roles: Iterable[str], custom_roles: Mapping[str, Iterable[str]])
             # Expanded to concrete actions: a custom role never reaches beyond the tenant's own.
             granted = list(custom_roles[role])
             patterns.extend(sorted(a for a in TENANT_ACTIONS if is_allowed(a, granted)))
+            patterns.extend(a for a in SELF_SERVICE if a not in patterns)
     return patterns
 
 

@@ -22,6 +22,8 @@ PRIVILEGED_ACTIONS = (
     "users:Create",
     "users:Delete",
     "users:WriteRoles",
+    "roles:Write",
+    "roles:Delete",
     "policies:Write",
     "quotas:Write",
     "sessions:Revoke",

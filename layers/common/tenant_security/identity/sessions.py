@@ -51,6 +51,10 @@ _CHECK_FAILED = "ConditionalCheckFailed"
 _CONTENTION_RETRIES = 4
 _BACKOFF_SECONDS = 0.05
 _jitter = secrets.SystemRandom()
+# What a session keeps of its client: a User-Agent is rarely over 200 characters; an IPv6 address
+# in text is at most 45.
+MAX_USER_AGENT_CHARS = 256
+MAX_SOURCE_IP_CHARS = 64
 
 
 class SessionLimitReached(DomainError):
@@ -81,9 +85,28 @@ class Session:
     created_at: int
     expires_at: int
     revoked: bool = False
+    # Where the session was started from, as the sign-in request said (sessions older than these
+    # fields read None). Personal data of the user: shown to them and their security-admins,
+    # exported by GDPR art. 15, never logged.
+    source_ip: str | None = None
+    user_agent: str | None = None
 
     def live(self, now: float) -> bool:
         return not self.revoked and self.expires_at > now
+
+    def live_within(self, timeout_minutes: int, now: float) -> bool:
+        """Live, and younger than ``timeout_minutes`` (the policy's session timeout as it is now:
+        a shortened one ends the sessions already older than it)."""
+        return self.live(now) and now - self.created_at < timeout_minutes * 60
+
+
+def client_text(value: str | None, limit: int) -> str | None:
+    """A client-supplied header value as a session keeps it: printable characters only, at most
+    ``limit`` of them (a 10 KB User-Agent must not grow every session item); None when empty."""
+    if not value:
+        return None
+    kept = "".join(c for c in value if c.isprintable()).strip()[:limit]
+    return kept or None
 
 
 def _session(item: dict[str, Any]) -> Session:
@@ -117,10 +140,13 @@ class SessionStore:
         max_sessions: int,
         max_per_user: int | None = None,
         conditions: Sequence[Mapping[str, Any]] = (),
+        source_ip: str | None = None,
+        user_agent: str | None = None,
     ) -> Session:
         """A new session; 403 ``session_limit_reached`` when the tenant has ``max_sessions`` live
         ones, or the user ``max_per_user``; :class:`ChangedMeanwhile` (401) when one of
-        ``conditions`` (``ConditionCheck`` transaction items) does not hold."""
+        ``conditions`` (``ConditionCheck`` transaction items) does not hold. ``source_ip`` and
+        ``user_agent``: the signing-in request's (kept shortened, see :func:`client_text`)."""
         now = int(self.clock())
         session = Session(
             tenant_id=tenant_id,
@@ -130,6 +156,8 @@ class SessionStore:
             scope=scope,
             created_at=now,
             expires_at=now + timeout_minutes * 60,
+            source_ip=client_text(source_ip, MAX_SOURCE_IP_CHARS),
+            user_agent=client_text(user_agent, MAX_USER_AGENT_CHARS),
         )
         per_user = max_per_user if max_per_user is not None else max_sessions
         for attempt in range(2):
@@ -204,7 +232,8 @@ class SessionStore:
             "Update": {
                 "TableName": self.table,
                 "Key": self._key(tenant_id, session_id),
-                "UpdateExpression": "SET revoked = :true",
+                # an ended session keeps nothing of its client (the trail has each request's)
+                "UpdateExpression": "SET revoked = :true REMOVE source_ip, user_agent",
                 "ConditionExpression": "revoked = :false AND expires_at > :now AND username = :u",
                 "ExpressionAttributeValues": {
                     ":true": {"BOOL": True},
@@ -288,15 +317,52 @@ class SessionStore:
         """The tenant's live sessions (of one user when ``username`` is given), read consistently:
         revoking them all must not miss one created a moment ago."""
         now = self.clock()
+        values: dict[str, Any] = {":t": {"S": tenant_id}}
+        filtered: dict[str, Any] = {}
+        if username is not None:  # (DynamoDB leaves the others out of the reply)
+            values[":u"] = {"S": username}
+            filtered["FilterExpression"] = "username = :u"
         pages = query_pages(
             self.client,
             TableName=self.table,
             KeyConditionExpression="tenant_id = :t",
-            ExpressionAttributeValues={":t": {"S": tenant_id}},
+            ExpressionAttributeValues=values,
             ConsistentRead=True,
+            **filtered,
         )
         sessions = (_session(item) for page in pages for item in page.get("Items", []))
         return [s for s in sessions if s.live(now) and (username is None or s.username == username)]
+
+    def page_live(
+        self, tenant_id: str, limit: int, after: str | None = None
+    ) -> tuple[list[Session], str | None]:
+        """Up to ``limit`` live sessions of the tenant in session-id order, after the session id
+        ``after``; and the id the next page starts after (None on the last page). Read
+        consistently, as :meth:`list_live`."""
+        now = int(self.clock())
+        start: dict[str, Any] = {"ExclusiveStartKey": self._key(tenant_id, after)} if after else {}
+        pages = query_pages(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="tenant_id = :t",
+            FilterExpression="revoked = :false AND expires_at > :now",
+            ExpressionAttributeValues={
+                ":t": {"S": tenant_id},
+                ":false": {"BOOL": False},
+                ":now": {"N": str(now)},
+            },
+            ConsistentRead=True,
+            **start,
+        )
+        found: list[Session] = []
+        for page in pages:
+            items = page.get("Items", [])
+            for index, item in enumerate(items):
+                found.append(_session(item))
+                if len(found) == limit:
+                    more = index < len(items) - 1 or "LastEvaluatedKey" in page
+                    return found, found[-1].session_id if more else None
+        return found, None
 
     def revoke_all(self, tenant_id: str, username: str | None = None) -> int:
         """Revoke every live session of the tenant (or of one user); how many were revoked.

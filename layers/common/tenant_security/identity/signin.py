@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from tenant_security.alerts import AlertKind
 from tenant_security.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from tenant_security.identity.mfa import Enrollment, MfaService
 from tenant_security.identity.passwords import (
@@ -36,6 +34,12 @@ from tenant_security.identity.passwords import (
 )
 from tenant_security.identity.sessions import ChangedMeanwhile, SessionStore
 from tenant_security.identity.signin_audit import SignInAudit
+from tenant_security.identity.signin_steps import (
+    INVALID_CREDENTIALS,
+    AddressRefused,
+    SignInStep,
+    TenantOfRecord,
+)
 from tenant_security.identity.throttle import SignInThrottle, TooManyAttempts
 from tenant_security.identity.tokens import (
     ACCESS,
@@ -56,33 +60,6 @@ from tenant_security.tenants import TenantLookup
 if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
     from tenant_security.refusals import RefusalCounter
-
-
-INVALID_CREDENTIALS = "invalid credentials"
-
-
-class SignInStep(StrEnum):
-    """What a correct password leads to: the next step of the sign-in (the reply's ``status``)."""
-
-    MFA_REQUIRED = "MFA_REQUIRED"  # a TOTP or backup code answers the challenge
-    MFA_ENROLLMENT_REQUIRED = "MFA_ENROLLMENT_REQUIRED"  # the user enrols a TOTP device first
-
-
-class TenantOfRecord(TenantLookup, Protocol):
-    """The tenants table itself (not a cache): the status now, and a check that it still holds."""
-
-    def still_active(self, tenant_id: str) -> dict[str, Any]: ...
-
-
-class AddressRefused(Unauthorized):
-    """The tenant's allow-list refuses the caller's address. Answered exactly as bad credentials
-    (401, the same body), so a stranger cannot tell which tenants exist; the refusal is still
-    recorded with its reason (``audit_reason``) for the tenant's trail."""
-
-    audit_reason = AlertKind.SOURCE_IP_NOT_ALLOWED
-
-    def __init__(self) -> None:
-        super().__init__(INVALID_CREDENTIALS)
 
 
 class SignInService:
@@ -221,16 +198,23 @@ class SignInService:
             user = self._user_of(enrollment_token, MFA_ENROLLMENT, source_ip, who)
             return self.mfa.enroll(user)
 
-    def activate(self, enrollment_token: str, code: str, source_ip: str | None) -> dict[str, Any]:
-        """Confirm enrolment with a first code; the token reply."""
+    def activate(
+        self, enrollment_token: str, code: str, source_ip: str | None, user_agent: str | None = None
+    ) -> dict[str, Any]:
+        """Confirm enrolment with a first code; the token reply (its session keeps the client's)."""
         who: dict[str, str | None] = {}
         with self.audit.step("auth:MfaActivate", source_ip, who):
             user = self._user_of(enrollment_token, MFA_ENROLLMENT, source_ip, who)
             amr = self.mfa.activate(user, code, source_ip)
-            return self._start_session(user, amr, source_ip)
+            return self._start_session(user, amr, source_ip, user_agent)
 
     def verify(
-        self, challenge_token: str, code: str | None, backup_code: str | None, source_ip: str | None
+        self,
+        challenge_token: str,
+        code: str | None,
+        backup_code: str | None,
+        source_ip: str | None,
+        user_agent: str | None = None,
     ) -> dict[str, Any]:
         """Check a TOTP code or a backup code; the token reply."""
         if (code is None) == (backup_code is None):
@@ -242,43 +226,53 @@ class SignInService:
                 amr = self.mfa.verify_code(user, code, source_ip)
             else:
                 amr = self.mfa.verify_backup_code(user, str(backup_code), source_ip)
-            return self._start_session(user, amr, source_ip)
+            return self._start_session(user, amr, source_ip, user_agent)
 
     def change_password(
-        self, access_token: str, current_password: str, new_password: str, source_ip: str | None
-    ) -> dict[str, Any]:
-        """Replace the password (required after a one-time one); a full-rights token reply."""
-        who: dict[str, str | None] = {}
-        with self.audit.step("auth:ChangePassword", source_ip, who):
-            return self._change_password(access_token, current_password, new_password, source_ip, who)
-
-    def _change_password(
         self,
         access_token: str,
         current_password: str,
         new_password: str,
         source_ip: str | None,
-        who: dict[str, str | None],
+        user_agent: str | None = None,
     ) -> dict[str, Any]:
-        claims = self._claims(access_token, ACCESS, source_ip)
-        tenant_id, username, sid = str(claims["tenant_id"]), str(claims["sub"]), str(claims.get("sid", ""))
-        who.update(tenant_id=tenant_id, user=username)
-        if not self.sessions.is_live(tenant_id, sid):
-            raise Unauthorized("session ended")
-        user = self._active_user(tenant_id, username)
-        # the caller holds a session (MFA done): a wrong current password counts as a failure
-        attempt = self.mfa.admit(user, source_ip)
-        if not verify_password(user.password_hash, current_password):
-            raise self.mfa.fail(user, "invalid current password", source_ip, attempt)
-        self.mfa.succeeded(user)
-        check_new_password(new_password, username=username, current_password=current_password)
-        new_hash = hash_password(new_password)
-        self.users.set_password(tenant_id, username, new_hash, change_required=False)
-        # A new password ends every session of the user (someone else may hold one).
-        self.sessions.revoke_all(tenant_id, username)
-        # the user as this step left it: the session starts only while it still is
-        user.password_hash, user.password_change_required = new_hash, False
-        return self._start_session(user, list(claims.get("amr") or []), source_ip)
+        """Replace the password (required after a one-time one); every session of the user ends and
+        the reply is a full-rights token of a new one."""
+        who: dict[str, str | None] = {}
+        with self.audit.step("auth:ChangePassword", source_ip, who):
+            claims = self._claims(access_token, ACCESS, source_ip)
+            tenant_id, username = str(claims["tenant_id"]), str(claims["sub"])
+            who.update(tenant_id=tenant_id, user=username)
+            session, tenant = (
+                self.sessions.get(tenant_id, str(claims.get("sid", ""))),
+                self.tenants.get(tenant_id),
+            )
+            # judged as every request behind the authorizer is (allow-list, session timeout)
+            access = tenant.policies.access_control if tenant is not None else None
+            if (
+                access is None
+                or session is None
+                or not session.live_within(access.session_timeout_minutes, time.time())
+            ):
+                raise Unauthorized("session ended")
+            if not access.allows(source_ip):
+                raise Forbidden(
+                    "refused by the tenant policy: source_ip_not_allowed", code="source_ip_not_allowed"
+                )
+            user = self._active_user(tenant_id, username)
+            # the caller holds a session (MFA done): a wrong current password counts as a failure
+            attempt = self.mfa.admit(user, source_ip)
+            if not verify_password(user.password_hash, current_password):
+                raise self.mfa.fail(user, "invalid current password", source_ip, attempt)
+            self.mfa.succeeded(user)
+            check_new_password(new_password, username=username, current_password=current_password)
+            new_hash = hash_password(new_password)
+            self.users.set_password(tenant_id, username, new_hash, change_required=False)
+            # A new password ends every session of the user (someone else may hold one).
+            self.sessions.revoke_all(tenant_id, username)
+            # the user as this step left it: the session starts only while it still is
+            user.password_hash, user.password_change_required = new_hash, False
+            return self._start_session(user, list(claims.get("amr") or []), source_ip, user_agent)
 
     def logout(self, tenant_id: str, session_id: str, username: str | None = None) -> None:
         """End the session."""
@@ -315,13 +309,15 @@ class SignInService:
             who.update(tenant_id=str(claims["tenant_id"]), user=str(claims["sub"]))
         return self._active_user(str(claims["tenant_id"]), str(claims["sub"]))
 
-    def _start_session(self, user: User, amr: list[str], source_ip: str | None) -> dict[str, Any]:
+    def _start_session(
+        self, user: User, amr: list[str], source_ip: str | None, user_agent: str | None
+    ) -> dict[str, Any]:
         """The session and token reply, made from ``user`` as the step read it -- unless the user or
         the tenant changed since: a change of roles only is taken (the session carries the new
         ones); a new password, another status, a deleted user answer 401, a tenant no longer
         active 403."""
         try:
-            return self._open_session(user, amr, source_ip)
+            return self._open_session(user, amr, source_ip, user_agent)
         except ChangedMeanwhile:
             fresh = self.users.get(user.tenant_id, user.username)
             if fresh is None or not _same_credentials(user, fresh):
@@ -332,19 +328,13 @@ class SignInService:
                 raise
             # Only the roles changed (or the tenant did: it is read again). Once more, as the user
             # is now; a second change meanwhile is a 401.
-            return self._open_session(fresh, amr, source_ip)
+            return self._open_session(fresh, amr, source_ip, user_agent)
 
-    def _open_session(self, user: User, amr: list[str], source_ip: str | None) -> dict[str, Any]:
-        logger.info(
-            "sign-in step",
-            extra={
-                "tenant_id": user.tenant_id,
-                "user": user.username,
-                "step": "mfa",
-                "outcome": "ok",
-                "amr": amr,
-            },
-        )
+    def _open_session(
+        self, user: User, amr: list[str], source_ip: str | None, user_agent: str | None
+    ) -> dict[str, Any]:
+        step = {"tenant_id": user.tenant_id, "user": user.username, "step": "mfa", "outcome": "ok"}
+        logger.info("sign-in step", extra={**step, "amr": amr})
         # The status as it is now, not as a cache saw it: a tenant suspended a moment ago gets
         # no new session.
         current = self.tenant_of_record.get(user.tenant_id)
@@ -366,6 +356,8 @@ class SignInService:
             access.max_concurrent_sessions,
             access.max_sessions_per_user,
             conditions=conditions,
+            source_ip=source_ip,
+            user_agent=user_agent,
         )
         if self.throttle is not None:
             self.throttle.remember_address(user.tenant_id, user.username, source_ip)

@@ -11,12 +11,34 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from tenant_security.dynamo import from_item, is_conditional_failure, partition_items, to_item, to_value
+from tenant_security.dynamo import (
+    cancellation_codes,
+    from_item,
+    is_conditional_failure,
+    is_contention,
+    partition_items,
+    to_item,
+    to_value,
+)
 from tenant_security.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
+
+
+class GuardFailed(Conflict):
+    """A write's guard (a transaction item the caller added, e.g. "the tenant's roles are as I
+    read them") did not hold, or met another write: nothing was written; read again, retry."""
+
+    code = "roles_changed"
+
+
+def _guard_failed(exc: BaseException) -> bool:
+    """True when a transaction whose last item is a guard was cancelled by that guard (or by
+    contention, which a retry may get past)."""
+    codes = cancellation_codes(exc)
+    return is_contention(exc) or (bool(codes) and codes[-1] == "ConditionalCheckFailed")
 
 
 @dataclass(frozen=True)
@@ -94,18 +116,35 @@ class UserStore:
         item = reply.get("Item")
         return _user(item) if item else None
 
-    def create(self, user: User) -> None:
-        """Add a new user; 409 if the name is taken in this tenant."""
+    def create(self, user: User, guard: TransactWriteItemTypeDef | None = None) -> None:
+        """Add a new user; 409 if the name is taken in this tenant. With ``guard``, only together
+        with it (one transaction; :class:`GuardFailed` when it does not hold)."""
         values = {k: v for k, v in user.__dict__.items() if v not in (None, set())}
+        put: PutTypeDef = {
+            "TableName": self.table,
+            "Item": to_item(values),
+            "ConditionExpression": "attribute_not_exists(username)",
+        }
+        if guard is not None:
+            self._transact([{"Put": put}, guard], Conflict(f"user {user.username!r} exists"))
+            return
         try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=to_item(values),
-                ConditionExpression="attribute_not_exists(username)",
-            )
+            self.client.put_item(**put)
         except Exception as exc:
             if is_conditional_failure(exc):
                 raise Conflict(f"user {user.username!r} exists") from exc
+            raise
+
+    def _transact(self, items: list[TransactWriteItemTypeDef], refused: Exception) -> None:
+        """One transaction whose last item is a guard: :class:`GuardFailed` when the guard did
+        not hold, ``refused`` when another item's condition did not."""
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if _guard_failed(exc):
+                raise GuardFailed("the write's guard did not hold") from exc
+            if is_conditional_failure(exc):
+                raise refused from exc
             raise
 
     def list_users(self, tenant_id: str) -> list[User]:
@@ -166,14 +205,17 @@ class UserStore:
         }
         self._keeping_another(tenant_id, username, keep_one, delete)
 
-    def set_roles(self, tenant_id: str, username: str, roles: list[str], keep_one: str | None = None) -> None:
+    def set_roles(
+        self,
+        tenant_id: str,
+        username: str,
+        roles: list[str],
+        keep_one: str | None = None,
+        guard: TransactWriteItemTypeDef | None = None,
+    ) -> None:
         """Replace the user's roles; 404 if there is none. With ``keep_one`` (a role), 409 when the
-        change takes it from the tenant's last active holder -- in one transaction, as delete."""
-        user = self.get(tenant_id, username) if keep_one is not None and keep_one not in roles else None
-        if user is None or keep_one is None or keep_one not in user.roles or user.status != UserStatus.ACTIVE:
-            if not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
-                raise NotFound(f"no user {username!r}")
-            return
+        change takes it from the tenant's last active holder -- in one transaction, as delete.
+        With ``guard``, only together with it (:class:`GuardFailed` when it does not hold)."""
         update: TransactWriteItemTypeDef = {
             "Update": {
                 "TableName": self.table,
@@ -184,10 +226,22 @@ class UserStore:
                 "ExpressionAttributeValues": {":r": to_value(roles)},
             }
         }
-        self._keeping_another(tenant_id, username, keep_one, update)
+        user = self.get(tenant_id, username) if keep_one is not None and keep_one not in roles else None
+        if user is None or keep_one is None or keep_one not in user.roles or user.status != UserStatus.ACTIVE:
+            if guard is not None:
+                self._transact([update, guard], NotFound(f"no user {username!r}"))
+            elif not self._update(tenant_id, username, "SET #r = :r", {":r": roles}, names={"#r": "roles"}):
+                raise NotFound(f"no user {username!r}")
+            return
+        self._keeping_another(tenant_id, username, keep_one, update, guard)
 
     def _keeping_another(
-        self, tenant_id: str, username: str, role: str, write: TransactWriteItemTypeDef
+        self,
+        tenant_id: str,
+        username: str,
+        role: str,
+        write: TransactWriteItemTypeDef,
+        guard: TransactWriteItemTypeDef | None = None,
     ) -> None:
         """Run ``write`` (taking ``role`` from the user) only together with a check that another
         active user still holds it; 409 ``last_<role>`` when none does."""
@@ -198,24 +252,22 @@ class UserStore:
         ]
         for other in others:  # any one other holder that still holds it when we write
             try:
-                self.client.transact_write_items(
-                    TransactItems=[
-                        write,
-                        {
-                            "ConditionCheck": {
-                                "TableName": self.table,
-                                "Key": self._key(tenant_id, other.username),
-                                "ConditionExpression": "contains(#r, :role) AND #st = :active",
-                                "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
-                                "ExpressionAttributeValues": {
-                                    ":role": {"S": role},
-                                    ":active": {"S": UserStatus.ACTIVE},
-                                },
-                            }
+                check: TransactWriteItemTypeDef = {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": self._key(tenant_id, other.username),
+                        "ConditionExpression": "contains(#r, :role) AND #st = :active",
+                        "ExpressionAttributeNames": {"#r": "roles", "#st": "status"},
+                        "ExpressionAttributeValues": {
+                            ":role": {"S": role},
+                            ":active": {"S": UserStatus.ACTIVE},
                         },
-                    ]
-                )
+                    }
+                }
+                self.client.transact_write_items(TransactItems=[write, check, *([guard] if guard else [])])
             except Exception as exc:
+                if guard is not None and _guard_failed(exc):
+                    raise GuardFailed("the write's guard did not hold") from exc
                 if is_conditional_failure(exc):
                     continue
                 raise

@@ -54,10 +54,10 @@ class AccessControl(StrictModel):
     # One user cannot take every session of the tenant (and lock the others out).
     max_sessions_per_user: int = Field(10, ge=1, le=1000)
     session_timeout_minutes: int = Field(480, ge=5, le=1440)
-    # An empty list allows every source address.
-    ip_whitelist: Annotated[list[Cidr], AfterValidator(_unique)] = Field(
-        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12"], max_length=100
-    )
+    # An empty list (the default) allows every source address. A corporate policy names its
+    # networks (events/tenant.yaml's example: 10.0.0.0/8, 172.16.0.0/12); as a default those
+    # ranges would refuse every internet caller of a deployed stack, the tenant's admins too.
+    ip_whitelist: Annotated[list[Cidr], AfterValidator(_unique)] = Field(default_factory=list, max_length=100)
     mfa_required: bool = True
 
     def allows(self, address: str | None) -> bool:
@@ -105,6 +105,9 @@ class RateLimiting(StrictModel):
     requests_per_minute: int = Field(1000, ge=1, le=10_000_000)
     requests_per_hour: int = Field(50000, ge=1, le=100_000_000)
     burst_size: int = Field(100, ge=1, le=1_000_000)
+    # US dollars a month: the month's spend (each request's estimated AWS cost,
+    # authz/route_costs.py) past which the tenant's requests are refused (429). The limit in force
+    # is the stricter of this and resource_quotas.cost.monthly_budget (quotas/rate.py).
     cost_threshold: float = Field(5000, ge=0, le=MAX_MONEY)
 
     @model_validator(mode="after")

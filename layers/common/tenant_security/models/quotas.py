@@ -45,6 +45,9 @@ class Api(StrictModel):
 
 
 class Cost(StrictModel):
+    """US dollars of estimated AWS cost: each request counts its route's cost
+    (authz/route_costs.py); both limits are enforced by the write that admits the request."""
+
     monthly_budget: float = Field(5000, ge=0, le=MAX_MONEY)
     daily_limit: float = Field(200, ge=0, le=MAX_MONEY)
     # Fraction of the monthly budget at which a `Quota Threshold Reached` event is put.

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tenant_security.models.policies import SecurityPolicies
+
 JsonObject = dict[str, JsonValue]
 
 
@@ -88,6 +90,35 @@ class SessionsRevoked(Reply):
     revoked: int
 
 
+class SessionView(Reply):
+    """A live session: whose, since when, until when and where from."""
+
+    session_id: str
+    username: str
+    created_at: str
+    expires_at: str
+    source_ip: str | None = Field(
+        description="the address the sign-in came from (null for a session older than this field)"
+    )
+    user_agent: str | None = Field(
+        description="the sign-in's User-Agent header, printable characters only, at most 256 of them"
+    )
+    current: bool = Field(description="true: the session of the token this request came with")
+
+
+class SessionList(Reply):
+    """The caller's own live sessions, oldest first."""
+
+    items: list[SessionView]
+
+
+class SessionPage(Reply):
+    """A page of the tenant's live sessions."""
+
+    items: list[SessionView]
+    next: str | None = Field(description="pass as ?next= for the following page; null on the last")
+
+
 class Tenant(Reply):
     """A tenant as GET /tenants/{tenant_id} shows it."""
 
@@ -105,14 +136,70 @@ class ConcurrencyUsage(Reply):
     limit: int
 
 
+class Spend(Reply):
+    """What the tenant's requests cost in AWS, estimated (each route's AWS calls at list prices:
+    authz/route_costs.py), in US dollars; counted by the same write that admits a request."""
+
+    currency: Literal["USD"]
+    day: str = Field(description="UTC day of `today`, YYYY-MM-DD")
+    month: str = Field(description="UTC month of `this_month`, YYYY-MM")
+    today: float
+    this_month: float
+    daily_limit: float = Field(description="cost.daily_limit")
+    monthly_budget: float = Field(description="cost.monthly_budget")
+    cost_threshold: float = Field(description="the security policy's rate_limiting.cost_threshold")
+    monthly_limit: float = Field(description="the month's limit in force: the stricter of the two")
+    remaining_today: float
+    remaining_this_month: float
+    alert_at: float = Field(description="the month's spend that puts `Quota Threshold Reached`")
+
+
 class QuotaUsage(Reply):
     """What the tenant uses now of its quotas."""
 
     tenant_id: str
     requests: JsonObject
+    spend: Spend
     concurrent_requests: ConcurrencyUsage
     storage: JsonObject
     compute: JsonObject
+
+
+# ---------------------------------------------------------------- security policy
+class PolicyRollout(Reply):
+    """How the AWS side of the policy (key rotation, key replicas, audit retention) stands."""
+
+    status: Literal["pending", "applied", "failed"]
+    revision: int = Field(description="the policy revision this rollout applies")
+    detail: str = ""
+
+
+class PolicyView(SecurityPolicies):
+    """The tenant's security policy document, with two read-only keys (a PUT or PATCH that
+    carries them leaves them alone). The ETag header holds the revision."""
+
+    revision: int = Field(description="the document's revision (its ETag)")
+    rollout: PolicyRollout
+
+
+class FieldChangeView(Reply):
+    field: str = Field(description="dotted path, e.g. access_control.ip_whitelist")
+    old: JsonValue
+    new: JsonValue
+
+
+class PolicyRevisionView(Reply):
+    revision: int
+    changed_at: str
+    changed_by: str = Field(description="tenant/user of who made the change")
+    changes: list[FieldChangeView]
+
+
+class PolicyHistory(Reply):
+    """Newest first; ``next`` continues before the last revision shown."""
+
+    items: list[PolicyRevisionView]
+    next: str | None
 
 
 # ---------------------------------------------------------------- users
@@ -138,6 +225,23 @@ class UserView(Reply):
 
 class UserList(Reply):
     items: list[UserView]
+
+
+class RoleView(Reply):
+    """A role: the patterns it is defined by and the concrete actions they grant."""
+
+    name: str
+    builtin: bool = Field(description="true: the platform's own role, never redefined or deleted")
+    permissions: list[str] = Field(
+        description="action patterns (a custom role's are its concrete tenant-scoped actions)"
+    )
+    actions: list[str] = Field(description="every action the role grants, sign-out and own sessions included")
+
+
+class RoleList(Reply):
+    """The tenant's built-in roles, then its custom roles by name."""
+
+    items: list[RoleView]
 
 
 # ---------------------------------------------------------------- data

@@ -80,22 +80,23 @@ class TenantBuckets:
         self._create(audit, tenant_id, object_lock=True)
         # The trail is encrypted with the platform's audit key: it survives crypto-shredding.
         self._encrypt(audit, self.settings.audit_key_arn)
-        self.s3.put_object_lock_configuration(
-            Bucket=audit,
-            ObjectLockConfiguration={
-                "ObjectLockEnabled": "Enabled",
-                "Rule": {
-                    "DefaultRetention": {
-                        "Mode": "COMPLIANCE",
-                        "Days": request.security_policies.audit_logging.retention_days,
-                    }
-                },
-            },
-        )
+        self.set_audit_retention(tenant_id, request.security_policies.audit_logging.retention_days)
         self.s3.put_bucket_policy(
             Bucket=audit, Policy=json.dumps({"Version": "2012-10-17", "Statement": [self._tls_only(audit)]})
         )
         return {"data": data, "audit": audit}
+
+    def set_audit_retention(self, tenant_id: str, days: int) -> None:
+        """The audit bucket's default retention: COMPLIANCE, ``days`` (the policy's
+        retention_days). It governs object versions written from now on; each one already there
+        keeps the retention it was written with (Object Lock never shortens it). Idempotent."""
+        self.s3.put_object_lock_configuration(
+            Bucket=self.settings.audit_bucket(tenant_id),
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}},
+            },
+        )
 
     def delete(self, name: str) -> bool:
         """Delete the bucket with every version of every object; whether there was one."""

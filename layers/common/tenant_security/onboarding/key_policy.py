@@ -17,11 +17,12 @@ KEY_USE_ACTIONS = (
     "kms:ReEncryptTo",
     "kms:DescribeKey",
 )
-# What the key administrators (TENANT_KEY_ADMINS: the onboarding function's role) do with a tenant
-# key, granted to them by name in its key policy: KMS checks at CreateKey that the creator may
-# change the policy later (PutKeyPolicy), and a grant by name applies at once, where one by the
-# key's tags or aliases can take minutes to apply to a new key (CreateAlias, EnableKeyRotation
-# right after CreateKey would fail, and AccessDenied is not retried).
+# What the key administrators (TENANT_KEY_ADMINS: the onboarding and policy rollout functions'
+# roles) do with a tenant key, granted to them by name in its key policy: KMS checks at CreateKey
+# (and ReplicateKey) that the creator may change the policy later (PutKeyPolicy), and a grant by
+# name applies at once, where one by the key's tags or aliases can take minutes to apply to a new
+# key (CreateAlias, EnableKeyRotation right after CreateKey would fail, and AccessDenied is not
+# retried).
 KEY_ADMIN_ACTIONS = (
     "kms:DescribeKey",
     "kms:GetKeyPolicy",
@@ -33,6 +34,9 @@ KEY_ADMIN_ACTIONS = (
     "kms:ReplicateKey",
     "kms:TagResource",
     "kms:ScheduleKeyDeletion",
+    # the policy rollout: a replica of a region that comes back is restored, not replicated again
+    "kms:CancelKeyDeletion",
+    "kms:EnableKey",
 )
 # The account's own administration of a tenant key (the account's IAM policies decide who).
 ACCOUNT_ADMIN_ACTIONS = (

@@ -38,13 +38,14 @@ class QuotaGuard:
         self,
         caller: Any,
         target: Any,
-        weight: float,
+        weight: int,
         event: Mapping[str, Any],
         call: Callable[[], Any],
         time_left: float | None = None,
     ) -> tuple[Any, dict[str, str]]:
         """Admit the request (429 otherwise), hold a lease while ``call()`` runs within the
-        tenant's max_request_duration; ``call``'s result and the rate-limit headers.
+        tenant's max_request_duration; ``call``'s result and the rate-limit headers. ``weight``:
+        the request's cost in nano-dollars (its route's, authz/route_costs.py).
 
         ``time_left``: seconds before Lambda's own timeout ends the invocation. The deadline is
         the smaller of the two, less :data:`DEADLINE_MARGIN`, so the request is answered (503) and

@@ -4,8 +4,8 @@ Handlers call these; each service is made once per execution environment, and im
 needs only when first built (so the authorizer's cold start loads no sign-in, MFA or pydantic
 code it never uses). Domain code itself never calls this module: it receives its stores.
 
-The builders live in four modules (``base`` below ``identity`` and ``data``, ``data`` below
-``audit``); this package hands every one of them on, so callers write ``services.users()``.
+The builders live in five modules (``base`` below ``identity``, ``data`` and ``policies``, ``data``
+below ``audit``); this package hands every one of them on, so callers write ``services.users()``.
 """
 
 from __future__ import annotations
@@ -59,10 +59,18 @@ from tenant_security.services.identity import (
     public_keys,
     request_authorizer,
     request_middleware,
+    session_admin,
     sign_in_throttle,
     signin,
     user_admin,
     verifier,
+)
+from tenant_security.services.policies import (
+    policy_admin,
+    policy_revisions,
+    policy_rollout,
+    role_admin,
+    role_store,
 )
 
 __all__ = [
@@ -85,6 +93,9 @@ __all__ = [
     "outbox",
     "pii",
     "pii_sealer",
+    "policy_admin",
+    "policy_revisions",
+    "policy_rollout",
     "provisioner",
     "public_keys",
     "publisher",
@@ -94,6 +105,9 @@ __all__ = [
     "refusals",
     "request_authorizer",
     "request_middleware",
+    "role_admin",
+    "role_store",
+    "session_admin",
     "sessions",
     "settings",
     "sign_in_throttle",

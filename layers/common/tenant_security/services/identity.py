@@ -1,4 +1,4 @@
-"""The builders of sign-in, tokens, MFA, user administration, incident response, the
+"""The builders of sign-in, tokens, MFA, user and session administration, incident response, the
 authorizer's decision and the request middleware."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tenant_security.services.base import (
 )
 
 if TYPE_CHECKING:
+    from tenant_security.administration.sessions import SessionAdmin
     from tenant_security.administration.users import UserAdmin
     from tenant_security.authz.decision import RequestAuthorizer
     from tenant_security.identity.mfa import MfaService
@@ -109,8 +110,16 @@ def sign_in_throttle() -> SignInThrottle:
 @cache
 def user_admin() -> UserAdmin:
     from tenant_security.administration.users import UserAdmin
+    from tenant_security.services.policies import role_store
 
-    return UserAdmin(users(), sessions(), settings().platform_tenant_id)
+    return UserAdmin(users(), sessions(), settings().platform_tenant_id, role_store())
+
+
+@cache
+def session_admin() -> SessionAdmin:
+    from tenant_security.administration.sessions import SessionAdmin
+
+    return SessionAdmin(sessions(), users())
 
 
 @cache
@@ -136,7 +145,7 @@ def request_middleware() -> Any:
     injector = faults() if settings().fault_injection == "enabled" else None
     return protected_middleware(
         tenants().get,
-        sessions().is_live,
+        sessions().get,
         settings().platform_tenant_id,
         quota_guard,
         publisher,
