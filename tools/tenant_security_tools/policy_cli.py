@@ -22,16 +22,10 @@ import yaml
 
 from tenant_security.models.policies import parse_security_policies
 from tenant_security.policy.changes import FieldChange, field_changes, merge_patch, without_read_only
-from tenant_security_tools.client import ApiError, Session, api_command
+from tenant_security_tools.client import ApiError, Session
+from tenant_security_tools.tenant_commands import print_document, tenant_command
 
 MERGE_PATCH = "application/merge-patch+json"
-
-
-def _print(document: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(document))
-    else:
-        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
 
 
 def _path(session: Session, args: argparse.Namespace, suffix: str = "") -> str:
@@ -64,7 +58,7 @@ def _stored(session: Session, args: argparse.Namespace) -> tuple[dict[str, Any],
 
 
 def _get(session: Session, args: argparse.Namespace) -> int:
-    _print(_stored(session, args)[0], args.json)
+    print_document(_stored(session, args)[0], args.json)
     return 0
 
 
@@ -95,13 +89,13 @@ def _change(session: Session, args: argparse.Namespace, merge: bool) -> int:
         content_type=MERGE_PATCH if merge else "application/json",
     )
     sys.stderr.write(f"stored as revision {headers.get('ETag') or headers.get('etag') or '?'}\n")
-    _print(reply, args.json)
+    print_document(reply, args.json)
     return 0
 
 
 def _history(session: Session, args: argparse.Namespace) -> int:
     query = urlencode({"limit": args.limit})
-    _print(session.client().call("GET", _path(session, args, f"/history?{query}")), args.json)
+    print_document(session.client().call("GET", _path(session, args, f"/history?{query}")), args.json)
     return 0
 
 
@@ -112,9 +106,6 @@ def add_policy_parser(
 ) -> None:
     """The ``policy`` command group; ``session()`` is the saved session (or the exit code saying
     why there is none), ``failure(error)`` the exit code of an API error."""
-
-    def run(action: Callable[[Session, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        return api_command(session, failure, action)
 
     policy = commands.add_parser("policy", help="a tenant's security policy").add_subparsers(
         dest="policy", required=True
@@ -140,6 +131,4 @@ def add_policy_parser(
         (history, _history),
     )
     for parser, action in actions:
-        parser.add_argument("--tenant", help="tenant id (default: your own)")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-        parser.set_defaults(run=run(action))
+        tenant_command(parser, action, session, failure)

@@ -4,22 +4,12 @@ user (a tenant-admin, or a platform-admin for any tenant). Output is YAML, or JS
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import yaml
-
-from tenant_security_tools.client import ApiError, Session, api_command
-
-
-def _print(document: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(document))
-    else:
-        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+from tenant_security_tools.client import ApiError, Session
+from tenant_security_tools.tenant_commands import print_document, tenant_command
 
 
 def _path(session: Session, args: argparse.Namespace, role: str | None = None) -> str:
@@ -28,19 +18,19 @@ def _path(session: Session, args: argparse.Namespace, role: str | None = None) -
 
 
 def _list(session: Session, args: argparse.Namespace) -> int:
-    _print(session.client().call("GET", _path(session, args)), args.json)
+    print_document(session.client().call("GET", _path(session, args)), args.json)
     return 0
 
 
 def _set(session: Session, args: argparse.Namespace) -> int:
     body = {"permissions": list(args.permission)}
-    _print(session.client().call("PUT", _path(session, args, args.role), body), args.json)
+    print_document(session.client().call("PUT", _path(session, args, args.role), body), args.json)
     return 0
 
 
 def _delete(session: Session, args: argparse.Namespace) -> int:
     session.client().call("DELETE", _path(session, args, args.role))
-    _print({"deleted": args.role}, args.json)
+    print_document({"deleted": args.role}, args.json)
     return 0
 
 
@@ -51,9 +41,6 @@ def add_roles_parser(
 ) -> None:
     """The ``roles`` command group; ``session()`` is the saved session (or the exit code saying
     why there is none), ``failure(error)`` the exit code of an API error."""
-
-    def run(action: Callable[[Session, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        return api_command(session, failure, action)
 
     roles = commands.add_parser("roles", help="a tenant's built-in and custom roles").add_subparsers(
         dest="roles", required=True
@@ -73,6 +60,4 @@ def add_roles_parser(
     deleting = roles.add_parser("delete", help="delete a custom role nobody holds")
     deleting.add_argument("role")
     for parser, action in ((listing, _list), (setting, _set), (deleting, _delete)):
-        parser.add_argument("--tenant", help="tenant id (default: your own)")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-        parser.set_defaults(run=run(action))
+        tenant_command(parser, action, session, failure)
