@@ -76,11 +76,11 @@ build: setup  ## sam build (no container)
 
 validate: lint build  ## everything CI checks besides the tests
 
-test: lint build browser  ## lint, sam build, then the whole test suite (under 10 minutes on 2 cores)
-	$(PY) -m pytest -n 2 --dist loadfile tests
+test: lint build browser  ## lint, sam build, then the whole test suite (under 15 minutes on 2 cores)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=30 tests
 
 test-fast: setup browser  ## the tests only
-	$(PY) -m pytest -n 2 --dist loadfile tests
+	$(PY) -m pytest -n 2 --dist loadfile --durations=30 tests
 
 bench: setup  ## pytest-benchmark suite (bounded; stops by itself)
 	$(PY) -m pytest benchmarks --benchmark-only -p no:xdist -s  # -s: the AWS calls per request/event they print

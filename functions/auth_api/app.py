@@ -10,16 +10,25 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tenant_security import services
-from tenant_security.api_reference import ApiTag, reply
+from tenant_security.api_reference import ApiTag, idempotent_reply, oauth_reply, reply
 from tenant_security.authz.decision import bearer_token
 from tenant_security.authz.routes import behind_the_authorizer
-from tenant_security.context import current_caller
+from tenant_security.context import current_caller, current_tenant
 from tenant_security.headers import header
 from tenant_security.http import make_resolver
+from tenant_security.idempotency import IdempotencyKey, creation_id
+from tenant_security.identity.client_credentials import TOKEN_PATH, TOKEN_REPLY_HEADERS, api_base_url
+from tenant_security.models.admin_requests import NewClient, SecretRotation
 from tenant_security.models.replies import (
     AccessToken,
+    ApiClientList,
+    AuthorizationServerMetadata,
+    ClientToken,
     JsonWebKeySet,
     MfaEnrollment,
+    NewApiClient,
+    OAuthErrorReply,
+    RotatedSecret,
     SessionList,
     SignInStep,
 )
@@ -27,7 +36,8 @@ from tenant_security.observability import bind_request, logger, metrics, tracer
 from tenant_security.tenancy import TenantId, Username
 
 settings = services.settings()
-app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes)
+# The token endpoint's body is a form (RFC 6749 §4.4.2): it reads it itself.
+app = make_resolver(max_json_body_bytes=settings.max_json_body_bytes, raw_body_prefixes=(TOKEN_PATH,))
 # The routes behind the authorizer (those of the route table) get the request middleware, before
 # their body is looked at; sign-in's own routes have no caller yet.
 app.use_before_validation(services.request_middleware(), when=behind_the_authorizer)
@@ -204,6 +214,117 @@ def jwks() -> Response[Any]:
         body=services.public_keys().jwks(),
         headers={"Cache-Control": "public, max-age=300"},
     )
+
+
+@app.post(
+    TOKEN_PATH,
+    summary="Get an API client's access token",
+    description="OAuth 2.0 client credentials (RFC 6749 §4.4): an application/x-www-form-urlencoded body "
+    "with grant_type=client_credentials, the client authenticated by HTTP Basic (client_secret_basic) or "
+    "client_id and client_secret in the body (client_secret_post), and optionally scope (some of the "
+    "client's roles, space-separated). The token is an ES256 JWT of 15 minutes. Errors as RFC 6749 §5.2. "
+    "Throttled per address and per client (429).",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses=oauth_reply(ClientToken, OAuthErrorReply),
+)
+def oauth_token() -> Response[Any]:
+    event = app.current_event
+    token = services.client_credentials().token(
+        event.body,
+        header(event.headers, "content-type"),
+        header(event.headers, "authorization"),
+        _source_ip(),
+        base64_encoded=bool(event.is_base64_encoded),
+    )
+    return Response(status_code=200, content_type="application/json", body=token, headers=TOKEN_REPLY_HEADERS)
+
+
+@app.get(
+    "/.well-known/oauth-authorization-server",
+    summary="Authorization server metadata",
+    description="RFC 8414: the issuer, the token endpoint, the JWKS and what the token endpoint supports; "
+    "an OAuth client library configures itself from it.",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses=reply(AuthorizationServerMetadata),
+)
+def authorization_server_metadata() -> Response[Any]:
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=services.client_credentials().metadata(
+            settings.token_issuer, api_base_url(app.current_event.raw_event)
+        ),
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@app.post(
+    "/tenants/<tenant_id>/clients",
+    status_code=201,
+    middlewares=[services.idempotency_middleware()],
+    summary="Create an API client",
+    description="Tenant admins: a machine identity with roles (at most those you may grant), living "
+    "expires_in_days (default 90, at most 365), optionally with an allow-list of its own (narrower "
+    "than the tenant's). The reply holds its client_secret (tsk_...), shown once: only a verifier under "
+    "the tenant's api-keys key is kept. Platform tenant: platform admins only. Send Idempotency-Key to "
+    "retry safely.",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses=idempotent_reply(NewApiClient, 201, "The client and its secret, shown once"),
+)
+def create_client(tenant_id: str, body: NewClient, idempotency_key: IdempotencyKey = None) -> Response[Any]:
+    created = services.client_admin().create(
+        current_caller(app).actor,
+        current_tenant(app),
+        body.name,
+        body.roles,
+        body.expires_in_days,
+        body.ip_whitelist,
+        creation_id(app),
+    )
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.get(
+    "/tenants/<tenant_id>/clients",
+    summary="List API clients",
+    description="The tenant's API clients (expired ones too, until deleted: they count toward the "
+    "tenant's 100), with last_used_at to the minute; never a secret.",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses=reply(ApiClientList),
+)
+def list_clients(tenant_id: str) -> dict[str, Any]:
+    caller = current_caller(app)
+    return {"items": services.client_admin().list_clients(caller.actor, current_tenant(app).tenant_id)}
+
+
+@app.delete(
+    "/tenants/<tenant_id>/clients/<client_id>",
+    summary="Delete an API client",
+    description="The client is gone: its secret no longer gets tokens, and the tokens it was issued "
+    "are refused from the next request on. Another tenant's or an unknown client is 404.",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses={204: {"description": "Deleted"}},
+)
+def delete_client(tenant_id: str, client_id: str) -> Response[str]:
+    services.client_admin().delete(current_caller(app).actor, current_tenant(app).tenant_id, client_id)
+    return Response(status_code=204, body="")
+
+
+@app.post(
+    "/tenants/<tenant_id>/clients/<client_id>/secret",
+    summary="Rotate an API client's secret",
+    description="A new secret, shown once. The one it replaces keeps working for grace_seconds (default "
+    "0, at most 86400), any older one no longer. Tokens already issued stay valid until they expire "
+    "(15 minutes at most); delete the client to end them at once. Two rotations at once: one lands, the "
+    "other is 409.",
+    tags=[ApiTag.MACHINE_ACCESS],
+    responses=reply(RotatedSecret),
+)
+def rotate_client_secret(
+    tenant_id: str, client_id: str, body: SecretRotation | None = None
+) -> dict[str, Any]:
+    grace = body.grace_seconds if body is not None else 0
+    return services.client_admin().rotate(current_caller(app).actor, current_tenant(app), client_id, grace)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

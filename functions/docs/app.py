@@ -8,6 +8,7 @@ is the copy Powertools ships, so nothing is fetched from a CDN.
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -97,8 +98,16 @@ def mfa_enrolment() -> Response[str]:
     responses={200: {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {}}}}},
 )
 def openapi_document() -> Response[str]:
-    """The OpenAPI 3.1 document of the API, its server being this stage."""
-    document = {**_openapi(), "servers": [{"url": _base_path() or "/"}]}
+    """The OpenAPI 3.1 document of the API, its server being this stage -- and the OAuth 2.0
+    token URL too: an absolute path with the stage, which every client resolves alike (a relative
+    one resolves against the server URL by OAS 3.1 and against the page by Swagger UI)."""
+    base = _base_path()
+    document = {**copy.deepcopy(_openapi()), "servers": [{"url": base or "/"}]}
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    for scheme in schemes.values():
+        for flow in (scheme.get("flows") or {}).values():
+            if "tokenUrl" in flow and not str(flow["tokenUrl"]).startswith(("/", "http")):
+                flow["tokenUrl"] = f"{base}/{flow['tokenUrl']}"
     return Response(
         status_code=200,
         content_type="application/json",

@@ -16,7 +16,7 @@ import yaml
 from tenant_security.authz.routes import rule_for
 from tenant_security_tools import cli
 from tenant_security_tools.client import Session, save_session
-from tests.support.cloud import RunningCloud
+from tests.support.cloud import RunningCloud, warm_workers
 from tests.support.identity import Identity, create_user, first_sign_in, mint_token, seed_tenant
 
 pytestmark = pytest.mark.e2e
@@ -136,17 +136,8 @@ def test_another_tenants_admin_is_refused_on_our_roles(platform_cloud: RunningCl
 
 
 def _warm_workers(cloud: RunningCloud, admin: Identity, count: int) -> None:
-    """``count`` warm admin-API workers, so the requests below race each other and not cold starts
-    (the local cloud starts a worker process per concurrent invocation; many at once on a busy
-    machine outlast the gateway's 29 s): two more at a time, as tests/e2e/test_idempotency.py."""
-    for wave in range(2, count + 1, 2):
-        with ThreadPoolExecutor(wave) as pool:
-            list(
-                pool.map(
-                    lambda _: cloud.http("GET", f"/tenants/{TENANT}/roles", headers=admin.headers),
-                    range(wave),
-                )
-            )
+    """``count`` warm admin-API workers (tests/support/cloud.py warm_workers)."""
+    warm_workers(lambda: cloud.http("GET", f"/tenants/{TENANT}/roles", headers=admin.headers), count)
 
 
 def test_parallel_grants_racing_a_deletion(platform_cloud: RunningCloud, admin: Identity) -> None:

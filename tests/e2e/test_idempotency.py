@@ -16,7 +16,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from tests.support.cloud import RunningCloud, wait_for
+from tests.support.cloud import RunningCloud, wait_for, warm_workers
 from tests.support.identity import mint_token, seed_tenant
 from tests.support.tenants import connect_as_master
 
@@ -102,17 +102,9 @@ def test_the_same_key_with_another_body_is_422(platform_cloud: RunningCloud, tok
 
 
 def _warm_workers(cloud: RunningCloud, token: str) -> None:
-    """PARALLEL warm data-API workers, so the requests below race each other and not cold starts:
-    the local cloud starts a worker process per concurrent invocation, and many at once on a busy
-    machine outlast the gateway's 29 s. Two more at a time, each wave waiting for the last."""
+    """PARALLEL warm data-API workers (tests/support/cloud.py warm_workers)."""
     missing = f"/tenants/{A}/records/{uuid.uuid4()}"
-
-    def probe(_: int) -> int:
-        return cloud.http("GET", missing, headers={"Authorization": f"Bearer {token}"}).status_code
-
-    for wave in range(2, PARALLEL + 1, 2):
-        with ThreadPoolExecutor(wave) as pool:
-            list(pool.map(probe, range(wave)))
+    warm_workers(lambda: cloud.http("GET", missing, headers={"Authorization": f"Bearer {token}"}), PARALLEL)
 
 
 def test_parallel_repeats_create_one_record(platform_cloud: RunningCloud, tokens: dict[str, str]) -> None:

@@ -110,19 +110,30 @@ def test_onboarding_by_api_and_by_event_creates_every_resource(
             # the onboarding role by name (lockout check, no tag lag); Secrets Manager on the
             # secrets key only
             secrets_only = {"KeyAdministratorsStoreTenantSecrets", "BreakGlassReadsTenantSecrets"}
+            # the api-keys key: the auth API alone uses it (API client verifiers); others read its state
+            api_keys = alias.endswith("-api-keys")
+            use, patterns = (
+                ("ApiClientVerifierKeys", "PlatformRolePatternsReadTheKeyState")
+                if api_keys
+                else ("PlatformRolesUseTheKey", "PlatformRolePatternsUseTheKey")
+            )
             assert set(by_sid) == {
                 "AccountAdministration",
                 "KeyAdministrators",
-                "PlatformRolesUseTheKey",
+                use,
                 "PlatformRolesReadTheKeyState",
-                "PlatformRolePatternsUseTheKey",
+                patterns,
             } | (secrets_only if alias.endswith("-secrets") else set())
             # KMS takes no wildcard in a principal: the tenant-data-* roles match by condition
-            patterned = by_sid["PlatformRolePatternsUseTheKey"]
+            patterned = by_sid[patterns]
             assert patterned["Condition"]["ArnLike"]["aws:PrincipalArn"] == [
                 "arn:aws:iam::123456789012:role/dcisionai-tenant-data-*"
             ]
-            assert not any("*" in p for p in by_sid["PlatformRolesUseTheKey"]["Principal"]["AWS"])
+            assert not any("*" in p for p in by_sid[use]["Principal"]["AWS"])
+            if api_keys:
+                assert [p.split("/")[-1].split("-")[2] for p in by_sid[use]["Principal"]["AWS"]] == [
+                    "AuthApiFunctionRole"
+                ]
         data_key = kms.describe_key(KeyId=f"alias/dcisionai-tenant-{tenant}-data")["KeyMetadata"]["Arn"]
         if multi_region:  # what the home region encrypts, the replica region decrypts
             sealed = kms.encrypt(KeyId=data_key, Plaintext=b"x", EncryptionContext={"tenant_id": tenant})

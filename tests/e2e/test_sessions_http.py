@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from tests.support.cloud import RunningCloud, from_address, wait_for
+from tests.support.cloud import RunningCloud, from_address, wait_for, warm_workers
 from tests.support.identity import (
     Identity,
     challenge_for,
@@ -47,12 +47,8 @@ def _sign_in_with_a_backup_code(
 
 
 def _warm_workers(cloud: RunningCloud, token: str, count: int) -> None:
-    """``count`` warm auth-API workers, so the requests race each other and not cold starts: the
-    local cloud starts a worker process per concurrent invocation, and many at once on a busy
-    machine outlast the gateway's 29 s. Two more at a time, each wave waiting for the last."""
-    for wave in range(2, count + 1, 2):
-        with ThreadPoolExecutor(wave) as pool:
-            list(pool.map(lambda _: _mine(cloud, token), range(wave)))
+    """``count`` warm auth-API workers (tests/support/cloud.py warm_workers)."""
+    warm_workers(lambda: _mine(cloud, token), count)
 
 
 def _mine(cloud: RunningCloud, token: str) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import pytest
 from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, may_use
 from tenant_security.authz.routes import rule_for
 from tenant_security.identity.tokens import TokenIssuer
-from tests.support.cloud import RunningCloud
+from tests.support.cloud import RunningCloud, warm_api_workers
 from tests.support.identity import AUDIENCE, ISSUER, mint_token, seed_tenant, seen, signing_key_id
 from tests.support.identity_fakes import LocalSigner
 from tests.unit.test_rbac_and_routes import template_routes
@@ -40,6 +40,7 @@ SAMPLES = {
     "{framework}": "gdpr",
     "{role}": "mx-role",
     "{session_id}": "mx" + "0" * 30,
+    "{client_id}": "mx-victim_" + "0" * 20,
 }
 
 
@@ -181,6 +182,9 @@ def test_every_cell_of_the_attack_matrix_gets_its_exact_status(
     # An admitted "revoke every session" ends the sessions of the cells running beside it: those
     # cells run after all the others, one by one.
     last = [c for c in CELLS if c.expected == "admitted" and (c.method, c.resource) in ENDS_SESSIONS]
+    warm_api_workers(
+        platform_cloud, mint_token(platform_cloud, VICTIM, "mx-warm", ["tenant-admin"]), VICTIM, 6
+    )
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(
             pool.map(lambda cell: _request(platform_cloud, cell), [c for c in CELLS if c not in last])

@@ -42,6 +42,7 @@ VALID_PATH = {
     "framework": "gdpr",
     "role": "ok-role",
     "session_id": "ok" + "0" * 30,
+    "client_id": "ok_" + "0" * 20,
 }
 VALID_QUERY = {"period": "2026-Q4", "format": "json", "limit": "5"}
 VALID_BODY: dict[str, dict[str, Any]] = {
@@ -62,6 +63,8 @@ VALID_BODY: dict[str, dict[str, Any]] = {
     "NewUser": {"username": "ok-user", "email": "ok@inject.example", "roles": ["viewer"]},
     "Roles": {"roles": ["viewer"]},
     "RoleDefinition": {"permissions": ["files:Read"]},
+    "NewClient": {"name": "ok-client", "roles": ["viewer"]},
+    "SecretRotation": {"grace_seconds": 0},
 }
 # Free text by contract: these probes are plain text to these inputs (accepted or refused, never
 # a 5xx, never interpreted).

@@ -14,7 +14,7 @@ import pytest
 from tenant_security.authz.routes import rule_for
 from tenant_security.context import ALLOWED_WHEN_NOT_ACTIVE
 from tests.security.test_attack_matrix import _path, _protected_routes
-from tests.support.cloud import RunningCloud
+from tests.support.cloud import RunningCloud, warm_api_workers
 from tests.support.identity import mint_token, seed_tenant
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +66,7 @@ def test_every_route_in_every_status_is_refused_or_answered_never_a_500(
         if "{tenant_id}" in resource and (method, resource) not in CHANGES_STATUS
         for status in STATUSES
     ]
+    warm_api_workers(platform_cloud, operator, _tenant("SUSPENDED"), 6)
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda c: (*_call(platform_cloud, operator, *c), c[2]), cells))
     wrong = []

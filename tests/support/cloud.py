@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,38 @@ class _BoundAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def from_address(address: str) -> requests.Session:
+def from_address(address: str, session: requests.Session | None = None) -> requests.Session:
     """A client whose requests come from ``address`` (any of 127.0.0.0/8 on this machine): the
-    API sees it as the caller's source address, as API Gateway would."""
-    session = requests.Session()
+    API sees it as the caller's source address, as API Gateway would. ``session``: bind this one
+    (an OAuth client library's, which is a requests.Session) instead of a new one."""
+    session = session if session is not None else requests.Session()
     adapter = _BoundAdapter(address)
     session.mount("http://", adapter)
     return session
+
+
+def warm_workers(send: Any, count: int) -> None:
+    """``count`` warm workers of the function ``send()`` reaches, so the requests that follow race
+    each other and not cold starts: the local cloud starts a worker process per concurrent
+    invocation, as Lambda starts an execution environment, and many at once on a busy 2-core
+    machine outlast the gateway's 29 s. Two more at a time, each wave waiting for the last."""
+    for wave in range(2, count + 1, 2):
+        with ThreadPoolExecutor(wave) as pool:
+            list(pool.map(lambda _: send(), range(wave)))
+
+
+# A read route of each API function behind the authorizer (admin, auth, data, compliance).
+_WARM_ROUTES = ("/tenants/{t}/users", "/tenants/{t}/clients", "/tenants/{t}/files", "/tenants/{t}/audit")
+
+
+def warm_api_workers(cloud: RunningCloud, token: str, tenant_id: str, count: int) -> None:
+    """``count`` warm workers of the authorizer and of each API function, before a burst of
+    ``count`` parallel requests across every route (the matrices): what each read answers does not
+    matter, only that it reached the function."""
+    headers = {"Authorization": f"Bearer {token}"}
+    for route in _WARM_ROUTES:
+        path = route.format(t=tenant_id)
+        warm_workers(lambda path=path: cloud.http("GET", path, headers=headers), count)
 
 
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:

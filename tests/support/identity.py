@@ -78,7 +78,7 @@ def post(
 def seed_tenant(
     cloud: RunningCloud, tenant_id: str, status: str = "ACTIVE", database: str | None = None, **policy: Any
 ) -> None:
-    """A tenant as onboarding leaves it (record, data and secrets keys, object-locked audit bucket;
+    """A tenant as onboarding leaves it (record, data, secrets and api-keys keys, object-locked audit bucket;
     with ``database`` = "database" or "schema" also its PostgreSQL and login secret), with policy
     sections overridden."""
     document: dict[str, Any] = {"access_control": {"ip_whitelist": []}}
@@ -90,7 +90,7 @@ def seed_tenant(
     TenantStore(cloud.client("dynamodb"), "dcisionai-tenants").create(record)
     kms = cloud.client("kms")
     settings = onboarding_settings(cloud)
-    for purpose in ("data", "secrets"):
+    for purpose in ("data", "secrets", "api-keys"):
         # the key policy onboarding gives a tenant key: the local cloud enforces it
         key_id = kms.create_key(
             Description=f"{tenant_id} {purpose}", Policy=json.dumps(tenant_key_policy(settings, purpose))

@@ -37,6 +37,10 @@ def test_the_document_points_try_it_out_at_the_stage_it_came_through(stage_path:
     document = json.loads(reply["body"])
     assert document["servers"] == [{"url": server}]
     assert "/auth/login" in document["paths"]
+    # the OAuth 2.0 token URL with the stage too, as an absolute path (Swagger UI's Authorize, and
+    # any client that resolves it by OAS 3.1 against the server URL, reach the same endpoint)
+    flow = document["components"]["securitySchemes"]["clientCredentials"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == server.rstrip("/") + "/oauth2/token"
 
 
 def test_pages_carry_a_strict_content_security_policy() -> None:

@@ -61,6 +61,8 @@ def test_security_policy_defaults_are_the_seeds() -> None:
     # corporate example, and as a default they would refuse every internet caller
     expected = {**SEED_SECURITY_POLICIES, "access_control": {**SEED_SECURITY_POLICIES["access_control"]}}
     expected["access_control"]["ip_whitelist"] = []
+    # API.md v2, "API clients": a field the seed does not have (machine access on by default)
+    expected["access_control"]["api_clients_allowed"] = True
     assert policies.model_dump(exclude=exclude) == expected
     assert ("security-admin", "auditor") in policies.compliance.segregation_of_duties
 

@@ -62,6 +62,7 @@ IDEMPOTENT = {
     ("POST", "/tenants/{tenant_id}/users"),
     ("POST", "/tenants/{tenant_id}/records"),
     ("POST", "/tenants/{tenant_id}/uploads"),
+    ("POST", "/tenants/{tenant_id}/clients"),
 }
 
 

@@ -67,6 +67,7 @@ def test_tables_have_point_in_time_recovery_and_encryption(cfn: dict[str, Any]) 
         "AuditSubjectKeysTable",
         "IdempotencyTable",
         "PolicyHistoryTable",
+        "ApiClientsTable",
     }
     for table in tables.values():
         props = table["Properties"]
@@ -403,7 +404,12 @@ def test_the_sign_in_web_acl_is_optional_and_rate_limits_auth() -> None:
     rate = rule["Statement"]["RateBasedStatement"]
     assert rate["Limit"] == {"Ref": "WafRequestsPerFiveMinutes"}
     assert rate["AggregateKeyType"] == "IP"
-    assert rate["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/auth/"
+    # the unauthenticated credential checks: sign-in and the OAuth 2.0 token endpoint
+    matched = [
+        s["ByteMatchStatement"]["SearchString"]
+        for s in rate["ScopeDownStatement"]["OrStatement"]["Statements"]
+    ]
+    assert matched == ["/auth/", "/oauth2/token"]
     assert rule["Action"] == {"Block": {}}
     association = default["Resources"]["SignInWebAclAssociation"]
     assert association["Condition"] == "HasWaf"

@@ -2,8 +2,9 @@
 
 Commands: ``bootstrap-admin``, ``audit verify`` and ``events redrive`` work on the stack's AWS
 resources directly (platform operator credentials); ``login``, ``logout``, ``status`` and
-``onboard --wait`` talk to the REST API as the signed-in user (``login`` saves the session, 0600);
-``onboard`` puts the ``Tenant Onboarding Requested`` event on the platform bus.
+``onboard --wait`` talk to the REST API as the signed-in user (``login`` saves the session, 0600;
+``login --client-id`` signs in an API client, its secret read from stdin); ``onboard`` puts the
+``Tenant Onboarding Requested`` event on the platform bus.
 
 Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
 
@@ -40,6 +41,14 @@ from tenant_security_tools.client import (
     checked_api_url,
     load_session,
     save_session,
+)
+from tenant_security_tools.clients_cli import (
+    TokenRefusal,
+    add_client_login_arguments,
+    add_clients_parser,
+    client_sign_in,
+    client_tenant,
+    looks_like_secret,
 )
 from tenant_security_tools.policy_cli import add_policy_parser
 from tenant_security_tools.roles_cli import add_roles_parser
@@ -258,7 +267,13 @@ def _session(required: bool = True) -> Session | int | None:
     if session is None or session.expired:
         if not required:
             return None
-        progress("not signed in (or the session expired): run `tenant-security login`")
+        if session is not None and session.is_client:  # a client's token is not refreshed
+            progress(
+                f"the token of API client {session.username} expired: run `tenant-security login "
+                f"--client-id {session.username} --client-secret-stdin` again"
+            )
+        else:
+            progress("not signed in (or the session expired): run `tenant-security login`")
         return EXIT_AUTH
     return session
 
@@ -307,7 +322,65 @@ def _local_cloud_url(bootstrap: Path) -> str:
         raise UsageError(f"--local: refusing {bootstrap}: {exc}") from None
 
 
+def _check_login_arguments(args: argparse.Namespace) -> None:
+    """A person (``--tenant``, ``--username``) or an API client (``--client-id``), never both."""
+    if args.client_id is None:
+        if args.client_secret_stdin or args.scope is not None:
+            raise UsageError("--client-secret-stdin and --scope sign in an API client: give --client-id")
+        given = (("--tenant", args.tenant), ("--username", args.username))
+        missing = [name for name, value in given if not value]
+        if missing:
+            raise UsageError(f"login needs {' and '.join(missing)} (or --client-id for an API client)")
+        return
+    if args.username is not None or args.password_stdin:
+        raise UsageError("--client-id signs in an API client: not with --username or --password-stdin")
+    if looks_like_secret(args.client_id):  # never echoed back: it is a secret
+        raise UsageError(
+            "--client-id was given a client secret: it is now in your shell history and was visible "
+            "to `ps`; rotate it (`tenant-security clients rotate`) and pass secrets on stdin only"
+        )
+    tenant = client_tenant(args.client_id)
+    if tenant is None:
+        raise UsageError("--client-id: not a client id (<tenant_id>_<20 hex digits>, from `clients create`)")
+    if args.tenant is not None and args.tenant != tenant:
+        raise UsageError(f"--tenant {args.tenant}: the client belongs to {tenant} (leave --tenant out)")
+
+
+def _client_secret(args: argparse.Namespace) -> str:
+    """The client's secret from stdin: piped, or typed at a terminal without echo."""
+    piped = args.client_secret_stdin and not sys.stdin.isatty()
+    secret = (sys.stdin.readline() if piped else ask_secret("Client secret: ")).strip()
+    if not secret:
+        raise UsageError("no client secret on stdin")
+    return secret
+
+
+def _client_login(args: argparse.Namespace) -> int:
+    settings = _cli_settings()
+    api = ApiClient(_api_url(args, settings))
+    check_session_directory(settings.session_path)
+    progress(f"Signing in to {api.base_url} as API client {args.client_id}")
+    secret = _client_secret(args)
+    try:
+        session = client_sign_in(api, args.client_id, secret, args.scope)
+    except ApiError as exc:
+        if exc.code in tuple(TokenRefusal):
+            progress(f"refused: {exc.code}: {exc.message}")
+            return EXIT_AUTH
+        return _api_failure(exc)
+    save_session(session, settings.session_path)
+    minutes = int(session.expires_at - time.time() + 30) // 60
+    print(
+        f"signed in as API client {session.username} of {session.tenant_id} for {minutes} minutes "
+        "(not refreshed: sign in again when it ends)"
+    )
+    return EXIT_OK
+
+
 def _login(args: argparse.Namespace) -> int:
+    _check_login_arguments(args)
+    if args.client_id is not None:
+        return _client_login(args)
     settings = _cli_settings()
     api = ApiClient(_api_url(args, settings))
     check_session_directory(settings.session_path)
@@ -372,7 +445,8 @@ def _new_password(api: ApiClient, current: str, limited_token: str) -> dict[str,
 def _logout(args: argparse.Namespace) -> int:
     path = _cli_settings().session_path
     session = load_session(path)
-    if session is not None and not session.expired:
+    # a client's token has no session to end: it lapses by itself (delete the client to end it now)
+    if session is not None and not session.expired and not session.is_client:
         try:
             session.client().call("POST", "/auth/logout", {})
         except ApiError as exc:
@@ -394,6 +468,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tenant))
     else:
+        left = max(0, int(session.expires_at - time.time())) // 60
+        who = "API client, not refreshed" if session.is_client else "person"
+        print(f"{'signed in as':<15} {session.username} ({who}; {left} minutes left)")
         for name in (
             "tenant_id",
             "name",
@@ -432,7 +509,9 @@ def _parser() -> argparse.ArgumentParser:
     boot.set_defaults(run=_bootstrap_admin)
 
     login = commands.add_parser(
-        "login", help="sign in (password, then the authenticator code) and keep the session"
+        "login",
+        help="sign in (password, then the authenticator code) and keep the session; or, with "
+        "--client-id, as an API client (its secret on stdin)",
     )
     target = login.add_mutually_exclusive_group()
     target.add_argument("--api", help="API base URL (default: TENANT_SECURITY_API_URL)")
@@ -442,9 +521,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the running local cloud's API (from $LOCALCLOUD_STATE_DIR/bootstrap.json, "
         "default .localcloud/; only a URL on this machine)",
     )
-    login.add_argument("--tenant", required=True, help="tenant id")
-    login.add_argument("--username", required=True)
+    # required for a person only (checked by hand): a client id names its tenant
+    login.add_argument("--tenant", help="tenant id (a person's sign-in)")
+    login.add_argument("--username", help="a person's sign-in")
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add_client_login_arguments(login)
     login.set_defaults(run=_login)
 
     logout = commands.add_parser("logout", help="end the saved session")
@@ -492,6 +573,7 @@ def _parser() -> argparse.ArgumentParser:
     redrive.set_defaults(run=_events_redrive)
     add_roles_parser(commands, _session, _api_failure)
     add_policy_parser(commands, _session, _api_failure)
+    add_clients_parser(commands, _session, _api_failure)
     return parser
 
 

@@ -75,6 +75,8 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
 # urllib's default opener follows redirects, Authorization header and all: never used.
 _OPENER = urllib.request.build_opener(_NoRedirects)
 # To this machine, never through a proxy ($http_proxy): plain HTTP is allowed only because it
@@ -135,11 +137,19 @@ class ApiClient:
             sent["Content-Type"] = content_type
         if token or self.token:
             sent["Authorization"] = f"Bearer {token or self.token}"
+        return self._send(method, path, None if body is None else json.dumps(body).encode(), sent)
+
+    def post_form(self, path: str, fields: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+        """POST ``fields`` as ``application/x-www-form-urlencoded`` with ``headers`` only (never the
+        bearer token): the OAuth 2.0 token endpoint's request. Errors as :meth:`call`."""
+        sent = {"Accept": "application/json", **headers, "Content-Type": FORM_MEDIA_TYPE}
+        return self._send("POST", path, urllib.parse.urlencode(fields).encode(), sent)[0]
+
+    def _send(
+        self, method: str, path: str, data: bytes | None, sent: dict[str, str]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         request = urllib.request.Request(  # noqa: S310 - checked_api_url allows https (http for loopback)
-            self.base_url + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers=sent,
-            method=method,
+            self.base_url + path, data=data, headers=sent, method=method
         )
         try:
             opener = _DIRECT if is_loopback_host(urllib.parse.urlsplit(self.base_url).hostname) else _OPENER
@@ -149,12 +159,20 @@ class ApiClient:
             if 300 <= exc.code < 400:
                 raise _redirect_refusal(exc.code, request.full_url, exc.headers.get("Location")) from None
             payload = _json(exc.read())
-            raise ApiError(
-                exc.code, str(payload.get("error", "error")), str(payload.get("message", exc.reason))
-            ) from None
+            # OAuth 2.0's errors (RFC 6749 §5.2) say ``error_description``, the platform's ``message``
+            message = payload.get("error_description") or payload.get("message") or exc.reason
+            raise ApiError(exc.code, str(payload.get("error", "error")), str(message)) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiError(0, "unreachable", f"{self.base_url}: {reason}") from None
+
+
+class SessionKind(StrEnum):
+    """Who a saved session is: a person (``username``) or an API client (``username`` is its
+    client id; its token is not refreshed: when it expires, ``login --client-id`` again)."""
+
+    PERSON = "person"
+    CLIENT = "client"
 
 
 @dataclass
@@ -166,6 +184,7 @@ class Session:
     username: str
     access_token: str
     expires_at: float
+    kind: str = SessionKind.PERSON  # sessions saved before API clients existed are a person's
 
     @property
     def expired(self) -> bool:
@@ -173,6 +192,11 @@ class Session:
 
     def client(self) -> ApiClient:
         return ApiClient(self.api_url, self.access_token)
+
+    @property
+    def is_client(self) -> bool:
+        """Whether an API client signed in (``login --client-id``), not a person."""
+        return self.kind == SessionKind.CLIENT
 
 
 # Nobody but its owner may add, rename or remove files where the session is kept.

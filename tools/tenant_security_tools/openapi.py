@@ -29,6 +29,28 @@ from tenant_security_tools.stack_settings import settings_environment, template_
 
 TITLE = "DcisionAI Tenant Security API"
 VERSION = "1.0.0"
+CLIENT_CREDENTIALS = "clientCredentials"
+
+
+def client_credentials_scheme() -> dict[str, Any]:
+    """The OAuth 2.0 client credentials flow of the token endpoint; its scopes are the roles (a
+    token may be narrowed to some of its client's). The token URL is relative to the API's."""
+    from tenant_security.authz.rbac import BUILTIN_ROLES
+    from tenant_security.identity.client_credentials import TOKEN_PATH
+
+    return {
+        "type": "oauth2",
+        "description": "An API client of a tenant (POST /tenants/{tenant_id}/clients): its client_id "
+        "and client_secret get a 15-minute token. Leave the scopes empty for every role of the client.",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": TOKEN_PATH.lstrip("/"),
+                "scopes": {role: f"the {role} role (if the client holds it)" for role in BUILTIN_ROLES},
+            }
+        },
+    }
+
+
 ERROR_STATUSES = {
     "400": "Malformed JSON, wrong types or values (validation_error lists the fields)",
     "401": "No token, or a bad, expired or revoked one",
@@ -138,7 +160,8 @@ def build_openapi(template: Path, region: str = "us-east-1") -> dict[str, Any]:
                 for status, description in ERROR_STATUSES.items():
                     responses.setdefault(status, {"description": description, "content": _ERROR_CONTENT})
                 if routes.get((method.upper(), normal)):
-                    operation["security"] = [{"bearerToken": []}]
+                    # a person's token or an API client's (Swagger UI's Authorize gets one)
+                    operation["security"] = [{"bearerToken": []}, {CLIENT_CREDENTIALS: []}]
                 if not operation.get("tags"):
                     raise ValueError(f"{method.upper()} {normal} ({logical_id}) has no tags=[ApiTag...]")
                 paths.setdefault(normal, {})[method] = operation
@@ -154,7 +177,10 @@ def build_openapi(template: Path, region: str = "us-east-1") -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                CLIENT_CREDENTIALS: client_credentials_scheme(),
+            },
         },
     }
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -55,6 +56,22 @@ def category_of(action: str, method: str) -> Category:
     return "operation" if method.upper() in ("GET", "HEAD") else "admin"
 
 
+class ActorType(StrEnum):
+    """Who acts in a request: a person signed in, or an API client (machine access)."""
+
+    USER = "user"
+    CLIENT = "client"
+
+
+def actor_of(user: str | None, client_id: str | None = None) -> dict[str, str] | None:
+    """The ``actor`` of a record: the client (``{type: client, client_id}``) when there is one,
+    else ``{type: user}`` -- the user's name stays in ``user``, which travels sealed as personal
+    data (event_pii.py); a client id names no person. None: nobody proved who they are."""
+    if client_id:
+        return {"type": ActorType.CLIENT, "client_id": client_id}
+    return {"type": ActorType.USER} if user else None
+
+
 def outcome_of(status: int) -> Outcome:
     if status < 400:
         return "success"
@@ -81,6 +98,9 @@ class Activity:
     replay: bool | None = None  # True: an Idempotency-Key's kept reply, the action not done again
     # A policy change's fields: [{field, old, new}] (see tenant_security.policy.changes)
     changes: list[dict[str, Any]] | None = None
+    # Who acted: {"type": "user", "user"} or, for an API client's token, {"type": "client",
+    # "client_id"} (its ``user`` is the client id too, so ?actor= finds it)
+    actor: dict[str, str] | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def detail(self) -> dict[str, Any]:

@@ -18,3 +18,5 @@ class Actor:
     user: str
     platform_admin: bool
     roles: tuple[str, ...] = ()
+    # an API client acting (its ``user`` is the client id too); None for a person
+    client_id: str | None = None

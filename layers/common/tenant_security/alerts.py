@@ -19,6 +19,10 @@ class AlertKind(StrEnum):
     # the authorizer
     INVALID_TOKEN = "invalid_token"  # noqa: S105 - a kind of alert
     SESSION_ENDED = "session_ended"
+    # an API client's token whose client was deleted or expired (or whose roles it no longer holds)
+    CLIENT_ENDED = "client_ended"
+    # an API client's token while the tenant policy turns machine access off
+    API_CLIENTS_NOT_ALLOWED = "api_clients_not_allowed"
     TENANT_NOT_ACTIVE = "tenant_not_active"
     PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - a kind of alert
     MFA_REQUIRED = "mfa_required"

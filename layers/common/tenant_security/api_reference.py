@@ -21,6 +21,7 @@ class ApiTag(StrEnum):
     TENANTS = "tenants"
     USERS = "users"
     POLICIES = "policies"
+    MACHINE_ACCESS = "machine-access"
     DATA = "data"
     AUDIT = "audit"
     COMPLIANCE = "compliance"
@@ -32,6 +33,7 @@ TAG_DESCRIPTIONS: dict[ApiTag, str] = {
     ApiTag.TENANTS: "Onboard, inspect, suspend, reinstate and offboard tenants; quotas; sessions",
     ApiTag.USERS: "A tenant's users and their roles",
     ApiTag.POLICIES: "The tenant's security policy: read, change (ETag, merge patch), history, rollout",
+    ApiTag.MACHINE_ACCESS: "API clients and their OAuth 2.0 client credentials tokens (machine access)",
     ApiTag.DATA: "Files, records and secrets, under the tenant's own keys",
     ApiTag.AUDIT: "The tenant's tamper-evident audit trail and its verification",
     ApiTag.COMPLIANCE: "SOX, GDPR and ISO 27001 reports; GDPR export and erasure of a data subject",
@@ -99,3 +101,20 @@ def policy_reply(model: type[BaseModel]) -> dict[int, Any]:
     responses = reply(model)
     responses[200]["headers"] = POLICY_HEADERS
     return {**responses, **POLICY_ERRORS}
+
+
+def oauth_reply(model: type[BaseModel], error: type[BaseModel]) -> dict[int, Any]:
+    """``responses=`` of the token endpoint: its success, and RFC 6749 §5.2's errors (400 and 401
+    with ``error``'s body; the generator keeps them instead of the API's own)."""
+    errors = {"application/json": {"model": error}}
+    return reply(model) | {
+        400: {
+            "description": "invalid_request, unsupported_grant_type, invalid_scope or unauthorized_client",
+            "content": errors,
+        },
+        401: {
+            "description": "invalid_client (with WWW-Authenticate: Basic)",
+            "content": errors,
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        },
+    }

@@ -33,6 +33,13 @@ class TenantContext:
     amr: tuple[str, ...] = ()
     # when the caller's session began (epoch seconds), as the middleware read the session
     session_started_at: float | None = None
+    # an API client's token (machine access): the client acting; ``user`` is its id too
+    client_id: str | None = None
+
+    @property
+    def machine(self) -> bool:
+        """True for an API client's request (no person, no session, no MFA)."""
+        return self.client_id is not None
 
     def permissions(self, tenant: TenantProfile) -> list[str]:
         """The caller's permission patterns (platform-admin counts only in the platform tenant)."""
@@ -43,7 +50,11 @@ class TenantContext:
     def actor(self) -> Actor:
         """The caller as the logic below the handlers takes it."""
         return Actor(
-            tenant_id=self.tenant_id, user=self.user, platform_admin=self.platform_admin, roles=self.roles
+            tenant_id=self.tenant_id,
+            user=self.user,
+            platform_admin=self.platform_admin,
+            roles=self.roles,
+            client_id=self.client_id,
         )
 
     def require_tenant(self, tenant_id: str) -> None:
@@ -62,6 +73,7 @@ def tenant_context(event: Mapping[str, Any], platform_tenant: str) -> TenantCont
     roles = tuple(r for r in str(authorizer.get("roles", "")).split(",") if r)
     amr = tuple(m for m in str(authorizer.get("amr", "")).split(",") if m)
     return TenantContext(
+        client_id=str(authorizer["client_id"]) if authorizer.get("client_id") else None,
         tenant_id=str(tenant_id),
         user=str(user),
         roles=roles,
@@ -81,7 +93,10 @@ def policy_refusal(policies: SecurityPolicies, context: TenantContext) -> AlertK
     """The rule of the caller tenant's policy that refuses ``context``'s request, if any: the
     checks a cached authorizer answer cannot make against a policy that changed since."""
     access = policies.access_control
-    if access.mfa_required and not MFA_METHODS & set(context.amr):
+    if context.machine:
+        if not access.api_clients_allowed:
+            return AlertKind.API_CLIENTS_NOT_ALLOWED
+    elif access.mfa_required and not MFA_METHODS & set(context.amr):  # a client is no person
         return AlertKind.MFA_REQUIRED
     if not access.allows(context.source_ip):
         return AlertKind.SOURCE_IP_NOT_ALLOWED

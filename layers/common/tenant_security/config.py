@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     policy_history_table: str
     users_table: str
     sessions_table: str
+    api_clients_table: str
     counters_table: str
     audit_heads_table: str
     audit_subject_keys_table: str
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
     # or `?` (matched by an aws:PrincipalArn condition on the account).
     tenant_key_users: str = Field("", pattern=r"^[^*?]*$")
     tenant_key_user_patterns: str = ""
+    # The roles that use a tenant's api-keys key (the auth API's: it makes and unwraps the API
+    # client verifier key), exact ARNs, comma-separated: the key policy lets only them use it (the
+    # other platform roles read its state). "" keeps the api-keys key like the others.
+    tenant_api_key_users: str = Field("", pattern=r"^[^*?]*$")
     # The roles that create, rotate and shred tenant keys and store the tenant's secrets under
     # them (the onboarding function's): named in each key policy, exact ARNs, comma-separated.
     # KMS refuses a key policy that does not let its creator change it later, and a new key's
@@ -124,6 +129,11 @@ class Settings(BaseSettings):
     def signing_key_ids(self) -> list[str]:
         """Key ids whose tokens are accepted (the first one signs); comma-separated for rotation."""
         return [k.strip() for k in self.token_signing_key_id.split(",") if k.strip()]
+
+    @property
+    def tenant_api_key_user_arns(self) -> list[str]:
+        """The exact role ARNs that may use a tenant's api-keys key (TENANT_API_KEY_USERS)."""
+        return _comma_separated(self.tenant_api_key_users)
 
     @property
     def tenant_key_user_arns(self) -> list[str]:

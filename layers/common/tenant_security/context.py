@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from tenant_security.activity import Activity, EventPublisher, category_of, outcome_of
+from tenant_security.activity import Activity, EventPublisher, actor_of, category_of, outcome_of
 from tenant_security.alerts import AlertKind
 from tenant_security.authz.rbac import may_use
 from tenant_security.authz.route_costs import DEFAULT_COST
@@ -48,6 +48,7 @@ from tenant_security.tenant_directory import READ_STATUS_MAX_AGE, WRITE_STATUS_M
 from tenant_security.tenants import TenantProfile, TenantStatus
 
 if TYPE_CHECKING:
+    from tenant_security.identity.clients import ApiClient
     from tenant_security.identity.sessions import Session
 
 
@@ -104,6 +105,9 @@ ALLOWED_WHEN_NOT_ACTIVE: dict[str, frozenset[str]] = {
             "users:List",
             "sessions:List",
             "sessions:Revoke",
+            # an incident's first steps too: see and delete the tenant's machine credentials
+            "clients:List",
+            "clients:Delete",
             "quotas:Read",
             "audit:Read",
             "audit:Verify",
@@ -156,6 +160,7 @@ def activity_of(
         target_email=(target or {}).get("email"),
         replay=True if replay else None,
         changes=list(changes) if changes else None,
+        actor=actor_of(caller.user, caller.client_id),
     )
 
 
@@ -168,6 +173,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
     aws_faults: Callable[[str], AbstractContextManager[None]] | None = None,
     outbox: Callable[[], Outbox] | None = None,
     clock: Callable[[], float] = time.time,
+    client_of: Callable[[str, str], ApiClient | None] | None = None,
 ) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
     """Middleware that sets the request's caller and tenant (:func:`current_caller`,
     :func:`current_tenant`), enforces per-request policy and records it.
@@ -179,6 +185,8 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
     the tenant's record read at most ``max_age`` seconds ago (now, for a write). ``aws_faults``: the fault
     injector's per-tenant AWS failures (resilience tests only). ``outbox``: where a write's record
     is held before the write runs (no write without its record: :mod:`tenant_security.outbox`).
+    ``client_of(tenant, client_id)``: an API client, read consistently (a client token is checked
+    against it instead of a session; without it every client token is refused).
     """
 
     def middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -301,9 +309,17 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         resource = str(event.get("resource"))
         if matched is not None and _shape(str(getattr(matched, "path", resource))) != _shape(resource):
             raise NotFound("no such route")
-        session = session_of(context.tenant_id, context.session_id) if context.session_id else None
-        if session is None or not session.live(clock()):
-            raise Unauthorized("session ended")
+        session, client = None, None
+        if context.machine:
+            # an API client's token: the client as stored now (deleted, expired, or no longer
+            # holding a role the token names: refused from this request on)
+            client = client_of(context.tenant_id, str(context.client_id)) if client_of else None
+            if client is None or not client.live(clock()) or not set(context.roles) <= set(client.roles):
+                raise Unauthorized("client ended")
+        else:
+            session = session_of(context.tenant_id, context.session_id) if context.session_id else None
+            if session is None or not session.live(clock()):
+                raise Unauthorized("session ended")
         # The tenant whose data is touched: the path's (checked against the id rule first), else
         # the caller's.
         path_tenant = (event.get("pathParameters") or {}).get("tenant_id")
@@ -317,17 +333,22 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
             raise NotFound(f"no tenant {target!r}")
         audited.update(tenant=target, record=record)
         own = record if target == context.tenant_id else tenants(context.tenant_id, READ_STATUS_MAX_AGE)
-        if own is None or not session_within_timeout(session, own.policies, clock()):
+        if own is None or (
+            session is not None and not session_within_timeout(session, own.policies, clock())
+        ):
             raise Unauthorized("session ended")
-        context = replace(context, session_started_at=float(session.created_at))
+        if session is not None:
+            context = replace(context, session_started_at=float(session.created_at))
         refused = policy_refusal(own.policies, context)
+        if refused is None and client is not None and not client.allows(context.source_ip):
+            refused = AlertKind.SOURCE_IP_NOT_ALLOWED  # the client's own, narrower allow-list
         if refused is not None:
             if activity is not None:
                 _alert(event, context, refused)
             raise PolicyRefusal(f"refused by the tenant policy: {refused}", code=str(refused))
         # The authorizer's policy matches by wildcard; the route that runs is checked exactly.
         rule = rule_for(str(event.get("httpMethod")), str(event.get("resource")))
-        if rule is not None and not may_use(rule, context.permissions(record)):
+        if rule is not None and not may_use(rule, context.permissions(record), machine=context.machine):
             raise Forbidden(f"not allowed: {', '.join(rule.actions)}")
         if aws_faults is not None:
             with aws_faults(target):

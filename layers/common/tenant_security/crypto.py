@@ -174,6 +174,21 @@ def decrypt_with_key(
     return bytes(plaintext)
 
 
+def _data_key_failed(exc: BaseException) -> bool:
+    """True when the Encryption SDK could not decrypt the message's data key (KMS refused or
+    failed), as opposed to a message that did not authenticate."""
+    from aws_encryption_sdk.exceptions import DecryptKeyError
+
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DecryptKeyError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _kms_unavailable(exc: BaseException, ciphertext: bytes) -> bool:
     """Whether a failed decryption is KMS being down or throttling rather than a bad message.
 
@@ -189,16 +204,28 @@ def _kms_unavailable(exc: BaseException, ciphertext: bytes) -> bool:
 
     if aws.is_transient(exc):
         return True
+    if not _data_key_failed(exc):
+        return False  # past the data key (a tampered body, a wrong tag): refused, KMS is fine
     try:
         header, _ = deserialize_header(io.BytesIO(ciphertext))
-        key_arns = [k.key_provider.key_info.decode() for k in header.encrypted_data_keys]
+        keys = list(header.encrypted_data_keys)
+        key_arns = [k.key_provider.key_info.decode() for k in keys]
     except Exception:
         return False  # not even a message: refused
-    for key_arn in key_arns[:1]:
+    for key, key_arn in list(zip(keys, key_arns, strict=True))[:1]:
         try:
             aws.kms().describe_key(KeyId=key_arn)
+            # The key is there, yet the data key did not decrypt: KMS throttles Decrypt apart
+            # from DescribeKey, so ask Decrypt itself (once, on this path only): throttled or
+            # down is a 503; a refusal (a wrong context, a disabled key) stands.
+            aws.kms().decrypt(
+                CiphertextBlob=bytes(key.encrypted_data_key),
+                KeyId=key_arn,
+                EncryptionContext=dict(header.encryption_context),
+            )
         except Exception as probe:
             return aws.is_transient(probe)
+        return True  # it decrypts now: what failed was passing (a throttle that lifted)
     return False
 
 

@@ -40,6 +40,9 @@ _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
     # a JWT (three base64url segments, the first starting like a JSON header)
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # an API client secret (identity/client_secrets.py SECRET_PATTERN), wherever it is pasted
+    # (no word boundary before it: after a JSON escape's letter, a %3A or an "_" it is one still)
+    (re.compile(r"tsk_[0-9A-Za-z]{20,}"), REDACTED),
     # otpauth://...?secret=BASE32
     (re.compile(r"(?i)(secret=)[A-Z2-7]+=*"), r"\1" + REDACTED),
     # password=..., "token": "...", code: 123456 in free text

@@ -312,6 +312,11 @@ def caller_session(
     amr: tuple[str, ...],
     started_at: float | None,
     clock: Callable[[], float] = time.time,
+    *,
+    machine: bool = False,
 ) -> CallerSession:
-    """The caller's next request, as :func:`tenant_security.policy.lockout.guard` judges it."""
-    return CallerSession(source_ip=source_ip, amr=amr, session_started_at=started_at, now=clock())
+    """The caller's next request, as :func:`tenant_security.policy.lockout.guard` judges it
+    (``machine``: an API client's)."""
+    return CallerSession(
+        source_ip=source_ip, amr=amr, session_started_at=started_at, now=clock(), machine=machine
+    )

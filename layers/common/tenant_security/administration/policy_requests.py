@@ -26,7 +26,9 @@ def policy_change(app: APIGatewayRestResolver, merge: bool) -> PolicyChange:
         if_match=header(event.headers, "if-match"),
         force=(event.query_string_parameters or {}).get("force", "").lower() == "true",
         actor=caller.actor,
-        caller=caller_session(caller.source_ip, caller.amr, caller.session_started_at) if own else None,
+        caller=caller_session(caller.source_ip, caller.amr, caller.session_started_at, machine=caller.machine)
+        if own
+        else None,
     )
 
 

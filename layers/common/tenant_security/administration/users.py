@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.actors import Actor
-from tenant_security.authz.custom_roles import held_actions, tenant_actions_of
-from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, known_roles, permissions
-from tenant_security.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from tenant_security.authz.grants import judge_grant
+from tenant_security.authz.rbac import TENANT_ADMIN
+from tenant_security.errors import Conflict, NotFound
 from tenant_security.identity.passwords import generate_password, hash_password
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import GuardFailed, User, UserStore
@@ -43,29 +43,10 @@ class UserAdmin:
     def _check_roles(
         self, actor: Actor, tenant: TenantProfile, roles: list[str]
     ) -> TransactWriteItemTypeDef | None:
-        """Refuse unknown roles and a platform-admin outside the platform tenant. A grant of a
-        custom role is judged on the roles as stored now, and returns the guard its write carries
-        (:meth:`tenant_security.authz.role_store.RoleStore.grant_guard`)."""
-        if PLATFORM_ADMIN in roles and (tenant.tenant_id != self.platform_tenant or not actor.platform_admin):
-            raise Forbidden("platform-admin is granted only in the platform tenant, by a platform-admin")
-        custom, guard = tenant.custom_roles, None
-        if self.custom_roles is not None and set(roles) - set(BUILTIN_ROLES):
-            read = self.custom_roles.read(tenant.tenant_id)
-            custom, guard = read.roles, self.custom_roles.grant_guard(read)
-        unknown = sorted(set(roles) - known_roles(custom))
-        if unknown:
-            raise ValidationFailed(
-                "unknown roles", fields=[{"field": "roles", "message": f"unknown: {unknown}"}]
-            )
-        # A grant never reaches beyond its grantor (as a custom role's definition never does):
-        # users:WriteRoles alone must not make tenant-admins, its holder among them.
-        if actor.tenant_id != tenant.tenant_id and not actor.platform_admin:
-            raise Forbidden("not allowed for this tenant")  # (the middleware says so first)
-        held = held_actions(actor.roles, actor.platform_admin, custom)
-        beyond = sorted(tenant_actions_of(permissions(roles, custom)) - held)
-        if beyond:
-            raise Forbidden(f"you cannot grant roles that hold what you do not: {', '.join(beyond)}")
-        return guard
+        """The grant judged (:func:`tenant_security.authz.grants.judge_grant`); a grant of a custom
+        role returns the guard its write carries (:meth:`RoleStore.grant_guard`)."""
+        read = judge_grant(actor, tenant, roles, self.platform_tenant, self.custom_roles)
+        return self.custom_roles.grant_guard(read) if read is not None and self.custom_roles else None
 
     def create(
         self, actor: Actor, tenant: TenantProfile, username: str, email: str, roles: list[str]

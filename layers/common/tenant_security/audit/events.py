@@ -104,10 +104,7 @@ def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any
         "status": detail.get("status") if isinstance(detail.get("status"), int) else None,
         "reason": _text(detail.get("reason")),
         "request_id": _text(detail.get("request_id")),
-        "actor": {
-            "tenant_id": _text(detail.get("actor_tenant") or about),
-            "user": _text(detail.get("user")),
-        },
+        "actor": _actor(detail, about),
         "source_ip": _text(detail.get("source_ip")),
         "target": {"user": _text(detail.get("target_user")), "email": _text(detail.get("target_email"))},
         "details": dict(list(extra.items())[:_MAX_EXTRA_FIELDS]),
@@ -118,6 +115,21 @@ def record_content(event: Mapping[str, Any], chain_tenant: str) -> dict[str, Any
     if changes:
         content["changes"] = changes
     return content
+
+
+def _actor(detail: Mapping[str, Any], about: Any) -> dict[str, Any]:
+    """Who acted: tenant and user, and (activity.actor_of) whether a person or an API client
+    acted -- ``{type: "client", client_id}`` for a client's token."""
+    actor: dict[str, Any] = {
+        "tenant_id": _text(detail.get("actor_tenant") or about),
+        "user": _text(detail.get("user")),
+    }
+    kind = detail.get("actor")
+    if isinstance(kind, Mapping) and kind.get("type") in ("user", "client"):
+        actor["type"] = str(kind["type"])
+        if kind["type"] == "client":
+            actor["client_id"] = _text(kind.get("client_id"))
+    return actor
 
 
 def _change_value(value: Any) -> Any:

@@ -2,10 +2,15 @@
 
 Order: bearer token (ES256, known kid, issuer, audience, expiry) → tenant ACTIVE → session live
 and younger than the policy's session timeout → full-scope token (not a password-change one) →
-RBAC over the route table. The answer lists every route the caller may use, with the caller's own
-tenant in the path (any tenant for a platform-admin), so API Gateway's cached answer is right for
-every route. An invalid token or a dead session is 401 (``Unauthorized``); anything else refused
-is an explicit Deny (403). The handler turns any unexpected exception into a 401.
+RBAC over the route table. An API client's token (a ``client_id`` claim equal to its
+subject, naming its tenant, and no session) has its client checked instead of a session:
+deleted or expired is 401; its roles count only while the client still holds them, and it
+never gets what no machine does (rbac.NOT_FOR_MACHINES).
+
+The answer lists every route the caller may use, with the caller's own tenant in the path
+(any tenant for a platform-admin), so API Gateway's cached answer is right for every route.
+An invalid token or a dead session is 401 (``Unauthorized``); anything else refused is an
+explicit Deny (403). The handler turns any unexpected exception into a 401.
 
 What a tenant's policy may loosen again is not decided here: API Gateway keeps an answer for
 AuthorizerCacheTtl seconds (per token and source address), and a cached Deny would outlive a
@@ -37,11 +42,13 @@ from tenant_security.authz.rbac import BUILTIN_ROLES, PLATFORM_ADMIN, TENANT_ACT
 from tenant_security.authz.routes import ROUTES, TENANT_PARAM, RouteRule, rule_for
 from tenant_security.errors import Unauthorized
 from tenant_security.headers import header
+from tenant_security.identity.clients import tenant_of_client
 from tenant_security.identity.tokens import ACCESS, SCOPE_FULL, TokenVerifier
 from tenant_security.paths import decode_path_text
 from tenant_security.refusals import RefusalCounter, RefusalKind
 
 if TYPE_CHECKING:
+    from tenant_security.identity.clients import ApiClient
     from tenant_security.identity.sessions import Session
     from tenant_security.tenants import TenantLookup
 
@@ -52,6 +59,10 @@ class SessionLookup(Protocol):
     def get(self, tenant_id: str, session_id: str) -> Session | None: ...
 
 
+class ClientLookup(Protocol):
+    def get(self, tenant_id: str, client_id: str) -> ApiClient | None: ...
+
+
 @dataclass(frozen=True)
 class Caller:
     tenant_id: str
@@ -60,6 +71,8 @@ class Caller:
     session_id: str
     amr: tuple[str, ...]
     scope: str
+    # an API client's token (machine access): the client, checked instead of a session
+    client_id: str | None = None
 
 
 def bearer_token(headers: Mapping[str, Any] | None) -> str:
@@ -93,9 +106,12 @@ class RequestAuthorizer:
         platform_tenant: str,
         refusals: RefusalCounter | None = None,
         clock: Callable[[], float] = time.time,
+        clients: ClientLookup | None = None,
     ) -> None:
         """``refusals``: where refusals of callers without a valid token are counted (one
-        record per source address and minute) instead of one alert each."""
+        record per source address and minute) instead of one alert each; ``clients``: the API
+        clients (without it, every client token is refused)."""
+        self.clients = clients
         self.refusals = refusals
         self.clock = clock
         self.verifier = verifier
@@ -110,7 +126,16 @@ class RequestAuthorizer:
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("token without roles")
+        client_id = claims.get("client_id")
+        if client_id is not None and (
+            not isinstance(client_id, str)
+            or client_id != claims["sub"]
+            or tenant_of_client(client_id) != claims["tenant_id"]
+            or "sid" in claims
+        ):
+            raise Unauthorized("malformed client token")
         return Caller(
+            client_id=client_id,
             tenant_id=str(claims["tenant_id"]),
             user=str(claims["sub"]),
             roles=tuple(roles),
@@ -142,7 +167,7 @@ class RequestAuthorizer:
         except Unauthorized as exc:
             self._alert(
                 caller.tenant_id,
-                AlertKind.SESSION_ENDED,
+                AlertKind.CLIENT_ENDED if caller.client_id is not None else AlertKind.SESSION_ENDED,
                 event,
                 source_ip,
                 user=caller.user,
@@ -172,28 +197,38 @@ class RequestAuthorizer:
                 "roles": ",".join(caller.roles),
                 "sid": caller.session_id,
                 "amr": ",".join(caller.amr),
+                # an API client's token only: the middleware checks the client, not a session
+                **({"client_id": caller.client_id} if caller.client_id is not None else {}),
             },
         )
         tenant = self.tenants.get(caller.tenant_id)
         if tenant is None or not tenant.active:
             return self._deny(response, AlertKind.TENANT_NOT_ACTIVE, caller, event, source_ip)
-        session = self.sessions.get(caller.tenant_id, caller.session_id) if caller.session_id else None
         now = self.clock()
-        if session is None or not session.live_within(
-            tenant.policies.access_control.session_timeout_minutes, now
-        ):
-            raise Unauthorized("session ended")
-        if caller.scope != SCOPE_FULL:
-            return self._deny(response, AlertKind.PASSWORD_CHANGE_REQUIRED, caller, event, source_ip)
+        held = caller.roles
+        if caller.client_id is not None:
+            client = self.clients.get(caller.tenant_id, caller.client_id) if self.clients else None
+            if client is None or not client.live(now):
+                raise Unauthorized("client ended")
+            held = tuple(r for r in caller.roles if r in client.roles)
+        else:
+            session = self.sessions.get(caller.tenant_id, caller.session_id) if caller.session_id else None
+            if session is None or not session.live_within(
+                tenant.policies.access_control.session_timeout_minutes, now
+            ):
+                raise Unauthorized("session ended")
+            if caller.scope != SCOPE_FULL:
+                return self._deny(response, AlertKind.PASSWORD_CHANGE_REQUIRED, caller, event, source_ip)
 
-        platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in caller.roles
-        roles = [r for r in caller.roles if r != PLATFORM_ADMIN or platform_admin]
+        platform_admin = caller.tenant_id == self.platform_tenant and PLATFORM_ADMIN in held
+        roles = [r for r in held if r != PLATFORM_ADMIN or platform_admin]
         granted = permissions(roles, tenant.custom_roles)
         if any(role not in BUILTIN_ROLES for role in roles):
             # the middleware holds the caller to the custom role as stored at the request
             granted = [*granted, *sorted(TENANT_ACTIONS)]
         tenant_in_path = "*" if platform_admin else caller.tenant_id
-        allowed = [rule for rule in ROUTES if may_use(rule, granted)]
+        machine = caller.client_id is not None
+        allowed = [rule for rule in ROUTES if may_use(rule, granted, machine=machine)]
         if not allowed:
             return self._deny(response, AlertKind.NO_PERMISSION, caller, event, source_ip)
         for rule in allowed:

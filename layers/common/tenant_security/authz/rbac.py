@@ -29,6 +29,24 @@ TENANT_ACTIONS = frozenset(r.action for r in ROUTES if r.tenant_scoped) - set(_P
 # tenant-scoped, so a custom role's own patterns never grant them: permissions() adds them to it.
 SELF_SERVICE = ("auth:Logout", "auth:ListSessions", "auth:EndSession")
 
+# What an API client's token never does, whatever its roles: it has no session to end or list,
+# and a machine credential never mints credentials nor grants privileges -- no API client, no
+# user's one-time password, no user's roles, no custom role's permissions: a leaked secret must
+# not be able to make itself (or a user it controls) a successor that outlives its deletion.
+# A tenant's people do that, signed in with MFA.
+NOT_FOR_MACHINES = frozenset(
+    {
+        *SELF_SERVICE,
+        "clients:Create",
+        "clients:Rotate",
+        "clients:Delete",
+        "clients:List",
+        "users:Create",
+        "users:WriteRoles",
+        "roles:Write",
+    }
+)
+
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
     PLATFORM_ADMIN: ("*",),
     TENANT_ADMIN: (*sorted(TENANT_ACTIONS), *SELF_SERVICE),
@@ -64,7 +82,10 @@ def is_allowed(action: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns)
 
 
-def may_use(rule: RouteRule, patterns: Iterable[str]) -> bool:
-    """True when the patterns grant every action the route needs."""
+def may_use(rule: RouteRule, patterns: Iterable[str], *, machine: bool = False) -> bool:
+    """True when the patterns grant every action the route needs (``machine``: to an API client's
+    token, which never gets :data:`NOT_FOR_MACHINES`)."""
+    if machine and any(action in NOT_FOR_MACHINES for action in rule.actions):
+        return False
     granted = list(patterns)
     return all(is_allowed(action, granted) for action in rule.actions)

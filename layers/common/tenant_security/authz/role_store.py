@@ -124,6 +124,21 @@ class RoleStore:
             }
         }
 
+    def grant_check(self, read: RoleSet) -> TransactWriteItemTypeDef:
+        """A transaction item for an API client's creation that grants a custom role: it holds only
+        while the roles are at ``read``'s revision (a condition check: the function that makes
+        clients does not write the tenant's item). A role deleted after the check leaves the
+        client holding a name that grants nothing."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.tenants_table,
+                "Key": self._key(read.tenant.tenant_id),
+                "ConditionExpression": f"attribute_exists(tenant_id) AND "
+                f"{_unchanged('roles_revision', ':rev', read.revision)}",
+                "ExpressionAttributeValues": {":rev": {"N": str(read.revision)}},
+            }
+        }
+
     def holders(self, tenant_id: str, role: str) -> list[str]:
         """The users of the tenant who hold ``role``, by name, read consistently (a grant that
         landed before this read is seen)."""

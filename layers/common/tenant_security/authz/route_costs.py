@@ -205,6 +205,16 @@ _REPORT = RouteCalls(
 ROUTE_CALLS: Mapping[tuple[str, str], RouteCalls] = {
     ("POST", "/auth/logout"): RouteCalls(_AUTH, {"dynamodb:TransactWriteItems": 1}),
     ("GET", "/auth/sessions"): RouteCalls(_AUTH, {"dynamodb:Query": 1}),
+    # the grant judged (custom roles read), the verifier key (its Decrypt cached for 5 minutes,
+    # not counted), one transaction with the tenant's client count
+    ("POST", "/tenants/{tenant_id}/clients"): RouteCalls(_AUTH, {_GET: 2, "dynamodb:TransactWriteItems": 1}),
+    ("GET", "/tenants/{tenant_id}/clients"): RouteCalls(_AUTH, {"dynamodb:Query": 1}),
+    ("DELETE", "/tenants/{tenant_id}/clients/{client_id}"): RouteCalls(
+        _AUTH, {"dynamodb:TransactWriteItems": 1}
+    ),
+    ("POST", "/tenants/{tenant_id}/clients/{client_id}/secret"): RouteCalls(
+        _AUTH, {_GET: 2, "dynamodb:UpdateItem": 1}
+    ),
     ("DELETE", "/auth/sessions/{session_id}"): RouteCalls(_AUTH, {_GET: 1, "dynamodb:TransactWriteItems": 1}),
     # the request goes on the bus (Tenant Onboarding Requested), which starts the workflow
     ("POST", "/tenants"): RouteCalls(

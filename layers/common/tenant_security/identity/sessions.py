@@ -206,7 +206,10 @@ class SessionStore:
         return _Outcome.CREATED
 
     def get(self, tenant_id: str, session_id: str) -> Session | None:
-        """The session, or None (a consistent read: a revocation just made is seen)."""
+        """The session, or None (a consistent read: a revocation just made is seen). An empty id
+        (a token without a session, such as an API client's) names none."""
+        if not session_id or not tenant_id:
+            return None
         reply = self.client.get_item(
             TableName=self.table, Key=self._key(tenant_id, session_id), ConsistentRead=True
         )

@@ -241,6 +241,8 @@ class SignInService:
         who: dict[str, str | None] = {}
         with self.audit.step("auth:ChangePassword", source_ip, who):
             claims = self._claims(access_token, ACCESS, source_ip)
+            if claims.get("client_id") is not None:  # an API client has no password
+                raise Unauthorized("an API client's token changes no password")
             tenant_id, username = str(claims["tenant_id"]), str(claims["sub"])
             who.update(tenant_id=tenant_id, user=username)
             session, tenant = (

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from tenant_security.activity import Activity
+from tenant_security.activity import Activity, actor_of
 from tenant_security.errors import DomainError
 from tenant_security.identity.throttle import TooManyAttempts
 from tenant_security.refusals import RefusalCounter, RefusalKind
@@ -73,5 +73,6 @@ class SignInAudit:
                         user=who.get("user"),
                         source_ip=source_ip,
                         reason=reason,
+                        actor=actor_of(who.get("user"), who.get("client_id")),
                     )
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -60,16 +61,26 @@ class AccessControl(StrictModel):
     ip_whitelist: Annotated[list[Cidr], AfterValidator(_unique)] = Field(default_factory=list, max_length=100)
     mfa_required: bool = True
 
+    # Machine access (API clients, OAuth 2.0 client credentials): False refuses every client's
+    # token request and every request of a client token already issued (within 5 s).
+    api_clients_allowed: bool = True
+
     def allows(self, address: str | None) -> bool:
         """True when the allow-list is empty or holds ``address`` (an unknown or malformed
         address is refused). The one source-address rule, for the authorizer and sign-in alike."""
-        if not self.ip_whitelist:
-            return True
-        try:
-            source = ipaddress.ip_address(address or "")
-        except ValueError:
-            return False
-        return any(source in ipaddress.ip_network(cidr) for cidr in self.ip_whitelist)
+        return address_allowed(self.ip_whitelist, address)
+
+
+def address_allowed(cidrs: Sequence[str], address: str | None) -> bool:
+    """True when ``cidrs`` is empty or holds ``address`` (an unknown or malformed address is
+    refused): the tenant's allow-list and an API client's own alike."""
+    if not cidrs:
+        return True
+    try:
+        source = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(source in ipaddress.ip_network(cidr) for cidr in cidrs)
 
 
 class AuditLogging(StrictModel):

@@ -46,6 +46,37 @@ class AccessToken(Reply):
     )
 
 
+class ClientToken(Reply):
+    """An API client's access token (RFC 6749 §5.1): an ES256 JWT of at most 15 minutes."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds")
+    scope: str = Field(description="the roles the token carries, space-separated")
+
+
+class OAuthErrorReply(Reply):
+    """A token endpoint error (RFC 6749 §5.2)."""
+
+    error: Literal[
+        "invalid_request", "invalid_client", "unsupported_grant_type", "invalid_scope", "unauthorized_client"
+    ]
+    error_description: str
+    message: str = Field(description="the same text, as every error of the API has it")
+
+
+class AuthorizationServerMetadata(Reply):
+    """RFC 8414 metadata of the token endpoint."""
+
+    issuer: str
+    token_endpoint: str
+    jwks_uri: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    response_types_supported: list[str]
+    service_documentation: str
+
+
 class MfaEnrollment(Reply):
     """A new TOTP secret and backup codes, shown once."""
 
@@ -209,6 +240,37 @@ class NewUserCreated(Reply):
 
     username: str
     temporary_password: str
+
+
+class ApiClientView(Reply):
+    """An API client as the API shows one (never its secret)."""
+
+    client_id: str
+    name: str
+    roles: list[str]
+    ip_whitelist: list[str] = Field(description="its own allow-list (CIDRs); empty: the tenant's only")
+    created_at: str
+    expires_at: str = Field(description="after it, the client gets no token and its tokens are refused")
+    last_used_at: str | None = Field(description="to the minute: the last token it was issued")
+
+
+class ApiClientList(Reply):
+    items: list[ApiClientView]
+
+
+class NewApiClient(ApiClientView):
+    """The new client and its secret, shown once (``tsk_`` + 49 characters)."""
+
+    client_secret: str
+
+
+class RotatedSecret(Reply):
+    """The client's new secret, shown once; the one it replaces works until
+    ``previous_secret_expires_at`` (null: no longer)."""
+
+    client_id: str
+    client_secret: str
+    previous_secret_expires_at: str | None
 
 
 class UserView(Reply):

@@ -59,6 +59,13 @@ ACCOUNT_ADMIN_ACTIONS = (
 # Secrets Manager, storing a secret under a customer managed key for its caller, needs both.
 SECRETS_MANAGER_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 SECRETS_KEY_PURPOSE = "secrets"
+API_KEYS_PURPOSE = "api-keys"
+# What the auth API does with a tenant's api-keys key: the Encryption SDK wraps and unwraps the
+# tenant's API client verifier key (no kms:EncryptionContext condition: the local cloud's IAM
+# model cannot evaluate one, and the key has no other use).
+API_KEY_USE_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+# What every platform role may read of any tenant key (the compliance report: rotation and state)
+KEY_STATE_ACTIONS = ("kms:DescribeKey", "kms:GetKeyRotationStatus")
 
 
 def _allow(
@@ -90,7 +97,10 @@ def tenant_key_policy(settings: Settings, purpose: str, region: str | None = Non
     admins = settings.tenant_key_admin_arns
     if admins:
         statements.append(_allow("KeyAdministrators", admins, KEY_ADMIN_ACTIONS))
-    statements += _key_use_statements(settings, root)
+    if purpose == API_KEYS_PURPOSE and settings.tenant_api_key_user_arns:
+        statements += _api_keys_statements(settings, root)
+    else:
+        statements += _key_use_statements(settings, root)
     if purpose == SECRETS_KEY_PURPOSE:
         statements += _secrets_statements(settings, root, admins, region or settings.region)
     return {"Version": "2012-10-17", "Statement": statements}
@@ -116,6 +126,19 @@ def _secrets_statements(
     statements.append(
         _allow("BreakGlassReadsTenantSecrets", reader, ["kms:Decrypt", "kms:DescribeKey"], condition)
     )
+    return statements
+
+
+def _api_keys_statements(settings: Settings, root: str) -> list[dict[str, Any]]:
+    """Who may use a tenant's api-keys key: the API key users (TENANT_API_KEY_USERS) alone; every
+    platform role reads its state (the compliance report) and none else uses it -- a grant the
+    key policy makes by name is not narrowed by IAM, so the narrowing is here."""
+    statements = [_allow("ApiClientVerifierKeys", settings.tenant_api_key_user_arns, API_KEY_USE_ACTIONS)]
+    readers = sorted({*settings.tenant_key_user_arns, *settings.tenant_api_key_user_arns})
+    statements.append(_allow("PlatformRolesReadTheKeyState", readers, KEY_STATE_ACTIONS))
+    if settings.tenant_key_user_arn_patterns:
+        condition = {"ArnLike": {"aws:PrincipalArn": settings.tenant_key_user_arn_patterns}}
+        statements.append(_allow("PlatformRolePatternsReadTheKeyState", root, KEY_STATE_ACTIONS, condition))
     return statements
 
 

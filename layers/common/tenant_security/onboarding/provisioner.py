@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenant_security.config import Settings
 from tenant_security.database import TenantDatabases
+from tenant_security.identity.clients import ApiClientStore
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import UserStore
 from tenant_security.models.onboarding import OnboardingRequest
@@ -43,6 +44,7 @@ class TenantProvisioner:
         databases: Callable[[], TenantDatabases | None],
         kms_in: Callable[[str], KMSClient] | None = None,
         execution_running: Callable[[str], bool] = lambda _arn: True,
+        clients: ApiClientStore | None = None,
     ) -> None:
         """``kms``, ``s3``, ``secrets``: the AWS clients; ``kms_in(region)``: KMS of another
         region (shredding a multi-Region key shreds its replicas there too);
@@ -57,7 +59,7 @@ class TenantProvisioner:
         self.secrets = OnboardingSecrets(settings, secrets)
         self.database = TenantDatabase(databases, self.secrets)
         self.teardown = Teardown(
-            settings, sessions, users, self.secrets, self.database, self.buckets, self.keys
+            settings, sessions, users, self.secrets, self.database, self.buckets, self.keys, clients
         )
 
     # ------------------------------------------------------------------ 1. validate
@@ -202,6 +204,7 @@ class TenantProvisioner:
             "sessions_revoked": removed.sessions,
             "users_deleted": removed.users,
             "secrets_deleted": removed.secrets,
+            "api_clients_deleted": removed.clients,
             "data_bucket_deleted": self.settings.data_bucket(tenant_id) in removed.buckets,
             "keys_pending_deletion": removed.keys,
         }

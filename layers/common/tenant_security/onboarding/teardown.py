@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tenant_security.config import Settings
+from tenant_security.identity.clients import ApiClientStore
 from tenant_security.identity.sessions import SessionStore
 from tenant_security.identity.users import UserStore
 from tenant_security.onboarding.buckets import TenantBuckets
@@ -28,10 +29,11 @@ class Removed:
     secrets: int
     buckets: list[str]
     keys: list[str]
+    clients: int = 0
 
 
 class Teardown:
-    """Removes a tenant's sessions, users, secrets, database, buckets and keys."""
+    """Removes a tenant's sessions, users, secrets, database, buckets, API clients and keys."""
 
     def __init__(
         self,
@@ -42,7 +44,11 @@ class Teardown:
         database: TenantDatabase,
         buckets: TenantBuckets,
         keys: TenantKeys,
+        clients: ApiClientStore | None = None,
     ) -> None:
+        """``clients``: the API clients table (its tenant's items go before the keys are shredded,
+        which voids every verifier of the tenant anyway)."""
+        self.clients = clients
         self.settings = settings
         self.sessions = sessions
         self.users = users
@@ -65,5 +71,6 @@ class Teardown:
         if not keep_audit_trail:
             names.append(self.settings.audit_bucket(tenant_id))
         buckets = [name for name in names if self.buckets.delete(name)]
+        clients = self.clients.delete_tenant(tenant_id) if self.clients is not None else 0
         keys = self.keys.shred(tenant_id)
-        return Removed(sessions, len(users), secrets, buckets, keys)
+        return Removed(sessions, len(users), secrets, buckets, keys, clients)

@@ -23,6 +23,7 @@ class LockoutReason(StrEnum):
     MFA = "mfa_required_without_mfa"
     SESSION_AGE = "session_older_than_timeout"
     BUDGET = "budget_already_spent"
+    MACHINE_ACCESS = "api_clients_not_allowed"
 
 
 # The field of the document each reason is about (the 409's ``fields``).
@@ -31,6 +32,7 @@ FIELD_OF = {
     LockoutReason.MFA: "access_control.mfa_required",
     LockoutReason.SESSION_AGE: "access_control.session_timeout_minutes",
     LockoutReason.BUDGET: "rate_limiting.cost_threshold",
+    LockoutReason.MACHINE_ACCESS: "access_control.api_clients_allowed",
 }
 
 
@@ -44,6 +46,8 @@ class CallerSession:
     now: float
     # US dollars the caller's tenant spent this month (None: not asked, the threshold unchanged)
     month_spend: float | None = None
+    # an API client calling: no MFA or session of its own, but machine access must stay on
+    machine: bool = False
 
 
 class WouldLockOut(Conflict):
@@ -58,7 +62,9 @@ def lockout_reasons(policies: SecurityPolicies, caller: CallerSession) -> list[L
     reasons = []
     if not access.allows(caller.source_ip):
         reasons.append(LockoutReason.SOURCE_ADDRESS)
-    if access.mfa_required and not MFA_METHODS & set(caller.amr):
+    if caller.machine and not access.api_clients_allowed:
+        reasons.append(LockoutReason.MACHINE_ACCESS)
+    if not caller.machine and access.mfa_required and not MFA_METHODS & set(caller.amr):
         reasons.append(LockoutReason.MFA)
     if caller.session_started_at is not None and (
         caller.now - caller.session_started_at >= access.session_timeout_minutes * 60

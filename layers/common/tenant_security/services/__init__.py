@@ -25,6 +25,7 @@ from tenant_security.services.audit import (
     tenant_controls,
 )
 from tenant_security.services.base import (
+    api_clients,
     configure,
     faults,
     leases,
@@ -52,6 +53,8 @@ from tenant_security.services.data import (
     tenant_secrets,
 )
 from tenant_security.services.identity import (
+    client_admin,
+    client_credentials,
     incidents,
     initial_passwords,
     issuer,
@@ -64,6 +67,7 @@ from tenant_security.services.identity import (
     signin,
     user_admin,
     verifier,
+    verifier_keys,
 )
 from tenant_security.services.policies import (
     policy_admin,
@@ -74,12 +78,15 @@ from tenant_security.services.policies import (
 )
 
 __all__ = [
+    "api_clients",
     "audit_objects",
     "audit_reader",
     "audit_writer",
     "chain_heads",
     "chain_verifier",
     "checkpoints",
+    "client_admin",
+    "client_credentials",
     "compliance_service",
     "configure",
     "faults",
@@ -126,4 +133,5 @@ __all__ = [
     "user_admin",
     "users",
     "verifier",
+    "verifier_keys",
 ]

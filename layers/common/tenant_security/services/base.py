@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tenant_security.config import Settings
     from tenant_security.event_pii import PiiSealer
     from tenant_security.faults import FaultInjector
+    from tenant_security.identity.clients import ApiClientStore
     from tenant_security.identity.sessions import SessionStore
     from tenant_security.identity.users import UserStore
     from tenant_security.outbox import Outbox
@@ -62,6 +63,13 @@ def users() -> UserStore:
     from tenant_security.identity.users import UserStore
 
     return UserStore(aws.dynamodb(), settings().users_table)
+
+
+@cache
+def api_clients() -> ApiClientStore:
+    from tenant_security.identity.clients import ApiClientStore
+
+    return ApiClientStore(aws.dynamodb(), settings().api_clients_table)
 
 
 @cache

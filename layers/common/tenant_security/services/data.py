@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenant_security import aws
 from tenant_security.services.base import (
+    api_clients,
     leases,
     publisher,
     rate_limiter,
@@ -101,6 +102,7 @@ def provisioner() -> TenantProvisioner:
         tenant_databases,
         kms_in=aws.kms,
         execution_running=execution_checker(aws.stepfunctions(), settings().onboarding_step_timeout),
+        clients=api_clients(),
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenant_security import aws
 from tenant_security.services.base import (
+    api_clients,
     faults,
     outbox,
     publisher,
@@ -21,9 +22,12 @@ from tenant_security.services.base import (
 )
 
 if TYPE_CHECKING:
+    from tenant_security.administration.clients import ClientAdmin
     from tenant_security.administration.sessions import SessionAdmin
     from tenant_security.administration.users import UserAdmin
     from tenant_security.authz.decision import RequestAuthorizer
+    from tenant_security.identity.client_credentials import ClientCredentialsGrant
+    from tenant_security.identity.client_secrets import VerifierKeys
     from tenant_security.identity.mfa import MfaService
     from tenant_security.identity.signin import SignInService
     from tenant_security.identity.throttle import SignInThrottle
@@ -134,7 +138,13 @@ def request_authorizer() -> RequestAuthorizer:
     from tenant_security.authz.decision import RequestAuthorizer
 
     return RequestAuthorizer(
-        verifier(), tenants(), sessions(), publisher(), settings().platform_tenant_id, refusals=refusals()
+        verifier(),
+        tenants(),
+        sessions(),
+        publisher(),
+        settings().platform_tenant_id,
+        refusals=refusals(),
+        clients=api_clients(),
     )
 
 
@@ -151,4 +161,42 @@ def request_middleware() -> Any:
         publisher,
         aws_faults=injector.aws_faults if injector is not None else None,
         outbox=outbox,
+        client_of=api_clients().get,
     )
+
+
+@cache
+def verifier_keys() -> VerifierKeys:
+    from tenant_security.identity.client_secrets import VerifierKeys
+
+    config = settings()
+    return VerifierKeys(
+        api_clients(),
+        lambda tenant_id: config.tenant_key_arn(tenant_id, "api-keys"),
+        config.account_id,
+        config.partition,
+    )
+
+
+@cache
+def client_credentials() -> ClientCredentialsGrant:
+    """The OAuth 2.0 token endpoint (client credentials)."""
+    from tenant_security.identity.client_credentials import ClientCredentialsGrant
+    from tenant_security.identity.signin_audit import SignInAudit
+
+    return ClientCredentialsGrant(
+        api_clients(),
+        verifier_keys(),
+        tenants(),
+        issuer(),
+        SignInAudit(publisher(), refusals(), settings().platform_tenant_id),
+        throttle=sign_in_throttle(),
+    )
+
+
+@cache
+def client_admin() -> ClientAdmin:
+    from tenant_security.administration.clients import ClientAdmin
+    from tenant_security.services.policies import role_store
+
+    return ClientAdmin(api_clients(), verifier_keys(), settings().platform_tenant_id, role_store())
