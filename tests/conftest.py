@@ -15,7 +15,7 @@ from tests.support.cloud import (
     RunningCloud,
     start_cloud,
 )
-from tests.support.identity import Identity, first_sign_in
+from tests.support.identity import Identity, RenewingIdentity, first_sign_in
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +66,8 @@ def _every_call_was_allowed(cloud: RunningCloud) -> None:
 
 @pytest.fixture(scope="session")
 def platform_admin(platform_cloud: RunningCloud) -> Identity:
-    """The bootstrap admin of the platform cloud, after its first sign-in."""
+    """The bootstrap admin of the platform cloud, after its first sign-in. It lives as long as the
+    session, longer than an access token: its token renews itself (RenewingIdentity)."""
     info = platform_cloud.info
-    return first_sign_in(platform_cloud, info["platform_tenant"], info["username"], info["password"])
+    signed_in = first_sign_in(platform_cloud, info["platform_tenant"], info["username"], info["password"])
+    return RenewingIdentity.of(platform_cloud, signed_in)

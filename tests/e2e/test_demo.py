@@ -28,6 +28,7 @@ def test_the_guided_tour_runs_every_step(
     assert "then 429 rate_limited" in told
     for tenant_id in (acme, globex):
         reply = platform_cloud.http("GET", f"/tenants/{tenant_id}", headers=platform_admin.headers)
+        assert reply.status_code == 200, reply.text
         assert reply.json()["status"] == "ACTIVE"
 
 

@@ -68,6 +68,48 @@ class Identity:
         return value
 
 
+class RenewingIdentity(Identity):
+    """An identity that outlives its access token (a session-scoped fixture: the suite runs longer
+    than a token's 15 minutes). Its token is renewed as a person would renew it, by signing in
+    again (password, then one of its backup codes, so that no TOTP code a test uses is spent),
+    once fewer than :data:`RENEW_BEFORE` seconds of it are left."""
+
+    RENEW_BEFORE = 360
+
+    cloud: RunningCloud
+    _token: str = ""
+    _expires_at: float = 0.0
+
+    @property
+    def token(self) -> str:
+        if time.time() > self._expires_at - self.RENEW_BEFORE and self.backup_codes:
+            self._renew()
+        return self._token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self._token, self._expires_at = value, time.time() + 900
+
+    def _renew(self) -> None:
+        backup_code = self.backup_codes.pop()
+        verify = post(
+            self.cloud,
+            "/auth/mfa/verify",
+            {"challenge_token": challenge_for(self.cloud, self), "backup_code": backup_code},
+        )
+        assert verify.status_code == 200, f"renewing {self.username}'s token: {verify.text}"
+        reply = verify.json()
+        seen(reply["access_token"])
+        self._token, self._expires_at = reply["access_token"], time.time() + int(reply["expires_in"])
+
+    @classmethod
+    def of(cls, cloud: RunningCloud, identity: Identity) -> RenewingIdentity:
+        """``identity``, renewing its own token on ``cloud`` from now on."""
+        renewing = cls(**{name: getattr(identity, name) for name in identity.__dataclass_fields__})
+        renewing.cloud = cloud
+        return renewing
+
+
 def post(
     cloud: RunningCloud, path: str, body: dict[str, Any] | None = None, token: str | None = None
 ) -> requests.Response:
