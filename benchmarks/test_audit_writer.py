@@ -19,6 +19,7 @@ from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.tree import AuditIndex
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.tenant_directory import TenantDirectory
 from tenant_security.tenants import TenantStore
@@ -80,6 +81,7 @@ def writer_env(platform_cloud: RunningCloud) -> Iterator[tuple[AuditWriter, Call
         TenantDirectory(TenantStore(aws.dynamodb(), settings.tenants_table)),
         PiiProtector(keys),
         Checkpoints(aws.kms(), settings.audit_checkpoint_key_id, objects),
+        AuditIndex(aws.dynamodb(), settings.audit_index_table),
     )
     yield writer, counter
     aws.reset_clients()

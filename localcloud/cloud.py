@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import motohooks
+from localcloud import motohooks, sqsfifo
 from localcloud.apigateway import ApiGateway, ApiServer
 from localcloud.awscalls import CountingMotoServer
 from localcloud.eventbridge import EventDelivery
@@ -28,6 +28,8 @@ from localcloud.iam.evaluator import PolicyEvaluator, Principal
 from localcloud.lambdas import AsyncTiming, FunctionSpec, LambdaRuntime, function_environment
 from localcloud.postgres import Database, EmbeddedPostgres, create_aurora_master, is_superuser, parse_url
 from localcloud.provision import Provisioner, Resource, Stack
+from localcloud.sqs_mapping import poller_key
+from localcloud.sqs_pollers import SqsEventSources
 from localcloud.template import load_template, transform_template
 from localcloud.xray import TRACES_FILE, TraceSink
 
@@ -76,12 +78,19 @@ class LocalCloud:
         timing = AsyncTiming(config.async_retry_delays, config.async_throttle_base, config.async_throttle_cap)
         self.runtime = LambdaRuntime(self._function_environment(), timing)
         self.runtime.use_clients(self._function_client)
+        # One policy evaluator (a node process) for the functions' IAM and EventBridge's targets.
+        self.evaluator = PolicyEvaluator()
         self.delivery = EventDelivery(
             self.runtime,
             self.client,
             retry_base_seconds=config.retry_base_seconds,
             duplicates=config.duplicate_deliveries,
             state_dir=config.state_dir,
+            evaluator=self.evaluator,
+        )
+        # Lambda's SQS event source mappings: pollers that sign as the functions' roles
+        self.event_sources = SqsEventSources(
+            self.runtime, self.client, self._poller_client, config.region, ACCOUNT
         )
         self.stack: Stack | None = None
         self.api: ApiGateway | None = None
@@ -91,7 +100,6 @@ class LocalCloud:
         self._api_server: ApiServer | None = None
         self._clients: dict[str, Any] = {}
         self.bootstrap_result: dict[str, Any] = {}
-        self.evaluator = PolicyEvaluator()
         # LOCALCLOUD_IAM=report: log what IAM would deny and let it through (to list a change's gaps).
         self.authorizer = Authorizer(
             self.evaluator, ACCOUNT, {}, report_only=os.environ.get("LOCALCLOUD_IAM") == "report"
@@ -134,6 +142,18 @@ class LocalCloud:
             aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
         )
 
+    def _poller_client(self, service: str, spec: FunctionSpec) -> Any:
+        """A boto3 client for ``spec``'s SQS pollers: its role, its own key (Lambda's calls, not
+        the function's, in the AWS-call counts)."""
+        key = poller_key(function_environment(spec, self._function_environment())["AWS_ACCESS_KEY_ID"])
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.aws_endpoint,
+            region_name=self.config.region,
+            aws_access_key_id=key,
+            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        )
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalCloud:
         """Start moto, the database, provision the template, serve the API."""
@@ -145,6 +165,7 @@ class LocalCloud:
         motohooks.install(self.runtime, self.delivery)
         iam_kms.install()
         objectlock.install()
+        sqsfifo.install()
         motohooks.enable_step_functions_execution(self.aws_endpoint)
         if self.config.enforce_iam:
             # From the first call: the template's own key policies get KMS's lockout check too.
@@ -171,8 +192,12 @@ class LocalCloud:
             self.config.region,
             ACCOUNT,
             on_rule=self._schedule,
+            on_event_source_mapping=self.event_sources.create,
         ).provision()
         self.authorizer.functions = self._function_principals(self.stack)
+        # each function's SQS pollers: the same role session, under a key of their own
+        self.authorizer.functions.update({poller_key(k): p for k, p in self.authorizer.functions.items()})
+        self.event_sources.start()  # refuses a mapping whose role may not poll its queue
 
         apis = self.stack.of_type("AWS::ApiGateway::RestApi")
         if len(apis) > 1:
@@ -309,6 +334,7 @@ class LocalCloud:
         if self._api_server is not None:
             self._api_server.stop()
             self._api_server = None
+        self.event_sources.close()
         self.delivery.close()
         self.runtime.close()
         if self._moto is not None:

@@ -1,12 +1,16 @@
-"""EventBridge delivery to Lambda, Step Functions and SNS targets, as EventBridge does it.
+"""EventBridge delivery to Lambda, Step Functions, SNS and SQS targets, as EventBridge does it.
 
-moto matches events against rules; we take over delivery for ``lambda``, ``states`` and ``sns`` targets:
+moto matches events against rules; we take over delivery for ``lambda``, ``states``, ``sns`` and
+``sqs`` targets:
 asynchronously, with the target's input (Input, InputPath, InputTransformer), its RetryPolicy
 (MaximumRetryAttempts, MaximumEventAgeInSeconds; exponential back-off) and, when delivery gives
 up, its DeadLetterConfig queue with EventBridge's message attributes. As on AWS, a Lambda target is
 invoked asynchronously: delivery succeeds once Lambda queued the event, and a function error is
 Lambda's to retry (the function's EventInvokeConfig, :mod:`localcloud.lambdas`) -- the rule's
-retry policy and dead-letter queue see only what Lambda refused. Scheduled rules with
+retry policy and dead-letter queue see only what Lambda refused. An SQS target is sent to as
+EventBridge's service principal, under the queue's policy and key (:mod:`localcloud.sqs_targets`);
+a refusal for missing permissions or a missing queue goes to the dead-letter queue without
+retries, as EventBridge's guide says. Scheduled rules with
 ``rate(...)`` expressions are fired by a timer.
 
 EventBridge delivers at least once: with ``duplicates`` (or the control file
@@ -30,7 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localcloud.iam.evaluator import PolicyEvaluator
 from localcloud.lambdas import LambdaRuntime
+from localcloud.sqs_targets import QueueRefusal, QueueSender
 from localcloud.topickeys import EVENTBRIDGE_PRINCIPAL, publish_refusal
 
 log = logging.getLogger("localcloud.events")
@@ -82,7 +88,10 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
 
 
 class EventDelivery:
-    """Delivers matched events to Lambda and Step Functions targets."""
+    """Delivers matched events to Lambda, Step Functions, SNS and SQS targets.
+
+    ``evaluator``: the IAM evaluator for the SQS targets' queue and key policies (without one, the
+    first SQS delivery starts one of its own)."""
 
     def __init__(
         self,
@@ -92,9 +101,11 @@ class EventDelivery:
         retry_cap_seconds: float = 60.0,
         duplicates: int = 0,
         state_dir: Path | None = None,
+        evaluator: PolicyEvaluator | None = None,
     ) -> None:
         self.runtime = runtime
         self._client = clients
+        self._queues = QueueSender(clients, evaluator)
         self.retry_base = retry_base_seconds
         self.retry_cap = retry_cap_seconds
         self.duplicates = duplicates
@@ -124,7 +135,7 @@ class EventDelivery:
                 return 0
         return self.duplicates
 
-    def _send(self, target: dict[str, Any], payload: Any) -> None:
+    def _send(self, rule_arn: str, target: dict[str, Any], payload: Any) -> None:
         arn: str = target["Arn"]
         service = arn.split(":")[2]
         if service == "lambda":
@@ -139,7 +150,14 @@ class EventDelivery:
             if refusal:  # AWS retries, then dead-letters the event: KMS refuses EventBridge
                 raise DeliveryError("KMS.AccessDeniedException", refusal)
             self._client("sns").publish(TopicArn=arn, Message=json.dumps(payload))
-        else:  # pragma: no cover - only lambda and states targets are routed here
+        elif service == "sqs":
+            # the body EventBridge sends: a constant Input as written, anything else compact JSON
+            body = target["Input"] if "Input" in target else json.dumps(payload, separators=(",", ":"))
+            try:
+                self._queues.send(rule_arn, target, body)
+            except QueueRefusal as refused:
+                raise DeliveryError(refused.code, refused.message, retriable=refused.retriable) from refused
+        else:  # pragma: no cover - only the targets of motohooks._OURS are routed here
             raise DeliveryError("UnsupportedTarget", arn)
 
     def _deliver(self, rule_arn: str, target: dict[str, Any], event: dict[str, Any]) -> None:
@@ -152,12 +170,14 @@ class EventDelivery:
         while attempt < max_attempts and not self._stopping.is_set():
             attempt += 1
             try:
-                self._send(target, target_input(target, event))
+                self._send(rule_arn, target, target_input(target, event))
             except Exception as exc:
                 error = exc if isinstance(exc, DeliveryError) else DeliveryError(type(exc).__name__, str(exc))
                 log.warning("delivery to %s failed (attempt %d): %s", target["Arn"], attempt, error)
             else:
                 return
+            if not error.retriable:  # EventBridge dead-letters these at once
+                break
             delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1))
             if attempt >= max_attempts or time.time() + delay - started > max_age:
                 break
@@ -213,12 +233,14 @@ class EventDelivery:
         """Stop retries and timers."""
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queues.close()
 
 
 class DeliveryError(Exception):
-    """A failed delivery: EventBridge's error code and message."""
+    """A failed delivery: EventBridge's error code and message, and whether it retries."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retriable: bool = True) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.retriable = retriable

@@ -2,9 +2,11 @@
 
 - Lambda ``Invoke`` (from boto3 clients, Step Functions tasks and anything else) runs the
   function in :class:`~localcloud.lambdas.LambdaRuntime` instead of moto's Docker path.
-- EventBridge rules hand their ``lambda``, ``states`` and ``sns`` targets to
-  :class:`~localcloud.eventbridge.EventDelivery`; other targets (SQS, logs, buses) stay moto's,
-  and a DISABLED rule delivers nothing (moto ignores the state).
+- EventBridge rules hand their ``lambda``, ``states``, ``sns`` and ``sqs`` targets to
+  :class:`~localcloud.eventbridge.EventDelivery`; other targets (logs, buses) stay moto's, and a
+  DISABLED rule delivers nothing (moto ignores the state). PutTargets refuses a FIFO queue as a
+  target's dead-letter queue, as EventBridge does; SQS FIFO deduplication remembers an id for
+  5 minutes, as SQS does (:func:`localcloud.sqs_targets.remember_deduplication_ids`).
 - Step Functions executions started without a name get a UUID, as in AWS (moto's interpreter
   names them "None", so a second unnamed execution would clash).
 - S3 bucket policies see the request's condition values (moto evaluates conditions with none, so
@@ -52,8 +54,11 @@ import requests
 from localcloud.eventbridge import EventDelivery
 from localcloud.lambdas import InvocationType, InvokeRefusal, LambdaRuntime, too_large
 from localcloud.policies import PolicyKind, check_policy
+from localcloud.sqs_targets import remember_deduplication_ids
 
-_OURS = ("lambda", "states", "sns")  # moto's EventBridge delivers to none of these
+# moto's EventBridge delivers to none of the first three, and to SQS without retries, dead-letter
+# queue or queue policy
+_OURS = ("lambda", "states", "sns", "sqs")
 
 
 def _moto_class(module: str, name: str) -> Any:
@@ -761,6 +766,27 @@ def put_events_limit() -> None:
     _patch(_moto_class("moto.events.models", "EventsBackend"), "put_events", make_put)
 
 
+def eventbridge_limits() -> None:
+    """PutEvents' size limit (:func:`put_events_limit`); PutTargets refuses a FIFO queue as a
+    target's dead-letter queue, as EventBridge does (its DLQs are standard queues; moto accepts
+    any); FIFO queues deduplicate as SQS does, which a duplicate delivery to a FIFO target relies
+    on (idempotent)."""
+    put_events_limit()
+    remember_deduplication_ids()
+    validation = _moto_class("moto.events.exceptions", "ValidationException")
+
+    def make_put(original: Any) -> Any:
+        def put_targets(self: Any, name: str, event_bus_arn: Any, targets: list[dict[str, Any]]) -> Any:
+            for target in targets:
+                if str((target.get("DeadLetterConfig") or {}).get("Arn", "")).endswith(".fifo"):
+                    raise validation("SQS FIFO is not supported by Dead Letter Queues.")
+            return original(self, name, event_bus_arn, targets)
+
+        return put_targets
+
+    _patch(_moto_class("moto.events.models", "EventsBackend"), "put_targets", make_put)
+
+
 def states_all_spares_terminal_errors() -> None:
     """``States.ALL`` matches neither ``States.Runtime`` nor ``States.DataLimitExceeded`` (AWS:
     "cannot catch the States.DataLimitExceeded terminal error or Runtime error types"); moto's
@@ -875,7 +901,7 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
     s3_post_policies()
     atomic_s3_conditional_puts()
     refuse_malformed_policies()
-    put_events_limit()
+    eventbridge_limits()
     states_all_spares_terminal_errors()
     _patch(_moto_class("moto.awslambda.models", "LambdaFunction"), "invoke", make_invoke)
     _patch(_moto_class("moto.events.models", "Rule"), "send_to_targets", make_send)

@@ -119,8 +119,11 @@ class Provisioner:
         region: str,
         account: str = "123456789012",
         on_rule: Callable[[Resource], None] | None = None,
+        # AWS::Lambda::EventSourceMapping: (logical id, properties) -> (physical id, attributes)
+        on_event_source_mapping: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.template = template
+        self.on_event_source_mapping = on_event_source_mapping
         self.code_dirs = code_dirs
         self.client = client
         self.runtime = runtime
@@ -175,6 +178,7 @@ class Provisioner:
             "AWS::Lambda::LayerVersion": self._layer,
             "AWS::Lambda::Function": self._function,
             "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
+            "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
             "AWS::ApiGateway::RestApi": self._rest_api,
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::S3::Bucket": self._bucket,
@@ -602,6 +606,13 @@ class Provisioner:
         )
         self.runtime.configure_async(str(p["FunctionName"]), config)
         return f"{p['FunctionName']}:{p.get('Qualifier', '$LATEST')}", {}
+
+    def _event_source_mapping(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Lambda's pollers (localcloud.sqs_mapping), not moto's: moto would invoke the function
+        inside each SendMessage call."""
+        if self.on_event_source_mapping is None:
+            raise ProvisioningError("no event source mappings without the local cloud's pollers")
+        return self.on_event_source_mapping(logical_id, p)
 
     def _rest_api(self, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         api = self.client("apigateway").create_rest_api(name=p.get("Name") or logical_id)

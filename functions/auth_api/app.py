@@ -216,6 +216,23 @@ def jwks() -> Response[Any]:
     )
 
 
+@app.get(
+    "/.well-known/audit-keys.json",
+    summary="Audit checkpoint public keys",
+    description="The JSON Web Key Set (ES256, P-256) that verifies the audit trail's signed checkpoints, "
+    "old keys included; cacheable for 5 minutes.",
+    tags=[ApiTag.AUDIT],
+    responses=reply(JsonWebKeySet),
+)
+def audit_keys() -> Response[Any]:
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=services.audit_public_keys().jwks(),
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
 @app.post(
     TOKEN_PATH,
     summary="Get an API client's access token",

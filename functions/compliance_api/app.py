@@ -21,9 +21,12 @@ from tenant_security.errors import ValidationFailed
 from tenant_security.headers import SECURITY_HEADERS
 from tenant_security.http import make_resolver
 from tenant_security.models.replies import (
+    AuditCheckpoint,
     AuditPage,
     AuditVerification,
     ComplianceReport,
+    ConsistencyProof,
+    InclusionProof,
     SubjectErased,
     SubjectExport,
 )
@@ -104,6 +107,64 @@ def verify_audit(
     last: Annotated[int | None, Query(alias="to", ge=1)] = None,
 ) -> dict[str, Any]:
     return services.compliance_service().verify_audit(current_tenant(app).tenant_id, first, last)
+
+
+@app.get(
+    "/tenants/<tenant_id>/audit/checkpoint",
+    summary="The latest signed checkpoint",
+    description="The tenant's Merkle tree (RFC 9162) as last signed: tree_size, root_hash and the exact "
+    "text signed by the platform's checkpoint key (ECDSA P-256), whose public key is in "
+    "GET /.well-known/audit-keys.json. 404 before the first checkpoint.",
+    tags=[ApiTag.AUDIT],
+    responses=reply(AuditCheckpoint),
+)
+def audit_checkpoint(tenant_id: str) -> dict[str, Any]:
+    return services.trail_proofs().checkpoint(current_tenant(app).tenant_id)
+
+
+@app.get(
+    "/tenants/<tenant_id>/audit/records/<sequence>",
+    summary="One audit record, as stored",
+    description="The record's stored bytes, byte for byte what its Merkle leaf hashes "
+    "(SHA-256(0x00 ‖ bytes)). Personal data in it is ciphertext or a pseudonym.",
+    tags=[ApiTag.AUDIT],
+    responses={200: {"description": "The stored record", "content": {"application/json": {}}}},
+)
+def audit_record(tenant_id: str, sequence: int) -> Response[bytes]:
+    stored = services.trail_proofs().stored_bytes(current_tenant(app).tenant_id, sequence)
+    return Response(status_code=200, content_type="application/json", body=stored)
+
+
+@app.get(
+    "/tenants/<tenant_id>/audit/proofs/inclusion",
+    summary="Inclusion proof of a record",
+    description="RFC 9162 §2.1.3: the audit path of record `sequence` in the tree of `tree_size` records "
+    "(leaf_index = sequence - 1; hashes base64).",
+    tags=[ApiTag.AUDIT],
+    responses=reply(InclusionProof),
+)
+def inclusion_proof(
+    tenant_id: str,
+    sequence: Annotated[int, Query(ge=1)],
+    tree_size: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    return services.trail_proofs().inclusion(current_tenant(app).tenant_id, sequence, tree_size)
+
+
+@app.get(
+    "/tenants/<tenant_id>/audit/proofs/consistency",
+    summary="Consistency proof between two tree sizes",
+    description="RFC 9162 §2.1.4: proves the tree of `first` records is a prefix of the tree of `second` "
+    "(two checkpoints of one trail, say; hashes base64).",
+    tags=[ApiTag.AUDIT],
+    responses=reply(ConsistencyProof),
+)
+def consistency_proof(
+    tenant_id: str,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    return services.trail_proofs().consistency(current_tenant(app).tenant_id, first, second)
 
 
 @app.get(

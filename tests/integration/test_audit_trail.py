@@ -445,6 +445,7 @@ def test_an_erasure_landing_between_the_writers_look_and_its_new_key_wins(stack:
         stack,
         PiiProtector(keys),
         stack.checkpoints,
+        stack.index,
         stack.fault,
     )
     # carol has no key yet: her first event is the late one

@@ -41,6 +41,7 @@ SAMPLES = {
     "{role}": "mx-role",
     "{session_id}": "mx" + "0" * 30,
     "{client_id}": "mx-victim_" + "0" * 20,
+    "{sequence}": "1",
 }
 
 

@@ -13,6 +13,7 @@ from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.reader import AuditReader
 from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.tree import AuditIndex, TrailProofs
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.config import Settings
@@ -32,6 +33,7 @@ class AuditStack:
     kms: Any
     tenants: dict[str, TenantProfile]
     faults: dict[str, str] = field(default_factory=dict)
+    announced: list[dict[str, Any]] = field(default_factory=list)  # `Audit Checkpoint` events
 
     def get(self, tenant_id: str) -> TenantProfile | None:
         return self.tenants.get(tenant_id)
@@ -67,6 +69,15 @@ class AuditStack:
         return RecordCipher(self.settings.audit_key_arn, self.settings.account_id, self.settings.partition)
 
     @property
+    def index(self) -> AuditIndex:
+        return AuditIndex(self.ddb, self.settings.audit_index_table)
+
+    def proofs(self) -> TrailProofs:
+        return TrailProofs(
+            self.heads, self.index, self.objects, self.settings.audit_bucket, self.cipher.plaintext
+        )
+
+    @property
     def checkpoints(self) -> Checkpoints:
         return Checkpoints(self.kms, self.settings.audit_checkpoint_key_id, self.objects)
 
@@ -94,12 +105,19 @@ class AuditStack:
             self,
             PiiProtector(self.keys),
             self.checkpoints,
+            self.index,
             self.fault,
+            announce=self.announced.append,
         )
 
     def verifier(self) -> ChainVerifier:
         return ChainVerifier(
-            self.heads, self.objects, self.checkpoints, self.cipher.decode, self.settings.audit_bucket
+            self.heads,
+            self.objects,
+            self.checkpoints,
+            self.cipher.decode,
+            self.settings.audit_bucket,
+            self.index,
         )
 
     def reader(self) -> AuditReader:
@@ -123,6 +141,7 @@ def audit_stack(checkpoint_every: int = 100) -> AuditStack:
         account_id="123456789012",
     )
     create_table(ddb, settings.audit_heads_table, "tenant_id")
+    create_table(ddb, settings.audit_index_table, "tenant_id", "position")
     create_table(ddb, settings.audit_subject_keys_table, "tenant_id", "sk")
     deploy_settings_function(settings)  # where the CLI reads them (`tenant-security audit verify`)
     stack = AuditStack(settings, s3, ddb, kms, {})

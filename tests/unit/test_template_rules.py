@@ -64,6 +64,7 @@ def test_tables_have_point_in_time_recovery_and_encryption(cfn: dict[str, Any]) 
         "SessionsTable",
         "CountersTable",
         "AuditHeadsTable",
+        "AuditIndexTable",
         "AuditSubjectKeysTable",
         "IdempotencyTable",
         "PolicyHistoryTable",

@@ -4,7 +4,8 @@ Commands: ``bootstrap-admin``, ``audit verify`` and ``events redrive`` work on t
 resources directly (platform operator credentials); ``login``, ``logout``, ``status`` and
 ``onboard --wait`` talk to the REST API as the signed-in user (``login`` saves the session, 0600;
 ``login --client-id`` signs in an API client, its secret read from stdin); ``onboard`` puts the
-``Tenant Onboarding Requested`` event on the platform bus.
+``Tenant Onboarding Requested`` event on the platform bus. ``audit bundle`` exports a trail's
+records and proofs through the API; ``audit verify --bundle`` checks one offline (audit_cli.py).
 
 Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenant_security.errors import Conflict, DomainError, ValidationFailed
 from tenant_security.private_files import UnsafeFile, read_private_file
+from tenant_security_tools.audit_cli import add_audit_commands
 from tenant_security_tools.client import (
     ApiClient,
     ApiError,
@@ -551,12 +553,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="audit", required=True
     )
     verify = audit.add_parser("verify", help="walk a tenant's hash chain and signed checkpoints")
-    verify.add_argument("--tenant", required=True, help="tenant id")
+    verify.add_argument("--tenant", help="tenant id (required without --bundle)")
     verify.add_argument("--from", dest="first", type=int, default=1, help="first sequence (default 1)")
     verify.add_argument("--to", dest="last", type=int, default=None, help="last sequence (default: the head)")
     verify.add_argument("--prefix", help=prefix_help)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    verify.set_defaults(run=_audit_verify)
+    # runs _audit_verify, or with --bundle the offline verification (audit_cli.py)
+    add_audit_commands(audit, verify, _audit_verify, _session, _api_failure, UsageError)
 
     events = commands.add_parser("events", help="the platform's events").add_subparsers(
         dest="events", required=True

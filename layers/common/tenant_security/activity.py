@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 SECURITY_ALERT = "Security Alert"
 USER_ACTIVITY = "User Activity"
 QUOTA_THRESHOLD_REACHED = "Quota Threshold Reached"
+# A signed checkpoint of a tenant's trail, put for the tenant's own copies (the witnesses).
+AUDIT_CHECKPOINT = "Audit Checkpoint"
 PUT_ATTEMPTS = 3
 
 Category = Literal["operation", "data", "admin", "authentication", "security", "lifecycle"]

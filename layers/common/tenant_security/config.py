@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     api_clients_table: str
     counters_table: str
     audit_heads_table: str
+    # Each tenant's Merkle tree nodes and record entries (audit/tree.py).
+    audit_index_table: str
     audit_subject_keys_table: str
     idempotency_table: str
     idempotency_mac_key_id: str
@@ -129,6 +131,12 @@ class Settings(BaseSettings):
     def signing_key_ids(self) -> list[str]:
         """Key ids whose tokens are accepted (the first one signs); comma-separated for rotation."""
         return [k.strip() for k in self.token_signing_key_id.split(",") if k.strip()]
+
+    @property
+    def audit_checkpoint_key_ids(self) -> list[str]:
+        """Checkpoint keys whose signatures verify (the first one signs); comma-separated for a
+        new key: the old ones stay in GET /.well-known/audit-keys.json."""
+        return _comma_separated(self.audit_checkpoint_key_id)
 
     @property
     def tenant_api_key_user_arns(self) -> list[str]:

@@ -1,9 +1,19 @@
-"""Signed checkpoints of a tenant's chain, like CloudTrail's digest files.
+"""Signed checkpoints of a tenant's trail: its Merkle tree's size and root, like RFC 9162's STHs.
 
-A checkpoint is ``{tenant_id, sequence, hash, time}`` signed (ECDSA P-256, SHA-256) by the
-platform's KMS asymmetric checkpoint key and stored object-locked beside the records. Someone who
-can write to the bucket but cannot sign with that key cannot rewrite the chain up to a checkpoint
-without the verifier noticing, even by recomputing every hash.
+A checkpoint signs (ECDSA P-256, SHA-256, the platform's KMS asymmetric checkpoint key) the text
+returned as ``signed``, in the C2SP tlog-checkpoint layout: the log's origin, the tree size, the
+base64 root hash, then extension lines (the time and the linear chain's hash at that size)::
+
+    dcisionai-tenant-security/audit/acme
+    42
+    qE1Y...=
+    timestamp 2026-12-02T10:00:00+00:00
+    chain 9f86d0...
+
+It is stored object-locked beside the records (and put on the bus, so a tenant can keep copies:
+witnesses that make a forked trail detectable). Someone who can write to the bucket but cannot
+sign with that key cannot rewrite the trail up to a checkpoint without the verifier noticing.
+The public keys, old ones included, are the JWKS of ``GET /.well-known/audit-keys.json``.
 """
 
 from __future__ import annotations
@@ -14,68 +24,114 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tenant_security.audit.chain import canonical, checkpoint_key
 from tenant_security.audit.store import LockedObjects
+from tenant_security.errors import Unauthorized
+from tenant_security.identity.tokens import PublicKeys
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 ALGORITHM: Final = "ECDSA_SHA_256"
+ORIGIN_PREFIX: Final = "dcisionai-tenant-security/audit/"
+_SIGNED_FIELDS = ("tenant_id", "tree_size", "root_hash", "timestamp", "hash")
+PUBLIC_FIELDS = ("tenant_id", "tree_size", "root_hash", "timestamp", "key_id", "signature", "signed")
+
+
+def public_checkpoint(stored: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint as the API serves it and the `Audit Checkpoint` event carries it."""
+    return {name: stored[name] for name in PUBLIC_FIELDS}
+
+
+def origin_of(tenant_id: str) -> str:
+    """The log's name in its checkpoints: one log per tenant."""
+    return ORIGIN_PREFIX + tenant_id
+
+
+def signed_text(tenant_id: str, tree_size: int, root_hash: str, timestamp: str, chain_hash: str) -> str:
+    """The exact text a checkpoint signs (C2SP tlog-checkpoint body with two extension lines)."""
+    return f"{origin_of(tenant_id)}\n{tree_size}\n{root_hash}\ntimestamp {timestamp}\nchain {chain_hash}\n"
+
+
+def parse_signed(text: str) -> dict[str, Any] | None:
+    """The fields a checkpoint's signed text states, or None for a text of another layout."""
+    lines = text.split("\n")
+    if len(lines) != 6 or lines[5] != "" or not lines[0].startswith(ORIGIN_PREFIX):
+        return None
+    if not lines[1].isdigit() or not lines[3].startswith("timestamp ") or not lines[4].startswith("chain "):
+        return None
+    return {
+        "tenant_id": lines[0].removeprefix(ORIGIN_PREFIX),
+        "tree_size": int(lines[1]),
+        "root_hash": lines[2],
+        "timestamp": lines[3].removeprefix("timestamp "),
+        "hash": lines[4].removeprefix("chain "),
+    }
 
 
 class Checkpoints:
-    """Signs and checks checkpoints; the public key is fetched once per key id and kept."""
+    """Signs and checks checkpoints. ``key_ids``: the checkpoint keys, comma-separated, the first
+    signing (the others were used before and still verify)."""
 
-    def __init__(self, kms: KMSClient, key_id: str, objects: LockedObjects) -> None:
+    def __init__(self, kms: KMSClient, key_ids: str, objects: LockedObjects) -> None:
         self.kms = kms
-        self.key_id = key_id
+        self.key_ids = [k.strip() for k in key_ids.split(",") if k.strip()]
+        self.key_id = self.key_ids[0]
         self.objects = objects
-        self._public_keys: dict[str, Any] = {}
-
-    def document(self, tenant_id: str, sequence: int, hash_: str, when: datetime) -> dict[str, Any]:
-        return {"tenant_id": tenant_id, "sequence": sequence, "hash": hash_, "time": when.isoformat()}
+        self.public_keys = PublicKeys(kms, self.key_ids)
 
     def write(
-        self, bucket: str, tenant_id: str, sequence: int, hash_: str, when: datetime, retain_until: datetime
+        self,
+        bucket: str,
+        tenant_id: str,
+        sequence: int,
+        chain_hash: str,
+        root: bytes,
+        when: datetime,
+        retain_until: datetime,
     ) -> dict[str, Any]:
-        """Sign and store the checkpoint of ``sequence`` (once)."""
-        document = self.document(tenant_id, sequence, hash_, when)
+        """Sign and store the checkpoint of the tree of ``sequence`` records (once)."""
+        root_hash, timestamp = base64.b64encode(root).decode(), when.isoformat()
+        text = signed_text(tenant_id, sequence, root_hash, timestamp, chain_hash)
         signature = self.kms.sign(
-            KeyId=self.key_id, Message=canonical(document), MessageType="RAW", SigningAlgorithm=ALGORITHM
-        )
+            KeyId=self.key_id, Message=text.encode(), MessageType="RAW", SigningAlgorithm=ALGORITHM
+        )["Signature"]
         signed = {
-            **document,
-            "key_id": str(signature.get("KeyId") or self.key_id),
+            "tenant_id": tenant_id,
+            "tree_size": sequence,
+            "root_hash": root_hash,
+            "timestamp": timestamp,
+            "key_id": self.key_id,
             "algorithm": ALGORITHM,
-            "signature": base64.b64encode(signature["Signature"]).decode(),
+            "signature": base64.b64encode(signature).decode(),
+            "signed": text,
+            # the linear chain's view of the same position (the chain verifier's)
+            "sequence": sequence,
+            "hash": chain_hash,
+            "time": timestamp,
         }
         self.objects.put_once(
             bucket, checkpoint_key(sequence), canonical(signed), retain_until, "application/json"
         )
         return signed
 
-    def _public_key(self, key_id: str) -> Any:
-        if key_id not in self._public_keys:
-            from cryptography.hazmat.primitives.serialization import load_der_public_key
-
-            der = self.kms.get_public_key(KeyId=key_id)["PublicKey"]
-            self._public_keys[key_id] = load_der_public_key(bytes(der))
-        return self._public_keys[key_id]
-
     def signature_valid(self, signed: dict[str, Any]) -> bool:
-        """True when ``signed`` carries a valid signature of our checkpoint key over its document."""
+        """True when ``signed`` carries a valid signature of one of our checkpoint keys over its
+        ``signed`` text, and every field it states is what that text says."""
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        key_id = str(signed.get("key_id", ""))
-        if (
-            signed.get("algorithm") != ALGORITHM
-            or key_id.rsplit("/", 1)[-1] != self.key_id.rsplit("/", 1)[-1]
-        ):
+        text = signed.get("signed")
+        stated = parse_signed(text) if isinstance(text, str) else None
+        if signed.get("algorithm") != ALGORITHM or stated is None:
+            return False
+        if any(signed.get(field) != stated[field] for field in _SIGNED_FIELDS):
+            return False
+        if signed.get("sequence") != stated["tree_size"] or signed.get("time") != stated["timestamp"]:
             return False
         try:
-            document = {k: signed[k] for k in ("tenant_id", "sequence", "hash", "time")}
+            key = self.public_keys.get(signed.get("key_id"))
             signature = base64.b64decode(str(signed["signature"]), validate=True)
-            self._public_key(self.key_id).verify(signature, canonical(document), ec.ECDSA(hashes.SHA256()))
-        except (KeyError, ValueError, InvalidSignature):
+            key.verify(signature, str(text).encode(), ec.ECDSA(hashes.SHA256()))
+        except (KeyError, ValueError, InvalidSignature, Unauthorized):
             return False
         return True

@@ -24,11 +24,16 @@ class RecordCipher:
         # Cached data keys: a warm writer makes no KMS call per record.
         return crypto.encrypt(canonical(record), self.key_arn, record_context(tenant_id), cached=True)
 
-    def decode(self, tenant_id: str, body: bytes) -> dict[str, Any] | None:
+    def plaintext(self, tenant_id: str, body: bytes) -> bytes | None:
+        """A stored body's record bytes (its canonical JSON: what its Merkle leaf hashes), or None
+        for a body that is not one of this tenant's records."""
         try:
-            plaintext = crypto.decrypt(
+            return crypto.decrypt(
                 body, record_context(tenant_id), self.account_id, self.partition, cached=True
             )
         except crypto.DecryptionRefused:
             return None
-        return json_object(plaintext)
+
+    def decode(self, tenant_id: str, body: bytes) -> dict[str, Any] | None:
+        plaintext = self.plaintext(tenant_id, body)
+        return None if plaintext is None else json_object(plaintext)

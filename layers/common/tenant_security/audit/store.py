@@ -68,6 +68,7 @@ class Head:
     pending: Pending | None = None
     checkpoint_sequence: int = 0
     exists: bool = False
+    frontier: bytes = b""  # the Merkle tree's frontier (audit/tree.py pack_frontier)
 
 
 def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
@@ -80,6 +81,7 @@ def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
         pending=Pending.of(item["pending"]) if "pending" in item else None,
         checkpoint_sequence=int(item.get("checkpoint_sequence", {}).get("N", "0")),
         exists=True,
+        frontier=bytes(item.get("frontier", {}).get("B", b"")),
     )
 
 
@@ -105,8 +107,17 @@ class ChainHeads:
                 if "#" not in tenant_id:
                     yield _head_of(tenant_id, item)
 
-    def advance(self, head: Head, new_hash: str, pending: Pending, now: datetime) -> str:
-        """Claim ``pending.event_id`` and move the head to ``pending.sequence``.
+    def advance(
+        self,
+        head: Head,
+        new_hash: str,
+        pending: Pending,
+        now: datetime,
+        frontier: bytes,
+        tree_writes: list[Any],
+    ) -> str:
+        """Claim ``pending.event_id`` and move the head to ``pending.sequence``, with the tree's new
+        ``frontier`` and the index items ``tree_writes`` (audit/tree.py) in the same transaction.
 
         Returns ``"ok"``, ``"duplicate"`` (the event id was appended before) or ``"conflict"``
         (another writer moved the head first: read it again).
@@ -136,7 +147,8 @@ class ChainHeads:
                             "TableName": self.table,
                             "Key": {"tenant_id": {"S": head.tenant_id}},
                             "UpdateExpression": (
-                                "SET #seq = :seq, #hash = :hash, pending = :pending, updated_at = :now"
+                                "SET #seq = :seq, #hash = :hash, pending = :pending, updated_at = :now, "
+                                "frontier = :frontier"
                             ),
                             "ConditionExpression": condition,
                             "ExpressionAttributeNames": {"#seq": "sequence", "#hash": "hash"},
@@ -146,9 +158,11 @@ class ChainHeads:
                                 ":hash": {"S": new_hash},
                                 ":pending": pending.item(),
                                 ":now": {"S": now.isoformat()},
+                                ":frontier": {"B": frontier},
                             },
                         }
                     },
+                    *tree_writes,
                 ]
             )
         except Exception as exc:

@@ -10,7 +10,11 @@ Problems, each with the sequence number it concerns:
   key layout, a second object for one sequence, another tenant's record);
 - ``reordering``: a record found at another sequence's position;
 - ``bad_checkpoint_signature``: a checkpoint whose signature is not our checkpoint key's, or that
-  signs another position; ``missing_checkpoint``: a checkpoint hidden by a delete marker.
+  signs another position; ``missing_checkpoint``: a checkpoint hidden by a delete marker;
+- ``tree_mismatch``: records that do not hash (RFC 9162) to the root a checkpoint signed, where no
+  record before it has a problem of its own (a modified record is named as such first);
+- ``index_mismatch``: a Merkle node or indexed record copy in the audit index that differs from
+  the records (proofs or reads would not match the trail).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tenant_security.audit import merkle
 from tenant_security.audit.chain import (
     CHECKPOINT_PREFIX,
     GENESIS_HASH,
     RECORD_PREFIX,
+    canonical,
     json_object,
     record_hash,
     record_key,
@@ -32,11 +38,13 @@ from tenant_security.audit.chain import (
 )
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.tree import AuditIndex, b64
 
 IN_FLIGHT_SECONDS = 60.0
 PROGRESS_EVERY = 100  # records between two progress reports of a long verification
 MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "inserted_record", "reordering"
 BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
+TREE_MISMATCH, INDEX_MISMATCH = "tree_mismatch", "index_mismatch"
 
 Decode = Callable[[str, bytes], dict[str, Any] | None]
 
@@ -53,6 +61,10 @@ class Problems:
     def has(self, sequence: int, kind: str) -> bool:
         return (sequence, kind) in self._items
 
+    def any_up_to(self, sequence: int) -> bool:
+        """True when a problem concerns a sequence at or before ``sequence``."""
+        return any(0 < at <= sequence for at, _ in self._items)
+
     def listed(self) -> list[dict[str, Any]]:
         return [self._items[k] for k in sorted(self._items)]
 
@@ -67,8 +79,11 @@ class ChainVerifier:
         checkpoints: Checkpoints,
         decode: Decode,
         bucket_of: Callable[[str], str],
+        index: AuditIndex | None = None,
     ) -> None:
-        """``decode(tenant_id, body)``: the record in a stored body, or None if it does not decrypt."""
+        """``decode(tenant_id, body)``: the record in a stored body, or None if it does not decrypt;
+        ``index``: the audit index, whose tree and record copies are checked against the records."""
+        self.index = index
         self.heads = heads
         self.objects = objects
         self.checkpoints = checkpoints
@@ -132,7 +147,12 @@ class ChainVerifier:
 
         if last == top and top in genuine and genuine[top].get("hash") != head.hash:
             problems.add(top, MODIFIED, "the last record differs from the chain head")
-        checked_checkpoints = self._check_checkpoints(tenant_id, bucket, first, last, genuine, problems)
+        roots: dict[int, str] = {}
+        checked_checkpoints = self._check_checkpoints(
+            tenant_id, bucket, first, last, genuine, problems, roots
+        )
+        if first == 1:  # roots are recomputed from the first record
+            self._check_tree(tenant_id, last, genuine, roots, problems)
         listed = problems.listed()
         return {
             "tenant_id": tenant_id,
@@ -226,7 +246,9 @@ class ChainVerifier:
         last: int,
         genuine: dict[int, dict[str, Any]],
         problems: Problems,
+        roots: dict[int, str],
     ) -> int:
+        """Every checkpoint's signature and position; ``roots`` gets each valid one's signed root."""
         checked = 0
         for key, entry in sorted(self.objects.versions(bucket, CHECKPOINT_PREFIX).items()):
             sequence = sequence_of_checkpoint_key(key)
@@ -241,8 +263,49 @@ class ChainVerifier:
             if signed.get("tenant_id") != tenant_id or signed.get("sequence") != sequence:
                 problems.add(sequence, BAD_SIGNATURE, f"{key} signs another chain position")
                 continue
+            if isinstance(signed.get("root_hash"), str) and sequence is not None:
+                roots[sequence] = str(signed["root_hash"])
             record = genuine.get(sequence) if sequence is not None else None
             in_range = sequence is not None and first <= sequence <= last
             if in_range and record is not None and record.get("hash") != signed.get("hash"):
                 problems.add(sequence, MODIFIED, "differs from the signed checkpoint")
         return checked
+
+    def _check_tree(
+        self,
+        tenant_id: str,
+        last: int,
+        genuine: dict[int, dict[str, Any]],
+        roots: dict[int, str],
+        problems: Problems,
+    ) -> None:
+        """The RFC 9162 tree of records 1..last against the signed roots and the audit index."""
+        frontier: merkle.Frontier = []
+        expected: dict[merkle.NodeId, bytes] = {}
+        for size in range(1, last + 1):
+            record = genuine.get(size)
+            if record is None:  # reported as missing: no root can be recomputed past it
+                break
+            leaf = merkle.leaf_hash(canonical(record))
+            frontier, completed = merkle.append(frontier, size - 1, [leaf])
+            expected.update(completed)
+            signed_root = roots.get(size)
+            root = b64(merkle.root_hash(size, dict(frontier))) if signed_root is not None else None
+            if root != signed_root and not problems.any_up_to(size):
+                message = "the records do not hash to the root this checkpoint signed"
+                problems.add(size, TREE_MISMATCH, message)
+        if self.index is None:
+            return
+        stored = self.index.stored_nodes(tenant_id)
+        for node, value in sorted(expected.items()):
+            if stored.get(node) != value and not problems.any_up_to(node.end):
+                problems.add(
+                    node.end, INDEX_MISMATCH, f"tree node {node.level}/{node.index} differs from the records"
+                )
+        indexed = {entry.sequence: entry for entry in self.index.stored_records(tenant_id, 1, last)}
+        for sequence, record in genuine.items():
+            entry = indexed.get(sequence)
+            if sequence > last or problems.any_up_to(sequence):
+                continue
+            if entry is None or self.decode(tenant_id, entry.body) != record:
+                problems.add(sequence, INDEX_MISMATCH, "the indexed copy differs from the stored record")

@@ -20,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tenant_security.activity import USER_ACTIVITY
-from tenant_security.audit.chain import record_key, seal
-from tenant_security.audit.checkpoints import Checkpoints
+from tenant_security.audit import merkle
+from tenant_security.audit.chain import canonical, record_key, seal
+from tenant_security.audit.checkpoints import Checkpoints, public_checkpoint
 from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.events import forged_record_content, record_content, tenant_of
 from tenant_security.audit.pii import PiiProtector
-from tenant_security.audit.store import ChainHeads, LockedObjects, Pending
+from tenant_security.audit.store import ChainHeads, Head, LockedObjects, Pending
+from tenant_security.audit.tree import AuditIndex, pack_frontier, unpack_frontier
 from tenant_security.config import Settings
 from tenant_security.errors import ServiceUnavailable
 from tenant_security.event_pii import PiiSealer
@@ -76,13 +78,18 @@ class AuditWriter:
         tenants: TenantLookup,
         pii: PiiProtector,
         checkpoints: Checkpoints,
+        index: AuditIndex,
         fault: Callable[[str, str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sealer: PiiSealer | None = None,
+        announce: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         """``fault(tenant_id, step)`` raises to inject a failure between the writer's steps (tests);
-        ``sealer`` opens the personal fields producers sealed (the writer alone may)."""
+        ``sealer`` opens the personal fields producers sealed (the writer alone may);
+        ``announce(checkpoint)`` puts each new checkpoint as an `Audit Checkpoint` event (a lost
+        event loses no checkpoint: it is stored first, and the next one covers it)."""
         self.sealer = sealer
+        self.announce = announce or (lambda _checkpoint: None)
         self.settings = settings
         self.heads = heads
         self.objects = objects
@@ -90,6 +97,7 @@ class AuditWriter:
         self.tenants = tenants
         self.pii = pii
         self.checkpoints = checkpoints
+        self.index = index
         self.fault = fault or (lambda _tenant, _step: None)
         self.clock = clock
         # The records whose objects this warm writer wrote itself (no need to look for them).
@@ -163,7 +171,16 @@ class AuditWriter:
                 retain_until=self._retain_until(policies, now).isoformat(),
                 claimed_at=time.time(),
             )
-            outcome = self.heads.advance(head, record["hash"], pending, now)
+            # The record's stored bytes are its canonical JSON: the leaf hashes exactly those.
+            frontier, completed = merkle.append(
+                self._frontier(head), head.sequence, [merkle.leaf_hash(canonical(record))]
+            )
+            tree_writes = self.index.writes(
+                tenant_id, completed, [(pending.sequence, pending.key, pending.body)]
+            )
+            outcome = self.heads.advance(
+                head, record["hash"], pending, now, pack_frontier(frontier), tree_writes
+            )
             if outcome == "conflict":  # another writer moved the head first
                 _backoff(attempt)
                 continue
@@ -177,7 +194,8 @@ class AuditWriter:
             self.fault(tenant_id, "after_head")
             self._write(tenant_id, pending)
             if pending.sequence % self.settings.audit_checkpoint_every == 0:
-                self.checkpoint(tenant_id, pending.sequence, record["hash"], policies, now)
+                root = merkle.root_hash(pending.sequence, dict(frontier))
+                self.checkpoint(tenant_id, pending.sequence, record["hash"], root, policies, now)
             return Appended(tenant_id, pending.sequence, forged=self.is_forged(event))
         raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
 
@@ -195,18 +213,31 @@ class AuditWriter:
         self._written.append((tenant_id, pending.sequence))
         del self._written[:-_REMEMBERED]
 
+    @staticmethod
+    def _frontier(head: Head) -> merkle.Frontier:
+        """The tree the head describes (a chain begun before the tree has none: see README)."""
+        return unpack_frontier(head.frontier, head.sequence)
+
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(
-        self, tenant_id: str, sequence: int, hash_: str, policies: SecurityPolicies, now: datetime
+        self,
+        tenant_id: str,
+        sequence: int,
+        hash_: str,
+        root: bytes,
+        policies: SecurityPolicies,
+        now: datetime,
     ) -> None:
-        self.checkpoints.write(
+        signed = self.checkpoints.write(
             self.settings.audit_bucket(tenant_id),
             tenant_id,
             sequence,
             hash_,
+            root,
             now,
             self._retain_until(policies, now),
         )
+        self.announce(public_checkpoint(signed))
         self.heads.set_checkpoint(tenant_id, sequence)
 
     def summarise_refusals(
@@ -271,6 +302,7 @@ class AuditWriter:
                 head.tenant_id,
                 head.sequence,
                 head.hash,
+                merkle.root_hash(head.sequence, dict(self._frontier(head))),
                 self._policies(self.tenants.get(head.tenant_id)),
                 self.clock(),
             )

@@ -75,6 +75,8 @@ BILLING: Mapping[str, tuple[PriceKind, Decimal]] = {
     "dynamodb:Query": (_R, Decimal(1)),
     "dynamodb:Scan": (_R, Decimal(1)),
     "dynamodb:TransactGetItems": (_R, Decimal(4)),
+    # a proof's nodes: up to 2 log2(n) items of 38 bytes, each a read unit (62 at 10^9 records)
+    "dynamodb:BatchGetItem": (_R, Decimal(32)),
     "dynamodb:PutItem": (_W, Decimal(1)),
     "dynamodb:UpdateItem": (_W, Decimal(1)),
     "dynamodb:DeleteItem": (_W, Decimal(1)),

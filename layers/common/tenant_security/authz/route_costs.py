@@ -337,8 +337,30 @@ ROUTE_CALLS: Mapping[tuple[str, str], RouteCalls] = {
     # the whole chain (a thousand records assumed) and its signed checkpoints
     ("GET", "/tenants/{tenant_id}/audit/verify"): RouteCalls(
         _COMPLIANCE,
-        {"s3:ListObjectsV2": 1, "s3:GetObject": 1000, "dynamodb:GetItem": 1, "kms:Verify": 24},
+        # and the tree in the audit index (2,000 nodes and 1,000 record copies: ~10 query pages)
+        {
+            "s3:ListObjectsV2": 1,
+            "s3:GetObject": 1000,
+            "dynamodb:GetItem": 1,
+            "dynamodb:Query": 10,
+            "kms:Verify": 24,
+        },
         duration_ms=5000,
+    ),
+    # the latest checkpoint: the head (its position) and the checkpoint object
+    ("GET", "/tenants/{tenant_id}/audit/checkpoint"): RouteCalls(
+        _COMPLIANCE, {_GET: 1, "s3:GetObject": 1}, duration_ms=100
+    ),
+    # a record by sequence: its index entry, decrypted (a cached data key, or one Decrypt)
+    ("GET", "/tenants/{tenant_id}/audit/records/{sequence}"): RouteCalls(
+        _COMPLIANCE, {_GET: 1, "kms:Decrypt": 1}, duration_ms=100
+    ),
+    # a proof: the head (the tree's size) and the O(log n) nodes it needs, in one batch
+    ("GET", "/tenants/{tenant_id}/audit/proofs/inclusion"): RouteCalls(
+        _COMPLIANCE, {_GET: 1, "dynamodb:BatchGetItem": 1}, duration_ms=100
+    ),
+    ("GET", "/tenants/{tenant_id}/audit/proofs/consistency"): RouteCalls(
+        _COMPLIANCE, {_GET: 1, "dynamodb:BatchGetItem": 1}, duration_ms=100
     ),
     ("GET", "/tenants/{tenant_id}/reports/sox"): _REPORT,
     ("GET", "/tenants/{tenant_id}/reports/{framework}"): _REPORT,

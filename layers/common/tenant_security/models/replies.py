@@ -383,6 +383,37 @@ class AuditVerification(Reply):
     problems: list[JsonObject]
 
 
+class AuditCheckpoint(Reply):
+    """A signed statement of the tenant's Merkle tree: size and root at a time (RFC 9162's STH)."""
+
+    tenant_id: str
+    tree_size: int = Field(description="Records in the tree (sequences 1..tree_size)")
+    root_hash: str = Field(description="RFC 9162 MTH of the first tree_size records, base64")
+    timestamp: str
+    key_id: str = Field(description="The signing key: a kid of GET /.well-known/audit-keys.json")
+    signature: str = Field(description="ECDSA P-256 over SHA-256 of `signed`, base64 DER")
+    signed: str = Field(
+        description="The exact text signed (C2SP tlog-checkpoint: origin, tree size, root hash, "
+        "then `timestamp` and `chain` lines)"
+    )
+
+
+class InclusionProof(Reply):
+    """RFC 9162 §2.1.3: the audit path of leaf_index (= sequence - 1) in the tree of tree_size."""
+
+    leaf_index: int
+    tree_size: int
+    audit_path: list[str] = Field(description="Node hashes, base64, leaf to root")
+
+
+class ConsistencyProof(Reply):
+    """RFC 9162 §2.1.4: the tree of `first` records is a prefix of the tree of `second`."""
+
+    first: int
+    second: int
+    proof: list[str] = Field(description="Node hashes, base64")
+
+
 # ---------------------------------------------------------------- compliance
 class ReportPeriod(Reply):
     id: str

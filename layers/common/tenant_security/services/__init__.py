@@ -11,6 +11,7 @@ below ``audit``); this package hands every one of them on, so callers write ``se
 from __future__ import annotations
 
 from tenant_security.services.audit import (
+    audit_index,
     audit_objects,
     audit_reader,
     audit_writer,
@@ -23,6 +24,7 @@ from tenant_security.services.audit import (
     subject_keys,
     subject_rights,
     tenant_controls,
+    trail_proofs,
 )
 from tenant_security.services.base import (
     api_clients,
@@ -53,6 +55,7 @@ from tenant_security.services.data import (
     tenant_secrets,
 )
 from tenant_security.services.identity import (
+    audit_public_keys,
     client_admin,
     client_credentials,
     incidents,
@@ -79,7 +82,9 @@ from tenant_security.services.policies import (
 
 __all__ = [
     "api_clients",
+    "audit_index",
     "audit_objects",
+    "audit_public_keys",
     "audit_reader",
     "audit_writer",
     "chain_heads",
@@ -130,6 +135,7 @@ __all__ = [
     "tenant_secrets",
     "tenant_store",
     "tenants",
+    "trail_proofs",
     "user_admin",
     "users",
     "verifier",

@@ -7,7 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from tenant_security import aws
-from tenant_security.services.base import faults, pii_sealer, sessions, settings, tenants, users
+from tenant_security.services.base import faults, pii_sealer, publisher, sessions, settings, tenants, users
 from tenant_security.services.data import tenant_files, tenant_records
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tenant_security.audit.pii import PiiProtector, SubjectKeys
     from tenant_security.audit.reader import AuditReader
     from tenant_security.audit.store import ChainHeads, LockedObjects
+    from tenant_security.audit.tree import AuditIndex, TrailProofs
     from tenant_security.audit.verify import ChainVerifier
     from tenant_security.audit.writer import AuditWriter
     from tenant_security.compliance.tenant_controls import TenantControls
@@ -45,6 +46,22 @@ def record_cipher() -> RecordCipher:
 
 
 @cache
+def audit_index() -> AuditIndex:
+    from tenant_security.audit.tree import AuditIndex
+
+    return AuditIndex(aws.dynamodb(), settings().audit_index_table)
+
+
+@cache
+def trail_proofs() -> TrailProofs:
+    from tenant_security.audit.tree import TrailProofs
+
+    return TrailProofs(
+        chain_heads(), audit_index(), audit_objects(), settings().audit_bucket, record_cipher().plaintext
+    )
+
+
+@cache
 def checkpoints() -> Checkpoints:
     from tenant_security.audit.checkpoints import Checkpoints
 
@@ -68,6 +85,7 @@ def pii() -> PiiProtector:
 
 @cache
 def audit_writer() -> AuditWriter:
+    from tenant_security.activity import AUDIT_CHECKPOINT
     from tenant_security.audit.writer import AuditWriter
 
     return AuditWriter(
@@ -78,8 +96,10 @@ def audit_writer() -> AuditWriter:
         tenants(),
         pii(),
         checkpoints(),
+        audit_index(),
         fault=lambda tenant_id, step: faults().check("audit", tenant_id, step),
         sealer=pii_sealer(),
+        announce=lambda checkpoint: publisher().put(AUDIT_CHECKPOINT, checkpoint, raw=True),
     )
 
 
@@ -88,7 +108,12 @@ def chain_verifier() -> ChainVerifier:
     from tenant_security.audit.verify import ChainVerifier
 
     return ChainVerifier(
-        chain_heads(), audit_objects(), checkpoints(), record_cipher().decode, settings().audit_bucket
+        chain_heads(),
+        audit_objects(),
+        checkpoints(),
+        record_cipher().decode,
+        settings().audit_bucket,
+        audit_index(),
     )
 
 

@@ -44,6 +44,14 @@ def public_keys() -> PublicKeys:
 
 
 @cache
+def audit_public_keys() -> PublicKeys:
+    """The audit checkpoint keys' public halves (GET /.well-known/audit-keys.json)."""
+    from tenant_security.identity.tokens import PublicKeys
+
+    return PublicKeys(aws.kms(), settings().audit_checkpoint_key_ids)
+
+
+@cache
 def verifier() -> TokenVerifier:
     from tenant_security.identity.tokens import TokenVerifier
 
