@@ -1,7 +1,8 @@
-"""EventBridge → the tenant's hash chain; the scheduled rule → signed checkpoints.
+"""The audit queue → the tenants' trails, in batches; the scheduled rules → signed checkpoints.
 
-An exception fails the delivery: EventBridge retries it (24 h, 185 attempts) and then parks it in
-the dead-letter queue. The writer is idempotent per event id, so retries never duplicate.
+A batch's failed events are returned to the queue (a partial batch response), received again
+after its visibility timeout, and after 50 receives parked in the dead-letter queue. The writer is
+idempotent per event id, so retries and SQS's at-least-once delivery never duplicate.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import aws, services
 from tenant_security.activity import dead_letter_depth
+from tenant_security.audit.inbox import append_messages
 from tenant_security.observability import logger, metrics, tracer
 
 # template.yaml: the MinuteTick schedule's Input (outbox drained, refusals summarised)
@@ -60,15 +62,32 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))
         _record_dead_letter_depth()
         return {"checkpoints": written}
-    appended = services.audit_writer().append(event)
+    if event.get("Records"):  # the audit queue's batch (SQS event source mapping)
+        report = append_messages(services.audit_writer(), event["Records"])
+        _count(report.appended, report.duplicates, report.forged, report.lags)
+        if report.failed:
+            logger.warning("events returned to the queue", extra={"failed": len(report.failed)})
+        return report.response()
+    appended = services.audit_writer().append(event)  # one event: `tenant-security events redrive`
     logger.append_keys(tenant_id=appended.tenant_id)
-    if appended.duplicate:
-        metrics.add_metric(name="AuditDuplicateDeliveries", unit=MetricUnit.Count, value=1)
-    else:
-        metrics.add_metric(name="AuditRecordsAppended", unit=MetricUnit.Count, value=1)
-        if appended.forged:  # someone put the platform's kinds of event from another source
-            metrics.add_metric(name="ForgedEvents", unit=MetricUnit.Count, value=1)
-    lag = _lag_seconds(event)
-    if lag is not None:
-        metrics.add_metric(name="AuditLag", unit=MetricUnit.Seconds, value=lag)
+    _count(
+        int(not appended.duplicate),
+        int(appended.duplicate),
+        int(appended.forged and not appended.duplicate),
+        [str(event["time"])] if event.get("time") and not appended.duplicate else [],
+    )
     return {"tenant_id": appended.tenant_id, "sequence": appended.sequence, "duplicate": appended.duplicate}
+
+
+def _count(appended: int, duplicates: int, forged: int, times: list[str]) -> None:
+    """The writer's metrics: records appended, duplicate deliveries, forged events, lag."""
+    if duplicates:
+        metrics.add_metric(name="AuditDuplicateDeliveries", unit=MetricUnit.Count, value=duplicates)
+    if appended:
+        metrics.add_metric(name="AuditRecordsAppended", unit=MetricUnit.Count, value=appended)
+    if forged:  # someone put the platform's kinds of event from another source
+        metrics.add_metric(name="ForgedEvents", unit=MetricUnit.Count, value=forged)
+    for sent in times:
+        lag = _lag_seconds({"time": sent})
+        if lag is not None:
+            metrics.add_metric(name="AuditLag", unit=MetricUnit.Seconds, value=lag)

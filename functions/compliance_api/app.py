@@ -16,7 +16,8 @@ from tenant_security import services
 from tenant_security.api_reference import ApiTag, reply
 from tenant_security.compliance.evidence import PERIOD_PATTERN
 from tenant_security.compliance.html_report import REPORT_CSP, render_html
-from tenant_security.context import current_caller, current_tenant
+from tenant_security.compliance_service import EXPORT_PAGE
+from tenant_security.context import AUDIT_DETAILS, current_caller, current_tenant
 from tenant_security.errors import ValidationFailed
 from tenant_security.headers import SECURITY_HEADERS
 from tenant_security.http import make_resolver
@@ -27,6 +28,7 @@ from tenant_security.models.replies import (
     ComplianceReport,
     ConsistencyProof,
     InclusionProof,
+    StoredAuditRecord,
     SubjectErased,
     SubjectExport,
 )
@@ -47,6 +49,8 @@ REPORT: dict[int, Any] = {
         },
     }
 }
+NDJSON = "application/x-ndjson"
+NEXT_FROM_HEADER = "X-Next-From"
 ACTION_PATTERN = (
     r"^[a-z-]{1,32}:[A-Za-z0-9_: -]{1,64}$"  # security:user_locked_out, lifecycle:Tenant Onboarded
 )
@@ -110,6 +114,46 @@ def verify_audit(
 
 
 @app.get(
+    "/tenants/<tenant_id>/audit/export",
+    summary="Export the audit trail for a SIEM (OCSF)",
+    description="Records from..to (sequences) as Open Cybersecurity Schema Framework 1.1 events, one "
+    "JSON event a line (application/x-ndjson): Authentication, Account Change, API Activity, "
+    "Detection Finding. At most `limit` (1000) records a page; `X-Next-From` names the next page's "
+    "`from` while the range goes on (absent: done). PII as the trail stores it (pseudonyms). "
+    "The export itself is audited (`audit:Export`, with the range exported).",
+    tags=[ApiTag.AUDIT],
+    responses={
+        200: {
+            "description": "One OCSF event a line",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "headers": {
+                NEXT_FROM_HEADER: {
+                    "description": "The `from` of the next page; absent on the range's last page",
+                    "schema": {"type": "integer"},
+                }
+            },
+        }
+    },
+)
+def export_audit(
+    tenant_id: str,
+    export_format: Annotated[Literal["ocsf"], Query(alias="format")],
+    first: Annotated[int, Query(alias="from", ge=1)] = 1,
+    last: Annotated[int | None, Query(alias="to", ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=EXPORT_PAGE)] = EXPORT_PAGE,
+) -> Response[bytes]:
+    page = services.compliance_service().export_audit(current_tenant(app).tenant_id, first, last, limit)
+    # the record of this request says what left the trail (the range, how many records)
+    app.context[AUDIT_DETAILS] = {
+        "exported_format": export_format,
+        "exported_records": page.count,
+        **({"exported_from": page.first, "exported_to": page.last} if page.first is not None else {}),
+    }
+    headers = {NEXT_FROM_HEADER: str(page.next_from)} if page.next_from is not None else {}
+    return Response(status_code=200, content_type=NDJSON, body=page.body, headers=headers)
+
+
+@app.get(
     "/tenants/<tenant_id>/audit/checkpoint",
     summary="The latest signed checkpoint",
     description="The tenant's Merkle tree (RFC 9162) as last signed: tree_size, root_hash and the exact "
@@ -128,7 +172,7 @@ def audit_checkpoint(tenant_id: str) -> dict[str, Any]:
     description="The record's stored bytes, byte for byte what its Merkle leaf hashes "
     "(SHA-256(0x00 ‖ bytes)). Personal data in it is ciphertext or a pseudonym.",
     tags=[ApiTag.AUDIT],
-    responses={200: {"description": "The stored record", "content": {"application/json": {}}}},
+    responses=reply(StoredAuditRecord),
 )
 def audit_record(tenant_id: str, sequence: int) -> Response[bytes]:
     stored = services.trail_proofs().stored_bytes(current_tenant(app).tenant_id, sequence)

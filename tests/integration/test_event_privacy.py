@@ -77,7 +77,7 @@ def test_activity_and_alerts_travel_without_personal_data_in_clear(
     writer.sealer = sealer
     for n, entry in enumerate(bus.entries):
         writer.append(_event(entry, n))
-    items = stack.reader().query("acme", stack.settings.audit_bucket("acme"))["items"]
+    items = stack.reader().query("acme")["items"]
     assert (items[0]["actor"]["user"], items[0]["source_ip"], items[0]["target"]["email"]) == (
         "alice",
         "203.0.113.5",

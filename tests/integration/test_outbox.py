@@ -97,7 +97,7 @@ def _request() -> dict[str, Any]:
 
 
 def _trail(stack: AuditStack) -> list[dict[str, Any]]:
-    return stack.reader().query("acme", stack.settings.audit_bucket("acme"), limit=50)["items"]
+    return stack.reader().query("acme", limit=50)["items"]
 
 
 def test_a_write_whose_record_the_bus_refused_reaches_the_trail_from_the_outbox(

@@ -118,7 +118,7 @@ def _depth(world: dict[str, Any]) -> int:
 
 
 def _trail(stack: AuditStack, tenant: str = "acme") -> list[dict[str, Any]]:
-    return stack.reader().query(tenant, stack.settings.audit_bucket(tenant), limit=50)["items"]
+    return stack.reader().query(tenant, limit=50)["items"]
 
 
 def test_an_audit_event_eventbridge_gave_up_on_reaches_its_tenants_trail_once(world: dict[str, Any]) -> None:
@@ -132,6 +132,33 @@ def test_an_audit_event_eventbridge_gave_up_on_reaches_its_tenants_trail_once(wo
     assert (record["action"], record["event_id"]) == ("users:Delete", "acme-1")
     assert _depth(world) == 0
     assert world["redriver"].run() == []  # nothing left
+
+
+def test_audit_events_parked_on_the_way_to_or_from_the_audit_queue_reach_the_trail_once(
+    world: dict[str, Any],
+) -> None:
+    """EventBridge gave up sending to the audit queue (the target is the queue), and the queue
+    moved an event its writers failed on 50 times (SQS's redrive: the event, no attributes)."""
+    first = activity_event("acme", 1, action="users:Delete", category="admin")
+    second = activity_event("acme", 2, action="roles:Write", category="admin")
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PREFIX}-audit-events"
+    _dead_letter(world, first, queue_arn)
+    for event in (second, second):  # moved twice: at-least-once
+        world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(event))
+    reports = world["redriver"].run()
+    assert [r["result"] for r in reports] == [Result.REDRIVEN] * 3
+    assert [r["kind"] for r in reports] == ["rule-target", "audit-queue", "audit-queue"]
+    assert [r["target"] for r in reports] == [Target.AUDIT_WRITER] * 3
+    assert [r["action"] for r in _trail(world["stack"])] == ["users:Delete", "roles:Write"]
+    assert world["writer"].invoked == [TARGETS.arn_of(Target.AUDIT_WRITER)] * 3
+    assert _depth(world) == 0
+
+
+def test_a_message_without_attributes_that_is_no_event_stays(world: dict[str, Any]) -> None:
+    world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps({"id": "x", "detail": {}}))
+    (report,) = world["redriver"].run()
+    assert report["result"] == Result.KEPT_UNREADABLE
+    assert _depth(world) == 1
 
 
 def test_a_dead_letter_the_writer_still_fails_on_stays_in_the_queue(world: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ def test_a_flood_of_bad_tokens_becomes_one_record_per_address_and_minute(
     refusals.clock = clock
     clock.now += 120  # the minute is over
     assert writer.summarise_refusals(refusals) == 50
-    records = stack.reader().query("platform", stack.settings.audit_bucket("platform"), limit=200)["items"]
+    records = stack.reader().query("platform", limit=200)["items"]
     summaries = {r["source_ip"]: r for r in records if r["action"] == "security:unauthenticated_refusals"}
     assert set(summaries) == {"203.0.113.7", "198.51.100.9"}
     assert summaries["203.0.113.7"]["details"]["attempts"] == 40
@@ -79,7 +79,7 @@ def test_a_flood_of_bad_tokens_becomes_one_record_per_address_and_minute(
         TableName=stack.settings.audit_heads_table, Key={"tenant_id": {"S": "#refusals"}}
     )
     assert writer.summarise_refusals(refusals) == 50  # counted again ...
-    again = stack.reader().query("platform", stack.settings.audit_bucket("platform"), limit=200)["items"]
+    again = stack.reader().query("platform", limit=200)["items"]
     assert len(again) == len(records)  # ... but no record twice (idempotent per counter)
     assert stack.verifier().verify("platform")["status"] == "VALID"
 
@@ -94,7 +94,7 @@ def test_a_minute_still_running_is_not_summarised(
     clock.now += 61
     stack.add_tenant("acme")
     assert writer.summarise_refusals(refusals) == 1
-    records = stack.reader().query("acme", stack.settings.audit_bucket("acme"), limit=10)["items"]
+    records = stack.reader().query("acme", limit=10)["items"]
     assert [(r["action"], r["details"]["attempts"]) for r in records] == [
         ("security:unauthenticated_refusals", 1)
     ]
@@ -119,7 +119,7 @@ def test_a_distributed_flood_cannot_stall_the_summaries(
     writer = stack.writer()
     writer.clock = lambda: datetime.fromtimestamp(clock.now, UTC)
     assert writer.summarise_refusals(refusals) == sources + 9 + 3
-    platform = stack.reader().query("platform", stack.settings.audit_bucket("platform"), limit=200)["items"]
+    platform = stack.reader().query("platform", limit=200)["items"]
     summaries = [r for r in platform if r["action"] == "security:unauthenticated_refusals"]
     assert len(summaries) == MAX_SUMMARIES_PER_MINUTE + 1  # the busiest, then one for the rest
     assert summaries[0]["details"]["attempts"] == 10  # the loud one first
@@ -128,7 +128,7 @@ def test_a_distributed_flood_cannot_stall_the_summaries(
         sources - MAX_SUMMARIES_PER_MINUTE,
         40,
     )
-    acme = stack.reader().query("acme", stack.settings.audit_bucket("acme"), limit=10)["items"]
+    acme = stack.reader().query("acme", limit=10)["items"]
     assert [(r["source_ip"], r["details"]["attempts"]) for r in acme] == [("192.0.2.50", 3)]
 
 

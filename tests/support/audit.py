@@ -10,6 +10,7 @@ import boto3
 from tenant_security import crypto
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
+from tenant_security.audit.index_entries import entry_attributes
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.reader import AuditReader
 from tenant_security.audit.store import ChainHeads, LockedObjects
@@ -19,7 +20,7 @@ from tenant_security.audit.writer import AuditWriter
 from tenant_security.config import Settings
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.tenants import TenantProfile
-from tests.support.moto import create_table
+from tests.support.moto import create_table, create_template_table
 from tests.support.settings import deploy_settings_function, local_settings
 
 PREFIX = "tst"
@@ -70,7 +71,7 @@ class AuditStack:
 
     @property
     def index(self) -> AuditIndex:
-        return AuditIndex(self.ddb, self.settings.audit_index_table)
+        return AuditIndex(self.ddb, self.settings.audit_index_table, entry_attributes=entry_attributes)
 
     def proofs(self) -> TrailProofs:
         return TrailProofs(
@@ -115,14 +116,16 @@ class AuditStack:
             self.heads,
             self.objects,
             self.checkpoints,
-            self.cipher.decode,
+            self.cipher.decode_lines,
             self.settings.audit_bucket,
             self.index,
         )
 
     def reader(self) -> AuditReader:
         keys = self.keys
-        return AuditReader(self.s3, self.cipher.decode, PiiProtector(keys), keys)
+        return AuditReader(
+            self.ddb, self.settings.audit_index_table, self.cipher.decode, PiiProtector(keys), keys
+        )
 
 
 def audit_stack(checkpoint_every: int = 100) -> AuditStack:
@@ -141,7 +144,7 @@ def audit_stack(checkpoint_every: int = 100) -> AuditStack:
         account_id="123456789012",
     )
     create_table(ddb, settings.audit_heads_table, "tenant_id")
-    create_table(ddb, settings.audit_index_table, "tenant_id", "position")
+    create_template_table(ddb, "AuditIndexTable", settings.audit_index_table)  # its indexes too
     create_table(ddb, settings.audit_subject_keys_table, "tenant_id", "sk")
     deploy_settings_function(settings)  # where the CLI reads them (`tenant-security audit verify`)
     stack = AuditStack(settings, s3, ddb, kms, {})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,4 +58,29 @@ def create_table(ddb: Any, name: str, *keys: str) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
         KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"), strict=False)],
+    )
+
+
+@cache
+def _template_tables() -> dict[str, Any]:
+    from localcloud.template import load_template
+
+    resources = load_template(Path(__file__).resolve().parents[2] / "template.yaml")["Resources"]
+    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
+
+
+def create_template_table(ddb: Any, logical_id: str, name: str) -> None:
+    """The table ``logical_id`` of template.yaml under ``name``: its keys and secondary indexes
+    as deployed, so that a test queries the indexes the functions query."""
+    table = _template_tables()[logical_id]
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+        **(
+            {"GlobalSecondaryIndexes": table["GlobalSecondaryIndexes"]}
+            if "GlobalSecondaryIndexes" in table
+            else {}
+        ),
     )

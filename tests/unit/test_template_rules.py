@@ -420,14 +420,19 @@ def test_the_sign_in_web_acl_is_optional_and_rate_limits_auth() -> None:
 def test_an_audit_event_the_writer_keeps_failing_on_reaches_the_dead_letter_queue(
     cfn: dict[str, Any],
 ) -> None:
-    # EventBridge invokes the writer asynchronously: Lambda's own retries and destination apply,
-    # not the rule's (a function error would otherwise be dropped after two retries, silently)
+    # Events reach the writer through the audit queue: what it fails on is received again, and
+    # after maxReceiveCount moved to the dead-letter queue by SQS
+    queue = cfn["Resources"]["AuditEventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]},
+        "maxReceiveCount": 50,
+    }
+    # its schedules invoke it asynchronously: a tick it fails on goes there too, not nowhere
     config = cfn["Resources"]["AuditWriterFunctionEventInvokeConfig"]["Properties"]
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]
     }
     assert config["MaximumRetryAttempts"] == 2
-    assert config["MaximumEventAgeInSeconds"] == 21600
     policy = cfn["Resources"]["AuditWriterFunctionRole"]["Properties"]["Policies"]
     statements = [s for p in policy for s in p["PolicyDocument"]["Statement"]]
     assert any(
@@ -491,7 +496,20 @@ def test_every_function_eventbridge_invokes_has_an_on_failure_destination_and_an
         } & set(_functions(cfn))
 
     invoked = targeted(scheduled=False)
-    assert "AuditWriterFunction" in invoked
+    # the audit rules deliver to the audit queue instead, which dead-letters to the alarmed queue
+    queue = resources["AuditEventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]}
+    for rule in ("PlatformEvents", "ForgedPlatformEvents", "UnlistedOnboardingRequests"):
+        (target,) = resources[f"AuditWriterFunction{rule}"]["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["AuditEventsQueue", "Arn"]}, rule
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["EventDeliveryDLQ", "Arn"]}, rule
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "AuditWriterFunction"}
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     configs = {
         r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
         for r in resources.values()

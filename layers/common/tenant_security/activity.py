@@ -103,11 +103,15 @@ class Activity:
     # Who acted: {"type": "user", "user"} or, for an API client's token, {"type": "client",
     # "client_id"} (its ``user`` is the client id too, so ?actor= finds it)
     actor: dict[str, str] | None = None
+    # What the request did beyond its route, as scalars (an export's range: exported_from, ...);
+    # the writer keeps them in the record's ``details``. Never personal data.
+    extra: dict[str, int | str] | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def detail(self) -> dict[str, Any]:
-        """The `User Activity` event's detail (None fields left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The `User Activity` event's detail (None fields left out; ``extra``'s fields flat)."""
+        out = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        return {**dict(self.extra or {}), **out}
 
 
 # Changes of what governs the tenant's security (its policy, its roles and who holds them): always

@@ -7,12 +7,15 @@ the stores, and the limits of one request, are decided here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tenant_security.audit.reader import decode_next
+from tenant_security import __version__
+from tenant_security.audit.ocsf import ocsf_lines
+from tenant_security.audit.page_tokens import LAST_SEQUENCE
 from tenant_security.errors import ValidationFailed
 from tenant_security.observability import metrics
 
@@ -30,6 +33,21 @@ if TYPE_CHECKING:
 # Records verified per request: a longer chain is verified in from/to ranges, so that one request
 # stays within the function's timeout.
 MAX_VERIFY_SPAN = 5000
+# Records per page of the OCSF export: ~2 KB of NDJSON each, a reply of a few MB at most (API
+# Gateway's 10 MB, Lambda's 6 MB), decrypted well within the function's timeout.
+EXPORT_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class AuditExport:
+    """One page of the OCSF export: the NDJSON body, how many records, their first and last
+    sequence, and the first sequence of the next page (None: the range is done)."""
+
+    body: bytes
+    count: int
+    first: int | None
+    last: int | None
+    next_from: int | None
 
 
 class ComplianceService:
@@ -66,14 +84,34 @@ class ComplianceService:
     ) -> dict[str, Any]:
         """One page of the tenant's audit trail, filtered; ``after`` is the previous page's ``next``."""
         return self.reader.query(
-            tenant_id,
-            self.settings.audit_bucket(tenant_id),
-            start=start,
-            end=end,
-            action=action,
-            actor=actor,
-            limit=limit,
-            after=decode_next(after) if after else None,
+            tenant_id, start=start, end=end, action=action, actor=actor, limit=limit, after=after
+        )
+
+    def export_audit(
+        self, tenant_id: str, first: int, last: int | None, limit: int = EXPORT_PAGE
+    ) -> AuditExport:
+        """Records ``first``..``last`` (the end of the trail when None) as OCSF NDJSON, at most
+        ``limit`` (≤ :data:`EXPORT_PAGE`); 400 for a reversed range or a limit beyond the page."""
+        if last is not None and last < first:
+            raise ValidationFailed(
+                "to is before from", fields=[{"field": "query.to", "message": "must be >= from"}]
+            )
+        if not 1 <= limit <= EXPORT_PAGE:
+            raise ValidationFailed(
+                f"export at most {EXPORT_PAGE} records per request",
+                fields=[{"field": "query.limit", "message": f"between 1 and {EXPORT_PAGE}"}],
+            )
+        end = LAST_SEQUENCE if last is None else last
+        records, following = self.reader.stored_range(tenant_id, first, end, limit)
+        body = b"".join(ocsf_lines(records, tenant_id, __version__, region=self.settings.region))
+        sequences = [r["sequence"] for r in records if isinstance(r.get("sequence"), int)]
+        metrics.add_metric(name="AuditExportedRecords", unit=MetricUnit.Count, value=len(records))
+        return AuditExport(
+            body,
+            len(records),
+            sequences[0] if sequences else None,
+            sequences[-1] if sequences else None,
+            following,
         )
 
     def verify_audit(self, tenant_id: str, first: int, last: int | None) -> dict[str, Any]:
@@ -120,9 +158,7 @@ class ComplianceService:
         self, caller: TenantContext, tenant: TenantProfile, username: str, after: str | None
     ) -> dict[str, Any]:
         """What the tenant holds about one user, paged by ``after`` (the previous page's ``next``)."""
-        return self.subjects.export(
-            tenant.tenant_id, username, caller.permissions(tenant), decode_next(after) if after else None
-        )
+        return self.subjects.export(tenant.tenant_id, username, caller.permissions(tenant), after)
 
     def erase_subject(self, caller: TenantContext, tenant: TenantProfile, username: str) -> dict[str, Any]:
         """Erase one user of the tenant (the rules are :meth:`SubjectRights.erase`'s)."""

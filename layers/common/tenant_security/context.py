@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 AUDIT_TARGET = "audit_target"
 # A policy change's field-level changes ([{field, old, new}]), named in the request's record.
 AUDIT_CHANGES = "audit_changes"
+# Scalar facts of what the request did ({name: int or str}, no personal data): an export's range.
+AUDIT_DETAILS = "audit_details"
 # Set (True) by the idempotency middleware when the reply is a kept one: the request's record says
 # so (``replay``), and nothing was done again.
 REPLAYED = "idempotent_replay"
@@ -111,6 +113,7 @@ ALLOWED_WHEN_NOT_ACTIVE: dict[str, frozenset[str]] = {
             "quotas:Read",
             "audit:Read",
             "audit:Verify",
+            "audit:Export",
             "reports:Read",
             "gdpr:Export",
             # an incident's first steps: read and tighten the policy of the tenant it suspended
@@ -119,8 +122,10 @@ ALLOWED_WHEN_NOT_ACTIVE: dict[str, frozenset[str]] = {
             "policies:History",
         }
     ),
-    TenantStatus.OFFBOARDING: frozenset({"tenants:Read", "tenants:Delete", "audit:Read", "audit:Verify"}),
-    TenantStatus.OFFBOARDED: frozenset({"tenants:Read", "audit:Read", "audit:Verify"}),
+    TenantStatus.OFFBOARDING: frozenset(
+        {"tenants:Read", "tenants:Delete", "audit:Read", "audit:Verify", "audit:Export"}
+    ),
+    TenantStatus.OFFBOARDED: frozenset({"tenants:Read", "audit:Read", "audit:Verify", "audit:Export"}),
 }
 
 
@@ -133,13 +138,15 @@ def activity_of(
     target: Mapping[str, str] | None = None,
     replay: bool = False,
     changes: list[dict[str, Any]] | None = None,
+    extra: Mapping[str, int | str] | None = None,
 ) -> Activity:
     """The `User Activity` of one API request (the route's action, never its raw path or body).
 
     ``target``: the user the request was about, when a handler names one that the path does not
     (``app.context["audit_target"] = {"user", "email"}``). ``replay``: the reply was an
     Idempotency-Key's kept one (the action was not done again). ``changes``: a policy change's
-    fields, old and new values (``app.context["audit_changes"]``).
+    fields, old and new values (``app.context["audit_changes"]``). ``extra``: scalar facts of what
+    it did (``app.context["audit_details"]``), kept in the record's ``details``.
     """
     method, resource = str(event.get("httpMethod")), str(event.get("resource"))
     rule = rule_for(method, resource)
@@ -161,6 +168,7 @@ def activity_of(
         replay=True if replay else None,
         changes=list(changes) if changes else None,
         actor=actor_of(caller.user, caller.client_id),
+        extra=dict(extra) if extra else None,
     )
 
 
@@ -220,6 +228,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
                     app.context.get(AUDIT_TARGET),
                     bool(app.context.get(REPLAYED)),
                     app.context.get(AUDIT_CHANGES),
+                    app.context.get(AUDIT_DETAILS),
                 )
 
     def _record(
@@ -231,6 +240,7 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         target: Mapping[str, str] | None,
         replay: bool = False,
         changes: list[dict[str, Any]] | None = None,
+        extra: Mapping[str, int | str] | None = None,
     ) -> None:
         """Put the request's `User Activity`; a held write's record leaves the outbox once put.
 
@@ -242,7 +252,9 @@ def protected_middleware(  # noqa: PLR0915 - one closure per step of the request
         held: Held | None = audited.get("held")
         put = False
         try:
-            done = activity_of(event, context, audited["tenant"], status, reason, target, replay, changes)
+            done = activity_of(
+                event, context, audited["tenant"], status, reason, target, replay, changes, extra
+            )
             if held is not None:
                 done = replace(done, event_id=held.event_id)
             put = activity().activity(done, record.policies if record is not None else None)

@@ -69,7 +69,6 @@ class SubjectRights:
             raise NotFound(f"nothing is held about {username!r} in this tenant")
         audit = self.reader.query(
             tenant_id,
-            self.bucket_of(tenant_id),
             subject=username,
             limit=200,
             after=after,

@@ -2,14 +2,18 @@
 
 The dead-letter queue ``<prefix>-event-delivery-dlq`` holds what EventBridge gave up delivering
 to one of the platform's rule targets (the message is the event; its attributes name the rule and
-the target) and what Lambda gave up invoking the audit writer with (the message is Lambda's
-invocation record, the event in ``requestPayload``). Putting the event on the bus again is no
-way back: the bus policy lets no one but the platform's own functions use the platform's source,
-and from any other source the writer records it as forged. So the redrive hands each event
-straight to the target it was meant for -- the audit writer (idempotent per event id), the
-onboarding or offboarding state machine (an execution named after the event, so a second redrive
-is refused by Step Functions, not run twice), or the alert topic -- and deletes the message only
-once that target took it. A message for any other target, or one it cannot read, stays.
+the target, the audit queue among them), what Lambda gave up invoking the audit writer with (the
+message is Lambda's invocation record, the event in ``requestPayload``), and what the audit
+queue moved there after its writers failed on it 50 times (the message is the event, with no
+attributes: SQS's redrive, which only the audit queue's policy names this queue for).
+
+Putting the event on the bus again is no way back: the bus policy lets no one but the platform's
+own functions use the platform's source, and from any other source the writer records it as
+forged. So the redrive hands each event straight to the target it was meant for -- the audit
+writer (idempotent per event id), the onboarding or offboarding state machine (an execution named
+after the event, so a second redrive is refused by Step Functions, not run twice), or the alert
+topic -- and deletes the message only once that target took it. A message for any other target, or
+one it cannot read, stays.
 
 Only EventBridge and the audit writer's role may send to the queue (its policy), so what is in it
 came from the platform's own delivery.
@@ -49,6 +53,7 @@ class ParkedKind(StrEnum):
 
     RULE_TARGET = "rule-target"  # EventBridge gave up on a rule's target
     ASYNC_INVOCATION = "async-invocation"  # Lambda gave up on an asynchronous invocation
+    AUDIT_QUEUE = "audit-queue"  # the audit queue's writers failed on it (SQS's redrive)
 
 
 class Target(StrEnum):
@@ -103,6 +108,8 @@ def parked(message: Mapping[str, Any]) -> Parked:
     if isinstance(context, dict) and isinstance(body.get("requestPayload"), dict):
         kind, target, event = ParkedKind.ASYNC_INVOCATION, context.get("functionArn"), body["requestPayload"]
         error = str(context.get("condition") or "")
+    elif not attributes and _is_event(body):
+        kind, target, event, error = ParkedKind.AUDIT_QUEUE, AUDIT_QUEUE_TARGET, body, "maxReceiveCount"
     else:
         kind, event = ParkedKind.RULE_TARGET, body
         target = (attributes.get("TARGET_ARN") or {}).get("StringValue")
@@ -110,6 +117,13 @@ def parked(message: Mapping[str, Any]) -> Parked:
     if not isinstance(target, str) or not target:
         raise UnreadableMessage("the message does not say which target it was for")
     return Parked(str(message["MessageId"]), str(message["ReceiptHandle"]), kind, target, event, error)
+
+
+AUDIT_QUEUE_TARGET = "audit-queue"  # stands for the audit queue's ARN in a moved message
+
+
+def _is_event(body: Mapping[str, Any]) -> bool:
+    return all(isinstance(body.get(name), str) for name in ("id", "source", "detail-type"))
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,9 @@ class PlatformTargets:
         return cls(
             {
                 arn("lambda", f"function:{prefix}-audit-writer"): Target.AUDIT_WRITER,
+                # the audit rules' target: the writer takes its events (handed on directly)
+                arn("sqs", f"{prefix}-audit-events"): Target.AUDIT_WRITER,
+                AUDIT_QUEUE_TARGET: Target.AUDIT_WRITER,
                 arn("states", f"stateMachine:{prefix}-tenant-onboarding"): Target.ONBOARDING,
                 arn("states", f"stateMachine:{prefix}-tenant-offboarding"): Target.OFFBOARDING,
                 arn("sns", f"{prefix}-alerts"): Target.ALERTS,
@@ -142,6 +159,7 @@ class PlatformTargets:
         return found
 
     def arn_of(self, target: Target) -> str:
+        """The ARN a redrive hands ``target``'s events to (the function, the workflow, the topic)."""
         return next(arn for arn, which in self.by_arn.items() if which is target)
 
 

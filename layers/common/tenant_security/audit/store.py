@@ -1,10 +1,11 @@
 """The audit chain's storage: chain heads in DynamoDB, records and checkpoints in S3.
 
 The head of a tenant's chain (``sequence``, ``hash``) advances by one conditional transaction
-that also claims the event id, so concurrent writers never fork or skip a sequence and a
-duplicate delivery is recognised. The head's last record rides along in it as ``pending``: a
-writer that finds it unwritten (the retry of a writer that died, or the next writer of that
-tenant) writes that same record before appending.
+that also claims the event ids of what it appends (a batch of records), so concurrent writers
+never fork or skip a sequence and a duplicate delivery is recognised. The head's last object
+rides along in it as ``pending`` (the batch, encrypted): a writer that finds it unwritten (the
+retry of a writer that died, or the next writer of that tenant) writes that same object before
+appending.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.audit.chain import GENESIS_HASH
@@ -28,22 +30,32 @@ DEDUP_DAYS = 3  # EventBridge gives up on an event after a day; duplicates canno
 
 @dataclass(frozen=True)
 class Pending:
+    """The head's last object: records ``first``..``sequence``, as the writer puts it."""
+
     sequence: int
-    event_id: str
+    event_id: str  # the last record's
     key: str
     body: bytes
     retain_until: str
     claimed_at: float = 0.0  # when the writer claimed it (epoch seconds)
+    first: int = 0  # the object's first sequence (0: ``sequence``, a single record)
+    recorded_at: str = ""  # its records' time: the next batch's is never earlier
+
+    @property
+    def first_sequence(self) -> int:
+        return self.first or self.sequence
 
     def item(self) -> dict[str, Any]:
         return {
             "M": {
                 "sequence": {"N": str(self.sequence)},
+                "first": {"N": str(self.first_sequence)},
                 "event_id": {"S": self.event_id},
                 "key": {"S": self.key},
                 "body": {"B": self.body},
                 "retain_until": {"S": self.retain_until},
                 "claimed_at": {"N": repr(self.claimed_at)},
+                "recorded_at": {"S": self.recorded_at},
             }
         }
 
@@ -57,7 +69,23 @@ class Pending:
             body=bytes(m["body"]["B"]),
             retain_until=m["retain_until"]["S"],
             claimed_at=float(m.get("claimed_at", {}).get("N", "0")),
+            first=int(m.get("first", {}).get("N", "0")),
+            recorded_at=m.get("recorded_at", {}).get("S", ""),
         )
+
+
+class Outcome(StrEnum):
+    """What became of a head's advance."""
+
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"  # some event ids were appended before (``Advance.duplicates``)
+    CONFLICT = "conflict"  # another writer moved the head first: read it again
+
+
+@dataclass(frozen=True)
+class Advance:
+    outcome: Outcome
+    duplicates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,33 +143,38 @@ class ChainHeads:
         now: datetime,
         frontier: bytes,
         tree_writes: list[Any],
-    ) -> str:
-        """Claim ``pending.event_id`` and move the head to ``pending.sequence``, with the tree's new
+        event_ids: list[str] | None = None,
+    ) -> Advance:
+        """Claim ``event_ids`` (those of records ``pending.first``..``pending.sequence``; by default
+        ``pending.event_id`` alone) and move the head to ``pending.sequence``, with the tree's new
         ``frontier`` and the index items ``tree_writes`` (audit/tree.py) in the same transaction.
-
-        Returns ``"ok"``, ``"duplicate"`` (the event id was appended before) or ``"conflict"``
-        (another writer moved the head first: read it again).
         """
+        claimed = event_ids if event_ids is not None else [pending.event_id]
         if head.exists:
             # The head still holds what the writer saw: same sequence, same last record.
             condition = "#seq = :expected"
             values: dict[str, Any] = {":expected": {"N": str(head.sequence)}}
         else:
             condition, values = "attribute_not_exists(tenant_id)", {}
+        expires_at = {"N": str(int(time.time()) + DEDUP_DAYS * 86400)}
+        claims: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "tenant_id": {"S": f"{head.tenant_id}#event#{event_id}"},
+                        "sequence": {"N": str(pending.first_sequence + offset)},
+                        "expires_at": expires_at,
+                    },
+                    "ConditionExpression": "attribute_not_exists(tenant_id)",
+                }
+            }
+            for offset, event_id in enumerate(claimed)
+        ]
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "tenant_id": {"S": f"{head.tenant_id}#event#{pending.event_id}"},
-                                "sequence": {"N": str(pending.sequence)},
-                                "expires_at": {"N": str(int(time.time()) + DEDUP_DAYS * 86400)},
-                            },
-                            "ConditionExpression": "attribute_not_exists(tenant_id)",
-                        }
-                    },
+                    *claims,
                     {
                         "Update": {
                             "TableName": self.table,
@@ -168,14 +201,20 @@ class ChainHeads:
         except Exception as exc:
             reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
             codes = [str(r.get("Code")) for r in reasons]
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return "duplicate"
-            if (codes and codes[1:2] == ["ConditionalCheckFailed"]) or is_conditional_failure(exc):
-                return "conflict"
+            duplicates = tuple(
+                event_id
+                for event_id, code in zip(claimed, codes, strict=False)
+                if code == "ConditionalCheckFailed"
+            )
+            if duplicates:
+                return Advance(Outcome.DUPLICATE, duplicates)
+            head_code = codes[len(claimed) : len(claimed) + 1]
+            if head_code == ["ConditionalCheckFailed"] or is_conditional_failure(exc):
+                return Advance(Outcome.CONFLICT)
             if "TransactionConflict" in codes:
-                return "conflict"
+                return Advance(Outcome.CONFLICT)
             raise
-        return "ok"
+        return Advance(Outcome.APPENDED)
 
     def sequence_of_event(self, tenant_id: str, event_id: str) -> int | None:
         reply = self.client.get_item(

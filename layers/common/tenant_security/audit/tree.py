@@ -2,9 +2,11 @@
 
 Items, under the tenant's partition (``tenant_id``) and ``position``:
 
-- ``n#<level>#<index>``: the hash of a complete subtree (:class:`~tenant_security.audit.merkle.
-  NodeId`), written in the transaction that advances the chain head past its last leaf;
-- ``r#<sequence>``: where a record is (object key) and its stored body, for a read by sequence.
+- ``n#<level>#<index>``: the hash of a complete subtree of two or more leaves
+  (:class:`~tenant_security.audit.merkle.NodeId`), written in the transaction that advances the
+  chain head past its last leaf;
+- ``r#<sequence>``: a record -- its leaf hash (the level-0 node), where it is (object key and line),
+  its stored body, and the attributes the reader's indexes need (``entry_attributes``).
 
 The head itself keeps the tree's frontier, so a checkpoint's root costs no read. A proof reads
 only the O(log n) nodes it needs, in one BatchGetItem (100 keys: a tree of 2**49 leaves).
@@ -13,7 +15,7 @@ only the O(log n) nodes it needs, in one BatchGetItem (100 keys: a tree of 2**49
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,9 @@ _NODE, _RECORD = "n#", "r#"
 
 
 def node_position(node: NodeId) -> str:
+    """Where a node's hash is: a leaf's in its record's item, a larger subtree's in its own."""
+    if node.level == 0:
+        return record_position(node.index + 1)
     return f"{_NODE}{node.level:02d}#{node.index:016d}"
 
 
@@ -61,34 +66,61 @@ def unpack_frontier(packed: bytes, size: int) -> merkle.Frontier:
 class IndexedRecord:
     sequence: int
     object_key: str
-    body: bytes  # as stored in the object (the Encryption SDK message)
+    body: bytes  # the record's stored bytes, encrypted (an Encryption SDK message)
+    line: int = 0  # its line in the object's plaintext (one record a line)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """A record as the writer indexes it."""
+
+    sequence: int
+    object_key: str
+    line: int
+    body: bytes
+    record: Mapping[str, Any]
+
+
+EntryAttributes = Callable[[str, Mapping[str, Any]], dict[str, Any]]
 
 
 class AuditIndex:
     """The audit index table: tree nodes and record entries, per tenant."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, entry_attributes: EntryAttributes | None = None
+    ) -> None:
+        """``entry_attributes(tenant_id, record)``: further attributes of a record's item (the
+        keys of the reader's secondary indexes)."""
         self.client = client
         self.table = table
+        self.entry_attributes = entry_attributes or (lambda _tenant, _record: {})
 
     def writes(
-        self, tenant_id: str, completed: merkle.Frontier, records: Iterable[tuple[int, str, bytes]]
+        self, tenant_id: str, completed: merkle.Frontier, entries: Iterable[IndexEntry]
     ) -> list[dict[str, Any]]:
-        """TransactWriteItems entries storing ``completed`` nodes and ``(sequence, object key,
-        body)`` records; they join the head's transaction, so nodes never outrun the head."""
+        """TransactWriteItems entries storing the ``completed`` nodes and the records' ``entries``;
+        they join the head's transaction, so the index never outruns the head. A leaf's hash rides
+        in its record's item: one item per record, one per larger subtree."""
+        leaves = {n.index + 1: h for n, h in completed if n.level == 0}
         items = [
             {"tenant_id": {"S": tenant_id}, "position": {"S": node_position(n)}, "hash": {"B": h}}
             for n, h in completed
+            if n.level > 0
         ]
-        items += [
-            {
-                "tenant_id": {"S": tenant_id},
-                "position": {"S": record_position(sequence)},
-                "object_key": {"S": key},
-                "body": {"B": body},
-            }
-            for sequence, key, body in records
-        ]
+        for entry in entries:
+            items.append(
+                {
+                    **self.entry_attributes(tenant_id, entry.record),
+                    "tenant_id": {"S": tenant_id},
+                    "position": {"S": record_position(entry.sequence)},
+                    "hash": {"B": leaves[entry.sequence]},
+                    "object_key": {"S": entry.object_key},
+                    "line": {"N": str(entry.line)},
+                    "body": {"B": entry.body},
+                    "recorded_at": {"S": str(entry.record.get("recorded_at", ""))},
+                }
+            )
         return [{"Put": {"TableName": self.table, "Item": item}} for item in items]
 
     def nodes(self, tenant_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
@@ -101,7 +133,14 @@ class AuditIndex:
                 {"tenant_id": {"S": tenant_id}, "position": {"S": p}}
                 for p in wanted[start : start + BATCH_GET_KEYS]
             ]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#p, #h",
+                    "ExpressionAttributeNames": {"#p": "position", "#h": "hash"},
+                }
+            }
             while request:
                 reply = self.client.batch_get_item(RequestItems=request)
                 for item in reply.get("Responses", {}).get(self.table, []):
@@ -121,27 +160,39 @@ class AuditIndex:
             yield from page.get("Items", [])
 
     def stored_nodes(self, tenant_id: str) -> dict[NodeId, bytes]:
-        """Every node stored for the tenant (the verifier's: O(n) reads)."""
+        """Every node stored for the tenant, leaves included (the verifier's: O(n) reads)."""
         found = {}
-        for item in self._query(tenant_id, _NODE, _NODE + "~"):
-            level, index = item["position"]["S"].removeprefix(_NODE).split("#")
-            found[NodeId(int(level), int(index))] = bytes(item["hash"]["B"])
+        for item in self._query(tenant_id, _NODE, _RECORD + "~"):
+            position = item["position"]["S"]
+            if position.startswith(_RECORD):
+                node = NodeId(0, int(position.removeprefix(_RECORD)) - 1)
+            else:
+                level, index = position.removeprefix(_NODE).split("#")
+                node = NodeId(int(level), int(index))
+            if "hash" in item:
+                found[node] = bytes(item["hash"]["B"])
         return found
 
     def stored_records(self, tenant_id: str, first: int, last: int) -> Iterator[IndexedRecord]:
         """The record entries of sequences ``first``..``last``, in order."""
         for item in self._query(tenant_id, record_position(first), record_position(last)):
-            sequence = int(item["position"]["S"].removeprefix(_RECORD))
-            yield IndexedRecord(sequence, item["object_key"]["S"], bytes(item["body"]["B"]))
+            yield _indexed(item)
 
     def record(self, tenant_id: str, sequence: int) -> IndexedRecord | None:
         item = self.client.get_item(
             TableName=self.table,
             Key={"tenant_id": {"S": tenant_id}, "position": {"S": record_position(sequence)}},
         ).get("Item")
-        if not item:
-            return None
-        return IndexedRecord(sequence, item["object_key"]["S"], bytes(item["body"]["B"]))
+        return _indexed(item) if item else None
+
+
+def _indexed(item: Mapping[str, Any]) -> IndexedRecord:
+    return IndexedRecord(
+        sequence=int(item["position"]["S"].removeprefix(_RECORD)),
+        object_key=item["object_key"]["S"],
+        body=bytes(item["body"]["B"]),
+        line=int(item.get("line", {}).get("N", "0")),
+    )
 
 
 Decrypt = Callable[[str, bytes], bytes | None]

@@ -33,8 +33,8 @@ from tenant_security.audit.chain import (
     json_object,
     record_hash,
     record_key,
+    record_range,
     sequence_of_checkpoint_key,
-    sequence_of_record_key,
 )
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.store import ChainHeads, LockedObjects
@@ -46,7 +46,8 @@ MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "i
 BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
 TREE_MISMATCH, INDEX_MISMATCH = "tree_mismatch", "index_mismatch"
 
-Decode = Callable[[str, bytes], dict[str, Any] | None]
+# An object's records (one a line; None for a line that is none), or None if it does not decrypt.
+DecodeLines = Callable[[str, bytes], list[dict[str, Any] | None] | None]
 
 
 class Problems:
@@ -77,18 +78,19 @@ class ChainVerifier:
         heads: ChainHeads,
         objects: LockedObjects,
         checkpoints: Checkpoints,
-        decode: Decode,
+        decode_lines: DecodeLines,
         bucket_of: Callable[[str], str],
         index: AuditIndex | None = None,
     ) -> None:
-        """``decode(tenant_id, body)``: the record in a stored body, or None if it does not decrypt;
+        """``decode_lines(tenant_id, body)``: the records of a stored object (RecordCipher's);
         ``index``: the audit index, whose tree and record copies are checked against the records."""
         self.index = index
         self.heads = heads
         self.objects = objects
         self.checkpoints = checkpoints
-        self.decode = decode
+        self.decode_lines = decode_lines
         self.bucket_of = bucket_of
+        self._objects: dict[str, list[dict[str, Any] | None] | None] = {}
 
     def verify(
         self,
@@ -107,17 +109,24 @@ class ChainVerifier:
         first, last = max(1, first), top if last is None else min(last, top)
         # The head's last record may be in flight (claimed, its object a moment away).
         in_flight = head.pending is not None and time.time() - head.pending.claimed_at < IN_FLIGHT_SECONDS
-        pending = head.pending.sequence if head.pending is not None and in_flight else None
+        in_flight_range = (
+            range(head.pending.first_sequence, head.pending.sequence + 1)
+            if head.pending is not None and in_flight
+            else range(0)
+        )
         problems = Problems()
         records = self.objects.versions(bucket, RECORD_PREFIX)
+        self._objects = {}  # each object read and decrypted once per verification
         keys_of: dict[int, list[str]] = {}
         for key in sorted(records):
-            sequence = sequence_of_record_key(key)
-            if sequence is None:
+            found_range = record_range(key)
+            if found_range is None:
                 problems.add(None, INSERTED, f"{key[:200]} is not a record of the chain's layout")
-            elif sequence > top:
-                problems.add(sequence, INSERTED, f"{key} is beyond the chain head ({top})")
-            else:
+                continue
+            low, high = found_range
+            if high > top:
+                problems.add(max(low, top + 1), INSERTED, f"{key} is beyond the chain head ({top})")
+            for sequence in range(low, min(high, top) + 1):
                 keys_of.setdefault(sequence, []).append(key)
 
         genuine: dict[int, dict[str, Any]] = {}
@@ -127,7 +136,7 @@ class ChainVerifier:
                 tenant_id, bucket, sequence, keys_of.get(sequence, []), records, problems, in_range
             )
             if not found:
-                if in_range and sequence != pending and not problems.has(sequence, MISSING):
+                if in_range and sequence not in in_flight_range and not problems.has(sequence, MISSING):
                     problems.add(sequence, MISSING, "no record for this sequence")
                 continue
             previous = genuine.get(sequence - 1)
@@ -185,7 +194,7 @@ class ChainVerifier:
                 continue
             if len(entry["versions"]) > 1 and in_range:
                 problems.add(sequence, MODIFIED, f"{key} was overwritten ({len(entry['versions'])} versions)")
-            record = self.decode(tenant_id, self.objects.read(bucket, key))
+            record = self._record_in(tenant_id, bucket, key, sequence)
             if record is None:
                 if in_range:
                     kind = INSERTED if len(keys) > 1 else MODIFIED
@@ -194,13 +203,24 @@ class ChainVerifier:
             found.append((key, record, entry["versions"][0]["LastModified"].timestamp()))
         return found
 
+    def _record_in(self, tenant_id: str, bucket: str, key: str, sequence: int) -> dict[str, Any] | None:
+        """Record ``sequence`` of the object at ``key`` (its line ``sequence - first``), or None
+        when the object does not decrypt or has no such line."""
+        if key not in self._objects:
+            self._objects[key] = self.decode_lines(tenant_id, self.objects.read(bucket, key))
+        lines, found_range = self._objects[key], record_range(key)
+        if lines is None or found_range is None or len(lines) != found_range[1] - found_range[0] + 1:
+            return None
+        return lines[sequence - found_range[0]]
+
     @staticmethod
     def _rank(
         key: str, record: dict[str, Any], sequence: int, tenant_id: str, previous: dict[str, Any] | None
     ) -> tuple[bool, ...]:
+        found_range = record_range(key)
         try:
-            at_its_own_key = key == record_key(
-                sequence, datetime.fromisoformat(str(record.get("recorded_at")))
+            at_its_own_key = found_range is not None and key == record_key(
+                found_range[0], datetime.fromisoformat(str(record.get("recorded_at"))), found_range[1]
             )
         except ValueError:
             at_its_own_key = False
@@ -307,5 +327,6 @@ class ChainVerifier:
             entry = indexed.get(sequence)
             if sequence > last or problems.any_up_to(sequence):
                 continue
-            if entry is None or self.decode(tenant_id, entry.body) != record:
+            copy = self.decode_lines(tenant_id, entry.body) if entry is not None else None
+            if copy != [record]:
                 problems.add(sequence, INDEX_MISMATCH, "the indexed copy differs from the stored record")

@@ -1,32 +1,35 @@
-"""The audit writer: appends each platform event to its tenant's hash chain, exactly once.
+"""The audit writer: appends platform events to their tenants' trails, each exactly once.
 
-Per event: protect PII per the tenant policy → read the chain head → seal the record (sequence,
-previous hash, hash) and encrypt it (Encryption SDK, platform audit key, tenant_id and purpose in
-the context) → one conditional transaction claims the event id and advances the head, which
-carries the new record as ``pending`` → write the object (Object Lock COMPLIANCE until now +
-retention_days, SSE-KMS): three AWS calls per event. The head keeps its last record until the
-next append replaces it: a writer that dies after the transaction leaves it there, and the retry
-of that event or the tenant's next writer writes that same record (a write-once put of the same
-bytes) -- no gap, no duplicate. Every ``checkpoint_every`` records a signed checkpoint follows.
+Per batch of one chain's events (up to MAX_BATCH_EVENTS): protect PII per the tenant policy →
+seal the records (sequence, previous hash, hash; times never before the last record's) → one
+conditional transaction claims every event id, advances the head (which names the batch's object
+as ``pending``) and writes the batch's Merkle nodes and index entries (each record encrypted by
+the Encryption SDK under the platform audit key, tenant_id and purpose in the context) → one
+object holds the batch, encrypted likewise (Object Lock COMPLIANCE until now + retention_days,
+SSE-KMS). A warm writer knows the head it left: a full batch costs one transaction and one put.
+A writer that dies after the transaction leaves ``pending`` in the head; the retry of the batch
+or the tenant's next writer writes that object, rebuilt from the index -- no gap, no duplicate.
+A signed checkpoint follows each batch that passes a multiple of ``checkpoint_every``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tenant_security.activity import USER_ACTIVITY
 from tenant_security.audit import merkle
-from tenant_security.audit.chain import canonical, record_key, seal
+from tenant_security.audit.batches import Prepared, Staged, batches, stage
+from tenant_security.audit.chain import object_plaintext
 from tenant_security.audit.checkpoints import Checkpoints, public_checkpoint
 from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.events import forged_record_content, record_content, tenant_of
 from tenant_security.audit.pii import PiiProtector
-from tenant_security.audit.store import ChainHeads, Head, LockedObjects, Pending
+from tenant_security.audit.store import ChainHeads, Head, LockedObjects, Outcome, Pending
 from tenant_security.audit.tree import AuditIndex, pack_frontier, unpack_frontier
 from tenant_security.config import Settings
 from tenant_security.errors import ServiceUnavailable
@@ -102,6 +105,8 @@ class AuditWriter:
         self.clock = clock
         # The records whose objects this warm writer wrote itself (no need to look for them).
         self._written: list[tuple[str, int]] = []
+        # The heads this warm writer's own last batches left (tried first; the condition checks).
+        self._heads: dict[str, Head] = {}
 
     # ------------------------------------------------------------------ routing
     def is_forged(self, event: Mapping[str, Any]) -> bool:
@@ -130,83 +135,151 @@ class AuditWriter:
     # ------------------------------------------------------------------ append
     def append(self, event: Mapping[str, Any]) -> Appended:
         """Append one EventBridge event to its chain (a repeated event id appends nothing)."""
+        outcome = self.append_all([event])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def append_all(self, events: Sequence[Mapping[str, Any]]) -> list[Appended | Exception]:
+        """Append events, each exactly once, in the order given within each chain: per chain, in
+        batches of up to :data:`MAX_BATCH_EVENTS` records -- one head transaction and one object
+        per batch. For each event, what became of it, or the error that stopped it (its delivery
+        is retried; the others' are not)."""
+        outcomes: list[Appended | Exception | None] = [None] * len(events)
+        chains: dict[str, list[tuple[int, Prepared]]] = {}
+        first_of: dict[tuple[str, str], int] = {}
+        repeats: list[tuple[int, int]] = []
+        for position, event in enumerate(events):
+            try:
+                prepared = self._prepare(event)
+            except Exception as exc:  # e.g. KMS refusing a subject key: this event's delivery fails
+                outcomes[position] = exc
+                continue
+            key = (prepared.tenant_id, prepared.event_id)
+            if key in first_of:  # the same event twice in one batch: at-least-once delivery
+                repeats.append((position, first_of[key]))
+                continue
+            first_of[key] = position
+            chains.setdefault(prepared.tenant_id, []).append((position, prepared))
+        for tenant_id, items in chains.items():
+            for batch in batches(items):
+                try:
+                    appended = self._append_batch(tenant_id, [p for _, p in batch])
+                except Exception as exc:
+                    appended = [exc] * len(batch)
+                for (position, _), outcome in zip(batch, appended, strict=True):
+                    outcomes[position] = outcome
+        for position, original in repeats:
+            first = outcomes[original]
+            outcomes[position] = replace(first, duplicate=True) if isinstance(first, Appended) else first
+        return [o if o is not None else RuntimeError("not appended") for o in outcomes]
+
+    def _prepare(self, event: Mapping[str, Any]) -> Prepared:
+        """The event's chain and its record content, PII protected per the chain's policy."""
+        forged = self.is_forged(event)
         detail = event.get("detail")
-        if self.sealer is not None and isinstance(detail, Mapping) and not self.is_forged(event):
+        if self.sealer is not None and isinstance(detail, Mapping) and not forged:
             event = {**event, "detail": self.sealer.open(detail)}
         tenant_id, tenant = self.chain_of(event)
         policies = self._policies(tenant)
-        content = (
-            forged_record_content(event, tenant_id)
-            if self.is_forged(event)
-            else record_content(event, tenant_id)
-        )
+        content = forged_record_content(event, tenant_id) if forged else record_content(event, tenant_id)
         if not content["event_id"]:
             raise ValueError("an event without an id cannot be appended idempotently")
         mode = policies.compliance.pii_handling
         if tenant is not None and tenant.status in RETIRED and mode != "none":
             mode = "redact"  # the tenant data key is being shredded: keep no new PII
         protected = self.pii.protect(content, mode)
-        event_id = str(content["event_id"])
+        return Prepared(tenant_id, policies, str(content["event_id"]), protected, forged)
+
+    def _append_batch(self, tenant_id: str, batch: list[Prepared]) -> list[Appended | Exception]:
+        """One batch of one chain: a transaction claims every event id and moves the head past
+        the batch (its tree nodes and index entries with it), then one object holds its records.
+        Events appended before are answered as duplicates and the rest tried again."""
+        done: dict[str, Appended] = {}
+        todo = list(batch)
         for attempt in range(MAX_ATTEMPTS):
-            head = self.heads.get(tenant_id)
-            last = head.pending
-            if last is not None and (tenant_id, last.sequence) not in self._written:
-                # Its writer may be at work or dead: look (a cheap HEAD), and write the same bytes
-                # if they are not there -- safe either way, the put is write-once.
-                self._write(tenant_id, last, check_first=True)
-            now = self.clock()
-            record = seal(
-                {
-                    **protected,
-                    "sequence": head.sequence + 1,
-                    "prev_hash": head.hash,
-                    "recorded_at": now.isoformat(),
-                }
+            if not todo:
+                break
+            # This warm writer's own last head saves a read; if another writer moved it since,
+            # the transaction's condition fails and the head is read again.
+            head = self._heads.pop(tenant_id, None) or self.heads.get(tenant_id)
+            self._complete(tenant_id, head)
+            staged = self._stage(tenant_id, head, todo)
+            advance = self.heads.advance(
+                head,
+                staged.records[-1]["hash"],
+                staged.pending,
+                staged.now,
+                pack_frontier(staged.frontier),
+                staged.tree_writes,
+                event_ids=[p.event_id for p in todo],
             )
-            pending = Pending(
-                sequence=record["sequence"],
-                event_id=event_id,
-                key=record_key(record["sequence"], now),
-                body=self.cipher.encrypt(tenant_id, record),
-                retain_until=self._retain_until(policies, now).isoformat(),
-                claimed_at=time.time(),
-            )
-            # The record's stored bytes are its canonical JSON: the leaf hashes exactly those.
-            frontier, completed = merkle.append(
-                self._frontier(head), head.sequence, [merkle.leaf_hash(canonical(record))]
-            )
-            tree_writes = self.index.writes(
-                tenant_id, completed, [(pending.sequence, pending.key, pending.body)]
-            )
-            outcome = self.heads.advance(
-                head, record["hash"], pending, now, pack_frontier(frontier), tree_writes
-            )
-            if outcome == "conflict":  # another writer moved the head first
+            if advance.outcome is Outcome.CONFLICT:  # another writer moved the head first
                 _backoff(attempt)
                 continue
-            if outcome == "duplicate":
-                head = self.heads.get(tenant_id)
-                if head.pending is not None and head.pending.event_id == event_id:
-                    self._write(tenant_id, head.pending)  # the retry of a writer that died
-                sequence = self.heads.sequence_of_event(tenant_id, event_id)
-                logger.info("duplicate event", extra={"tenant_id": tenant_id, "sequence": sequence})
-                return Appended(tenant_id, sequence, duplicate=True, forged=self.is_forged(event))
+            if advance.outcome is Outcome.DUPLICATE:
+                self._complete(tenant_id, self.heads.get(tenant_id))  # a dead writer's object
+                for prepared in todo:
+                    if prepared.event_id in advance.duplicates:
+                        sequence = self.heads.sequence_of_event(tenant_id, prepared.event_id)
+                        logger.info("duplicate event", extra={"tenant_id": tenant_id, "sequence": sequence})
+                        done[prepared.event_id] = Appended(tenant_id, sequence, True, prepared.forged)
+                todo = [p for p in todo if p.event_id not in advance.duplicates]
+                continue
+            self._heads[tenant_id] = staged.head_after(head)
             self.fault(tenant_id, "after_head")
-            self._write(tenant_id, pending)
-            if pending.sequence % self.settings.audit_checkpoint_every == 0:
-                root = merkle.root_hash(pending.sequence, dict(frontier))
-                self.checkpoint(tenant_id, pending.sequence, record["hash"], root, policies, now)
-            return Appended(tenant_id, pending.sequence, forged=self.is_forged(event))
-        raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
+            self._write(tenant_id, staged.pending, staged.body)
+            every = self.settings.audit_checkpoint_every
+            last = staged.pending.sequence
+            if last // every > head.sequence // every:  # the batch passed a multiple of N
+                root = merkle.root_hash(last, dict(staged.frontier))
+                self.checkpoint(
+                    tenant_id, last, staged.records[-1]["hash"], root, staged.policies, staged.now
+                )
+            for prepared, record in zip(todo, staged.records, strict=True):
+                done[prepared.event_id] = Appended(tenant_id, record["sequence"], forged=prepared.forged)
+            todo = []
+        if todo:
+            raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
+        return [done[p.event_id] for p in batch]
 
-    def _write(self, tenant_id: str, pending: Pending, *, check_first: bool = False) -> None:
-        """The pending record's object (once; a second writer's attempt is a no-op)."""
+    def _stage(self, tenant_id: str, head: Head, todo: list[Prepared]) -> Staged:
+        """The batch's records after ``head``, staged (audit/batches.py) at this writer's time."""
+        now = self.clock()
+        return stage(
+            tenant_id, head, todo, now, self._retain_until(todo[-1].policies, now), self.cipher, self.index
+        )
+
+    def _rebuilt(self, tenant_id: str, pending: Pending) -> bytes:
+        """The object of records ``pending.first``..``pending.sequence``, from their index entries
+        (written with the head, so they are there), encrypted again."""
+        if pending.body:  # a head written before objects were rebuilt from the index
+            return pending.body
+        entries = list(self.index.stored_records(tenant_id, pending.first_sequence, pending.sequence))
+        stored = [self.cipher.plaintext(tenant_id, entry.body) for entry in entries]
+        if len(stored) != pending.sequence - pending.first_sequence + 1 or any(b is None for b in stored):
+            raise ChainBusy(f"the index of {tenant_id!r} lacks records of its last batch")
+        return self.cipher.encrypt_bytes(tenant_id, object_plaintext([b for b in stored if b is not None]))
+
+    def _complete(self, tenant_id: str, head: Head) -> None:
+        """Write the head's last object if its writer may have died before it did."""
+        last = head.pending
+        if last is not None and (tenant_id, last.sequence) not in self._written:
+            # Its writer may be at work or dead: look (a cheap HEAD), and write the same bytes
+            # if they are not there -- safe either way, the put is write-once.
+            self._write(tenant_id, last, check_first=True)
+
+    def _write(
+        self, tenant_id: str, pending: Pending, body: bytes | None = None, *, check_first: bool = False
+    ) -> None:
+        """The pending object (once; a second writer's attempt is a no-op). Without ``body`` (a
+        dead writer's object) it is rebuilt from the records' entries in the index."""
         bucket = self.settings.audit_bucket(tenant_id)
         if not (check_first and self.objects.exists(bucket, pending.key)):
             self.objects.put_once(
                 bucket,
                 pending.key,
-                pending.body,
+                body if body is not None else self._rebuilt(tenant_id, pending),
                 datetime.fromisoformat(pending.retain_until),
                 "application/vnd.aws.encryption-sdk",
             )
@@ -228,15 +301,9 @@ class AuditWriter:
         policies: SecurityPolicies,
         now: datetime,
     ) -> None:
-        signed = self.checkpoints.write(
-            self.settings.audit_bucket(tenant_id),
-            tenant_id,
-            sequence,
-            hash_,
-            root,
-            now,
-            self._retain_until(policies, now),
-        )
+        """Sign, store and announce the checkpoint of the tree of ``sequence`` records."""
+        bucket, retain_until = self.settings.audit_bucket(tenant_id), self._retain_until(policies, now)
+        signed = self.checkpoints.write(bucket, tenant_id, sequence, hash_, root, now, retain_until)
         self.announce(public_checkpoint(signed))
         self.heads.set_checkpoint(tenant_id, sequence)
 
@@ -260,13 +327,13 @@ class AuditWriter:
             if time.monotonic() - started > budget_seconds:
                 break
             counts = sorted(refusals.of_minute(minute), key=lambda c: c.attempts, reverse=True)
-            for count in counts[:MAX_SUMMARIES_PER_MINUTE]:
-                self.append(count.event(self.settings.event_source, self.settings.platform_tenant_id))
-            rest = counts[MAX_SUMMARIES_PER_MINUTE:]
-            if rest:
-                self.append(
-                    overflow_event(minute, rest, self.settings.event_source, self.settings.platform_tenant_id)
-                )
+            source, platform = self.settings.event_source, self.settings.platform_tenant_id
+            events = [count.event(source, platform) for count in counts[:MAX_SUMMARIES_PER_MINUTE]]
+            if counts[MAX_SUMMARIES_PER_MINUTE:]:
+                events.append(overflow_event(minute, counts[MAX_SUMMARIES_PER_MINUTE:], source, platform))
+            for outcome in self.append_all(events):  # in batches: a flood's minute is a few appends
+                if isinstance(outcome, Exception):
+                    raise outcome  # the minute is not marked done: the next run appends the rest
             attempts += sum(c.attempts for c in counts)
             self.heads.advance_marker(REFUSALS_MARKER, minute)
         return attempts

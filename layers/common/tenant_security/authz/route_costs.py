@@ -330,9 +330,16 @@ ROUTE_CALLS: Mapping[tuple[str, str], RouteCalls] = {
     ("GET", "/tenants/{tenant_id}/secrets/{name}"): RouteCalls(
         _DATA, {"kms:Decrypt": 1, "secretsmanager:GetSecretValue": 1}
     ),
-    # a page of the trail: a listing and its records (50 by default)
+    # a page of the trail from the audit index: one Query (a filter: an index's, and the bodies
+    # by BatchGetItem), the page's subject keys in one BatchGetItem (the Encryption SDK's and
+    # the subject keys' caches: no KMS call when warm; a cold one unwraps, counted once)
     ("GET", "/tenants/{tenant_id}/audit"): RouteCalls(
-        _COMPLIANCE, {"s3:ListObjectsV2": 1, "s3:GetObject": 50, "kms:Decrypt": 1}, duration_ms=500
+        _COMPLIANCE, {"dynamodb:Query": 1, "dynamodb:BatchGetItem": 2, "kms:Decrypt": 1}, duration_ms=200
+    ),
+    # a page of the OCSF export (1,000 records at most): Query pages of the table, bodies included
+    # (~2 KB each: 2 MB, two 1 MB pages), decrypted with cached data keys
+    ("GET", "/tenants/{tenant_id}/audit/export"): RouteCalls(
+        _COMPLIANCE, {"dynamodb:Query": 2, "kms:Decrypt": 1}, duration_ms=2000
     ),
     # the whole chain (a thousand records assumed) and its signed checkpoints
     ("GET", "/tenants/{tenant_id}/audit/verify"): RouteCalls(

@@ -84,6 +84,7 @@ ROUTES: tuple[RouteRule, ...] = (
     RouteRule("GET", "/tenants/{tenant_id}/secrets/{name}", "secrets:Read"),
     RouteRule("GET", "/tenants/{tenant_id}/audit", "audit:Read"),
     RouteRule("GET", "/tenants/{tenant_id}/audit/verify", "audit:Verify"),
+    RouteRule("GET", "/tenants/{tenant_id}/audit/export", "audit:Export"),
     RouteRule("GET", "/tenants/{tenant_id}/audit/checkpoint", "audit:Verify"),
     RouteRule("GET", "/tenants/{tenant_id}/audit/records/{sequence}", "audit:Read"),
     RouteRule("GET", "/tenants/{tenant_id}/audit/proofs/inclusion", "audit:Verify"),

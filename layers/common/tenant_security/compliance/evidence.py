@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
-from tenant_security.audit.reader import AuditReader, decode_next
+from tenant_security.audit.reader import AuditReader
 from tenant_security.audit.store import LockedObjects
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.compliance.tenant_controls import TenantControls
@@ -91,7 +91,7 @@ def gather_evidence(
     after, truncated = None, False
     while True:
         page = reader.query(
-            tenant_id, bucket, start=start, end=end - timedelta(microseconds=1), limit=200, after=after
+            tenant_id, start=start, end=end - timedelta(microseconds=1), limit=200, after=after
         )
         records += page["items"]
         if not page["next"]:
@@ -99,7 +99,7 @@ def gather_evidence(
         if len(records) >= MAX_RECORDS:
             truncated = True
             break
-        after = decode_next(page["next"])
+        after = page["next"]
     first = _first_sequence_from(verifier.objects, bucket, start)
     # Through the chain head (no last sequence), not the last record listed: records hidden at the
     # end of the period, or after it, are then missing records instead of passing unseen.

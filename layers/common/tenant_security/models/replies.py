@@ -383,6 +383,21 @@ class AuditVerification(Reply):
     problems: list[JsonObject]
 
 
+class StoredAuditRecord(Reply):
+    """An audit record as stored: its canonical JSON, byte for byte what its Merkle leaf hashes
+    (personal data only as ciphertext in `pii` or as a pseudonym)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sequence: int
+    tenant_id: str
+    event_id: str
+    action: str
+    recorded_at: str
+    prev_hash: str
+    hash: str
+
+
 class AuditCheckpoint(Reply):
     """A signed statement of the tenant's Merkle tree: size and root at a time (RFC 9162's STH)."""
 

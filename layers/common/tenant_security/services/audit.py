@@ -47,9 +47,12 @@ def record_cipher() -> RecordCipher:
 
 @cache
 def audit_index() -> AuditIndex:
+    from tenant_security.audit import index_entries
     from tenant_security.audit.tree import AuditIndex
 
-    return AuditIndex(aws.dynamodb(), settings().audit_index_table)
+    return AuditIndex(
+        aws.dynamodb(), settings().audit_index_table, entry_attributes=index_entries.entry_attributes
+    )
 
 
 @cache
@@ -111,7 +114,7 @@ def chain_verifier() -> ChainVerifier:
         chain_heads(),
         audit_objects(),
         checkpoints(),
-        record_cipher().decode,
+        record_cipher().decode_lines,
         settings().audit_bucket,
         audit_index(),
     )
@@ -121,7 +124,9 @@ def chain_verifier() -> ChainVerifier:
 def audit_reader() -> AuditReader:
     from tenant_security.audit.reader import AuditReader
 
-    return AuditReader(aws.s3(), record_cipher().decode, pii(), subject_keys())
+    return AuditReader(
+        aws.dynamodb(), settings().audit_index_table, record_cipher().decode, pii(), subject_keys()
+    )
 
 
 @cache
