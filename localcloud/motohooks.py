@@ -154,6 +154,54 @@ class _TransactionSnapshots:
         return clone
 
 
+_DEAD_LETTER_SOURCE = "DeadLetterQueueSourceArn"
+
+
+def dead_letter_source_arns() -> None:
+    """A message SQS moves to a dead-letter queue carries the queue it came from, as the system
+    attribute ``DeadLetterQueueSourceArn`` (moto moves it and forgets where from; idempotent)."""
+    backend = _moto_class("moto.sqs.models", "SQSBackend")
+    original = backend.receive_message
+    if getattr(original, "_localcloud", False):
+        return
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        dead_letters = queue.dead_letter_queue
+        before = {m.id for m in dead_letters._messages} if dead_letters is not None else set()
+        received = original(self, queue_name, *args, **kwargs)
+        if dead_letters is not None:
+            for message in dead_letters._messages:
+                if message.id not in before:
+                    source = {"StringValue": queue.queue_arn}
+                    message.system_attributes.setdefault(_DEAD_LETTER_SOURCE, source)
+        return received
+
+    receive_message._localcloud = True  # type: ignore[attr-defined]
+    backend.receive_message = receive_message
+
+    handler = _moto_class("moto.sqs.responses", "SQSResponse")
+
+    def make_receive(original_response: Any) -> Any:
+        def answer(self: Any) -> Any:
+            result = original_response(self)
+            wanted = self._get_param("MessageSystemAttributeNames") or self._get_param("AttributeNames") or []
+            if not ({_DEAD_LETTER_SOURCE, "All"} & set(wanted)):
+                return result
+            messages = (getattr(result, "result", None) or {}).get("Messages", [])
+            queue = self.sqs_backend.get_queue(self._get_queue_name())
+            for listed in messages:
+                found = next((m for m in queue._messages if m.id == listed["MessageId"]), None)
+                source = (found.system_attributes if found is not None else {}).get(_DEAD_LETTER_SOURCE)
+                if source:
+                    listed.setdefault("Attributes", {})[_DEAD_LETTER_SOURCE] = source["StringValue"]
+            return result
+
+        return answer
+
+    _patch(handler, "receive_message", make_receive)
+
+
 def cheap_transaction_snapshots() -> None:
     """Let moto's transactions snapshot only the items they write (idempotent)."""
     models = importlib.import_module("moto.dynamodb.models")
@@ -891,9 +939,8 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
 
         return start_execution
 
-    serialize_dynamodb_writes()
-    cheap_transaction_snapshots()
-    idempotent_transactions()
+    dynamodb_as_aws()
+    dead_letter_source_arns()
     kms_key_states()
     kms_multi_region_ciphertexts()
     object_lock_default_retention_changes()
@@ -910,6 +957,13 @@ def install(runtime: LambdaRuntime, delivery: EventDelivery) -> None:
         "start_execution",
         make_start,
     )
+
+
+def dynamodb_as_aws() -> None:
+    """DynamoDB's atomic item writes, cheap transaction snapshots, idempotent transactions."""
+    serialize_dynamodb_writes()
+    cheap_transaction_snapshots()
+    idempotent_transactions()
 
 
 def enable_step_functions_execution(aws_endpoint: str) -> None:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_security import services
 from tenant_security.api_reference import ApiTag, reply
+from tenant_security.audit.page_tokens import LAST_SEQUENCE
 from tenant_security.compliance.evidence import PERIOD_PATTERN
 from tenant_security.compliance.html_report import REPORT_CSP, render_html
 from tenant_security.compliance_service import EXPORT_PAGE
@@ -138,8 +139,8 @@ def verify_audit(
 def export_audit(
     tenant_id: str,
     export_format: Annotated[Literal["ocsf"], Query(alias="format")],
-    first: Annotated[int, Query(alias="from", ge=1)] = 1,
-    last: Annotated[int | None, Query(alias="to", ge=1)] = None,
+    first: Annotated[int, Query(alias="from", ge=1, le=LAST_SEQUENCE)] = 1,
+    last: Annotated[int | None, Query(alias="to", ge=1, le=LAST_SEQUENCE)] = None,
     limit: Annotated[int, Query(ge=1, le=EXPORT_PAGE)] = EXPORT_PAGE,
 ) -> Response[bytes]:
     page = services.compliance_service().export_audit(current_tenant(app).tenant_id, first, last, limit)
@@ -189,8 +190,8 @@ def audit_record(tenant_id: str, sequence: int) -> Response[bytes]:
 )
 def inclusion_proof(
     tenant_id: str,
-    sequence: Annotated[int, Query(ge=1)],
-    tree_size: Annotated[int, Query(ge=1)],
+    sequence: Annotated[int, Query(ge=1, le=LAST_SEQUENCE)],
+    tree_size: Annotated[int, Query(ge=1, le=LAST_SEQUENCE)],
 ) -> dict[str, Any]:
     return services.trail_proofs().inclusion(current_tenant(app).tenant_id, sequence, tree_size)
 
@@ -205,8 +206,8 @@ def inclusion_proof(
 )
 def consistency_proof(
     tenant_id: str,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=LAST_SEQUENCE)],
+    second: Annotated[int, Query(ge=1, le=LAST_SEQUENCE)],
 ) -> dict[str, Any]:
     return services.trail_proofs().consistency(current_tenant(app).tenant_id, first, second)
 

@@ -134,24 +134,53 @@ def test_an_audit_event_eventbridge_gave_up_on_reaches_its_tenants_trail_once(wo
     assert world["redriver"].run() == []  # nothing left
 
 
+def _moved_by_the_audit_queue(world: dict[str, Any], event: dict[str, Any]) -> None:
+    """As SQS's redrive moves an event the audit queue's writers failed on (maxReceiveCount)."""
+    from localcloud.motohooks import dead_letter_source_arns
+
+    dead_letter_source_arns()  # what SQS marks a moved message with (moto does not)
+    sqs = world["sqs"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=world["queue"], AttributeNames=["QueueArn"])["Attributes"]
+    source = sqs.create_queue(
+        QueueName=f"{PREFIX}-audit-events",
+        Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": 1}),
+            "VisibilityTimeout": "0",
+        },
+    )["QueueUrl"]
+    sqs.send_message(QueueUrl=source, MessageBody=json.dumps(event))
+    sqs.receive_message(QueueUrl=source)  # the writer's one try
+    assert not sqs.receive_message(QueueUrl=source).get("Messages")  # ... then moved
+
+
 def test_audit_events_parked_on_the_way_to_or_from_the_audit_queue_reach_the_trail_once(
     world: dict[str, Any],
 ) -> None:
     """EventBridge gave up sending to the audit queue (the target is the queue), and the queue
-    moved an event its writers failed on 50 times (SQS's redrive: the event, no attributes)."""
+    moved an event its writers failed on (SQS's redrive: the event, DeadLetterQueueSourceArn)."""
     first = activity_event("acme", 1, action="users:Delete", category="admin")
     second = activity_event("acme", 2, action="roles:Write", category="admin")
     queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PREFIX}-audit-events"
     _dead_letter(world, first, queue_arn)
-    for event in (second, second):  # moved twice: at-least-once
-        world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(event))
+    _moved_by_the_audit_queue(world, second)
     reports = world["redriver"].run()
-    assert [r["result"] for r in reports] == [Result.REDRIVEN] * 3
-    assert [r["kind"] for r in reports] == ["rule-target", "audit-queue", "audit-queue"]
-    assert [r["target"] for r in reports] == [Target.AUDIT_WRITER] * 3
+    assert [r["result"] for r in reports] == [Result.REDRIVEN] * 2
+    assert [r["kind"] for r in reports] == ["rule-target", "audit-queue"]
+    assert [r["target"] for r in reports] == [Target.AUDIT_WRITER] * 2
     assert [r["action"] for r in _trail(world["stack"])] == ["users:Delete", "roles:Write"]
-    assert world["writer"].invoked == [TARGETS.arn_of(Target.AUDIT_WRITER)] * 3
+    assert world["writer"].invoked == [TARGETS.arn_of(Target.AUDIT_WRITER)] * 2
     assert _depth(world) == 0
+
+
+def test_a_bare_event_some_rule_delivered_here_is_not_taken_for_the_audit_queues(
+    world: dict[str, Any],
+) -> None:
+    """Red team 20: a rule of the account with this queue as its target puts the bare event, with
+    no attributes; only SQS's DeadLetterQueueSourceArn says the audit queue moved it."""
+    world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(activity_event("acme", 9)))
+    (report,) = world["redriver"].run()
+    assert report["result"] == Result.KEPT_UNREADABLE
+    assert _trail(world["stack"]) == []
 
 
 def test_a_message_without_attributes_that_is_no_event_stays(world: dict[str, Any]) -> None:

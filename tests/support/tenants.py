@@ -205,7 +205,21 @@ def event_observer(cloud: RunningCloud, name: str, pattern: dict[str, Any]) -> A
     sqs, events = cloud.client("sqs"), cloud.client("events")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=name, EventBusName=BUS, EventPattern=json.dumps(pattern))
+    rule_arn = events.put_rule(Name=name, EventBusName=BUS, EventPattern=json.dumps(pattern))["RuleArn"]
+    # as on AWS, EventBridge sends only where the queue's policy lets it (for this rule)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
     events.put_targets(Rule=name, EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
     seen: list[dict[str, Any]] = []
 

@@ -5,7 +5,7 @@ to one of the platform's rule targets (the message is the event; its attributes 
 the target, the audit queue among them), what Lambda gave up invoking the audit writer with (the
 message is Lambda's invocation record, the event in ``requestPayload``), and what the audit
 queue moved there after its writers failed on it 50 times (the message is the event, with no
-attributes: SQS's redrive, which only the audit queue's policy names this queue for).
+message attributes but SQS's system attribute ``DeadLetterQueueSourceArn``: the audit queue).
 
 Putting the event on the bus again is no way back: the bus policy lets no one but the platform's
 own functions use the platform's source, and from any other source the writer records it as
@@ -104,12 +104,15 @@ def parked(message: Mapping[str, Any]) -> Parked:
     if not isinstance(body, dict):
         raise UnreadableMessage("the message body is not a JSON object")
     attributes = message.get("MessageAttributes") or {}
+    moved_from = (message.get("Attributes") or {}).get(DEAD_LETTER_SOURCE)
     context = body.get("requestContext")
     if isinstance(context, dict) and isinstance(body.get("requestPayload"), dict):
         kind, target, event = ParkedKind.ASYNC_INVOCATION, context.get("functionArn"), body["requestPayload"]
         error = str(context.get("condition") or "")
-    elif not attributes and _is_event(body):
-        kind, target, event, error = ParkedKind.AUDIT_QUEUE, AUDIT_QUEUE_TARGET, body, "maxReceiveCount"
+    elif not attributes and moved_from and _is_event(body):
+        # SQS's own redrive, which only it can mark with the queue the message came from (a
+        # rule delivering an event here sends the bare event too, but never this attribute)
+        kind, target, event, error = ParkedKind.AUDIT_QUEUE, moved_from, body, "maxReceiveCount"
     else:
         kind, event = ParkedKind.RULE_TARGET, body
         target = (attributes.get("TARGET_ARN") or {}).get("StringValue")
@@ -119,7 +122,7 @@ def parked(message: Mapping[str, Any]) -> Parked:
     return Parked(str(message["MessageId"]), str(message["ReceiptHandle"]), kind, target, event, error)
 
 
-AUDIT_QUEUE_TARGET = "audit-queue"  # stands for the audit queue's ARN in a moved message
+DEAD_LETTER_SOURCE = "DeadLetterQueueSourceArn"  # SQS's system attribute on a moved message
 
 
 def _is_event(body: Mapping[str, Any]) -> bool:
@@ -144,7 +147,6 @@ class PlatformTargets:
                 arn("lambda", f"function:{prefix}-audit-writer"): Target.AUDIT_WRITER,
                 # the audit rules' target: the writer takes its events (handed on directly)
                 arn("sqs", f"{prefix}-audit-events"): Target.AUDIT_WRITER,
-                AUDIT_QUEUE_TARGET: Target.AUDIT_WRITER,
                 arn("states", f"stateMachine:{prefix}-tenant-onboarding"): Target.ONBOARDING,
                 arn("states", f"stateMachine:{prefix}-tenant-offboarding"): Target.OFFBOARDING,
                 arn("sns", f"{prefix}-alerts"): Target.ALERTS,
@@ -205,6 +207,7 @@ class Redriver:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(RECEIVE_BATCH, limit - taken),
                 MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["DeadLetterQueueSourceArn"],  # DEAD_LETTER_SOURCE
                 VisibilityTimeout=HIDE_SECONDS,
                 WaitTimeSeconds=1,
             )

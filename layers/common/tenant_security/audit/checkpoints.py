@@ -19,6 +19,7 @@ The public keys, old ones included, are the JWKS of ``GET /.well-known/audit-key
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 ALGORITHM: Final = "ECDSA_SHA_256"
 ORIGIN_PREFIX: Final = "dcisionai-tenant-security/audit/"
 _SIGNED_FIELDS = ("tenant_id", "tree_size", "root_hash", "timestamp", "hash")
+_TREE_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 PUBLIC_FIELDS = ("tenant_id", "tree_size", "root_hash", "timestamp", "key_id", "signature", "signed")
 
 
@@ -56,7 +58,10 @@ def parse_signed(text: str) -> dict[str, Any] | None:
     lines = text.split("\n")
     if len(lines) != 6 or lines[5] != "" or not lines[0].startswith(ORIGIN_PREFIX):
         return None
-    if not lines[1].isdigit() or not lines[3].startswith("timestamp ") or not lines[4].startswith("chain "):
+    # ASCII digits only, no leading zero, at most 20 (str.isdigit() takes "²", which int() refuses)
+    if not _TREE_SIZE.fullmatch(lines[1]) or not lines[3].startswith("timestamp "):
+        return None
+    if not lines[4].startswith("chain "):
         return None
     return {
         "tenant_id": lines[0].removeprefix(ORIGIN_PREFIX),

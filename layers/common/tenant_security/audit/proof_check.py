@@ -301,9 +301,11 @@ def _consistency(
     if not isinstance(given, Mapping):
         return [problem(ProblemKind.MALFORMED_BUNDLE, None, "consistency is not an object")]
     older, found = check_checkpoint(given.get("checkpoint"), jwks, tenant_id)
-    first, second = given.get("first"), given.get("second")
+    first, second, listed = given.get("first"), given.get("second"), given.get("proof")
+    if not isinstance(listed, list):
+        return [*found, problem(ProblemKind.MALFORMED_BUNDLE, None, "the consistency proof is not a list")]
     try:
-        proof = [hash_of(h) for h in given.get("proof") or []]
+        proof = [hash_of(h) for h in listed]
     except ProofError as exc:
         return [*found, problem(ProblemKind.CONSISTENCY_FAILED, None, f"the proof: {exc}")]
     if older is None or stated is None:

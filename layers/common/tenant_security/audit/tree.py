@@ -159,6 +159,10 @@ class AuditIndex:
         ):
             yield from page.get("Items", [])
 
+    def partition(self, tenant_id: str) -> dict[str, dict[str, Any]]:
+        """Every item of the tenant's partition by position, as stored (the verifier's: O(n))."""
+        return {item["position"]["S"]: item for item in self._query(tenant_id, _NODE, _RECORD + "~")}
+
     def stored_nodes(self, tenant_id: str) -> dict[NodeId, bytes]:
         """Every node stored for the tenant, leaves included (the verifier's: O(n) reads)."""
         found = {}
@@ -262,8 +266,13 @@ class TrailProofs:
 
     def stored_bytes(self, tenant_id: str, sequence: int) -> bytes:
         """Record ``sequence``'s stored bytes: what its leaf hashes (404 when there is none)."""
-        entry = self.index.record(tenant_id, sequence) if sequence >= 1 else None
+        entry = self.index.record(tenant_id, sequence) if 1 <= sequence < 10**16 else None
         stored = self.decrypt(tenant_id, entry.body) if entry is not None else None
-        if stored is None:
+        # A body copied to another position (by someone who can write the index) is not served
+        # as that position's: the record says its own sequence and tenant.
+        record = json_object(stored) if stored is not None else None
+        if stored is None or record is None or record.get("sequence") != sequence:
+            raise NotFound(f"no audit record {sequence}")
+        if record.get("tenant_id") != tenant_id:
             raise NotFound(f"no audit record {sequence}")
         return stored

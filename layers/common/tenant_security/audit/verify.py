@@ -37,8 +37,9 @@ from tenant_security.audit.chain import (
     sequence_of_checkpoint_key,
 )
 from tenant_security.audit.checkpoints import Checkpoints
+from tenant_security.audit.index_entries import EntryKey
 from tenant_security.audit.store import ChainHeads, LockedObjects
-from tenant_security.audit.tree import AuditIndex, b64
+from tenant_security.audit.tree import AuditIndex, b64, node_position, record_position
 
 IN_FLIGHT_SECONDS = 60.0
 PROGRESS_EVERY = 100  # records between two progress reports of a long verification
@@ -91,6 +92,7 @@ class ChainVerifier:
         self.decode_lines = decode_lines
         self.bucket_of = bucket_of
         self._objects: dict[str, list[dict[str, Any] | None] | None] = {}
+        self._located: dict[int, tuple[str, int]] = {}
 
     def verify(
         self,
@@ -117,6 +119,7 @@ class ChainVerifier:
         problems = Problems()
         records = self.objects.versions(bucket, RECORD_PREFIX)
         self._objects = {}  # each object read and decrypted once per verification
+        self._located = {}  # where each genuine record is: its object's key and line
         keys_of: dict[int, list[str]] = {}
         for key in sorted(records):
             found_range = record_range(key)
@@ -144,7 +147,10 @@ class ChainVerifier:
             found.sort(
                 key=lambda c: (*self._rank(c[0], c[1], sequence, tenant_id, previous), -c[2]), reverse=True
             )
-            (_key, record, _written), extra = found[0], found[1:]
+            (key, record, _written), extra = found[0], found[1:]
+            located = record_range(key)
+            if located is not None:
+                self._located[sequence] = (key, sequence - located[0])
             for other_key, _other, _ in extra:
                 if in_range:
                     problems.add(sequence, INSERTED, f"{other_key} is a second record for this sequence")
@@ -161,7 +167,7 @@ class ChainVerifier:
             tenant_id, bucket, first, last, genuine, problems, roots
         )
         if first == 1:  # roots are recomputed from the first record
-            self._check_tree(tenant_id, last, genuine, roots, problems)
+            self._check_tree(tenant_id, last, genuine, roots, problems, whole=last == top)
         listed = problems.listed()
         return {
             "tenant_id": tenant_id,
@@ -298,8 +304,10 @@ class ChainVerifier:
         genuine: dict[int, dict[str, Any]],
         roots: dict[int, str],
         problems: Problems,
+        whole: bool,
     ) -> None:
-        """The RFC 9162 tree of records 1..last against the signed roots and the audit index."""
+        """The RFC 9162 tree of records 1..last against the signed roots and the audit index
+        (``whole``: last is the head, so nothing may be stored beyond it)."""
         frontier: merkle.Frontier = []
         expected: dict[merkle.NodeId, bytes] = {}
         for size in range(1, last + 1):
@@ -314,19 +322,62 @@ class ChainVerifier:
             if root != signed_root and not problems.any_up_to(size):
                 message = "the records do not hash to the root this checkpoint signed"
                 problems.add(size, TREE_MISMATCH, message)
-        if self.index is None:
-            return
-        stored = self.index.stored_nodes(tenant_id)
+        if self.index is not None:
+            self._check_index(self.index, tenant_id, last, genuine, expected, problems, whole)
+
+    def _check_index(
+        self,
+        index: AuditIndex,
+        tenant_id: str,
+        last: int,
+        genuine: dict[int, dict[str, Any]],
+        expected: dict[merkle.NodeId, bytes],
+        problems: Problems,
+        whole: bool,
+    ) -> None:
+        """Every item of the audit index against the records: each node's hash, each record
+        copy's body and the attributes its reads go by (what the indexes find it by, its time,
+        where its object is), and no item beyond the records (a planted one)."""
+        items = index.partition(tenant_id)
         for node, value in sorted(expected.items()):
-            if stored.get(node) != value and not problems.any_up_to(node.end):
-                problems.add(
-                    node.end, INDEX_MISMATCH, f"tree node {node.level}/{node.index} differs from the records"
-                )
-        indexed = {entry.sequence: entry for entry in self.index.stored_records(tenant_id, 1, last)}
+            item = items.get(node_position(node)) or {}
+            if bytes(item.get("hash", {}).get("B", b"")) != value and not problems.any_up_to(node.end):
+                detail = f"tree node {node.level}/{node.index} differs from the records"
+                problems.add(node.end, INDEX_MISMATCH, detail)
         for sequence, record in genuine.items():
-            entry = indexed.get(sequence)
             if sequence > last or problems.any_up_to(sequence):
                 continue
-            copy = self.decode_lines(tenant_id, entry.body) if entry is not None else None
+            item = items.get(record_position(sequence)) or {}
+            copy = self.decode_lines(tenant_id, bytes(item["body"]["B"])) if "body" in item else None
             if copy != [record]:
                 problems.add(sequence, INDEX_MISMATCH, "the indexed copy differs from the stored record")
+                continue
+            wanted = {
+                **index.entry_attributes(tenant_id, record),
+                "recorded_at": {"S": record["recorded_at"]},
+            }
+            located = self._located.get(sequence)
+            if located is not None:
+                wanted |= {"object_key": {"S": located[0]}, "line": {"N": str(located[1])}}
+            names = set(wanted) | {str(k) for k in EntryKey}
+            if differing := [n for n in sorted(names) if item.get(n) != wanted.get(n)]:
+                detail = f"the indexed entry's {', '.join(differing)} differ from the record's"
+                problems.add(sequence, INDEX_MISMATCH, detail)
+        if not whole:  # a part of the trail: items beyond it are the rest's
+            return
+        expected_positions = {node_position(n) for n in expected}
+        for position in sorted(set(items) - expected_positions):
+            at = _position_sequence(position)
+            if at is not None and at <= last:
+                continue  # within the trail: judged above, or past a record already named
+            problems.add(at, INDEX_MISMATCH, f"{position} is in the index but not in the trail")
+
+
+def _position_sequence(position: str) -> int | None:
+    """The last sequence an index position concerns (a record's, or a node's last leaf)."""
+    if position.startswith("r#"):
+        return int(position[2:]) if position[2:].isdigit() else None
+    level, _, index = position[2:].partition("#")
+    if not (level.isdigit() and index.isdigit()):
+        return None
+    return merkle.NodeId(int(level), int(index)).end
