@@ -81,3 +81,31 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     return fr == first_hash and sr == second_hash and sn == 0
+
+
+def signature_holds(key: object, checkpoint: dict[str, object]) -> bool:
+    """A checkpoint's ECDSA P-256 / SHA-256 signature over its exact ``signed`` text, with ``key``
+    (a cryptography public key, however the test came by it: KMS, or the JWKS)."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    try:
+        key.verify(
+            base64.b64decode(str(checkpoint["signature"])),
+            str(checkpoint["signed"]).encode(),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def decoded(values: Sequence[str]) -> list[bytes]:
+    """Hashes as the API gives them (base64) as bytes."""
+    import base64
+
+    return [base64.b64decode(v) for v in values]
