@@ -18,10 +18,12 @@ from tenant_security import aws, crypto
 from tenant_security.audit.batches import MAX_BATCH_EVENTS
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
+from tenant_security.audit.objects import LockedObjects
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
-from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.store import ChainHeads
 from tenant_security.audit.tree import AuditIndex
 from tenant_security.audit.writer import AuditWriter
+from tenant_security.identity.tokens import PublicKeys
 from tenant_security.tenant_directory import TenantDirectory
 from tenant_security.tenants import TenantStore
 from tests.support.audit import activity_event
@@ -82,7 +84,7 @@ def writer_env(platform_cloud: RunningCloud) -> Iterator[tuple[AuditWriter, Call
         RecordCipher(settings.audit_key_arn, settings.account_id, settings.partition),
         TenantDirectory(TenantStore(aws.dynamodb(), settings.tenants_table)),
         PiiProtector(keys),
-        Checkpoints(aws.kms(), settings.audit_checkpoint_key_id, objects),
+        Checkpoints(aws.kms(), PublicKeys(aws.kms(), settings.audit_checkpoint_key_ids), objects),
         AuditIndex(aws.dynamodb(), settings.audit_index_table),
     )
     yield writer, counter

@@ -122,10 +122,11 @@ _transaction = threading.local()
 class _TransactionSnapshots:
     """Stands in for the ``copy`` module inside moto's DynamoDB backend.
 
-    moto deep-copies every table a transaction touches (to roll back on failure), so one
-    transaction costs time in proportion to the whole table -- the audit chain's heads table
-    made each append slower than the last. Writes are serialised (above), so a snapshot needs
-    only the items the transaction names; every other item is shared, unchanged.
+    moto deep-copies every table a transaction touches, once per item it names (to roll back on
+    failure), so one transaction costs time in proportion to the tables -- the audit index made
+    each append slower than the last, as no DynamoDB is. Writes are serialised (above), so during
+    a transaction a "copy" of a table is the table itself, and :func:`cheap_transaction_snapshots`
+    keeps the items the transaction names, to put them back if it fails.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -133,25 +134,49 @@ class _TransactionSnapshots:
 
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
-        targets = getattr(_transaction, "targets", None)
         table_class = _moto_class("moto.dynamodb.models.table", "Table")
-        if targets is None or not isinstance(value, table_class):
-            return copy.deepcopy(value, memo)
-        dynamo_type = _moto_class("moto.dynamodb.models.dynamo_type", "DynamoType")
-        clone = copy.copy(value)
-        ranged = bool(value.range_key_attr)
-        clone.items = type(value.items)(dict, {h: (dict(v) if ranged else v) for h, v in value.items.items()})
-        for key in targets.get(value.name, []):
-            if value.hash_key_attr not in key:
-                continue
-            hash_value = dynamo_type(key[value.hash_key_attr])
-            if ranged and value.range_key_attr in key:
-                range_value = dynamo_type(key[value.range_key_attr])
-                if range_value in value.items.get(hash_value, {}):
-                    clone.items[hash_value][range_value] = copy.deepcopy(value.items[hash_value][range_value])
-            elif not ranged and hash_value in value.items:
-                clone.items[hash_value] = copy.deepcopy(value.items[hash_value])
-        return clone
+        if getattr(_transaction, "active", False) and isinstance(value, table_class):
+            return value  # rolled back item by item (cheap_transaction_snapshots)
+        return copy.deepcopy(value, memo)
+
+
+def _item_slot(backend: Any, table_name: str, key: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """Where a transaction item lives in moto's table: (table, hash value, range value or None)."""
+    table = backend.tables.get(table_name)
+    if table is None or table.hash_key_attr not in key:
+        return None
+    dynamo_type = _moto_class("moto.dynamodb.models.dynamo_type", "DynamoType")
+    hash_value = dynamo_type(key[table.hash_key_attr])
+    if not table.range_key_attr:
+        return table, hash_value, None
+    if table.range_key_attr not in key:
+        return None
+    return table, hash_value, dynamo_type(key[table.range_key_attr])
+
+
+def _stored(slot: tuple[Any, Any, Any]) -> Any:
+    table, hash_value, range_value = slot
+    if range_value is None:
+        return table.items.get(hash_value)
+    partition = table.items.get(hash_value)
+    return None if partition is None else partition.get(range_value)
+
+
+def _restore(slot: tuple[Any, Any, Any], before: Any) -> None:
+    table, hash_value, range_value = slot
+    if range_value is None:
+        if before is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = before
+        return
+    partition = table.items.get(hash_value)
+    if before is not None:
+        table.items[hash_value][range_value] = before
+    elif partition is not None:
+        partition.pop(range_value, None)
+        if not partition:
+            table.items.pop(hash_value, None)
 
 
 _DEAD_LETTER_SOURCE = "DeadLetterQueueSourceArn"
@@ -203,7 +228,9 @@ def dead_letter_source_arns() -> None:
 
 
 def cheap_transaction_snapshots() -> None:
-    """Let moto's transactions snapshot only the items they write (idempotent)."""
+    """Let moto's transactions keep only the items they name to roll back, not copies of whole
+    tables (idempotent). All or nothing, as before: a failed transaction leaves every item it
+    named as it was."""
     models = importlib.import_module("moto.dynamodb.models")
     backend = models.DynamoDBBackend
     original = backend.transact_write_items
@@ -211,21 +238,59 @@ def cheap_transaction_snapshots() -> None:
         return
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
-        targets: dict[str, list[dict[str, Any]]] = {}
+        before: list[tuple[tuple[Any, Any, Any], Any]] = []
         for item in transact_items:
             _, op = next(iter(item.items()))
-            key = op.get("Key") or op.get("Item")
-            if op.get("TableName") and key:
-                targets.setdefault(op["TableName"], []).append(key)
-        _transaction.targets = targets
+            slot = _item_slot(self, op.get("TableName", ""), op.get("Key") or op.get("Item") or {})
+            if slot is not None:
+                before.append((slot, copy.deepcopy(_stored(slot))))
+        _transaction.active = True
         try:
             return original(self, transact_items)
+        except Exception:
+            for slot, item in reversed(before):
+                _restore(slot, item)
+            raise
         finally:
-            _transaction.targets = None
+            _transaction.active = False
 
     transact_write_items._localcloud = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items
     models.copy = _TransactionSnapshots()  # type: ignore[attr-defined]
+
+
+_PARSED_CONDITIONS_KEPT = 256
+
+
+def cached_condition_parses() -> None:
+    """moto parses a condition expression anew for every item it checks, twice for a
+    transaction's (a batch append's claims are 18 ``attribute_not_exists(tenant_id)``): the
+    parse of an expression that names no value is kept (idempotent). What it evaluates to is
+    unchanged -- an expression without values parses to the same tree every time."""
+    comparisons = importlib.import_module("moto.dynamodb.comparisons")
+    original = comparisons.get_filter_expression
+    if getattr(original, "_localcloud", False):
+        return
+    parsed: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+    lock = threading.Lock()
+
+    def get_filter_expression(expr: Any, names: Any, values: Any) -> Any:
+        if not isinstance(expr, str) or values:
+            return original(expr, names, values)
+        key = (expr, tuple(sorted((names or {}).items())))
+        with lock:
+            found = parsed.get(key)
+        if found is None:
+            found = original(expr, names, values)
+            with lock:
+                if len(parsed) >= _PARSED_CONDITIONS_KEPT:
+                    parsed.clear()
+                parsed[key] = found
+        return found
+
+    get_filter_expression._localcloud = True  # type: ignore[attr-defined]
+    for module in ("moto.dynamodb.comparisons", "moto.dynamodb.models", "moto.dynamodb.models.table"):
+        setattr(importlib.import_module(module), "get_filter_expression", get_filter_expression)  # noqa: B010
 
 
 def _plain_json(value: Any) -> str:
@@ -963,6 +1028,7 @@ def dynamodb_as_aws() -> None:
     """DynamoDB's atomic item writes, cheap transaction snapshots, idempotent transactions."""
     serialize_dynamodb_writes()
     cheap_transaction_snapshots()
+    cached_condition_parses()
     idempotent_transactions()
 
 

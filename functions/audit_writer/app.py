@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_security import aws, services
 from tenant_security.activity import dead_letter_depth
 from tenant_security.audit.inbox import append_messages
+from tenant_security.audit.store import LostBatch
 from tenant_security.observability import logger, metrics, tracer
 
 # template.yaml: the MinuteTick schedule's Input (outbox drained, refusals summarised)
@@ -59,16 +60,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"refusals_summarised": attempts, "outbox_drained": drained}
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         written = services.audit_writer().checkpoint_all()
+        _count_lost(services.audit_writer().take_lost())
         metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))
         _record_dead_letter_depth()
         return {"checkpoints": written}
     if event.get("Records"):  # the audit queue's batch (SQS event source mapping)
         report = append_messages(services.audit_writer(), event["Records"])
         _count(report.appended, report.duplicates, report.forged, report.lags)
+        _count_lost(services.audit_writer().take_lost())
         if report.failed:
             logger.warning("events returned to the queue", extra={"failed": len(report.failed)})
         return report.response()
     appended = services.audit_writer().append(event)  # one event: `tenant-security events redrive`
+    _count_lost(services.audit_writer().take_lost())
     logger.append_keys(tenant_id=appended.tenant_id)
     _count(
         int(not appended.duplicate),
@@ -77,6 +81,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         [str(event["time"])] if event.get("time") and not appended.duplicate else [],
     )
     return {"tenant_id": appended.tenant_id, "sequence": appended.sequence, "duplicate": appended.duplicate}
+
+
+def _count_lost(lost: list[LostBatch]) -> None:
+    """Records a writer gave up (their index entries deleted before their object was written):
+    AuditRecordsLost alarms at the first."""
+    if lost:
+        metrics.add_metric(
+            name="AuditRecordsLost", unit=MetricUnit.Count, value=sum(b.last - b.first + 1 for b in lost)
+        )
 
 
 def _count(appended: int, duplicates: int, forged: int, times: list[str]) -> None:

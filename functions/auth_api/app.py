@@ -17,7 +17,12 @@ from tenant_security.context import current_caller, current_tenant
 from tenant_security.headers import header
 from tenant_security.http import make_resolver
 from tenant_security.idempotency import IdempotencyKey, creation_id
-from tenant_security.identity.client_credentials import TOKEN_PATH, TOKEN_REPLY_HEADERS, api_base_url
+from tenant_security.identity.client_credentials import (
+    TOKEN_PATH,
+    TOKEN_REPLY_HEADERS,
+    api_base_url,
+    server_metadata,
+)
 from tenant_security.models.admin_requests import NewClient, SecretRotation
 from tenant_security.models.replies import (
     AccessToken,
@@ -268,9 +273,7 @@ def authorization_server_metadata() -> Response[Any]:
     return Response(
         status_code=200,
         content_type="application/json",
-        body=services.client_credentials().metadata(
-            settings.token_issuer, api_base_url(app.current_event.raw_event)
-        ),
+        body=server_metadata(settings.token_issuer, api_base_url(app.current_event.raw_event)),
         headers={"Cache-Control": "public, max-age=300"},
     )
 

@@ -13,6 +13,7 @@ import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from tenant_security.identity.client_secrets import SECRET_PATTERN
+from tests.support.clients import new_client, onboarded_admin, token_request
 from tests.support.cloud import RunningCloud, aws_calls_of, from_address
 from tests.support.identity import Identity, new_signed_in_user, seen
 
@@ -33,19 +35,9 @@ def _as(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _new_client(
-    cloud: RunningCloud, admin: Identity, tenant: str, roles: list[str], **extra: Any
-) -> dict[str, Any]:
-    reply = cloud.http(
-        "POST",
-        f"/tenants/{tenant}/clients",
-        json={"name": "billing sync", "roles": roles, **extra},
-        headers=_as(admin.token),
-    )
-    assert reply.status_code == 201, reply.text
-    created = dict(reply.json())
-    seen(created["client_secret"])
-    return created
+_new_client = partial(new_client, name="billing sync")
+# a token request by hand (client_secret_post), for the refusals a library would not send
+_token = partial(token_request, address=SERVICE_ADDRESS)
 
 
 def _service(client: dict[str, Any], method: str) -> OAuth2Session:
@@ -55,29 +47,15 @@ def _service(client: dict[str, Any], method: str) -> OAuth2Session:
     return session
 
 
-def _token(cloud: RunningCloud, client_id: str, secret: str, **form: str) -> requests.Response:
-    """A token request by hand (client_secret_post), for the refusals a library would not send."""
-    return from_address(SERVICE_ADDRESS).post(
-        cloud.api_url + "/oauth2/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, **form},
-        timeout=30,
-    )
-
-
 @pytest.fixture(scope="module")
 def admin(platform_cloud: RunningCloud, platform_admin: Identity) -> Identity:
-    """The tenant-admin of a tenant as onboarding leaves it: its keys with the key policies
-    onboarding gives them (the api-keys key's lets the auth API alone use it; the local cloud
-    enforces it) and its data bucket. tests/e2e/test_onboarding.py checks onboarding makes them."""
-    admin = new_signed_in_user(platform_cloud, platform_admin, TENANT, "tina", ["tenant-admin"])
-    platform_cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
-    return admin
+    return onboarded_admin(platform_cloud, platform_admin, TENANT, "tina")
 
 
 def test_a_service_takes_tokens_with_a_standard_oauth_client_and_calls_the_api(
     platform_cloud: RunningCloud, admin: Identity
 ) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["developer", "viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["developer", "viewer"])
     assert re.fullmatch(SECRET_PATTERN, created["client_secret"])
     assert created["client_id"].startswith(f"{TENANT}_")
     assert created["roles"] == ["developer", "viewer"]
@@ -149,7 +127,7 @@ def _audit_actions(cloud: RunningCloud, admin: Identity, client_id: str) -> set[
 
 
 def test_token_errors_are_rfc_6749s(platform_cloud: RunningCloud, admin: Identity) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
     client_id, secret = created["client_id"], created["client_secret"]
     url = platform_cloud.api_url + "/oauth2/token"
     caller = from_address(SERVICE_ADDRESS)
@@ -205,8 +183,8 @@ def test_the_attack_matrix_of_client_tokens(
     platform_cloud: RunningCloud, platform_admin: Identity, admin: Identity
 ) -> None:
     other_admin = new_signed_in_user(platform_cloud, platform_admin, OTHER, "olga", ["tenant-admin"])
-    viewer = _new_client(platform_cloud, admin, TENANT, ["viewer"])
-    admin_client = _new_client(platform_cloud, admin, TENANT, ["tenant-admin"])
+    viewer = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
+    admin_client = _new_client(platform_cloud, admin.headers, TENANT, ["tenant-admin"])
     token = _token(platform_cloud, viewer["client_id"], viewer["client_secret"]).json()["access_token"]
     boss = _token(platform_cloud, admin_client["client_id"], admin_client["client_secret"]).json()[
         "access_token"
@@ -226,7 +204,7 @@ def test_the_attack_matrix_of_client_tokens(
     # a role the client does not hold
     assert status("GET", f"/tenants/{TENANT}/users", token) == 403
     # another tenant's client id in the path: not found, nothing deleted
-    other_client = _new_client(platform_cloud, other_admin, OTHER, ["viewer"])
+    other_client = _new_client(platform_cloud, other_admin.headers, OTHER, ["viewer"])
     assert status("DELETE", f"/tenants/{TENANT}/clients/{other_client['client_id']}", admin.token) == 404
     # a machine never mints machine credentials, nor has sessions
     assert status("POST", f"/tenants/{TENANT}/clients", boss, json={"name": "x", "roles": ["viewer"]}) == 403
@@ -266,7 +244,7 @@ GRACE = 12
 def test_a_rotated_away_secret_works_for_its_grace_period_only_and_rotations_race(
     platform_cloud: RunningCloud, admin: Identity
 ) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
     client_id, old = created["client_id"], created["client_secret"]
     path = f"/tenants/{TENANT}/clients/{client_id}/secret"
 
@@ -308,7 +286,7 @@ def test_a_rotated_away_secret_works_for_its_grace_period_only_and_rotations_rac
 def test_a_warm_token_request_makes_no_kms_call_but_its_signature(
     platform_cloud: RunningCloud, admin: Identity
 ) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
     assert _token(platform_cloud, created["client_id"], created["client_secret"]).status_code == 200  # warm
     before = aws_calls_of(platform_cloud, "AuthApiFunction")
     for _ in range(5):
@@ -324,7 +302,7 @@ def test_a_warm_token_request_makes_no_kms_call_but_its_signature(
 
 
 def test_no_client_secret_is_in_any_table_or_log(platform_cloud: RunningCloud, admin: Identity) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
     assert _token(platform_cloud, created["client_id"], created["client_secret"]).status_code == 200
     secret = created["client_secret"]
     body = secret[len("tsk_") : len("tsk_") + 43]
@@ -343,7 +321,7 @@ def test_no_client_secret_is_in_any_table_or_log(platform_cloud: RunningCloud, a
 def test_machine_access_turned_off_and_a_suspended_tenant(
     platform_cloud: RunningCloud, platform_admin: Identity, admin: Identity
 ) -> None:
-    created = _new_client(platform_cloud, admin, TENANT, ["viewer"])
+    created = _new_client(platform_cloud, admin.headers, TENANT, ["viewer"])
     token = _token(platform_cloud, created["client_id"], created["client_secret"]).json()["access_token"]
     seen(token)
     caller = from_address(SERVICE_ADDRESS)

@@ -131,7 +131,7 @@ def test_an_auditor_checks_checkpoints_records_and_proofs_with_rfc_9162(platform
         size, newer["tree_size"], _b(consistency["proof"]), root, base64.b64decode(newer["root_hash"])
     )
     verify = _get(platform_cloud, f"/tenants/{tenant}/audit/verify", auditor).json()
-    assert verify["status"] == "VALID", verify
+    assert verify["status"] == "VALID", verify["problems"][:10]
 
 
 def test_proofs_refuse_other_tenants_other_roles_and_bad_input(platform_cloud: RunningCloud) -> None:

@@ -13,11 +13,11 @@ failing tests (see the red-team report), which pass since the fixes.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import pytest
-import requests
 
+from tests.support.clients import new_client, token_request
 from tests.support.cloud import RunningCloud, from_address
 from tests.support.identity import Identity, mint_token, seed_tenant, seen
 
@@ -36,27 +36,16 @@ def tenant(platform_cloud: RunningCloud) -> str:
     return TENANT
 
 
-def _token(cloud: RunningCloud, client_id: str, secret: str) -> requests.Response:
-    return from_address(ADDRESS).post(
-        cloud.api_url + "/oauth2/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-        timeout=30,
-    )
+_token = partial(token_request, address=ADDRESS)
 
 
 def test_a_platform_tenant_admin_cannot_rotate_a_platform_admin_client(
     platform_cloud: RunningCloud, platform_admin: Identity, tenant: str
 ) -> None:
     platform = platform_cloud.info["platform_tenant"]
-    made = platform_cloud.http(
-        "POST",
-        f"/tenants/{platform}/clients",
-        json={"name": "fleet automation", "roles": ["platform-admin"]},
-        headers=platform_admin.headers,
+    created = new_client(
+        platform_cloud, platform_admin.headers, platform, ["platform-admin"], name="fleet automation"
     )
-    assert made.status_code == 201, made.text
-    created: dict[str, Any] = made.json()
-    seen(created["client_secret"])
     deputy = mint_token(platform_cloud, platform, "rt19-deputy", ["tenant-admin"])
     # the deputy may not make a platform client...
     own = platform_cloud.http(
@@ -110,19 +99,12 @@ def test_gdpr_erasure_leaves_no_name_on_the_clients_the_user_made(
         assert created_user.status_code == 201, created_user.text
         seen(created_user.json()["temporary_password"])
     gina = mint_token(platform_cloud, tenant, "rt19-gina", ["tenant-admin"])
-    made = platform_cloud.http(
-        "POST",
-        f"/tenants/{tenant}/clients",
-        json={"name": "gina sync", "roles": ["viewer"]},
-        headers=_as(gina),
-    )
-    assert made.status_code == 201, made.text
-    seen(made.json()["client_secret"])
+    made = new_client(platform_cloud, _as(gina), tenant, ["viewer"], name="gina sync")
     erased = platform_cloud.http("DELETE", f"/tenants/{tenant}/gdpr/subjects/rt19-gina", headers=_as(boss))
     assert erased.status_code == 200, erased.text
     listed = platform_cloud.http("GET", f"/tenants/{tenant}/clients", headers=_as(boss))
     assert listed.status_code == 200, listed.text
-    (mine,) = [c for c in listed.json()["items"] if c["client_id"] == made.json()["client_id"]]
+    (mine,) = [c for c in listed.json()["items"] if c["client_id"] == made["client_id"]]
     assert "created_by" not in mine, "who made a client is the trail's, not the client's"
     assert "rt19-gina" not in str(mine), "the erased subject's name lives on in the clients table"
 
@@ -141,15 +123,10 @@ def test_held_the_partitions_own_items_and_forwarded_addresses(
             "POST", f"/tenants/{tenant}/clients/{name}/secret", json={}, headers=_as(boss)
         )
         assert rotated.status_code in (400, 404), f"{name}: {rotated.status_code} {rotated.text[:200]}"
-    pinned = platform_cloud.http(
-        "POST",
-        f"/tenants/{tenant}/clients",
-        json={"name": "pinned", "roles": ["viewer"], "ip_whitelist": ["127.0.0.97/32"]},
-        headers=_as(boss),
+    # made: the count and the key still work
+    created = new_client(
+        platform_cloud, _as(boss), tenant, ["viewer"], name="pinned", ip_whitelist=["127.0.0.97/32"]
     )
-    assert pinned.status_code == 201, pinned.text  # the count and the key still work
-    created = pinned.json()
-    seen(created["client_secret"])
     elsewhere = from_address("127.0.0.96").post(
         platform_cloud.api_url + "/oauth2/token",
         data={

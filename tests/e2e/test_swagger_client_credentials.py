@@ -14,33 +14,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.e2e.test_browser import _screenshot, browser, page  # noqa: F401 - the browser fixtures
+from tests.support.clients import new_client, onboarded_admin
 from tests.support.cloud import RunningCloud
-from tests.support.identity import Identity, new_signed_in_user, seen
+from tests.support.identity import Identity, seen
 
 TENANT = "swag-mach"
 FILES_OPERATION = "#operations-data-list_files_tenants__tenant_id__files_get"
-
-
-def _onboarded_admin(cloud: RunningCloud, platform_admin: Identity) -> Identity:
-    """The tenant-admin of a tenant as onboarding leaves it (its keys with their key policies,
-    the api-keys key among them) and its data bucket, which the files listing reads."""
-    admin = new_signed_in_user(cloud, platform_admin, TENANT, "sally", ["tenant-admin"])
-    cloud.client("s3").create_bucket(Bucket=f"dcisionai-10ca1000-tenant-{TENANT}-data")
-    return admin
-
-
-def _api_client(cloud: RunningCloud, admin: Identity) -> dict[str, Any]:
-    """A viewer API client, made by the tenant's admin over HTTP."""
-    reply = cloud.http(
-        "POST",
-        f"/tenants/{TENANT}/clients",
-        json={"name": "swagger", "roles": ["viewer"]},
-        headers=admin.headers,
-    )
-    assert reply.status_code == 201, reply.text
-    created = dict(reply.json())
-    seen(created["client_secret"])
-    return created
 
 
 def test_swagger_ui_authorizes_with_client_credentials_and_calls_the_api(
@@ -48,8 +27,8 @@ def test_swagger_ui_authorizes_with_client_credentials_and_calls_the_api(
     platform_admin: Identity,
     page: Any,  # noqa: F811 - the fixture imported above
 ) -> None:
-    admin = _onboarded_admin(platform_cloud, platform_admin)
-    client = _api_client(platform_cloud, admin)
+    admin = onboarded_admin(platform_cloud, platform_admin, TENANT, "sally")
+    client = new_client(platform_cloud, admin.headers, TENANT, ["viewer"], name="swagger")
     document = platform_cloud.http("GET", "/openapi.json").json()
     assert document["paths"]["/tenants/{tenant_id}/files"]["get"]["security"] == [
         {"bearerToken": []},

@@ -19,18 +19,14 @@ from tenant_security.audit.chain import json_object
 from tenant_security.audit.cipher import record_context
 from tenant_security.audit.writer import Appended
 from tests.support import rfc9162
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 EVERY = 10
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=EVERY)
-        built.add_tenant("acme")
-        built.add_tenant("beta")
+    with mocked_audit_stack(monkeypatch, EVERY, "acme", "beta") as built:
         yield built
 
 
@@ -38,33 +34,18 @@ def _events(tenant: str, numbers: range) -> list[dict[str, Any]]:
     return [activity_event(tenant, n, user=f"user{n % 4}") for n in numbers]
 
 
-def _objects(stack: AuditStack, tenant: str = "acme") -> list[str]:
-    listed = stack.s3.list_objects_v2(Bucket=stack.settings.audit_bucket(tenant), Prefix="audit/")
-    return sorted(o["Key"] for o in listed.get("Contents", []))
-
-
-def _stored(stack: AuditStack, n: int, tenant: str = "acme") -> list[bytes]:
-    return [stack.proofs().stored_bytes(tenant, s) for s in range(1, n + 1)]
-
-
-def _valid(stack: AuditStack, tenant: str = "acme") -> dict[str, Any]:
-    report = stack.verifier().verify(tenant)
-    assert report["status"] == "VALID", report["problems"][:5]
-    return report
-
-
 def test_a_batch_is_one_object_per_chain_and_batch_and_every_event_once(stack: AuditStack) -> None:
     events = _events("acme", range(40)) + _events("beta", range(5))
     outcomes = stack.writer().append_all(events)
     assert all(isinstance(o, Appended) and not o.duplicate for o in outcomes), outcomes
     assert [o.sequence for o in outcomes[:40]] == list(range(1, 41))  # type: ignore[union-attr]
-    keys = _objects(stack)
+    keys = stack.object_keys("acme")
     sizes = [int(k[-21:-5]) - int(k[-38:-22]) + 1 if "-" in k.rsplit("/", 1)[1] else 1 for k in keys]
-    assert sizes == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 40 - 2 * MAX_BATCH_EVENTS]
-    assert len(_objects(stack, "beta")) == 1
-    stored = _stored(stack, 40)
+    assert sizes == [MAX_BATCH_EVENTS, 40 - MAX_BATCH_EVENTS]
+    assert len(stack.object_keys("beta")) == 1
+    stored = stack.stored("acme", 40)
     assert [json_object(b)["sequence"] for b in stored] == list(range(1, 41))  # type: ignore[index]
-    assert _valid(stack)["checked"] == 40
+    assert stack.valid("acme")["checked"] == 40
     # checkpoints: at the end of each batch that passed a multiple of EVERY
     checkpoint = stack.proofs().checkpoint("acme")
     assert checkpoint["tree_size"] == 40
@@ -107,7 +88,7 @@ def test_a_writer_whose_known_head_another_writer_moved_reads_it_again(stack: Au
     outcomes = first.append_all(_events("acme", range(5, 7)))
     assert [o.sequence for o in outcomes] == [6, 7]  # type: ignore[union-attr]
     assert stack.heads.get("acme").sequence == 7
-    _valid(stack)
+    stack.valid("acme")
 
 
 def test_duplicates_inside_and_across_batches_append_nothing(stack: AuditStack) -> None:
@@ -118,7 +99,7 @@ def test_duplicates_inside_and_across_batches_append_nothing(stack: AuditStack) 
     outcomes = writer.append_all([second, third, first])
     assert [(o.sequence, o.duplicate) for o in outcomes] == [(2, True), (3, False), (1, True)]  # type: ignore[union-attr]
     assert stack.heads.get("acme").sequence == 3
-    _valid(stack)
+    stack.valid("acme")
 
 
 @pytest.mark.parametrize("duplicates_first", [True, False], ids=["retried", "fresh"])
@@ -131,16 +112,16 @@ def test_a_crash_after_the_head_is_completed_by_the_retry_with_no_gap(
     crashed = writer.append_all(_events("acme", range(2, 12)))
     assert all(isinstance(o, RuntimeError) for o in crashed)
     assert stack.heads.get("acme").sequence == 12  # claimed ...
-    assert len(_objects(stack)) == 1  # ... its object not written: the writer "died"
+    assert len(stack.object_keys("acme")) == 1  # ... its object not written: the writer "died"
     stack.faults.clear()
     again = stack.writer()  # a new execution environment
     if duplicates_first:  # the delivery retried: every event is a duplicate, the object completed
         outcomes = again.append_all(_events("acme", range(2, 12)))
         assert all(o.duplicate for o in outcomes)  # type: ignore[union-attr]
     again.append_all(_events("acme", range(12, 15)))  # the tenant's next batch completes it too
-    assert len(_objects(stack)) == 3
+    assert len(stack.object_keys("acme")) == 3
     assert stack.heads.get("acme").sequence == 15
-    _valid(stack)
+    stack.valid("acme")
 
 
 def test_parallel_batches_of_one_chain_never_fork_skip_or_repeat(stack: AuditStack) -> None:
@@ -159,12 +140,12 @@ def test_parallel_batches_of_one_chain_never_fork_skip_or_repeat(stack: AuditSta
     for thread in threads:
         thread.join()
     assert not errors
-    stored = _stored(stack, 180)
+    stored = stack.stored("acme", 180)
     records = [json_object(b) for b in stored]
     assert sorted(r["event_id"] for r in records) == sorted(  # type: ignore[index]
         f"acme-{1000 * t + n}" for t in range(6) for n in range(30)
     )
-    _valid(stack)
+    stack.valid("acme")
     assert base64.b64decode(stack.proofs().checkpoint("acme")["root_hash"]) == rfc9162.mth(
         stored[: stack.proofs().checkpoint("acme")["tree_size"]]
     )
@@ -177,15 +158,15 @@ def test_times_follow_the_sequence_whatever_the_writers_clock_says(stack: AuditS
     writer.clock = lambda: next(moments)
     for start in (0, 2, 4):  # the second batch's writer clock is an hour behind the first's
         writer.append_all(_events("acme", range(start, start + 2)))
-    times = [json_object(b)["recorded_at"] for b in _stored(stack, 6)]  # type: ignore[index]
+    times = [json_object(b)["recorded_at"] for b in stack.stored("acme", 6)]  # type: ignore[index]
     assert times == [noon.isoformat()] * 4 + [(noon + timedelta(hours=1)).isoformat()] * 2
-    _valid(stack)
+    stack.valid("acme")
 
 
 def test_a_batch_object_edited_or_hidden_is_named_for_each_of_its_records(stack: AuditStack) -> None:
     stack.writer().append_all(_events("acme", range(6)))
     stack.writer().append_all(_events("acme", range(6, 9)))
-    first, second = _objects(stack)
+    first, second = stack.object_keys("acme")
     bucket = stack.settings.audit_bucket("acme")
     # a new version of the second object, one record changed, validly encrypted
     records = [json_object(stack.proofs().stored_bytes("acme", s)) for s in (7, 8, 9)]
@@ -209,8 +190,8 @@ def test_a_batch_object_edited_or_hidden_is_named_for_each_of_its_records(stack:
 def test_an_object_with_more_records_than_its_key_names_is_named(stack: AuditStack) -> None:
     stack.writer().append_all(_events("acme", range(3)))
     bucket = stack.settings.audit_bucket("acme")
-    (key,) = _objects(stack)
-    stored = _stored(stack, 3)
+    (key,) = stack.object_keys("acme")
+    stored = stack.stored("acme", 3)
     extra = key.replace("-0000000000000003.json", "-0000000000000004.json")
     body = b"\n".join([*stored, stored[0]])
     stack.s3.put_object(
@@ -227,9 +208,25 @@ def test_an_object_with_more_records_than_its_key_names_is_named(stack: AuditSta
 
 def test_an_erasure_changes_no_leaf_of_a_batch(stack: AuditStack) -> None:
     stack.writer().append_all(_events("acme", range(EVERY)))
-    before = _stored(stack, EVERY)
+    before = stack.stored("acme", EVERY)
     assert stack.keys.erase("acme", "user2")
-    assert _stored(stack, EVERY) == before
+    assert stack.stored("acme", EVERY) == before
     root = base64.b64decode(stack.proofs().checkpoint("acme")["root_hash"])
     assert rfc9162.mth(before) == root
-    _valid(stack)
+    stack.valid("acme")
+
+
+def test_a_batch_the_tree_leaves_too_little_room_for_goes_in_two_transactions(
+    stack: AuditStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction of 50 items: 32 records need 97, so the batch goes as 16 and 16, each
+    event once, two objects, the tree and the chain whole."""
+    from tenant_security.audit import batches
+
+    monkeypatch.setattr(batches, "MAX_TRANSACTION_ITEMS", 50)
+    outcomes = stack.writer().append_all(_events("acme", range(MAX_BATCH_EVENTS)))
+    assert [o.sequence for o in outcomes] == list(range(1, MAX_BATCH_EVENTS + 1))  # type: ignore[union-attr]
+    assert len(stack.object_keys("acme")) == 2
+    stored = stack.stored("acme", MAX_BATCH_EVENTS)
+    assert base64.b64decode(stack.proofs().checkpoint("acme")["root_hash"]) == rfc9162.mth(stored)
+    stack.valid("acme")

@@ -17,18 +17,14 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from tenant_security.audit.chain import checkpoint_key, json_object
 from tenant_security.errors import NotFound, ValidationFailed
 from tests.support import rfc9162
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 EVERY = 8
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=EVERY)
-        built.add_tenant("acme")
-        built.add_tenant("beta")
+    with mocked_audit_stack(monkeypatch, EVERY, "acme", "beta") as built:
         yield built
 
 
@@ -36,11 +32,6 @@ def _fill(stack: AuditStack, n: int, tenant: str = "acme", start: int = 0) -> No
     writer = stack.writer()
     for i in range(start, start + n):
         writer.append(activity_event(tenant, i, user=f"user{i % 3}", source_ip=f"10.0.0.{i % 250}"))
-
-
-def _stored(stack: AuditStack, n: int, tenant: str = "acme") -> list[bytes]:
-    proofs = stack.proofs()
-    return [proofs.stored_bytes(tenant, sequence) for sequence in range(1, n + 1)]
 
 
 def _checkpoints(stack: AuditStack, tenant: str = "acme") -> list[dict[str, Any]]:
@@ -64,7 +55,7 @@ _b = rfc9162.decoded
 
 def test_each_checkpoint_signs_the_rfc_9162_root_of_the_stored_bytes(stack: AuditStack) -> None:
     _fill(stack, 3 * EVERY + 3)
-    stored = _stored(stack, 3 * EVERY + 3)
+    stored = stack.stored("acme", 3 * EVERY + 3)
     # a record's stored bytes are the JSON the API serves: the record itself, PII protected
     assert all(json_object(b) is not None for b in stored)
     checkpoints = _checkpoints(stack)
@@ -110,7 +101,7 @@ def test_a_checkpoint_whose_text_or_fields_were_changed_does_not_verify(stack: A
 def test_every_inclusion_proof_verifies_against_a_checkpoint(stack: AuditStack) -> None:
     size = 2 * EVERY + 5
     _fill(stack, size)
-    stored = _stored(stack, size)
+    stored = stack.stored("acme", size)
     for checkpoint in _checkpoints(stack):
         tree_size, root = checkpoint["tree_size"], base64.b64decode(checkpoint["root_hash"])
         for sequence in range(1, tree_size + 1):
@@ -148,9 +139,9 @@ def test_consistency_between_every_pair_of_checkpoints(stack: AuditStack) -> Non
 
 def test_an_erasure_changes_no_leaf_and_every_proof_still_verifies(stack: AuditStack) -> None:
     _fill(stack, EVERY)
-    before = _stored(stack, EVERY)
+    before = stack.stored("acme", EVERY)
     assert stack.keys.erase("acme", "user1")
-    after = _stored(stack, EVERY)
+    after = stack.stored("acme", EVERY)
     assert after == before  # the subject's names were ciphertext: nothing stored changed
     assert b"user1" not in b"".join(after)
     checkpoint = _checkpoints(stack)[0]
@@ -178,7 +169,7 @@ def test_parallel_writers_build_one_tree_in_sequence_order(stack: AuditStack) ->
     for thread in threads:
         thread.join()
     assert not errors
-    stored = _stored(stack, 36)
+    stored = stack.stored("acme", 36)
     assert sorted(json_object(b)["sequence"] for b in stored) == list(range(1, 37))  # type: ignore[index]
     proof = stack.proofs().consistency("acme", EVERY, 36)
     first_root = base64.b64decode(_checkpoints(stack)[0]["root_hash"])
@@ -194,7 +185,7 @@ def test_a_crash_after_the_head_leaves_the_tree_whole(stack: AuditStack) -> None
     stack.faults.clear()
     stack.writer().append(activity_event("acme", 2))  # the retry: a duplicate, completed
     stack.writer().append(activity_event("acme", 3))
-    stored = _stored(stack, 3)
+    stored = stack.stored("acme", 3)
     proof = stack.proofs().inclusion("acme", 2, 3)
     leaf = hashlib.sha256(b"\x00" + stored[1]).digest()
     assert rfc9162.verify_inclusion(1, 3, leaf, _b(proof["audit_path"]), rfc9162.mth(stored))
@@ -237,13 +228,9 @@ def test_no_checkpoint_yet_is_a_404(stack: AuditStack) -> None:
 # ---------------------------------------------------------------------- the verifier's new kinds
 
 
-def _kinds(stack: AuditStack) -> list[tuple[int | None, str]]:
-    return [(p["sequence"], p["kind"]) for p in stack.verifier().verify("acme")["problems"]]
-
-
 def test_a_changed_tree_node_in_the_index_is_named(stack: AuditStack) -> None:
     _fill(stack, EVERY)
-    assert _kinds(stack) == []
+    assert stack.problems("acme") == []
     # someone with write access to the index table replaces the node over records 5..8
     stack.ddb.put_item(
         TableName=stack.settings.audit_index_table,
@@ -253,7 +240,7 @@ def test_a_changed_tree_node_in_the_index_is_named(stack: AuditStack) -> None:
             "hash": {"B": b"\0" * 32},
         },
     )
-    assert _kinds(stack) == [(8, "index_mismatch")]
+    assert stack.problems("acme") == [(8, "index_mismatch")]
 
 
 def test_a_swapped_record_copy_in_the_index_is_named(stack: AuditStack) -> None:
@@ -266,7 +253,7 @@ def test_a_swapped_record_copy_in_the_index_is_named(stack: AuditStack) -> None:
         UpdateExpression="SET body = :b",
         ExpressionAttributeValues={":b": {"B": other.body}},
     )
-    assert _kinds(stack) == [(3, "index_mismatch")]
+    assert stack.problems("acme") == [(3, "index_mismatch")]
     with pytest.raises(NotFound):  # record 2's bytes are not served as record 3's
         stack.proofs().stored_bytes("acme", 3)
 
@@ -281,4 +268,4 @@ def test_a_checkpoint_signing_another_root_is_named(stack: AuditStack) -> None:
     stack.checkpoints.write(
         bucket, "acme", EVERY + 1, record["hash"], b"\1" * 32, now, now + timedelta(days=1)
     )
-    assert _kinds(stack) == [(EVERY + 1, "tree_mismatch")]
+    assert stack.problems("acme") == [(EVERY + 1, "tree_mismatch")]

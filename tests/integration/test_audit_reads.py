@@ -18,8 +18,7 @@ from tenant_security.audit.pii import ERASED, REDACTED
 from tenant_security.audit.reader import AuditReader
 from tenant_security.errors import ValidationFailed
 from tenant_security.models.policies import parse_security_policies
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 USERS = ("alice", "bob", "carol")
 ACTIONS = ("files:Read", "files:Write", "users:Create")
@@ -27,11 +26,8 @@ ACTIONS = ("files:Read", "files:Write", "users:Create")
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=1000)
-        built.add_tenant("acme")
-        built.add_tenant("beta")
-        built.add_tenant("open", parse_security_policies({"compliance": {"pii_handling": "none"}}))
+    clear = parse_security_policies({"compliance": {"pii_handling": "none"}})
+    with mocked_audit_stack(monkeypatch, 1000, "acme", "beta", policies={"open": clear}) as built:
         yield built
 
 

@@ -25,21 +25,13 @@ from tenant_security.audit.cipher import record_context
 from tenant_security.audit.pii import ERASED, REDACTED, PiiProtector
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.models.policies import parse_security_policies
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=5)
-        built.add_tenant("acme")
+    with mocked_audit_stack(monkeypatch, 5, "acme") as built:
         yield built
-
-
-def _keys(stack: AuditStack, tenant: str = "acme") -> list[str]:
-    reply = stack.s3.list_objects_v2(Bucket=stack.settings.audit_bucket(tenant), Prefix="audit/")
-    return sorted(o["Key"] for o in reply.get("Contents", []))
 
 
 def _record(stack: AuditStack, key: str, tenant: str = "acme") -> dict[str, Any]:
@@ -53,18 +45,13 @@ def _fill(stack: AuditStack, n: int, tenant: str = "acme") -> list[str]:
     writer = stack.writer()
     for i in range(n):
         writer.append(activity_event(tenant, i))
-    return _keys(stack, tenant)
+    return stack.object_keys(tenant)
 
 
 def _overwrite(stack: AuditStack, key: str, record: dict[str, Any], tenant: str = "acme") -> None:
     """A new version over ``key``, validly encrypted (the attacker may even hold the audit key)."""
     body = crypto.encrypt(canonical(record), stack.settings.audit_key_arn, record_context(tenant))
     stack.s3.put_object(Bucket=stack.settings.audit_bucket(tenant), Key=key, Body=body)
-
-
-def _problems(stack: AuditStack, tenant: str = "acme") -> list[tuple[int | None, str]]:
-    report = stack.verifier().verify(tenant)
-    return [(p["sequence"], p["kind"]) for p in report["problems"]]
 
 
 # ---------------------------------------------------------------------- appending
@@ -114,7 +101,7 @@ def test_duplicate_deliveries_append_one_record(stack: AuditStack) -> None:
     again = [writer.append(activity_event("acme", 1)) for _ in range(3)]
     assert (first.sequence, first.duplicate) == (1, False)
     assert all(a.duplicate and a.sequence == 1 for a in again)
-    assert len(_keys(stack)) == 1
+    assert len(stack.object_keys("acme")) == 1
 
 
 def test_a_crash_between_head_and_object_is_completed_by_the_retry(stack: AuditStack) -> None:
@@ -125,11 +112,11 @@ def test_a_crash_between_head_and_object_is_completed_by_the_retry(stack: AuditS
         writer.append(activity_event("acme", 1))
     head = stack.heads.get("acme")
     assert head.sequence == 2  # sequence 2 is claimed ...
-    assert len(_keys(stack)) == 1  # ... and not yet in S3
+    assert len(stack.object_keys("acme")) == 1  # ... and not yet in S3
     stack.faults.clear()
     retried = writer.append(activity_event("acme", 1))  # EventBridge's retry of the same event
     assert (retried.sequence, retried.duplicate) == (2, True)
-    assert [_record(stack, k)["event_id"] for k in _keys(stack)] == ["acme-0", "acme-1"]
+    assert [_record(stack, k)["event_id"] for k in stack.object_keys("acme")] == ["acme-0", "acme-1"]
     assert stack.verifier().verify("acme")["status"] == "VALID"
 
 
@@ -140,7 +127,7 @@ def test_the_next_event_completes_a_crashed_writers_record_first(stack: AuditSta
         writer.append(activity_event("acme", 0))
     stack.faults.clear()
     assert writer.append(activity_event("acme", 1)).sequence == 2
-    assert [_record(stack, k)["event_id"] for k in _keys(stack)] == ["acme-0", "acme-1"]
+    assert [_record(stack, k)["event_id"] for k in stack.object_keys("acme")] == ["acme-0", "acme-1"]
     assert stack.verifier().verify("acme")["status"] == "VALID"
 
 
@@ -163,7 +150,7 @@ def test_concurrent_writers_never_fork_or_skip(stack: AuditStack) -> None:
         thread.join()
     assert not errors
     for tenant in ("acme", "beta"):
-        records = [_record(stack, k, tenant) for k in _keys(stack, tenant)]
+        records = [_record(stack, k, tenant) for k in stack.object_keys(tenant)]
         assert [r["sequence"] for r in records] == list(range(1, 46))
         assert len({r["event_id"] for r in records}) == 45
         verdict = stack.verifier().verify(tenant)
@@ -174,7 +161,7 @@ def test_events_of_a_tenant_without_a_trail_go_to_the_platform_chain(stack: Audi
     stack.add_tenant("newco", status="PROVISIONING")
     appended = stack.writer().append(activity_event("newco", 1))
     assert appended.tenant_id == "platform"
-    record = _record(stack, _keys(stack, "platform")[0], "platform")
+    record = _record(stack, stack.object_keys("platform")[0], "platform")
     assert record["details"]["about_tenant"] == "newco"
     assert stack.writer().append(activity_event("no-such-tenant", 2)).tenant_id == "platform"
 
@@ -193,21 +180,21 @@ def test_scheduled_checkpoints_cover_chains_that_grew(stack: AuditStack) -> None
 
 def test_an_untouched_chain_is_valid(stack: AuditStack) -> None:
     _fill(stack, 7)
-    assert _problems(stack) == []
+    assert stack.problems("acme") == []
 
 
 def test_a_new_version_with_a_changed_body_is_a_modified_record(stack: AuditStack) -> None:
     keys = _fill(stack, 7)
     record = _record(stack, keys[2])
     _overwrite(stack, keys[2], {**record, "outcome": "denied"})  # hash left as it was
-    assert (3, "modified_record") in _problems(stack)
+    assert (3, "modified_record") in stack.problems("acme")
 
 
 def test_a_rewritten_record_with_a_recomputed_hash_is_still_found(stack: AuditStack) -> None:
     keys = _fill(stack, 7)
     record = _record(stack, keys[3])
     _overwrite(stack, keys[3], seal({**record, "action": "users:Delete"}))
-    problems = _problems(stack)
+    problems = stack.problems("acme")
     assert (4, "modified_record") in problems
     assert {s for s, _ in problems} == {4}
 
@@ -215,7 +202,7 @@ def test_a_rewritten_record_with_a_recomputed_hash_is_still_found(stack: AuditSt
 def test_a_delete_marker_hiding_a_record_is_a_missing_record(stack: AuditStack) -> None:
     keys = _fill(stack, 7)
     stack.s3.delete_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[4])  # allowed: a marker
-    assert _problems(stack) == [(5, "missing_record")]
+    assert stack.problems("acme") == [(5, "missing_record")]
 
 
 def test_a_forged_record_beyond_the_head_is_an_inserted_record(stack: AuditStack) -> None:
@@ -223,7 +210,7 @@ def test_a_forged_record_beyond_the_head_is_an_inserted_record(stack: AuditStack
     last = _record(stack, keys[-1])
     forged = seal({**last, "sequence": 8, "prev_hash": last["hash"], "event_id": "forged"})
     _overwrite(stack, record_key(8, datetime.now(UTC)), forged)
-    assert _problems(stack) == [(8, "inserted_record")]
+    assert stack.problems("acme") == [(8, "inserted_record")]
 
 
 def test_a_forged_second_record_for_a_sequence_is_an_inserted_record(stack: AuditStack) -> None:
@@ -231,7 +218,7 @@ def test_a_forged_second_record_for_a_sequence_is_an_inserted_record(stack: Audi
     genuine = _record(stack, keys[2])
     forged = seal({**genuine, "action": "files:Delete", "event_id": "forged"})
     _overwrite(stack, record_key(3, datetime.now(UTC) - timedelta(days=1)), forged)
-    assert _problems(stack) == [(3, "inserted_record")]
+    assert stack.problems("acme") == [(3, "inserted_record")]
 
 
 def test_swapped_records_are_a_reordering(stack: AuditStack) -> None:
@@ -239,14 +226,14 @@ def test_swapped_records_are_a_reordering(stack: AuditStack) -> None:
     fifth, sixth = _record(stack, keys[4]), _record(stack, keys[5])
     _overwrite(stack, keys[4], sixth)
     _overwrite(stack, keys[5], fifth)
-    problems = _problems(stack)
+    problems = stack.problems("acme")
     assert {(5, "reordering"), (6, "reordering")} <= set(problems)
 
 
 def test_garbage_in_place_of_a_record_is_a_modified_record(stack: AuditStack) -> None:
     keys = _fill(stack, 3)
     stack.s3.put_object(Bucket=stack.settings.audit_bucket("acme"), Key=keys[1], Body=b"not a record")
-    assert (2, "modified_record") in _problems(stack)
+    assert (2, "modified_record") in stack.problems("acme")
 
 
 def test_a_checkpoint_with_a_bad_signature_is_reported(stack: AuditStack) -> None:
@@ -264,7 +251,7 @@ def test_a_checkpoint_with_a_bad_signature_is_reported(stack: AuditStack) -> Non
         }
     )
     stack.s3.put_object(Bucket=bucket, Key=checkpoint_key(5), Body=signed)
-    assert (5, "bad_checkpoint_signature") in _problems(stack)
+    assert (5, "bad_checkpoint_signature") in stack.problems("acme")
 
 
 def test_a_recomputed_chain_does_not_match_its_signed_checkpoint(stack: AuditStack) -> None:
@@ -274,7 +261,7 @@ def test_a_recomputed_chain_does_not_match_its_signed_checkpoint(stack: AuditSta
         record = seal({**_record(stack, key), "prev_hash": previous, "outcome": "failure"})
         _overwrite(stack, key, record)
         previous = record["hash"]
-    problems = _problems(stack)
+    problems = stack.problems("acme")
     assert (5, "modified_record") in problems  # the signed checkpoint (and record 6's link) disagree
 
 
@@ -283,7 +270,7 @@ def test_a_recomputed_chain_does_not_match_its_signed_checkpoint(stack: AuditSta
 
 def test_pii_is_redacted_in_the_record_and_revealed_to_the_reader(stack: AuditStack) -> None:
     stack.writer().append(activity_event("acme", 1, target_user="bob", target_email="bob@example.com"))
-    stored = _record(stack, _keys(stack)[0])
+    stored = _record(stack, stack.object_keys("acme")[0])
     assert (stored["actor"]["user"], stored["source_ip"]) == (REDACTED, REDACTED)
     # each subject keeps a pseudonym: its key id, the same in all its records, nameless once erased
     assert stored["target"] == {"user": REDACTED, "email": REDACTED, "pseudonym": stored["pii"][1]["key_id"]}
@@ -324,7 +311,7 @@ def test_pii_handling_redact_keeps_no_copy_and_none_keeps_the_clear_value(
         tenant_id="acme", name="acme", status="ACTIVE", policies=policies
     )
     stack.writer().append(activity_event("acme", 1))
-    stored = _record(stack, _keys(stack)[0])
+    stored = _record(stack, stack.object_keys("acme")[0])
     assert "pii" not in stored
     assert stored["actor"]["user"] == (REDACTED if mode == "redact" else "alice")
 

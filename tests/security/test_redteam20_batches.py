@@ -12,16 +12,12 @@ import pytest
 
 from tenant_security.audit.inbox import append_messages
 from tenant_security.audit.pii import PiiProtector
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=7)
-        built.add_tenant("acme")
-        built.add_tenant("beta")
+    with mocked_audit_stack(monkeypatch, 7, "acme", "beta") as built:
         yield built
 
 
@@ -32,11 +28,6 @@ def _sqs(event: Any, n: int) -> dict[str, Any]:
 
 def _trail(stack: AuditStack, tenant: str) -> list[dict[str, Any]]:
     return stack.reader().query(tenant, limit=200)["items"]
-
-
-def _valid(stack: AuditStack, tenant: str) -> None:
-    report = stack.verifier().verify(tenant)
-    assert report["status"] == "VALID", report["problems"][:5]
 
 
 def test_a_mixed_batch_fails_only_the_event_that_failed_and_appends_the_rest_once(
@@ -75,14 +66,14 @@ def test_a_mixed_batch_fails_only_the_event_that_failed_and_appends_the_rest_onc
     assert len(platform) == 3  # the forged event and the two unreadable messages, each once
     assert all("forged" in r["action"] or "unreadable" in json.dumps(r).lower() for r in platform)
     for tenant in ("acme", "beta", stack.settings.platform_tenant_id):
-        _valid(stack, tenant)
+        stack.valid(tenant)
     # the retried message alone, once the key is back
     monkeypatch.setattr(PiiProtector, "protect", original)
     again = append_messages(stack.writer(), [_sqs(failing, 102), _sqs(genuine[2], 2)])
     assert again.failed == []
     assert again.duplicates == 1
     assert [r["sequence"] for r in _trail(stack, "acme")] == list(range(1, 7))
-    _valid(stack, "acme")
+    stack.valid("acme")
 
 
 def test_a_crash_then_a_retry_of_another_composition_in_the_same_warm_writer(stack: AuditStack) -> None:
@@ -100,7 +91,7 @@ def test_a_crash_then_a_retry_of_another_composition_in_the_same_warm_writer(sta
     trail = _trail(stack, "acme")
     assert [r["sequence"] for r in trail] == list(range(1, 13))
     assert len({r["event_id"] for r in trail}) == 12
-    _valid(stack, "acme")
+    stack.valid("acme")
 
 
 def test_a_warm_writer_whose_head_another_writer_moved_after_its_crash(stack: AuditStack) -> None:
@@ -113,4 +104,4 @@ def test_a_warm_writer_whose_head_another_writer_moved_after_its_crash(stack: Au
     outcomes = first.append_all([activity_event("acme", n) for n in (2, 8)])  # stale cached head
     assert [o.sequence for o in outcomes] == [3, 9]  # type: ignore[union-attr]
     assert [r["sequence"] for r in _trail(stack, "acme")] == list(range(1, 10))
-    _valid(stack, "acme")
+    stack.valid("acme")

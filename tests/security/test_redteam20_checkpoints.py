@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tenant_security.audit.chain import GENESIS_HASH, canonical, checkpoint_key, seal
 from tenant_security.audit.checkpoints import parse_signed, signed_text
 from tenant_security.audit.proof_check import BUNDLE_FORMAT, ProofError, leaf_of, verify_bundle
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 KEY_ID = "k1"
 ODD_SIZES = ["\u00b2", "\u00b3\u00b9", "9" * 5000]  # isdigit() is True, int() raises
@@ -111,9 +110,7 @@ def test_a_consistency_proof_that_is_not_a_list_is_named_not_a_crash(proof: Any)
 # ---------------------------------------------------------------------- the online verifier
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=4)
-        built.add_tenant("acme")
+    with mocked_audit_stack(monkeypatch, 4, "acme") as built:
         yield built
 
 

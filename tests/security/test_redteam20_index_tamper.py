@@ -15,17 +15,14 @@ from typing import Any
 import pytest
 
 from tenant_security.errors import NotFound
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 TENANT = "acme"
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=1000)
-        built.add_tenant(TENANT)
+    with mocked_audit_stack(monkeypatch, 1000, TENANT) as built:
         yield built
 
 
@@ -40,10 +37,6 @@ def _position(sequence: int) -> dict[str, Any]:
     return {"tenant_id": {"S": TENANT}, "position": {"S": f"r#{sequence:016d}"}}
 
 
-def _kinds(stack: AuditStack) -> list[tuple[int | None, str]]:
-    return [(p["sequence"], p["kind"]) for p in stack.verifier().verify(TENANT)["problems"]]
-
-
 def test_an_entry_stripped_of_its_action_key_hides_the_record_and_is_named(stack: AuditStack) -> None:
     _fill(stack, 5)
     reader = stack.reader()
@@ -53,7 +46,7 @@ def test_an_entry_stripped_of_its_action_key_hides_the_record_and_is_named(stack
         TableName=stack.settings.audit_index_table, Key=_position(3), UpdateExpression="REMOVE action_key"
     )
     hidden = reader.query(TENANT, action="users:Delete")["items"]
-    kinds = _kinds(stack)
+    kinds = stack.problems(TENANT)
     # the filtered read now misses record 3: the verifier must say the index lies
     assert hidden == [], (hidden, kinds)
     assert (3, "index_mismatch") in kinds, (hidden, kinds)
@@ -76,7 +69,7 @@ def test_an_entry_whose_time_key_moved_hides_the_record_from_a_time_range_and_is
         ExpressionAttributeValues={":t": {"S": "0001-01-01T00:00:00+00:00#0000000000000003"}},
     )
     seen = [r["sequence"] for r in reader.query(TENANT, start=start)["items"]]
-    kinds = _kinds(stack)
+    kinds = stack.problems(TENANT)
     assert 3 in seen or (3, "index_mismatch") in kinds, (seen, kinds)
 
 
@@ -90,7 +83,7 @@ def test_an_entry_stripped_of_its_actor_key_hides_the_record_from_the_actor_filt
         TableName=stack.settings.audit_index_table, Key=_position(3), UpdateExpression="REMOVE actor_key"
     )
     seen = [r["sequence"] for r in reader.query(TENANT, actor="alice")["items"]]
-    kinds = _kinds(stack)
+    kinds = stack.problems(TENANT)
     assert 3 in seen or (3, "index_mismatch") in kinds, (seen, kinds)
 
 
@@ -105,9 +98,9 @@ def _plant_copy_of(stack: AuditStack, sequence: int, at: int) -> None:
 
 def test_an_entry_planted_beyond_the_head_is_named_by_the_verifier(stack: AuditStack) -> None:
     _fill(stack, 4)
-    assert _kinds(stack) == []
+    assert stack.problems(TENANT) == []
     _plant_copy_of(stack, 2, at=50)
-    kinds = _kinds(stack)
+    kinds = stack.problems(TENANT)
     assert any(kind == "index_mismatch" for _, kind in kinds), kinds
 
 

@@ -15,16 +15,13 @@ import pytest
 from tenant_security.audit.ocsf import ocsf_lines
 from tenant_security.errors import ValidationFailed
 from tenant_security.models.policies import parse_security_policies
-from tests.support.audit import AuditStack, activity_event, audit_stack
-from tests.support.moto import mocked_aws
+from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
-    with mocked_aws(monkeypatch):
-        built = audit_stack(checkpoint_every=1000)
-        built.add_tenant("acme")
-        built.add_tenant("quiet", parse_security_policies({"compliance": {"pii_handling": "redact"}}))
+    redact = parse_security_policies({"compliance": {"pii_handling": "redact"}})
+    with mocked_audit_stack(monkeypatch, 1000, "acme", policies={"quiet": redact}) as built:
         yield built
 
 

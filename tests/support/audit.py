@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import pytest
 
 from tenant_security import crypto
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.index_entries import entry_attributes
+from tenant_security.audit.objects import LockedObjects
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.reader import AuditReader
-from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.store import ChainHeads
 from tenant_security.audit.tree import AuditIndex, TrailProofs
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.config import Settings
+from tenant_security.identity.tokens import PublicKeys
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.tenants import TenantProfile
-from tests.support.moto import create_table, create_template_table
+from tests.support.moto import create_table, create_template_table, mocked_aws
 from tests.support.settings import deploy_settings_function, local_settings
 
 PREFIX = "tst"
@@ -80,7 +85,8 @@ class AuditStack:
 
     @property
     def checkpoints(self) -> Checkpoints:
-        return Checkpoints(self.kms, self.settings.audit_checkpoint_key_id, self.objects)
+        keys = PublicKeys(self.kms, self.settings.audit_checkpoint_key_ids)
+        return Checkpoints(self.kms, keys, self.objects)
 
     @property
     def keys(self) -> SubjectKeys:
@@ -127,6 +133,27 @@ class AuditStack:
             self.ddb, self.settings.audit_index_table, self.cipher.decode, PiiProtector(keys), keys
         )
 
+    # what the tests look at
+    def object_keys(self, tenant_id: str, prefix: str = "audit/") -> list[str]:
+        """The keys of the tenant's audit bucket under ``prefix``, sorted."""
+        listed = self.s3.list_objects_v2(Bucket=self.settings.audit_bucket(tenant_id), Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+
+    def stored(self, tenant_id: str, n: int) -> list[bytes]:
+        """The stored bytes (the leaves' input) of records 1 to ``n``, as the API serves them."""
+        proofs = self.proofs()
+        return [proofs.stored_bytes(tenant_id, sequence) for sequence in range(1, n + 1)]
+
+    def problems(self, tenant_id: str) -> list[tuple[int | None, str]]:
+        """The verifier's problems with the tenant's trail: (sequence, kind)."""
+        return [(p["sequence"], p["kind"]) for p in self.verifier().verify(tenant_id)["problems"]]
+
+    def valid(self, tenant_id: str) -> dict[str, Any]:
+        """The verifier's report, asserted VALID."""
+        report = self.verifier().verify(tenant_id)
+        assert report["status"] == "VALID", report["problems"][:5]
+        return report
+
 
 def audit_stack(checkpoint_every: int = 100) -> AuditStack:
     """Call inside ``mocked_aws``: the platform tenant and its chain, ready to append."""
@@ -155,6 +182,23 @@ def audit_stack(checkpoint_every: int = 100) -> AuditStack:
         Bucket=settings.audit_bucket(settings.platform_tenant_id), ObjectLockEnabledForBucket=True
     )
     return stack
+
+
+@contextmanager
+def mocked_audit_stack(
+    monkeypatch: pytest.MonkeyPatch,
+    checkpoint_every: int,
+    *tenants: str,
+    policies: Mapping[str, SecurityPolicies] | None = None,
+) -> Iterator[AuditStack]:
+    """An audit stack in moto with ``tenants`` added (then those of ``policies``, with theirs)."""
+    with mocked_aws(monkeypatch):
+        stack = audit_stack(checkpoint_every=checkpoint_every)
+        for tenant_id in tenants:
+            stack.add_tenant(tenant_id)
+        for tenant_id, policy in (policies or {}).items():
+            stack.add_tenant(tenant_id, policy)
+        yield stack
 
 
 def activity_event(tenant_id: str, n: int, **detail: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from localcloud.motohooks import (
     atomic_s3_conditional_puts,
+    cached_condition_parses,
     cheap_transaction_snapshots,
     idempotent_transactions,
     kms_key_states,
@@ -37,6 +38,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
         cheap_transaction_snapshots()
+        cached_condition_parses()
         idempotent_transactions()  # botocore's retry with the same ClientRequestToken
         kms_key_states()
         kms_multi_region_ciphertexts()

@@ -215,7 +215,9 @@ def test_the_hourly_tick_reports_the_dead_letter_depth(
         for n in range(3):
             sqs.send_message(QueueUrl=queue_url, MessageBody=f"undelivered event {n}")
         monkeypatch.setattr(services, "settings", lambda: SimpleNamespace(event_dlq_url=queue_url))
-        monkeypatch.setattr(services, "audit_writer", lambda: SimpleNamespace(checkpoint_all=lambda: []))
+        monkeypatch.setattr(
+            services, "audit_writer", lambda: SimpleNamespace(checkpoint_all=lambda: [], take_lost=lambda: [])
+        )
         tick = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-11-27T00:00:00Z"}
         assert module.lambda_handler(tick, FakeContext()) == {"checkpoints": []}
         aws.reset_clients()

@@ -307,6 +307,7 @@ def test_every_alarm_reaches_the_alert_topic(cfn: dict[str, Any]) -> None:
         "OnboardingFailuresAlarm",
         "SecurityAlertsAlarm",
         "AuditLagAlarm",
+        "AuditRecordsLostAlarm",
         "ApiServerErrorsAlarm",
     } <= set(alarms)
     for name, alarm in alarms.items():

@@ -1,11 +1,12 @@
 """The ``tenant-security`` console script.
 
-Commands: ``bootstrap-admin``, ``audit verify`` and ``events redrive`` work on the stack's AWS
-resources directly (platform operator credentials); ``login``, ``logout``, ``status`` and
-``onboard --wait`` talk to the REST API as the signed-in user (``login`` saves the session, 0600;
-``login --client-id`` signs in an API client, its secret read from stdin); ``onboard`` puts the
-``Tenant Onboarding Requested`` event on the platform bus. ``audit bundle`` exports a trail's
-records and proofs through the API; ``audit verify --bundle`` checks one offline (audit_cli.py).
+Commands: ``bootstrap-admin``, ``audit verify``, ``audit rebuild-tree`` and ``events redrive``
+work on the stack's AWS resources directly (platform operator credentials); ``login``,
+``logout``, ``status`` and ``onboard --wait`` talk to the REST API as the signed-in user
+(``login`` saves the session, 0600; ``login --client-id`` signs in an API client, its secret
+read from stdin); ``onboard`` puts the ``Tenant Onboarding Requested`` event on the platform
+bus. ``audit bundle`` exports a trail's records and proofs through the API; ``audit verify
+--bundle`` checks one offline (audit_cli.py).
 
 Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
 
@@ -14,7 +15,7 @@ Progress goes to stderr, results to stdout (``--json`` for scripts). Exit codes:
 1     failed (onboarding FAILED, the API or AWS answered an error, a dead letter was kept)
 2     usage: bad arguments or an invalid input file
 3     already done (``bootstrap-admin``: the admin exists)
-4     the audit chain is INVALID
+4     the audit chain is INVALID (``audit rebuild-tree``: refused, the trail does not verify)
 5     not signed in, session expired, or the credentials or code were refused
 6     no such tenant
 7     timed out waiting (``onboard --wait``)
@@ -154,6 +155,50 @@ def _audit_verify(args: argparse.Namespace) -> int:
         for problem in report["problems"]:
             print(f"  sequence {problem['sequence']}: {problem['kind']}: {problem['detail']}")
     return EXIT_OK if report["status"] == "VALID" else EXIT_INVALID
+
+
+def _audit_rebuild_tree(args: argparse.Namespace) -> int:
+    from tenant_security import services
+    from tenant_security.audit.rebuild import RebuildReport, RebuildStatus, TrailDoesNotVerify, TreeRebuilder
+    from tenant_security.tenancy import require_tenant_id
+
+    tenant_id = None if args.all else require_tenant_id(args.tenant, "--tenant")
+    settings = _settings(args)
+    rebuilder = TreeRebuilder(
+        services.chain_heads(),
+        services.audit_objects(),
+        services.record_cipher(),
+        services.audit_index(),
+        settings.audit_bucket,
+    )
+
+    def told(step: str, done: int, total: int) -> None:
+        progress(f"  {step} {done} of {total} records")
+
+    if tenant_id is None:
+        progress("rebuilding the tree of every audit chain without one ...")
+        reports = rebuilder.rebuild_all(told)
+    else:
+        progress(f"rebuilding the tree of the audit chain of {tenant_id} ...")
+        try:
+            reports = [rebuilder.rebuild(tenant_id, told)]
+        except TrailDoesNotVerify as exc:
+            reports = [RebuildReport(tenant_id, RebuildStatus.REFUSED, detail=exc.message)]
+    if args.json:
+        listed = [r.as_dict() for r in reports]
+        print(json.dumps(listed if args.all else listed[0]))
+    else:
+        for r in reports:
+            done = f"{r.records} records, {r.nodes_written} nodes, root {r.root_hash}" if r.root_hash else ""
+            line = f"{r.tenant_id}: {r.status}" + (f": {done} ({r.seconds:.1f} s)" if done else "")
+            print(line + (f"; {r.detail}" if r.detail and r.status is not RebuildStatus.REFUSED else ""))
+            if r.status is RebuildStatus.REFUSED:
+                print(f"  {r.detail}")
+        if args.all and not reports:
+            print("every audit chain has its tree")
+    if any(r.status is RebuildStatus.REFUSED for r in reports):
+        return EXIT_INVALID
+    return EXIT_FAILED if any(r.status is RebuildStatus.HEAD_MOVED for r in reports) else EXIT_OK
 
 
 def _events_redrive(args: argparse.Namespace) -> int:
@@ -488,6 +533,25 @@ def _status(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- arguments
+def _audit_parsers(commands: Any, prefix_help: str) -> Any:
+    """``audit``'s subcommands, with ``rebuild-tree`` (``verify`` and the rest are added after)."""
+    audit = commands.add_parser("audit", help="the tenant audit trail").add_subparsers(
+        dest="audit", required=True
+    )
+    rebuild = audit.add_parser(
+        "rebuild-tree",
+        help="build the Merkle tree of a chain begun before the tree (after an upgrade) from its "
+        "stored records; refused (exit 4) when the trail does not verify",
+    )
+    chains = rebuild.add_mutually_exclusive_group(required=True)
+    chains.add_argument("--tenant", help="tenant id")
+    chains.add_argument("--all", action="store_true", help="every chain whose head has no tree")
+    rebuild.add_argument("--prefix", help=prefix_help)
+    rebuild.add_argument("--json", action="store_true", help="print the report as JSON")
+    rebuild.set_defaults(run=_audit_rebuild_tree)
+    return audit
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenant-security",
@@ -549,9 +613,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the tenant as JSON")
     status.set_defaults(run=_status)
 
-    audit = commands.add_parser("audit", help="the tenant audit trail").add_subparsers(
-        dest="audit", required=True
-    )
+    audit = _audit_parsers(commands, prefix_help)
     verify = audit.add_parser("verify", help="walk a tenant's hash chain and signed checkpoints")
     verify.add_argument("--tenant", help="tenant id (required without --bundle)")
     verify.add_argument("--from", dest="first", type=int, default=1, help="first sequence (default 1)")

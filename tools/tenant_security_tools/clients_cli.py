@@ -26,8 +26,6 @@ from urllib.parse import quote, quote_plus
 from tenant_security_tools.client import ApiClient, ApiError, Session, SessionKind
 from tenant_security_tools.tenant_commands import print_document, tenant_command
 
-TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path
-GRANT_CLIENT_CREDENTIALS = "client_credentials"
 SHOWN_ONCE = (
     "Store the client_secret now: it is shown only this once (the API keeps no copy). "
     'Sign in with it: printf %s "$SECRET" | tenant-security login --client-id ID --client-secret-stdin'
@@ -71,6 +69,9 @@ def token_request(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The form fields and headers of a client credentials token request; the secret goes in the
     ``Authorization`` header only, never in the form (``client_secret_basic``)."""
+    # imported here, as the token endpoint's module brings boto3 and Powertools (see client_tenant)
+    from tenant_security.identity.client_credentials import GRANT_CLIENT_CREDENTIALS
+
     fields = {"grant_type": GRANT_CLIENT_CREDENTIALS}
     if scope:
         fields["scope"] = scope
@@ -86,6 +87,8 @@ def client_sign_in(
 ) -> Session:
     """The session of the API client ``client_id``: its access token from POST /oauth2/token;
     :class:`ApiError` when the API refuses (``code`` is the RFC 6749 error) or gives no bearer token."""
+    from tenant_security.identity.client_credentials import TOKEN_PATH
+
     tenant_id = client_tenant(client_id)
     if tenant_id is None:
         raise ValueError("not a client id (<tenant_id>_<20 hex digits>)")

@@ -8,6 +8,7 @@ itself, which is how the same code talks to moto locally and to AWS when deploye
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,17 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling (``__cause__``, else
+    ``__context__``), and so on down the chain; each exception once, however the chain loops."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` (or what it was raised from) is an AWS outage, throttling or timeout."""
     from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -172,15 +184,9 @@ def is_transient(exc: BaseException) -> bool:
 
     from tenant_security.dynamo import is_contention
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if (
-            error_code(current) in TRANSIENT_ERROR_CODES
-            or isinstance(current, BotoConnectionError | HTTPClientError)
-            or is_contention(current)  # a transaction that met another write: retry it
-        ):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        error_code(current) in TRANSIENT_ERROR_CODES
+        or isinstance(current, BotoConnectionError | HTTPClientError)
+        or is_contention(current)  # a transaction that met another write: retry it
+        for current in causes(exc)
+    )

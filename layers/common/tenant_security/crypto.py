@@ -179,14 +179,9 @@ def _data_key_failed(exc: BaseException) -> bool:
     failed), as opposed to a message that did not authenticate."""
     from aws_encryption_sdk.exceptions import DecryptKeyError
 
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DecryptKeyError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    from tenant_security import aws
+
+    return any(isinstance(current, DecryptKeyError) for current in aws.causes(exc))
 
 
 def _kms_unavailable(exc: BaseException, ciphertext: bytes) -> bool:

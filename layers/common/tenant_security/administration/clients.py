@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tenant_security.authz.grants import judge_grant
 from tenant_security.errors import Forbidden, NotFound
 from tenant_security.identity.client_secrets import VerifierKeys, new_secret, verifier
-from tenant_security.identity.clients import ApiClient, ApiClientStore, Verifier, new_client_id
+from tenant_security.identity.clients import ApiClient, ApiClientStore, Verifier, iso_time, new_client_id
 from tenant_security.identity.users import GuardFailed
 
 if TYPE_CHECKING:
@@ -132,5 +132,5 @@ class ClientAdmin:
         return {
             "client_id": client_id,
             "client_secret": secret,
-            "previous_secret_expires_at": ApiClient.iso(until),
+            "previous_secret_expires_at": iso_time(until),
         }

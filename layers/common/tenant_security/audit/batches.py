@@ -16,11 +16,12 @@ from tenant_security.audit.store import Head, Pending
 from tenant_security.audit.tree import AuditIndex, IndexEntry, pack_frontier, unpack_frontier
 from tenant_security.models.policies import SecurityPolicies
 
-# A batch's transaction: a claim and an index entry per record, the head, and the tree's new
-# nodes (at most one per record plus one per level: 40 levels hold 10^12 records): 18 records
-# make at most 18 + 18 + 1 + 58 = 95 items, within DynamoDB's 100. Its content stays well within
-# the head item's 400 KB (the head carries the batch's object until it is written).
-MAX_BATCH_EVENTS = 18
+# A batch's transaction: a claim and an index entry per record, the head, and the tree's new inner
+# nodes -- k records after n complete k + popcount(n) - popcount(n + k) of them, so about one per
+# record. 32 records make 32 + 32 + 1 + ~32 items of DynamoDB's 100 (`fitting` takes fewer when
+# the tree's carries need more). The content stays far within a transaction's 4 MB.
+MAX_TRANSACTION_ITEMS = 100
+MAX_BATCH_EVENTS = 32
 MAX_BATCH_BYTES = 96 * 1024
 
 
@@ -45,6 +46,7 @@ class Staged:
 
     records: list[dict[str, Any]]
     frontier: merkle.Frontier
+    packed_frontier: bytes  # as the head stores it (pack_frontier)
     pending: Pending
     tree_writes: list[dict[str, Any]]
     now: datetime
@@ -59,7 +61,7 @@ class Staged:
             hash=str(self.records[-1]["hash"]),
             pending=self.pending,
             exists=True,
-            frontier=pack_frontier(self.frontier),
+            frontier=self.packed_frontier,
         )
 
 
@@ -80,6 +82,20 @@ def batches(items: list[tuple[int, Prepared]]) -> Iterator[list[tuple[int, Prepa
         yield batch
 
 
+def fitting(head_sequence: int, wanted: int) -> int:
+    """How many of ``wanted`` records (at least one) one transaction appends after a tree of
+    ``head_sequence`` leaves: two items each, the head, and the inner nodes they complete."""
+
+    def items(k: int) -> int:
+        inner = k + head_sequence.bit_count() - (head_sequence + k).bit_count()
+        return 2 * k + 1 + inner
+
+    k = wanted
+    while k > 1 and items(k) > MAX_TRANSACTION_ITEMS:
+        k -= 1
+    return k
+
+
 def stage(
     tenant_id: str,
     head: Head,
@@ -93,7 +109,7 @@ def stage(
     and the object that will hold them."""
     # Never earlier than the head's last record: a trail's times follow its sequence (the
     # reader's time index relies on it), whatever the writers' clocks say.
-    last_time = head.pending.recorded_at if head.pending is not None else ""
+    last_time = max(head.pending.recorded_at if head.pending is not None else "", head.recorded_floor)
     recorded_at = max(now.isoformat(), last_time)
     previous, records = head.hash, []
     for offset, prepared in enumerate(todo):
@@ -131,5 +147,12 @@ def stage(
     ]
     body = cipher.encrypt_bytes(tenant_id, object_plaintext(stored))
     return Staged(
-        records, frontier, pending, index.writes(tenant_id, completed, entries), now, todo[-1].policies, body
+        records,
+        frontier,
+        pack_frontier(frontier),
+        pending,
+        index.writes(tenant_id, completed, entries),
+        now,
+        todo[-1].policies,
+        body,
     )

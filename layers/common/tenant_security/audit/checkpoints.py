@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from tenant_security.audit.chain import canonical, checkpoint_key
-from tenant_security.audit.store import LockedObjects
+from tenant_security.audit.objects import LockedObjects
 from tenant_security.errors import Unauthorized
 from tenant_security.identity.tokens import PublicKeys
 
@@ -73,15 +73,17 @@ def parse_signed(text: str) -> dict[str, Any] | None:
 
 
 class Checkpoints:
-    """Signs and checks checkpoints. ``key_ids``: the checkpoint keys, comma-separated, the first
-    signing (the others were used before and still verify)."""
+    """Signs and checks checkpoints. ``public_keys``: the checkpoint keys (the ones
+    /.well-known/audit-keys.json publishes), the first signing (the others were used before and
+    still verify)."""
 
-    def __init__(self, kms: KMSClient, key_ids: str, objects: LockedObjects) -> None:
+    def __init__(self, kms: KMSClient, public_keys: PublicKeys, objects: LockedObjects) -> None:
+        if not public_keys.key_ids:
+            raise ValueError("no audit checkpoint key")
         self.kms = kms
-        self.key_ids = [k.strip() for k in key_ids.split(",") if k.strip()]
-        self.key_id = self.key_ids[0]
+        self.public_keys = public_keys
+        self.key_id = public_keys.key_ids[0]
         self.objects = objects
-        self.public_keys = PublicKeys(kms, self.key_ids)
 
     def write(
         self,

@@ -99,10 +99,6 @@ def root_hash(size: int, nodes: Mapping[NodeId, bytes]) -> bytes:
     return EMPTY_ROOT if size == 0 else range_hash(0, size, nodes)
 
 
-def root_ranges(size: int) -> list[Range]:
-    return [] if size == 0 else [(0, size)]
-
-
 def inclusion_ranges(index: int, size: int) -> list[Range]:
     """RFC 9162 §2.1.3.1 PATH(m, D[n]) as ranges, leaf first (m = ``index`` < n = ``size``)."""
     if not 0 <= index < size:

@@ -1,11 +1,12 @@
-"""The audit chain's storage: chain heads in DynamoDB, records and checkpoints in S3.
+"""The audit chain's heads in DynamoDB (the records and checkpoints themselves are write-once
+objects in S3: :mod:`tenant_security.audit.objects`).
 
 The head of a tenant's chain (``sequence``, ``hash``) advances by one conditional transaction
-that also claims the event ids of what it appends (a batch of records), so concurrent writers
-never fork or skip a sequence and a duplicate delivery is recognised. The head's last object
-rides along in it as ``pending`` (the batch, encrypted): a writer that finds it unwritten (the
-retry of a writer that died, or the next writer of that tenant) writes that same object before
-appending.
+that also claims the event ids of what it appends (a batch of records) and writes the batch's
+tree nodes and index entries, so concurrent writers never fork or skip a sequence and a
+duplicate delivery is recognised. The head names its last object as ``pending``: a writer that
+finds it unwritten (the retry of a writer that died, or the tenant's next writer) writes that
+object, rebuilt from the index, before appending.
 """
 
 from __future__ import annotations
@@ -18,14 +19,31 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.audit.chain import GENESIS_HASH
-from tenant_security.aws import error_code
 from tenant_security.dynamo import is_conditional_failure
+from tenant_security.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
 
 DEDUP_DAYS = 3  # EventBridge gives up on an event after a day; duplicates cannot come later
+# How long the head's last batch may go without its object: its writer is at work until then.
+# Past it, the verifier names the batch's records missing, and a writer that cannot rebuild the
+# object (its index entries gone) gives the batch up as lost rather than stall the chain.
+IN_FLIGHT_SECONDS = 60.0
+
+
+class ChainBusy(ServiceUnavailable):
+    """Too many concurrent writers on one chain; the delivery is retried."""
+
+    code = "chain_busy"
+
+
+class IndexIncomplete(ChainBusy):
+    """The index lacks records of the head's last batch: not visible yet, or deleted."""
+
+
+class IndexUnreadable(ChainBusy):
+    """Its records are in the index but do not decrypt: retried, never given up."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,12 @@ class Pending:
     @property
     def first_sequence(self) -> int:
         return self.first or self.sequence
+
+    def in_flight(self) -> bool:
+        """Its writer may still be at work on it: claimed less than IN_FLIGHT_SECONDS ago by
+        this clock (either way: a claim "in the future" is a skewed or edited clock, not a
+        batch that stays in flight for good)."""
+        return abs(time.time() - self.claimed_at) < IN_FLIGHT_SECONDS
 
     def item(self) -> dict[str, Any]:
         return {
@@ -89,6 +113,25 @@ class Advance:
 
 
 @dataclass(frozen=True)
+class LostBatch:
+    """Records given up (object never written, index entries gone): the verifier names them."""
+
+    tenant_id: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class LostRange:
+    """A head's note of a batch given up: its records, and the tree's frontier after them (the
+    verifier goes on checking the tree and the index beyond them from there)."""
+
+    first: int
+    last: int
+    frontier: bytes
+
+
+@dataclass(frozen=True)
 class Head:
     tenant_id: str
     sequence: int = 0
@@ -97,6 +140,8 @@ class Head:
     checkpoint_sequence: int = 0
     exists: bool = False
     frontier: bytes = b""  # the Merkle tree's frontier (audit/tree.py pack_frontier)
+    lost: tuple[LostRange, ...] = ()  # batches given up (ChainHeads.give_up)
+    recorded_floor: str = ""  # no record after may have an earlier time (where ``pending`` is not)
 
 
 def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
@@ -110,6 +155,15 @@ def _head_of(tenant_id: str, item: dict[str, Any] | None) -> Head:
         checkpoint_sequence=int(item.get("checkpoint_sequence", {}).get("N", "0")),
         exists=True,
         frontier=bytes(item.get("frontier", {}).get("B", b"")),
+        lost=tuple(
+            LostRange(
+                int(entry["M"]["first"]["N"]),
+                int(entry["M"]["last"]["N"]),
+                bytes(entry["M"].get("frontier", {}).get("B", b"")),
+            )
+            for entry in item.get("lost", {}).get("L", [])
+        ),
+        recorded_floor=item.get("recorded_floor", {}).get("S", ""),
     )
 
 
@@ -247,6 +301,48 @@ class ChainHeads:
             if not is_conditional_failure(exc):
                 raise
 
+    def give_up(self, head: Head, now: datetime) -> LostBatch | None:
+        """Drop the head's last batch (``head.pending``) as lost -- its object can never be
+        written -- noting its range and the tree's frontier after it in ``lost``, and keeping
+        its time as the floor of the next records'; None when the head has moved on since."""
+        pending = head.pending
+        if pending is None:
+            return None
+        tenant_id = head.tenant_id
+        lost = {
+            "M": {
+                "first": {"N": str(pending.first_sequence)},
+                "last": {"N": str(pending.sequence)},
+                "key": {"S": pending.key},
+                "at": {"S": now.isoformat()},
+                "frontier": {"B": head.frontier},
+            }
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"tenant_id": {"S": tenant_id}},
+                UpdateExpression=(
+                    "REMOVE pending SET lost = list_append(if_not_exists(lost, :none), :lost), "
+                    "recorded_floor = :floor"
+                ),
+                # the head as read: its frontier is the tree's after this very batch
+                ConditionExpression="pending.#key = :key AND #seq = :seq",
+                ExpressionAttributeNames={"#key": "key", "#seq": "sequence"},
+                ExpressionAttributeValues={
+                    ":key": {"S": pending.key},
+                    ":seq": {"N": str(head.sequence)},
+                    ":none": {"L": []},
+                    ":lost": {"L": [lost]},
+                    ":floor": {"S": pending.recorded_at},
+                },
+            )
+        except Exception as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return LostBatch(tenant_id, pending.first_sequence, pending.sequence)
+
     def set_checkpoint(self, tenant_id: str, sequence: int) -> None:
         try:
             self.client.update_item(
@@ -259,66 +355,3 @@ class ChainHeads:
         except Exception as exc:
             if not is_conditional_failure(exc):
                 raise
-
-
-class LockedObjects:
-    """Write-once objects in an object-locked bucket (COMPLIANCE retention, SSE-KMS)."""
-
-    def __init__(self, client: S3Client, kms_key_arn: str) -> None:
-        self.client = client
-        self.kms_key_arn = kms_key_arn
-
-    def put_once(self, bucket: str, key: str, body: bytes, retain_until: datetime, content_type: str) -> bool:
-        """Write ``key`` unless it exists (True when this call wrote it)."""
-        try:
-            self.client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=body,
-                ContentType=content_type,
-                IfNoneMatch="*",
-                ObjectLockMode="COMPLIANCE",
-                ObjectLockRetainUntilDate=retain_until,
-                ServerSideEncryption="aws:kms",
-                SSEKMSKeyId=self.kms_key_arn,
-            )
-        except Exception as exc:
-            if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                return False
-            raise
-        return True
-
-    def exists(self, bucket: str, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-
-    def versions(self, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-        """Every key under ``prefix``: its versions (oldest first) and whether a delete marker hides it."""
-        out: dict[str, dict[str, Any]] = {}
-        paginator = self.client.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for version in page.get("Versions", []):
-                entry = out.setdefault(version["Key"], {"versions": [], "deleted": False})
-                entry["versions"].append(version)
-                if version.get("IsLatest"):
-                    entry["deleted"] = False
-            for marker in page.get("DeleteMarkers", []):
-                entry = out.setdefault(marker["Key"], {"versions": [], "deleted": False})
-                if marker.get("IsLatest"):
-                    entry["deleted"] = True
-        for entry in out.values():
-            entry["versions"].sort(key=lambda v: v["LastModified"])
-        return out
-
-    def read(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
-        args: dict[str, Any] = {
-            "Bucket": bucket,
-            "Key": key,
-            **({"VersionId": version_id} if version_id else {}),
-        }
-        return bytes(self.client.get_object(**args)["Body"].read())

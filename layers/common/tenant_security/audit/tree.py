@@ -23,7 +23,8 @@ from tenant_security.audit import merkle
 from tenant_security.audit.chain import checkpoint_key, json_object
 from tenant_security.audit.checkpoints import public_checkpoint
 from tenant_security.audit.merkle import NodeId
-from tenant_security.audit.store import ChainHeads, LockedObjects
+from tenant_security.audit.objects import LockedObjects
+from tenant_security.audit.store import ChainHeads
 from tenant_security.errors import NotFound, ValidationFailed
 
 if TYPE_CHECKING:
@@ -162,20 +163,6 @@ class AuditIndex:
     def partition(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every item of the tenant's partition by position, as stored (the verifier's: O(n))."""
         return {item["position"]["S"]: item for item in self._query(tenant_id, _NODE, _RECORD + "~")}
-
-    def stored_nodes(self, tenant_id: str) -> dict[NodeId, bytes]:
-        """Every node stored for the tenant, leaves included (the verifier's: O(n) reads)."""
-        found = {}
-        for item in self._query(tenant_id, _NODE, _RECORD + "~"):
-            position = item["position"]["S"]
-            if position.startswith(_RECORD):
-                node = NodeId(0, int(position.removeprefix(_RECORD)) - 1)
-            else:
-                level, index = position.removeprefix(_NODE).split("#")
-                node = NodeId(int(level), int(index))
-            if "hash" in item:
-                found[node] = bytes(item["hash"]["B"])
-        return found
 
     def stored_records(self, tenant_id: str, first: int, last: int) -> Iterator[IndexedRecord]:
         """The record entries of sequences ``first``..``last``, in order."""

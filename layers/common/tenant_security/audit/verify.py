@@ -5,21 +5,20 @@ Problems, each with the sequence number it concerns:
 - ``modified_record``: an object overwritten by a new version, a body that does not decrypt
   under the platform audit key, content that does not match its hash, content that differs from
   what the next record (or the chain head, or a signed checkpoint) committed to;
-- ``missing_record``: no object for a sequence, or one hidden by a delete marker;
+- ``missing_record``: no object for a sequence, one hidden by a delete marker, or one of a batch
+  the writer gave up (its index entries deleted before its object was written);
 - ``inserted_record``: an object the chain does not account for (beyond the head, outside the
   key layout, a second object for one sequence, another tenant's record);
 - ``reordering``: a record found at another sequence's position;
-- ``bad_checkpoint_signature``: a checkpoint whose signature is not our checkpoint key's, or that
-  signs another position; ``missing_checkpoint``: a checkpoint hidden by a delete marker;
-- ``tree_mismatch``: records that do not hash (RFC 9162) to the root a checkpoint signed, where no
-  record before it has a problem of its own (a modified record is named as such first);
-- ``index_mismatch``: a Merkle node or indexed record copy in the audit index that differs from
-  the records (proofs or reads would not match the trail).
+- ``bad_checkpoint_signature``: a checkpoint not signed by our key, or signing another position;
+  ``missing_checkpoint``: a checkpoint hidden by a delete marker;
+- ``tree_mismatch``: records that do not hash (RFC 9162) to a signed root, no earlier record
+  having a problem of its own; ``index_mismatch``: a Merkle node or record copy in the audit
+  index that differs from the records (proofs or reads would not match the trail).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -38,14 +37,15 @@ from tenant_security.audit.chain import (
 )
 from tenant_security.audit.checkpoints import Checkpoints
 from tenant_security.audit.index_entries import EntryKey
-from tenant_security.audit.store import ChainHeads, LockedObjects
-from tenant_security.audit.tree import AuditIndex, b64, node_position, record_position
+from tenant_security.audit.objects import LockedObjects
+from tenant_security.audit.store import ChainHeads, LostRange
+from tenant_security.audit.tree import AuditIndex, b64, node_position, record_position, unpack_frontier
 
-IN_FLIGHT_SECONDS = 60.0
 PROGRESS_EVERY = 100  # records between two progress reports of a long verification
 MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "inserted_record", "reordering"
 BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
 TREE_MISMATCH, INDEX_MISMATCH = "tree_mismatch", "index_mismatch"
+_LOST = "no record for this sequence: its index entries were deleted before its object was written"
 
 # An object's records (one a line; None for a line that is none), or None if it does not decrypt.
 DecodeLines = Callable[[str, bytes], list[dict[str, Any] | None] | None]
@@ -63,9 +63,9 @@ class Problems:
     def has(self, sequence: int, kind: str) -> bool:
         return (sequence, kind) in self._items
 
-    def any_up_to(self, sequence: int) -> bool:
-        """True when a problem concerns a sequence at or before ``sequence``."""
-        return any(0 < at <= sequence for at, _ in self._items)
+    def any_up_to(self, sequence: int, since: int = 0) -> bool:
+        """True when a problem concerns a sequence at or before ``sequence`` (after ``since``)."""
+        return any(max(0, since) < at <= sequence for at, _ in self._items)
 
     def listed(self) -> list[dict[str, Any]]:
         return [self._items[k] for k in sorted(self._items)]
@@ -83,8 +83,7 @@ class ChainVerifier:
         bucket_of: Callable[[str], str],
         index: AuditIndex | None = None,
     ) -> None:
-        """``decode_lines(tenant_id, body)``: the records of a stored object (RecordCipher's);
-        ``index``: the audit index, whose tree and record copies are checked against the records."""
+        """``decode_lines(tenant_id, body)``: an object's records; ``index``: the audit index."""
         self.index = index
         self.heads = heads
         self.objects = objects
@@ -101,21 +100,15 @@ class ChainVerifier:
         last: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """``{status: VALID|INVALID, checked, problems, ...}`` for sequences ``first``..``last``.
-
-        ``progress(sequence, last)`` is told every PROGRESS_EVERY records and at the end.
-        """
+        """``{status: VALID|INVALID, checked, problems, ...}`` for sequences ``first``..``last``;
+        ``progress(sequence, last)`` is told every PROGRESS_EVERY records and at the end."""
         bucket = self.bucket_of(tenant_id)
         head = self.heads.get(tenant_id)
         top = head.sequence
         first, last = max(1, first), top if last is None else min(last, top)
-        # The head's last record may be in flight (claimed, its object a moment away).
-        in_flight = head.pending is not None and time.time() - head.pending.claimed_at < IN_FLIGHT_SECONDS
-        in_flight_range = (
-            range(head.pending.first_sequence, head.pending.sequence + 1)
-            if head.pending is not None and in_flight
-            else range(0)
-        )
+        # The head's last batch may be in flight (claimed, its object a moment away).
+        pending = head.pending if head.pending is not None and head.pending.in_flight() else None
+        in_flight_range = range(pending.first_sequence, pending.sequence + 1) if pending else range(0)
         problems = Problems()
         records = self.objects.versions(bucket, RECORD_PREFIX)
         self._objects = {}  # each object read and decrypted once per verification
@@ -140,7 +133,8 @@ class ChainVerifier:
             )
             if not found:
                 if in_range and sequence not in in_flight_range and not problems.has(sequence, MISSING):
-                    problems.add(sequence, MISSING, "no record for this sequence")
+                    lost = any(r.first <= sequence <= r.last for r in head.lost)
+                    problems.add(sequence, MISSING, _LOST if lost else "no record for this sequence")
                 continue
             previous = genuine.get(sequence - 1)
             # The genuine record of a sequence: the most consistent, then the first written.
@@ -167,7 +161,7 @@ class ChainVerifier:
             tenant_id, bucket, first, last, genuine, problems, roots
         )
         if first == 1:  # roots are recomputed from the first record
-            self._check_tree(tenant_id, last, genuine, roots, problems, whole=last == top)
+            self._check_tree(tenant_id, last, genuine, roots, problems, last == top, head.lost)
         listed = problems.listed()
         return {
             "tenant_id": tenant_id,
@@ -305,25 +299,39 @@ class ChainVerifier:
         roots: dict[int, str],
         problems: Problems,
         whole: bool,
+        lost: tuple[LostRange, ...] = (),
     ) -> None:
         """The RFC 9162 tree of records 1..last against the signed roots and the audit index
-        (``whole``: last is the head, so nothing may be stored beyond it)."""
+        (``whole``: last is the head, so nothing may be stored beyond it). Past a batch given up
+        (``lost``) it goes on from the frontier noted after it: earlier problems excuse no later one."""
         frontier: merkle.Frontier = []
         expected: dict[merkle.NodeId, bytes] = {}
-        for size in range(1, last + 1):
+        resumed: list[int] = []  # the last sequences of the lost batches the tree went on past
+        size = 1
+        while size <= last:
             record = genuine.get(size)
-            if record is None:  # reported as missing: no root can be recomputed past it
-                break
+            if record is None:  # missing: no root past it, but from a lost batch's noted frontier
+                skip = next((r for r in lost if r.first <= size <= r.last <= last), None)
+                try:
+                    frontier = unpack_frontier(skip.frontier, skip.last) if skip else []
+                except ValueError:  # not a frontier: stop, as at any gap
+                    skip = None
+                if skip is None:
+                    break
+                resumed.append(skip.last)
+                size = skip.last + 1
+                continue
             leaf = merkle.leaf_hash(canonical(record))
             frontier, completed = merkle.append(frontier, size - 1, [leaf])
             expected.update(completed)
             signed_root = roots.get(size)
             root = b64(merkle.root_hash(size, dict(frontier))) if signed_root is not None else None
-            if root != signed_root and not problems.any_up_to(size):
+            if root != signed_root and not problems.any_up_to(size, _since(resumed, size)):
                 message = "the records do not hash to the root this checkpoint signed"
                 problems.add(size, TREE_MISMATCH, message)
+            size += 1
         if self.index is not None:
-            self._check_index(self.index, tenant_id, last, genuine, expected, problems, whole)
+            self._check_index(self.index, tenant_id, last, genuine, expected, problems, whole, resumed)
 
     def _check_index(
         self,
@@ -334,6 +342,7 @@ class ChainVerifier:
         expected: dict[merkle.NodeId, bytes],
         problems: Problems,
         whole: bool,
+        resumed: list[int],
     ) -> None:
         """Every item of the audit index against the records: each node's hash, each record
         copy's body and the attributes its reads go by (what the indexes find it by, its time,
@@ -341,11 +350,12 @@ class ChainVerifier:
         items = index.partition(tenant_id)
         for node, value in sorted(expected.items()):
             item = items.get(node_position(node)) or {}
-            if bytes(item.get("hash", {}).get("B", b"")) != value and not problems.any_up_to(node.end):
+            excused = problems.any_up_to(node.end, _since(resumed, node.end))
+            if bytes(item.get("hash", {}).get("B", b"")) != value and not excused:
                 detail = f"tree node {node.level}/{node.index} differs from the records"
                 problems.add(node.end, INDEX_MISMATCH, detail)
         for sequence, record in genuine.items():
-            if sequence > last or problems.any_up_to(sequence):
+            if sequence > last or problems.any_up_to(sequence, _since(resumed, sequence)):
                 continue
             item = items.get(record_position(sequence)) or {}
             copy = self.decode_lines(tenant_id, bytes(item["body"]["B"])) if "body" in item else None
@@ -365,12 +375,19 @@ class ChainVerifier:
                 problems.add(sequence, INDEX_MISMATCH, detail)
         if not whole:  # a part of the trail: items beyond it are the rest's
             return
+        # Read after the index, the head covers the items appended since (one transaction each).
+        covered = max(last, self.heads.get(tenant_id).sequence)
         expected_positions = {node_position(n) for n in expected}
         for position in sorted(set(items) - expected_positions):
             at = _position_sequence(position)
-            if at is not None and at <= last:
-                continue  # within the trail: judged above, or past a record already named
+            if at is not None and at <= covered:
+                continue  # judged above, past a record already named, or appended since
             problems.add(at, INDEX_MISMATCH, f"{position} is in the index but not in the trail")
+
+
+def _since(resumed: list[int], sequence: int) -> int:
+    """The end of the last lost batch the tree went on past before ``sequence`` (0: none)."""
+    return max((end for end in resumed if end < sequence), default=0)
 
 
 def _position_sequence(position: str) -> int | None:

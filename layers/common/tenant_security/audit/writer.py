@@ -23,16 +23,25 @@ from typing import Any
 
 from tenant_security.activity import USER_ACTIVITY
 from tenant_security.audit import merkle
-from tenant_security.audit.batches import Prepared, Staged, batches, stage
+from tenant_security.audit.batches import Prepared, Staged, batches, fitting, stage
 from tenant_security.audit.chain import object_plaintext
 from tenant_security.audit.checkpoints import Checkpoints, public_checkpoint
 from tenant_security.audit.cipher import RecordCipher
 from tenant_security.audit.events import forged_record_content, record_content, tenant_of
+from tenant_security.audit.objects import LockedObjects
 from tenant_security.audit.pii import PiiProtector
-from tenant_security.audit.store import ChainHeads, Head, LockedObjects, Outcome, Pending
-from tenant_security.audit.tree import AuditIndex, pack_frontier, unpack_frontier
+from tenant_security.audit.store import (
+    ChainBusy,
+    ChainHeads,
+    Head,
+    IndexIncomplete,
+    IndexUnreadable,
+    LostBatch,
+    Outcome,
+    Pending,
+)
+from tenant_security.audit.tree import AuditIndex, unpack_frontier
 from tenant_security.config import Settings
-from tenant_security.errors import ServiceUnavailable
 from tenant_security.event_pii import PiiSealer
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.observability import logger
@@ -53,12 +62,6 @@ def _backoff(attempt: int) -> None:
     # Exponential back-off with full jitter: writers racing for one chain spread out instead of
     # colliding again (each collision costs a read and a failed transaction).
     time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))  # noqa: S311 - jitter, not crypto
-
-
-class ChainBusy(ServiceUnavailable):
-    """Too many concurrent writers on one chain; the delivery is retried."""
-
-    code = "chain_busy"
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class AuditWriter:
         self._written: list[tuple[str, int]] = []
         # The heads this warm writer's own last batches left (tried first; the condition checks).
         self._heads: dict[str, Head] = {}
+        self._lost: list[LostBatch] = []
 
     # ------------------------------------------------------------------ routing
     def is_forged(self, event: Mapping[str, Any]) -> bool:
@@ -193,8 +197,9 @@ class AuditWriter:
 
     def _append_batch(self, tenant_id: str, batch: list[Prepared]) -> list[Appended | Exception]:
         """One batch of one chain: a transaction claims every event id and moves the head past
-        the batch (its tree nodes and index entries with it), then one object holds its records.
-        Events appended before are answered as duplicates and the rest tried again."""
+        the batch (its tree nodes and index entries with it), then one object holds its records
+        (two of each, should the tree's new nodes leave the records too few of the transaction's
+        items). Events appended before are answered as duplicates and the rest tried again."""
         done: dict[str, Appended] = {}
         todo = list(batch)
         for attempt in range(MAX_ATTEMPTS):
@@ -204,15 +209,15 @@ class AuditWriter:
             # the transaction's condition fails and the head is read again.
             head = self._heads.pop(tenant_id, None) or self.heads.get(tenant_id)
             self._complete(tenant_id, head)
-            staged = self._stage(tenant_id, head, todo)
+            staged = self._stage(tenant_id, head, todo[: fitting(head.sequence, len(todo))])
             advance = self.heads.advance(
                 head,
                 staged.records[-1]["hash"],
                 staged.pending,
                 staged.now,
-                pack_frontier(staged.frontier),
+                staged.packed_frontier,
                 staged.tree_writes,
-                event_ids=[p.event_id for p in todo],
+                event_ids=[p.event_id for p in todo[: len(staged.records)]],
             )
             if advance.outcome is Outcome.CONFLICT:  # another writer moved the head first
                 _backoff(attempt)
@@ -236,9 +241,9 @@ class AuditWriter:
                 self.checkpoint(
                     tenant_id, last, staged.records[-1]["hash"], root, staged.policies, staged.now
                 )
-            for prepared, record in zip(todo, staged.records, strict=True):
+            for prepared, record in zip(todo, staged.records, strict=False):
                 done[prepared.event_id] = Appended(tenant_id, record["sequence"], forged=prepared.forged)
-            todo = []
+            todo = todo[len(staged.records) :]  # the rest, if the tree's nodes left them no room
         if todo:
             raise ChainBusy(f"the audit chain of {tenant_id!r} is busy; the delivery will be retried")
         return [done[p.event_id] for p in batch]
@@ -257,17 +262,36 @@ class AuditWriter:
             return pending.body
         entries = list(self.index.stored_records(tenant_id, pending.first_sequence, pending.sequence))
         stored = [self.cipher.plaintext(tenant_id, entry.body) for entry in entries]
-        if len(stored) != pending.sequence - pending.first_sequence + 1 or any(b is None for b in stored):
-            raise ChainBusy(f"the index of {tenant_id!r} lacks records of its last batch")
+        if len(stored) != pending.sequence - pending.first_sequence + 1:
+            raise IndexIncomplete(f"the index of {tenant_id!r} lacks records of its last batch")
+        if any(b is None for b in stored):
+            raise IndexUnreadable(f"records of the last batch of {tenant_id!r} do not decrypt")
         return self.cipher.encrypt_bytes(tenant_id, object_plaintext([b for b in stored if b is not None]))
 
     def _complete(self, tenant_id: str, head: Head) -> None:
         """Write the head's last object if its writer may have died before it did."""
         last = head.pending
-        if last is not None and (tenant_id, last.sequence) not in self._written:
+        if last is None or (tenant_id, last.sequence) in self._written:
+            return
+        try:
             # Its writer may be at work or dead: look (a cheap HEAD), and write the same bytes
             # if they are not there -- safe either way, the put is write-once.
             self._write(tenant_id, last, check_first=True)
+        except IndexIncomplete:
+            if last.in_flight():
+                raise  # maybe not visible yet: the delivery is retried
+            # Deleted: stalling would keep every later event of the tenant off its trail, so
+            # the batch is given up (and alarmed); the verifier names its records missing.
+            lost = self.heads.give_up(head, self.clock())
+            if lost is not None:
+                logger.error("audit records lost: index entries gone, object never written", extra=vars(lost))
+                self._lost.append(lost)
+            self._written.append((tenant_id, last.sequence))
+
+    def take_lost(self) -> list[LostBatch]:
+        """The batches this writer gave up as lost since the last call (for the alarm metric)."""
+        lost, self._lost = self._lost, []
+        return lost
 
     def _write(
         self, tenant_id: str, pending: Pending, body: bytes | None = None, *, check_first: bool = False
@@ -285,11 +309,6 @@ class AuditWriter:
             )
         self._written.append((tenant_id, pending.sequence))
         del self._written[:-_REMEMBERED]
-
-    @staticmethod
-    def _frontier(head: Head) -> merkle.Frontier:
-        """The tree the head describes (a chain begun before the tree has none: see README)."""
-        return unpack_frontier(head.frontier, head.sequence)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(
@@ -361,15 +380,18 @@ class AuditWriter:
         """The scheduled run: a checkpoint of every chain that grew since its last one."""
         written = []
         for head in self.heads.heads():
-            if head.sequence <= head.checkpoint_sequence:
+            if head.sequence <= head.checkpoint_sequence or not head.frontier:
+                continue  # nothing new, or a chain begun before the tree (audit rebuild-tree)
+            try:
+                self._complete(head.tenant_id, head)
+            except ChainBusy:  # its last batch in flight or unreadable: the next run does it
+                logger.warning("checkpoint put off", extra={"tenant_id": head.tenant_id})
                 continue
-            if head.pending is not None:
-                self._write(head.tenant_id, head.pending, check_first=True)
             self.checkpoint(
                 head.tenant_id,
                 head.sequence,
                 head.hash,
-                merkle.root_hash(head.sequence, dict(self._frontier(head))),
+                merkle.root_hash(head.sequence, dict(unpack_frontier(head.frontier, head.sequence))),
                 self._policies(self.tenants.get(head.tenant_id)),
                 self.clock(),
             )

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tenant_security.audit.chain import RECORD_PREFIX, sequence_of_record_key
+from tenant_security.audit.objects import LockedObjects
 from tenant_security.audit.reader import AuditReader
-from tenant_security.audit.store import LockedObjects
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.compliance.tenant_controls import TenantControls
 from tenant_security.errors import ValidationFailed

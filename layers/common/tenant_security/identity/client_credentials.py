@@ -291,11 +291,6 @@ class ClientCredentialsGrant:
         except Exception as exc:
             logger.warning("client use not noted", extra={"error_type": type(exc).__name__})
 
-    @staticmethod
-    def metadata(issuer: str, base_url: str) -> dict[str, Any]:
-        """The token endpoint's RFC 8414 metadata (:func:`server_metadata`)."""
-        return server_metadata(issuer, base_url)
-
 
 def server_metadata(issuer: str, base_url: str) -> dict[str, Any]:
     """The authorization server's metadata (RFC 8414 §2) for the API at ``base_url``."""

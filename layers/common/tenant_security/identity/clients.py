@@ -71,7 +71,8 @@ def tenant_of_client(client_id: str) -> str | None:
     return found.group("tenant") if found else None
 
 
-def _iso(epoch: int | None) -> str | None:
+def iso_time(epoch: int | None) -> str | None:
+    """An epoch time as the API shows it (ISO 8601, UTC); None stays None."""
     return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
 
 
@@ -114,11 +115,6 @@ class ApiClient:
         """True when the client's own allow-list (if any) holds ``address``."""
         return address_allowed(self.ip_whitelist, address)
 
-    @staticmethod
-    def iso(epoch: int | None) -> str | None:
-        """An epoch time as the API shows it (ISO 8601, UTC)."""
-        return _iso(epoch)
-
     def public(self) -> dict[str, Any]:
         """What the API shows of a client (never a secret or a verifier)."""
         return {
@@ -126,9 +122,9 @@ class ApiClient:
             "name": self.name,
             "roles": list(self.roles),
             "ip_whitelist": list(self.ip_whitelist),
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
-            "last_used_at": _iso(self.last_used_at),
+            "created_at": iso_time(self.created_at),
+            "expires_at": iso_time(self.expires_at),
+            "last_used_at": iso_time(self.last_used_at),
         }
 
 

@@ -13,9 +13,10 @@ from tenant_security.services.data import tenant_files, tenant_records
 if TYPE_CHECKING:
     from tenant_security.audit.checkpoints import Checkpoints
     from tenant_security.audit.cipher import RecordCipher
+    from tenant_security.audit.objects import LockedObjects
     from tenant_security.audit.pii import PiiProtector, SubjectKeys
     from tenant_security.audit.reader import AuditReader
-    from tenant_security.audit.store import ChainHeads, LockedObjects
+    from tenant_security.audit.store import ChainHeads
     from tenant_security.audit.tree import AuditIndex, TrailProofs
     from tenant_security.audit.verify import ChainVerifier
     from tenant_security.audit.writer import AuditWriter
@@ -33,7 +34,7 @@ def chain_heads() -> ChainHeads:
 
 @cache
 def audit_objects() -> LockedObjects:
-    from tenant_security.audit.store import LockedObjects
+    from tenant_security.audit.objects import LockedObjects
 
     return LockedObjects(aws.s3(), settings().audit_key_arn)
 
@@ -67,8 +68,9 @@ def trail_proofs() -> TrailProofs:
 @cache
 def checkpoints() -> Checkpoints:
     from tenant_security.audit.checkpoints import Checkpoints
+    from tenant_security.services.identity import audit_public_keys
 
-    return Checkpoints(aws.kms(), settings().audit_checkpoint_key_id, audit_objects())
+    return Checkpoints(aws.kms(), audit_public_keys(), audit_objects())
 
 
 @cache
