@@ -213,13 +213,13 @@ class EventDelivery:
 
     # ------------------------------------------------------------------ schedules
     def schedule(self, rule_arn: str, expression: str, fire: Callable[[], None]) -> None:
-        """Fire a ``rate(N unit)`` rule every period until stopped (cron is not emulated)."""
-        match = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
-        if not match:
+        """Fire a ``rate(N unit)`` rule every period until stopped (cron is not emulated). A rate
+        EventBridge refuses (``rate(1 minutes)``, ``rate(5 minute)``, ``rate(0 hours)``) is
+        refused here too (``ValueError``: the stack does not come up, as PutRule fails)."""
+        if expression.strip().startswith("cron("):
             log.warning("schedule %s of %s is not emulated (only rate(...))", expression, rule_arn)
             return
-        unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
-        period = int(match.group(1)) * unit
+        period = rate_seconds(expression)
 
         def loop() -> None:
             while not self._stopping.wait(period):
@@ -244,3 +244,15 @@ class DeliveryError(Exception):
         self.code = code
         self.message = message
         self.retriable = retriable
+
+
+def rate_seconds(expression: str) -> int:
+    """The period of an EventBridge ``rate(value unit)`` expression, refused as EventBridge
+    refuses it: a positive value, the unit singular for 1 and plural otherwise."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not match:
+        raise ValueError(f"{expression!r} is not a valid rate expression")
+    value, unit = int(match.group(1)), match.group(2)
+    if value < 1 or (value == 1) != (not unit.endswith("s")):
+        raise ValueError(f"{expression!r} is not a valid rate expression (rate(1 minute), rate(5 minutes))")
+    return value * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]

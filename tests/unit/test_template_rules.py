@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from localcloud.eventbridge import rate_seconds
+from localcloud.intrinsics import Resolver
 from localcloud.template import transform_template
 from tests.support.cloud import REAL_TEMPLATE
 from tests.support.iam import statements
@@ -517,11 +519,10 @@ def test_every_function_eventbridge_invokes_has_an_on_failure_destination_and_an
         if r["Type"] == "AWS::Lambda::EventInvokeConfig"
     }
     for function in targeted(scheduled=True) - invoked:
+        defaults = {name: str(p.get("Default", "")) for name, p in cfn.get("Parameters", {}).items()}
+        resolver = Resolver(cfn, defaults, {}, ref=lambda name: name, get_att=lambda *_: "")
         periods = [
-            int(r["Properties"]["ScheduleExpression"].split("(")[1].split()[0])
-            * {"minute": 60, "hour": 3600, "day": 86400}[
-                r["Properties"]["ScheduleExpression"].split()[1].rstrip(")").rstrip("s")
-            ]
+            rate_seconds(str(resolver.resolve(r["Properties"]["ScheduleExpression"])))
             for r in resources.values()
             if r["Type"] == "AWS::Events::Rule"
             and any(t["Arn"] == {"Fn::GetAtt": [function, "Arn"]} for t in r["Properties"].get("Targets", []))

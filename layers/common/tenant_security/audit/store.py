@@ -334,7 +334,7 @@ class ChainHeads:
                     ":seq": {"N": str(head.sequence)},
                     ":none": {"L": []},
                     ":lost": {"L": [lost]},
-                    ":floor": {"S": pending.recorded_at},
+                    ":floor": {"S": max(pending.recorded_at, head.recorded_floor)},
                 },
             )
         except Exception as exc:

@@ -36,39 +36,26 @@ from tenant_security.audit.chain import (
     sequence_of_checkpoint_key,
 )
 from tenant_security.audit.checkpoints import Checkpoints
-from tenant_security.audit.index_entries import EntryKey
+from tenant_security.audit.index_check import check_index
 from tenant_security.audit.objects import LockedObjects
+from tenant_security.audit.problems import (
+    BAD_SIGNATURE,
+    INSERTED,
+    MISSING,
+    MISSING_CHECKPOINT,
+    MODIFIED,
+    REORDERED,
+    TREE_MISMATCH,
+    Problems,
+)
 from tenant_security.audit.store import ChainHeads, LostRange
-from tenant_security.audit.tree import AuditIndex, b64, node_position, record_position, unpack_frontier
+from tenant_security.audit.tree import AuditIndex, b64, unpack_frontier
 
 PROGRESS_EVERY = 100  # records between two progress reports of a long verification
-MODIFIED, MISSING, INSERTED, REORDERED = "modified_record", "missing_record", "inserted_record", "reordering"
-BAD_SIGNATURE, MISSING_CHECKPOINT = "bad_checkpoint_signature", "missing_checkpoint"
-TREE_MISMATCH, INDEX_MISMATCH = "tree_mismatch", "index_mismatch"
 _LOST = "no record for this sequence: its index entries were deleted before its object was written"
 
 # An object's records (one a line; None for a line that is none), or None if it does not decrypt.
 DecodeLines = Callable[[str, bytes], list[dict[str, Any] | None] | None]
-
-
-class Problems:
-    """Problems keyed by (sequence, kind): one report per problem, however it was found."""
-
-    def __init__(self) -> None:
-        self._items: dict[tuple[int, str], dict[str, Any]] = {}
-
-    def add(self, sequence: int | None, kind: str, detail: str) -> None:
-        self._items.setdefault((sequence or 0, kind), {"sequence": sequence, "kind": kind, "detail": detail})
-
-    def has(self, sequence: int, kind: str) -> bool:
-        return (sequence, kind) in self._items
-
-    def any_up_to(self, sequence: int, since: int = 0) -> bool:
-        """True when a problem concerns a sequence at or before ``sequence`` (after ``since``)."""
-        return any(max(0, since) < at <= sequence for at, _ in self._items)
-
-    def listed(self) -> list[dict[str, Any]]:
-        return [self._items[k] for k in sorted(self._items)]
 
 
 class ChainVerifier:
@@ -303,27 +290,27 @@ class ChainVerifier:
     ) -> None:
         """The RFC 9162 tree of records 1..last against the signed roots and the audit index
         (``whole``: last is the head, so nothing may be stored beyond it). Past a batch given up
-        (``lost``) it goes on from the frontier noted after it: earlier problems excuse no later one."""
+        (``lost``) the roots are recomputed from the frontier noted after it, once its nodes
+        before the batch are the records' own: earlier problems excuse no later one."""
         frontier: merkle.Frontier = []
-        expected: dict[merkle.NodeId, bytes] = {}
         resumed: list[int] = []  # the last sequences of the lost batches the tree went on past
         size = 1
         while size <= last:
             record = genuine.get(size)
             if record is None:  # missing: no root past it, but from a lost batch's noted frontier
                 skip = next((r for r in lost if r.first <= size <= r.last <= last), None)
-                try:
-                    frontier = unpack_frontier(skip.frontier, skip.last) if skip else []
-                except ValueError:  # not a frontier: stop, as at any gap
-                    skip = None
-                if skip is None:
+                noted = _noted_frontier(skip, frontier, size - 1) if skip else None
+                if skip is None or noted is None:
+                    if skip is not None:
+                        problems.add(skip.last, TREE_MISMATCH, _FORKED)
                     break
+                frontier, size = noted, skip.last + 1
                 resumed.append(skip.last)
-                size = skip.last + 1
+                signed = roots.get(skip.last)
+                if signed is not None and signed != b64(merkle.root_hash(skip.last, dict(noted))):
+                    problems.add(skip.last, TREE_MISMATCH, _FORKED)
                 continue
-            leaf = merkle.leaf_hash(canonical(record))
-            frontier, completed = merkle.append(frontier, size - 1, [leaf])
-            expected.update(completed)
+            frontier, _ = merkle.append(frontier, size - 1, [merkle.leaf_hash(canonical(record))])
             signed_root = roots.get(size)
             root = b64(merkle.root_hash(size, dict(frontier))) if signed_root is not None else None
             if root != signed_root and not problems.any_up_to(size, _since(resumed, size)):
@@ -331,70 +318,38 @@ class ChainVerifier:
                 problems.add(size, TREE_MISMATCH, message)
             size += 1
         if self.index is not None:
-            self._check_index(self.index, tenant_id, last, genuine, expected, problems, whole, resumed)
+            items = self.index.partition(tenant_id)
+            # Read after the index, the head covers the items appended since (one transaction each).
+            covered = max(last, self.heads.get(tenant_id).sequence) if whole else None
+            check_index(
+                items,
+                tenant_id,
+                last,
+                genuine,
+                problems,
+                decode_lines=self.decode_lines,
+                entry_attributes=self.index.entry_attributes,
+                located=self._located,
+                covered=covered,
+                lost=lost,
+            )
 
-    def _check_index(
-        self,
-        index: AuditIndex,
-        tenant_id: str,
-        last: int,
-        genuine: dict[int, dict[str, Any]],
-        expected: dict[merkle.NodeId, bytes],
-        problems: Problems,
-        whole: bool,
-        resumed: list[int],
-    ) -> None:
-        """Every item of the audit index against the records: each node's hash, each record
-        copy's body and the attributes its reads go by (what the indexes find it by, its time,
-        where its object is), and no item beyond the records (a planted one)."""
-        items = index.partition(tenant_id)
-        for node, value in sorted(expected.items()):
-            item = items.get(node_position(node)) or {}
-            excused = problems.any_up_to(node.end, _since(resumed, node.end))
-            if bytes(item.get("hash", {}).get("B", b"")) != value and not excused:
-                detail = f"tree node {node.level}/{node.index} differs from the records"
-                problems.add(node.end, INDEX_MISMATCH, detail)
-        for sequence, record in genuine.items():
-            if sequence > last or problems.any_up_to(sequence, _since(resumed, sequence)):
-                continue
-            item = items.get(record_position(sequence)) or {}
-            copy = self.decode_lines(tenant_id, bytes(item["body"]["B"])) if "body" in item else None
-            if copy != [record]:
-                problems.add(sequence, INDEX_MISMATCH, "the indexed copy differs from the stored record")
-                continue
-            wanted = {
-                **index.entry_attributes(tenant_id, record),
-                "recorded_at": {"S": record["recorded_at"]},
-            }
-            located = self._located.get(sequence)
-            if located is not None:
-                wanted |= {"object_key": {"S": located[0]}, "line": {"N": str(located[1])}}
-            names = set(wanted) | {str(k) for k in EntryKey}
-            if differing := [n for n in sorted(names) if item.get(n) != wanted.get(n)]:
-                detail = f"the indexed entry's {', '.join(differing)} differ from the record's"
-                problems.add(sequence, INDEX_MISMATCH, detail)
-        if not whole:  # a part of the trail: items beyond it are the rest's
-            return
-        # Read after the index, the head covers the items appended since (one transaction each).
-        covered = max(last, self.heads.get(tenant_id).sequence)
-        expected_positions = {node_position(n) for n in expected}
-        for position in sorted(set(items) - expected_positions):
-            at = _position_sequence(position)
-            if at is not None and at <= covered:
-                continue  # judged above, past a record already named, or appended since
-            problems.add(at, INDEX_MISMATCH, f"{position} is in the index but not in the trail")
+
+_FORKED = "the tree the head noted after a lost batch does not continue the records before it"
+
+
+def _noted_frontier(skip: LostRange, walked: merkle.Frontier, size: int) -> merkle.Frontier | None:
+    """A lost batch's noted frontier, if it is one and its nodes wholly before the batch are the
+    ones the records before it hash to (``walked``: the frontier of those ``size`` records)."""
+    try:
+        noted = unpack_frontier(skip.frontier, skip.last)
+    except ValueError:
+        return None
+    # A node of the noted frontier that ends before the gap is one of the walked frontier's.
+    before = dict(walked)
+    return noted if all(before.get(node) == h for node, h in noted if node.end <= size) else None
 
 
 def _since(resumed: list[int], sequence: int) -> int:
     """The end of the last lost batch the tree went on past before ``sequence`` (0: none)."""
     return max((end for end in resumed if end < sequence), default=0)
-
-
-def _position_sequence(position: str) -> int | None:
-    """The last sequence an index position concerns (a record's, or a node's last leaf)."""
-    if position.startswith("r#"):
-        return int(position[2:]) if position[2:].isdigit() else None
-    level, _, index = position[2:].partition("#")
-    if not (level.isdigit() and index.isdigit()):
-        return None
-    return merkle.NodeId(int(level), int(index)).end

@@ -382,18 +382,18 @@ class AuditWriter:
         for head in self.heads.heads():
             if head.sequence <= head.checkpoint_sequence or not head.frontier:
                 continue  # nothing new, or a chain begun before the tree (audit rebuild-tree)
-            try:
+            try:  # one chain's trouble (in flight, unreadable, AWS failing) puts off its own only
                 self._complete(head.tenant_id, head)
-            except ChainBusy:  # its last batch in flight or unreadable: the next run does it
-                logger.warning("checkpoint put off", extra={"tenant_id": head.tenant_id})
+                self.checkpoint(
+                    head.tenant_id,
+                    head.sequence,
+                    head.hash,
+                    merkle.root_hash(head.sequence, dict(unpack_frontier(head.frontier, head.sequence))),
+                    self._policies(self.tenants.get(head.tenant_id)),
+                    self.clock(),
+                )
+            except Exception:
+                logger.exception("checkpoint put off", extra={"tenant_id": head.tenant_id})
                 continue
-            self.checkpoint(
-                head.tenant_id,
-                head.sequence,
-                head.hash,
-                merkle.root_hash(head.sequence, dict(unpack_frontier(head.frontier, head.sequence))),
-                self._policies(self.tenants.get(head.tenant_id)),
-                self.clock(),
-            )
             written.append({"tenant_id": head.tenant_id, "sequence": head.sequence})
         return written
