@@ -7,16 +7,21 @@ alarm), and the verifier names every lost record missing."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tenant_security.audit.store import IN_FLIGHT_SECONDS, ChainBusy, LostBatch
-from tenant_security.audit.tree import record_position
 from tenant_security.audit.writer import Appended
-from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
+from tests.support.audit import (
+    AuditStack,
+    activity_event,
+    age_the_claim,
+    crash_after_the_head,
+    delete_index_records,
+    mocked_audit_stack,
+)
 
 
 @pytest.fixture
@@ -33,24 +38,12 @@ def _crash_then_delete_its_index_entries(stack: AuditStack) -> None:
     """Records 3..12 claimed by a writer that died before their object; then their index
     entries deleted (someone with write access to the index table)."""
     stack.writer().append_all(_events(range(2)))
-    stack.faults["acme"] = "after_head"
-    assert all(isinstance(o, RuntimeError) for o in stack.writer().append_all(_events(range(2, 12))))
-    stack.faults.clear()
-    for sequence in range(3, 13):
-        stack.ddb.delete_item(
-            TableName=stack.settings.audit_index_table,
-            Key={"tenant_id": {"S": "acme"}, "position": {"S": record_position(sequence)}},
-        )
+    crash_after_the_head(stack, "acme", range(2, 12))
+    delete_index_records(stack, "acme", range(3, 13))
 
 
 def _age_the_claim(stack: AuditStack) -> None:
-    """As if the dead writer's claim were older than the in-flight window."""
-    stack.ddb.update_item(
-        TableName=stack.settings.audit_heads_table,
-        Key={"tenant_id": {"S": "acme"}},
-        UpdateExpression="SET pending.claimed_at = :then",
-        ExpressionAttributeValues={":then": {"N": str(time.time() - IN_FLIGHT_SECONDS - 1)}},
-    )
+    age_the_claim(stack, "acme")
 
 
 def test_a_lost_batch_waits_out_its_flight_then_is_given_up_and_the_trail_goes_on(stack: AuditStack) -> None:
@@ -139,12 +132,7 @@ def _ranges(head: Any) -> list[tuple[int, int]]:
 
 def test_a_claim_dated_in_the_future_does_not_keep_a_lost_batch_in_flight_for_good(stack: AuditStack) -> None:
     _crash_then_delete_its_index_entries(stack)
-    stack.ddb.update_item(  # a writer's clock far ahead, or an edited head
-        TableName=stack.settings.audit_heads_table,
-        Key={"tenant_id": {"S": "acme"}},
-        UpdateExpression="SET pending.claimed_at = :later",
-        ExpressionAttributeValues={":later": {"N": str(time.time() + 10 * IN_FLIGHT_SECONDS)}},
-    )
+    age_the_claim(stack, "acme", -10 * IN_FLIGHT_SECONDS)  # a writer's clock far ahead, or an edited head
     writer = stack.writer()
     assert [o.sequence for o in writer.append_all(_events(range(12, 13)))] == [13]  # type: ignore[union-attr]
     assert writer.take_lost() == [LostBatch("acme", 3, 12)]

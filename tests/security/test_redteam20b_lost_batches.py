@@ -8,7 +8,6 @@ and a give-up racing the late writer's own put.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,10 +17,16 @@ from moto.kms import models as kms_models
 from moto.kms.exceptions import AccessDeniedException
 
 from tenant_security.audit.merkle import NodeId
-from tenant_security.audit.store import IN_FLIGHT_SECONDS
 from tenant_security.audit.tree import node_position, record_position
 from tenant_security.audit.writer import Appended
-from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
+from tests.support.audit import (
+    AuditStack,
+    activity_event,
+    age_the_claim,
+    delete_index_records,
+    lose_a_batch,
+    mocked_audit_stack,
+)
 
 
 @pytest.fixture
@@ -35,31 +40,15 @@ def _events(numbers: range) -> list[dict[str, Any]]:
 
 
 def _age_the_claim(stack: AuditStack) -> None:
-    stack.ddb.update_item(
-        TableName=stack.settings.audit_heads_table,
-        Key={"tenant_id": {"S": "acme"}},
-        UpdateExpression="SET pending.claimed_at = :then",
-        ExpressionAttributeValues={":then": {"N": str(time.time() - IN_FLIGHT_SECONDS - 1)}},
-    )
+    age_the_claim(stack, "acme")
 
 
 def _delete_entries(stack: AuditStack, sequences: range) -> None:
-    for sequence in sequences:
-        stack.ddb.delete_item(
-            TableName=stack.settings.audit_index_table,
-            Key={"tenant_id": {"S": "acme"}, "position": {"S": record_position(sequence)}},
-        )
+    delete_index_records(stack, "acme", sequences)
 
 
 def _lose_records_3_to_12(stack: AuditStack) -> None:
-    """Records 1..2 written; 3..12 claimed by a writer that died before their object, their
-    index entries then deleted, the claim older than the in-flight window."""
-    stack.writer().append_all(_events(range(2)))
-    stack.faults["acme"] = "after_head"
-    assert all(isinstance(o, RuntimeError) for o in stack.writer().append_all(_events(range(2, 12))))
-    stack.faults.clear()
-    _delete_entries(stack, range(3, 13))
-    _age_the_claim(stack)
+    lose_a_batch(stack, "acme")
 
 
 def _index_item(stack: AuditStack, position: str) -> dict[str, Any]:

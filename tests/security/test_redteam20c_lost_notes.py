@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tenant_security.audit.store import IN_FLIGHT_SECONDS
 from tenant_security.audit.tree import record_position
-from tests.support.audit import AuditStack, activity_event, mocked_audit_stack
+from tests.support.audit import AuditStack, activity_event, lose_a_batch, mocked_audit_stack
 from tests.support.rfc9162 import decoded, verify_consistency
 
 
@@ -48,20 +47,7 @@ def _tamper_action_key(stack: AuditStack, sequence: int) -> None:
 
 
 def _lose_records_3_to_12(stack: AuditStack) -> None:
-    stack.writer().append_all(_events(range(2)))
-    stack.faults["acme"] = "after_head"
-    stack.writer().append_all(_events(range(2, 12)))
-    stack.faults.clear()
-    for sequence in range(3, 13):
-        stack.ddb.delete_item(
-            TableName=stack.settings.audit_index_table,
-            Key={"tenant_id": {"S": "acme"}, "position": {"S": record_position(sequence)}},
-        )
-    _heads_update(
-        stack,
-        "SET pending.claimed_at = :then",
-        {":then": {"N": str(time.time() - IN_FLIGHT_SECONDS - 1)}},
-    )
+    lose_a_batch(stack, "acme")
 
 
 def test_without_the_head_s_lost_note_index_tampering_after_a_loss_is_not_named(stack: AuditStack) -> None:

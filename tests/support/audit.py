@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from tenant_security.audit.index_entries import entry_attributes
 from tenant_security.audit.objects import LockedObjects
 from tenant_security.audit.pii import PiiProtector, SubjectKeys
 from tenant_security.audit.reader import AuditReader
-from tenant_security.audit.store import ChainHeads
-from tenant_security.audit.tree import AuditIndex, TrailProofs
+from tenant_security.audit.store import IN_FLIGHT_SECONDS, ChainHeads
+from tenant_security.audit.tree import AuditIndex, TrailProofs, record_position
 from tenant_security.audit.verify import ChainVerifier
 from tenant_security.audit.writer import AuditWriter
 from tenant_security.config import Settings
@@ -220,3 +221,40 @@ def activity_event(tenant_id: str, n: int, **detail: Any) -> dict[str, Any]:
             **detail,
         },
     }
+
+
+def crash_after_the_head(stack: AuditStack, tenant_id: str, numbers: range) -> None:
+    """The events ``numbers`` claimed by a writer that dies before their batch's object."""
+    stack.faults[tenant_id] = "after_head"
+    events = [activity_event(tenant_id, n) for n in numbers]
+    assert all(isinstance(o, RuntimeError) for o in stack.writer().append_all(events))
+    stack.faults.clear()
+
+
+def delete_index_records(stack: AuditStack, tenant_id: str, sequences: range) -> None:
+    """Delete the records' entries from the audit index (someone with write access to it)."""
+    for sequence in sequences:
+        stack.ddb.delete_item(
+            TableName=stack.settings.audit_index_table,
+            Key={"tenant_id": {"S": tenant_id}, "position": {"S": record_position(sequence)}},
+        )
+
+
+def age_the_claim(stack: AuditStack, tenant_id: str, seconds: float = IN_FLIGHT_SECONDS + 1) -> None:
+    """Date the head's pending claim ``seconds`` back (negative: ahead), as if its writer's
+    claim were older than the in-flight window."""
+    stack.ddb.update_item(
+        TableName=stack.settings.audit_heads_table,
+        Key={"tenant_id": {"S": tenant_id}},
+        UpdateExpression="SET pending.claimed_at = :then",
+        ExpressionAttributeValues={":then": {"N": str(time.time() - seconds)}},
+    )
+
+
+def lose_a_batch(stack: AuditStack, tenant_id: str) -> None:
+    """Records 1..2 written; 3..12 claimed by a writer that died before their object, their
+    index entries then deleted, the claim older than the in-flight window."""
+    stack.writer().append_all([activity_event(tenant_id, n) for n in range(2)])
+    crash_after_the_head(stack, tenant_id, range(2, 12))
+    delete_index_records(stack, tenant_id, range(3, 13))
+    age_the_claim(stack, tenant_id)
