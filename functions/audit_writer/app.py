@@ -50,7 +50,15 @@ def _record_dead_letter_depth() -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Append one event; on the minute's schedule, drain the outbox and summarise the refusals
-    of the minutes that ended; on the hour's, checkpoint every chain that grew."""
+    of the minutes that ended; on the checkpoints' schedule, checkpoint every chain that grew.
+    Whatever it did, the batches it gave up as lost are counted (even if it then failed)."""
+    try:
+        return _handle(event)
+    finally:
+        _count_lost(services.audit_writer().take_lost())
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     if event.get("task") == MINUTE_TICK:
         writer = services.audit_writer()
         drained = writer.drain_outbox(services.outbox())
@@ -60,19 +68,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"refusals_summarised": attempts, "outbox_drained": drained}
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         written = services.audit_writer().checkpoint_all()
-        _count_lost(services.audit_writer().take_lost())
         metrics.add_metric(name="AuditCheckpointsWritten", unit=MetricUnit.Count, value=len(written))
         _record_dead_letter_depth()
         return {"checkpoints": written}
     if event.get("Records"):  # the audit queue's batch (SQS event source mapping)
         report = append_messages(services.audit_writer(), event["Records"])
         _count(report.appended, report.duplicates, report.forged, report.lags)
-        _count_lost(services.audit_writer().take_lost())
         if report.failed:
             logger.warning("events returned to the queue", extra={"failed": len(report.failed)})
         return report.response()
     appended = services.audit_writer().append(event)  # one event: `tenant-security events redrive`
-    _count_lost(services.audit_writer().take_lost())
     logger.append_keys(tenant_id=appended.tenant_id)
     _count(
         int(not appended.duplicate),

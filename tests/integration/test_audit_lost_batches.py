@@ -17,6 +17,7 @@ from tenant_security.audit.writer import Appended
 from tests.support.audit import (
     AuditStack,
     activity_event,
+    activity_events,
     age_the_claim,
     crash_after_the_head,
     delete_index_records,
@@ -30,14 +31,10 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
         yield built
 
 
-def _events(numbers: range) -> list[dict[str, Any]]:
-    return [activity_event("acme", n) for n in numbers]
-
-
 def _crash_then_delete_its_index_entries(stack: AuditStack) -> None:
     """Records 3..12 claimed by a writer that died before their object; then their index
     entries deleted (someone with write access to the index table)."""
-    stack.writer().append_all(_events(range(2)))
+    stack.writer().append_all(activity_events("acme", range(2)))
     crash_after_the_head(stack, "acme", range(2, 12))
     delete_index_records(stack, "acme", range(3, 13))
 
@@ -49,13 +46,13 @@ def _age_the_claim(stack: AuditStack) -> None:
 def test_a_lost_batch_waits_out_its_flight_then_is_given_up_and_the_trail_goes_on(stack: AuditStack) -> None:
     _crash_then_delete_its_index_entries(stack)
     writer = stack.writer()
-    early = writer.append_all(_events(range(12, 14)))
+    early = writer.append_all(activity_events("acme", range(12, 14)))
     assert all(isinstance(o, ChainBusy) for o in early), early  # maybe not visible yet: retried
     assert stack.heads.get("acme").sequence == 12
     assert writer.take_lost() == []
 
     _age_the_claim(stack)
-    outcomes = writer.append_all(_events(range(12, 14)))
+    outcomes = writer.append_all(activity_events("acme", range(12, 14)))
     assert [(o.sequence, o.duplicate) for o in outcomes] == [(13, False), (14, False)]  # type: ignore[union-attr]
     assert writer.take_lost() == [LostBatch("acme", 3, 12)]
     assert writer.take_lost() == []  # reported once
@@ -76,10 +73,10 @@ def test_a_lost_batch_waits_out_its_flight_then_is_given_up_and_the_trail_goes_o
 def test_a_retried_delivery_of_the_lost_events_is_answered_as_duplicates(stack: AuditStack) -> None:
     _crash_then_delete_its_index_entries(stack)
     _age_the_claim(stack)
-    outcomes = stack.writer().append_all(_events(range(2, 12)))  # the dead writer's own retry
+    outcomes = stack.writer().append_all(activity_events("acme", range(2, 12)))  # the dead writer's own retry
     assert all(isinstance(o, Appended) and o.duplicate for o in outcomes), outcomes
     assert _ranges(stack.heads.get("acme")) == [(3, 12)]
-    assert [o.sequence for o in stack.writer().append_all(_events(range(12, 13)))] == [13]  # type: ignore[union-attr]
+    assert [o.sequence for o in stack.writer().append_all(activity_events("acme", range(12, 13)))] == [13]  # type: ignore[union-attr]
 
 
 def test_parallel_writers_give_the_batch_up_once_and_append_every_event_once(stack: AuditStack) -> None:
@@ -89,7 +86,9 @@ def test_parallel_writers_give_the_batch_up_once_and_append_every_event_once(sta
     results: list[Any] = []
 
     def put(number: int) -> None:
-        results.extend(writers[number].append_all(_events(range(100 + 10 * number, 110 + 10 * number))))
+        results.extend(
+            writers[number].append_all(activity_events("acme", range(100 + 10 * number, 110 + 10 * number)))
+        )
 
     threads = [threading.Thread(target=put, args=(n,)) for n in range(5)]
     for thread in threads:
@@ -113,13 +112,13 @@ def test_the_scheduled_checkpoint_gives_a_lost_batch_up_and_still_signs(stack: A
 
 
 def test_a_batch_whose_index_is_whole_is_rebuilt_not_given_up(stack: AuditStack) -> None:
-    stack.writer().append_all(_events(range(2)))
+    stack.writer().append_all(activity_events("acme", range(2)))
     stack.faults["acme"] = "after_head"
-    stack.writer().append_all(_events(range(2, 12)))
+    stack.writer().append_all(activity_events("acme", range(2, 12)))
     stack.faults.clear()
     _age_the_claim(stack)
     writer = stack.writer()
-    writer.append_all(_events(range(12, 13)))
+    writer.append_all(activity_events("acme", range(12, 13)))
     assert writer.take_lost() == []
     assert stack.heads.get("acme").lost == ()
     stack.valid("acme")
@@ -134,7 +133,7 @@ def test_a_claim_dated_in_the_future_does_not_keep_a_lost_batch_in_flight_for_go
     _crash_then_delete_its_index_entries(stack)
     age_the_claim(stack, "acme", -10 * IN_FLIGHT_SECONDS)  # a writer's clock far ahead, or an edited head
     writer = stack.writer()
-    assert [o.sequence for o in writer.append_all(_events(range(12, 13)))] == [13]  # type: ignore[union-attr]
+    assert [o.sequence for o in writer.append_all(activity_events("acme", range(12, 13)))] == [13]  # type: ignore[union-attr]
     assert writer.take_lost() == [LostBatch("acme", 3, 12)]
 
 

@@ -21,7 +21,7 @@ from tenant_security.audit.tree import node_position, record_position
 from tenant_security.audit.writer import Appended
 from tests.support.audit import (
     AuditStack,
-    activity_event,
+    activity_events,
     age_the_claim,
     delete_index_records,
     lose_a_batch,
@@ -33,10 +33,6 @@ from tests.support.audit import (
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
     with mocked_audit_stack(monkeypatch, 1000, "acme") as built:
         yield built
-
-
-def _events(numbers: range) -> list[dict[str, Any]]:
-    return [activity_event("acme", n) for n in numbers]
 
 
 def _age_the_claim(stack: AuditStack) -> None:
@@ -73,9 +69,9 @@ def test_a_batch_is_not_given_up_while_kms_refuses_to_decrypt_its_intact_index_e
     are all there, but ``_rebuilt`` reads a body that does not decrypt as "incomplete", so after
     60 s the batch is given up: the object can never be written, though the records were
     whole in the index, and the verifier says their entries were deleted."""
-    stack.writer().append_all(_events(range(2)))
+    stack.writer().append_all(activity_events("acme", range(2)))
     stack.faults["acme"] = "after_head"
-    stack.writer().append_all(_events(range(2, 12)))  # died before the object of 3..12
+    stack.writer().append_all(activity_events("acme", range(2, 12)))  # died before the object of 3..12
     stack.faults.clear()
     _age_the_claim(stack)
 
@@ -91,12 +87,12 @@ def test_a_batch_is_not_given_up_while_kms_refuses_to_decrypt_its_intact_index_e
 
     monkeypatch.setattr(kms_models.KmsBackend, "decrypt", decrypt)
     writer = stack.writer()
-    writer.append_all(_events(range(12, 13)))  # fails or waits: either way, not a loss
+    writer.append_all(activity_events("acme", range(12, 13)))  # fails or waits: either way, not a loss
     refusing["on"] = False
     assert writer.take_lost() == [], "an intact batch was given up as lost"
     assert stack.heads.get("acme").lost == ()
     later = stack.writer()
-    outcomes = later.append_all(_events(range(12, 14)))
+    outcomes = later.append_all(activity_events("acme", range(12, 14)))
     assert all(isinstance(o, Appended) for o in outcomes), outcomes
     stack.valid("acme")  # 3..12 are in their object, rebuilt from the index once KMS answered
 
@@ -109,7 +105,7 @@ def test_after_a_lost_batch_a_tampered_index_record_beyond_it_is_still_named(sta
     index check at or after a sequence with a problem -- so every record entry after the loss
     may be edited (what GET /audit and its filters serve) and is never named again."""
     _lose_records_3_to_12(stack)
-    stack.writer().append_all(_events(range(12, 40)))  # records 13..40
+    stack.writer().append_all(activity_events("acme", range(12, 40)))  # records 13..40
     item = _index_item(stack, record_position(20))
     item["action_key"] = {"S": "acme#auth:Login"}  # the reader now finds record 20 as a sign-in
     _put_index_item(stack, item)
@@ -123,7 +119,7 @@ def test_after_a_lost_batch_a_tampered_tree_node_beyond_it_is_still_named(stack:
     the subtree of leaves 17..32) may be replaced and inclusion proofs of records 17..32 no
     longer verify against any checkpoint -- with no index_mismatch."""
     _lose_records_3_to_12(stack)
-    stack.writer().append_all(_events(range(12, 40)))  # records 13..40
+    stack.writer().append_all(activity_events("acme", range(12, 40)))  # records 13..40
     position = node_position(NodeId(4, 1))  # leaves 16..31: records 17..32
     item = _index_item(stack, position)
     item["hash"] = {"B": b"\x00" * 32}
@@ -146,7 +142,7 @@ def test_a_give_up_keeps_the_trail_s_time_order_against_a_slow_clock(stack: Audi
     slow = stack.writer()
     fast_now = slow.clock()
     slow.clock = lambda: fast_now - timedelta(hours=1)  # a writer an hour behind
-    slow.append_all(_events(range(12, 13)))  # record 13
+    slow.append_all(activity_events("acme", range(12, 13)))  # record 13
     times = [stack.index.record("acme", s) for s in (1, 2, 13)]
     recorded = [stack.cipher.decode("acme", t.body)["recorded_at"] for t in times if t is not None]  # type: ignore[index]
     assert recorded == sorted(recorded), recorded
@@ -162,7 +158,7 @@ def test_a_give_up_racing_the_late_writer_s_put_leaves_a_trail_with_no_false_los
     record, only the index entries that really were deleted (index_mismatch within 3..12; the
     verifier names the first of a run). (The writer that gave it up still counts AuditRecordsLost
     for records that are there: a false alarm, noted in the report.)"""
-    stack.writer().append_all(_events(range(2)))
+    stack.writer().append_all(activity_events("acme", range(2)))
     late = stack.writer()
     raced: list[Any] = []
 
@@ -172,11 +168,13 @@ def test_a_give_up_racing_the_late_writer_s_put_leaves_a_trail_with_no_false_los
         _delete_entries(stack, range(3, 13))
         _age_the_claim(stack)
         other = stack.writer()
-        raced.extend(other.append_all(_events(range(50, 52))))  # gives 3..12 up, appends 13, 14
+        raced.extend(
+            other.append_all(activity_events("acme", range(50, 52)))
+        )  # gives 3..12 up, appends 13, 14
         raced.append(other.take_lost())
 
     late.fault = slow_then_raced
-    outcomes = late.append_all(_events(range(2, 12)))
+    outcomes = late.append_all(activity_events("acme", range(2, 12)))
     assert [o.sequence for o in outcomes] == list(range(3, 13))  # type: ignore[union-attr]
     assert [o.sequence for o in raced[:2]] == [13, 14]
     head = stack.heads.get("acme")
@@ -186,7 +184,7 @@ def test_a_give_up_racing_the_late_writer_s_put_leaves_a_trail_with_no_false_los
     assert kinds, report  # the deleted entries are named ...
     assert all(kind == "index_mismatch" and 3 <= s <= 12 for s, kind in kinds), report["problems"]
     # ... and nothing is falsely missing or modified: every record is in its object, chained
-    assert [o.sequence for o in stack.writer().append_all(_events(range(60, 61)))] == [15]  # type: ignore[union-attr]
+    assert [o.sequence for o in stack.writer().append_all(activity_events("acme", range(60, 61)))] == [15]  # type: ignore[union-attr]
 
 
 def _ranges(head: Any) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tenant_security.audit.tree import record_position
-from tests.support.audit import AuditStack, activity_event, lose_a_batch, mocked_audit_stack
+from tests.support.audit import AuditStack, activity_events, lose_a_batch, mocked_audit_stack
 from tests.support.rfc9162 import decoded, verify_consistency
 
 
@@ -22,10 +22,6 @@ from tests.support.rfc9162 import decoded, verify_consistency
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditStack]:
     with mocked_audit_stack(monkeypatch, 1000, "acme") as built:
         yield built
-
-
-def _events(numbers: range) -> list[dict[str, Any]]:
-    return [activity_event("acme", n) for n in numbers]
 
 
 def _heads_update(stack: AuditStack, expression: str, values: dict[str, Any] | None = None) -> None:
@@ -55,7 +51,7 @@ def test_without_the_head_s_lost_note_index_tampering_after_a_loss_is_not_named(
     the head. The verifier is back to round 2: the tree stops at 3, every record copy after it
     is excused -- record 20's edited action_key (what the reader's filters find) goes unnamed."""
     _lose_records_3_to_12(stack)
-    stack.writer().append_all(_events(range(12, 40)))  # gives 3..12 up; records 13..40
+    stack.writer().append_all(activity_events("acme", range(12, 40)))  # gives 3..12 up; records 13..40
     assert [(r.first, r.last) for r in stack.heads.get("acme").lost] == [(3, 12)]
     _heads_update(stack, "REMOVE lost")
     _tamper_action_key(stack, 20)
@@ -66,9 +62,9 @@ def test_without_the_head_s_lost_note_index_tampering_after_a_loss_is_not_named(
 def test_a_delete_marker_gap_excuses_every_later_record_copy(stack: AuditStack) -> None:
     """ATTACK (s3:DeleteObject, which Object Lock allows as a marker, + index write): a record
     copy's check needs only that record, yet any problem before it excuses it."""
-    stack.writer().append_all(_events(range(4)))
-    stack.writer().append_all(_events(range(4, 5)))  # record 5 alone in its object
-    stack.writer().append_all(_events(range(5, 40)))
+    stack.writer().append_all(activity_events("acme", range(4)))
+    stack.writer().append_all(activity_events("acme", range(4, 5)))  # record 5 alone in its object
+    stack.writer().append_all(activity_events("acme", range(5, 40)))
     bucket = stack.settings.audit_bucket("acme")
     key = next(k for k in stack.object_keys("acme") if k.endswith("/0000000000000005.json"))
     stack.s3.delete_object(Bucket=bucket, Key=key)  # a delete marker: named missing_record 5
@@ -87,7 +83,7 @@ def test_a_forged_frontier_noted_with_a_fabricated_loss_forks_the_signed_tree_un
     on from it, and the hourly run signs a tree of 10 that does not contain records 1..4: no
     consistency proof from the checkpoint of 4 can exist. The verifier names only record 5."""
     writer = stack.writer()
-    writer.append_all(_events(range(4)))
+    writer.append_all(activity_events("acme", range(4)))
     assert writer.checkpoint_all() == [{"tenant_id": "acme", "sequence": 4}]
     head = stack.heads.get("acme")
     forged_frontier = b"\x11" * 32 + b"\x22" * 32  # frontier_ids(5): n#02#0 (1..4), leaf 5
@@ -116,7 +112,7 @@ def test_a_forged_frontier_noted_with_a_fabricated_loss_forks_the_signed_tree_un
         },
     )
     later = stack.writer()
-    later.append_all(_events(range(10, 15)))  # gives 5 up (noting the forged frontier), 6..10
+    later.append_all(activity_events("acme", range(10, 15)))  # gives 5 up (noting the forged frontier), 6..10
     assert [(r.first, r.last) for r in stack.heads.get("acme").lost] == [(5, 5)]
     assert later.checkpoint_all() == [{"tenant_id": "acme", "sequence": 10}]
     # The fork is real: the checkpoints of 4 and 10 admit no consistency proof.
@@ -155,7 +151,7 @@ def test_an_index_entry_planted_at_a_lost_sequence_is_not_named(stack: AuditStac
     from tenant_security.audit.index_entries import entry_attributes
 
     _lose_records_3_to_12(stack)
-    stack.writer().append_all(_events(range(12, 40)))
+    stack.writer().append_all(activity_events("acme", range(12, 40)))
     fake = seal(
         {
             "tenant_id": "acme",

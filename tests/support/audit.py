@@ -223,11 +223,17 @@ def activity_event(tenant_id: str, n: int, **detail: Any) -> dict[str, Any]:
     }
 
 
+def activity_events(tenant_id: str, numbers: range) -> list[dict[str, Any]]:
+    """The tenant's activity events numbered ``numbers``."""
+    return [activity_event(tenant_id, n) for n in numbers]
+
+
 def crash_after_the_head(stack: AuditStack, tenant_id: str, numbers: range) -> None:
     """The events ``numbers`` claimed by a writer that dies before their batch's object."""
     stack.faults[tenant_id] = "after_head"
-    events = [activity_event(tenant_id, n) for n in numbers]
-    assert all(isinstance(o, RuntimeError) for o in stack.writer().append_all(events))
+    assert all(
+        isinstance(o, RuntimeError) for o in stack.writer().append_all(activity_events(tenant_id, numbers))
+    )
     stack.faults.clear()
 
 
@@ -254,7 +260,7 @@ def age_the_claim(stack: AuditStack, tenant_id: str, seconds: float = IN_FLIGHT_
 def lose_a_batch(stack: AuditStack, tenant_id: str) -> None:
     """Records 1..2 written; 3..12 claimed by a writer that died before their object, their
     index entries then deleted, the claim older than the in-flight window."""
-    stack.writer().append_all([activity_event(tenant_id, n) for n in range(2)])
+    stack.writer().append_all(activity_events(tenant_id, range(2)))
     crash_after_the_head(stack, tenant_id, range(2, 12))
     delete_index_records(stack, tenant_id, range(3, 13))
     age_the_claim(stack, tenant_id)
