@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,7 @@ class Identity:
 
 
 _TRY_AGAIN = (429, 500, 502, 503, 504)  # a throttled or timed-out step on a loaded machine
+_RENEWALS = threading.Lock()
 
 
 class RenewingIdentity(Identity):
@@ -88,9 +90,12 @@ class RenewingIdentity(Identity):
 
     @property
     def token(self) -> str:
-        if time.time() > self._expires_at - self.RENEW_BEFORE and self.backup_codes:
-            self._renew()
-        return self._token
+        # Parallel requests of one test (a thread pool's) share one renewal: without the lock each
+        # thread signed in on its own, and their sign-ins together filled the account's throttle.
+        with _RENEWALS:
+            if time.time() > self._expires_at - self.RENEW_BEFORE and self.backup_codes:
+                self._renew()
+            return self._token
 
     @token.setter
     def token(self, value: str) -> None:
@@ -99,7 +104,7 @@ class RenewingIdentity(Identity):
     def _renew(self) -> None:
         # As a person would: try again after a throttled or timed-out step (a loaded machine),
         # each time with a new challenge and the next backup code (a used one is spent).
-        for attempt in range(3):
+        for attempt in range(4):
             login = post(
                 self.cloud,
                 "/auth/login",
@@ -113,7 +118,8 @@ class RenewingIdentity(Identity):
                 verify = post(self.cloud, "/auth/mfa/verify", body)
             if verify.status_code not in _TRY_AGAIN or not self.backup_codes:
                 break
-            time.sleep(min(float(verify.headers.get("Retry-After", 2 + 2 * attempt)), 10))
+            # a throttle's Retry-After is at most its one-minute window: wait all of it
+            time.sleep(min(float(verify.headers.get("Retry-After", 2 + 2 * attempt)), 61))
         assert verify.status_code == 200, f"renewing {self.username}'s token: {verify.text}"
         reply = verify.json()
         seen(reply["access_token"])
