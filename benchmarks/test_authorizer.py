@@ -7,10 +7,6 @@ module in a fresh interpreter takes at most 1.25 times importing boto3 alone.
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +15,7 @@ import pytest
 
 from tests.support.cloud import ROOT, RunningCloud
 from tests.support.identity import mint_token, seed_tenant, signing_key_id
+from tests.support.imports import import_seconds
 
 API = "arn:aws:execute-api:us-east-1:123456789012:bench/dev"
 
@@ -98,15 +95,6 @@ def test_warm_decision(benchmark: Any, authorizer: tuple[Any, Counter[str], dict
     assert not any(name.startswith("kms:") for name in calls)
 
 
-def _import_seconds(code: str, env: dict[str, str], runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)  # noqa: S603
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def test_cold_import_against_boto3(benchmark: Any) -> None:
     env = {
         **os.environ,
@@ -114,12 +102,10 @@ def test_cold_import_against_boto3(benchmark: Any) -> None:
             [str(ROOT / "functions" / "authorizer"), str(ROOT / "layers" / "common")]
         ),
     }
-    boto3_only = _import_seconds("import boto3", env)
-    authorizer = benchmark.pedantic(
-        lambda: _import_seconds("import app", env, runs=1), rounds=5, iterations=1
-    )
-    authorizer = _import_seconds("import app", env)
-    first_decision = _import_seconds(
+    boto3_only = import_seconds("import boto3", env)
+    authorizer = benchmark.pedantic(lambda: import_seconds("import app", env, runs=1), rounds=5, iterations=1)
+    authorizer = import_seconds("import app", env)
+    first_decision = import_seconds(
         "import app; import tenant_security.authz.decision, tenant_security.models, tenant_security.config",
         env,
     )

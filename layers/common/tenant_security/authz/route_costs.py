@@ -24,7 +24,9 @@ nano-dollars (:attr:`RouteCost.nanodollars`, what the rate limiter counts). Coun
 Not counted (documented in README "Quotas and rate limits"): monthly charges (KMS keys, secrets,
 storage, the database), CloudWatch Logs and X-Ray, data transfer, free tiers and volume tiers,
 PostgreSQL work. Item sizes are assumed small (writes ≤ 1 KB, strongly consistent reads ≤ 4 KB).
-Issue 21 turns :meth:`RouteCost.request_calls` into each route's budget of AWS calls.
+Each route's **budget** is :meth:`RouteCost.warm_calls`: the AWS calls of a warm request of the
+route, by operation, exactly as tests/e2e/test_route_budgets_http.py measures them; a change that
+makes a route call AWS more often fails that test until the table says so.
 """
 
 from __future__ import annotations
@@ -51,6 +53,21 @@ REQUEST_PATH_CALLS: Mapping[str, int] = {
     "dynamodb:PutItem": 1,
     "dynamodb:DeleteItem": 1,
 }
+# A warm request's own request path, the part of the budget every route behind the authorizer
+# pays (the authorizer's answer is kept by API Gateway for the token, the caller's tenant record by
+# the function for a few seconds): the session, read on every request (revocable from the next
+# one), the rate counter's one write, and the concurrency lease (a conditional put and, once
+# answered, a delete).
+WARM_REQUEST_PATH: Mapping[str, int] = {
+    "dynamodb:GetItem": 1,
+    "dynamodb:UpdateItem": 1,
+    "dynamodb:PutItem": 1,
+    "dynamodb:DeleteItem": 1,
+}
+# A write (POST, PUT, PATCH, DELETE) reads its tenant's record now, not from the cache: a
+# suspension stops writes at once (tenant_directory.WRITE_STATUS_MAX_AGE).
+WRITE_STATUS_READ: Mapping[str, int] = {"dynamodb:GetItem": 1}
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What the audit writer does with one activity event: its invocation, the tenant record and the
 # chain head, the head's move with the record's entry (one transaction), the write-once record.
 AUDIT_RECORD = Invocation(
@@ -118,6 +135,9 @@ class RouteCalls:
     duration_ms: int = 100
     events: int = 1
     workflow: Workflow | None = None
+    # The handler's calls when warm, where they differ from ``calls`` (which counts a cold one's
+    # key fetches too): what the budget (:meth:`RouteCost.warm_calls`) holds it to.
+    warm: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,16 @@ class RouteCost:
         calls.update(self.row.calls)
         calls["events:PutEvents"] += self.row.events
         return calls
+
+    def warm_calls(self) -> Counter[str]:
+        """The route's budget: the AWS calls of a warm request (the route function's, with the
+        authorizer's answer cached), by operation."""
+        calls: Counter[str] = Counter(WARM_REQUEST_PATH)
+        if self.method in WRITE_METHODS:
+            calls.update(WRITE_STATUS_READ)
+        calls.update(self.row.warm if self.row.warm is not None else self.row.calls)
+        calls["events:PutEvents"] += self.row.events
+        return +calls
 
     def invocations(self) -> tuple[Invocation, ...]:
         """Every Lambda invocation one request causes, its own and those after its reply."""
@@ -277,6 +307,17 @@ ROUTE_CALLS: Mapping[tuple[str, str], RouteCalls] = {
             "s3:PutObject": 1,
         },
         duration_ms=300,
+        # measured warm: the key's lock taken (a put) and released (a delete), the reservation and
+        # the commit (a transaction each) and one ledger update; the data key is fetched for every
+        # file even warm (its encryption context names the file's key, and the cache is by context)
+        warm={
+            "dynamodb:PutItem": 1,
+            "dynamodb:DeleteItem": 1,
+            "dynamodb:UpdateItem": 1,
+            "dynamodb:TransactWriteItems": 2,
+            "kms:GenerateDataKey": 1,
+            "s3:PutObject": 1,
+        },
     ),
     ("GET", "/tenants/{tenant_id}/files/{key+}"): RouteCalls(
         _DATA, {"s3:GetObject": 1, "kms:Decrypt": 1}, duration_ms=200
