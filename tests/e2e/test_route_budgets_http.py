@@ -21,6 +21,7 @@ FUNCTIONS = ("AuthorizerFunction", "AdminApiFunction", "DataApiFunction", "Compl
 # The test stack runs with FaultInjection=enabled: each request reads its tenant's fault item (one
 # GetItem on the counters table, which no route reads otherwise). A deployed stack does not.
 FAULT_CHECK = "GetItem|dcisionai-counters"
+WARM_ATTEMPTS = 4
 
 
 def _fault_checks(cloud: RunningCloud) -> int:
@@ -65,7 +66,14 @@ def test_every_route_makes_exactly_the_calls_of_its_budget(
     wrong: list[str] = []
     for method, resource, template, body in ROUTES:
         budget = cost_of(method, resource).warm_calls()
-        for n in range(3):  # the first warms the function (keys, the tenant record, the counter)
+        measured: list[dict[str, int]] = []
+        # The first request warms the function (keys, the tenant record, its view of the rate
+        # counter); of the warm ones after it, one must make exactly the budget's calls. A request
+        # may still re-read what a warm function keeps for seconds (on a loaded machine the 5 s
+        # tenant record runs out, another function's write leaves this one's view of the counter
+        # behind), so more than one is tried -- a route that calls AWS more than its budget does
+        # so on every one.
+        for n in range(WARM_ATTEMPTS + 1):
             path = template.format(t=tenant, n=n, record=record)
             request: dict[str, Any] = {"headers": headers}
             if body == "file":
@@ -79,6 +87,9 @@ def test_every_route_makes_exactly_the_calls_of_its_budget(
             assert status < 300, (method, path, status)
             if n == 0:
                 continue
-            if spent != budget:
-                wrong.append(f"{method} {resource} #{n}: measured {dict(spent)}, budget {dict(budget)}")
+            if spent == budget:
+                break
+            measured.append(dict(spent))
+        else:
+            wrong.append(f"{method} {resource}: measured {measured}, budget {dict(budget)}")
     assert not wrong, "\n".join(wrong)
