@@ -49,12 +49,13 @@ def _objects(cloud: RunningCloud) -> list[str]:
 
 
 def _leases(cloud: RunningCloud) -> int:
+    """The concurrency leases held on the tenant's counter items (rate.LEASES)."""
     reply = cloud.client("dynamodb").query(
         TableName="dcisionai-counters",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"lease#{TENANT}"}},
+        ExpressionAttributeValues={":pk": {"S": f"quota#{TENANT}#0"}},
     )
-    return int(reply["Count"])
+    return sum(len(item.get("lz", {}).get("M", {})) for item in reply["Items"])
 
 
 def _unavailable(reply: Any) -> None:

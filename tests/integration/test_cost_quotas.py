@@ -22,7 +22,6 @@ from tenant_security.models import (
     parse_security_policies,
 )
 from tenant_security.quotas.guard import QuotaGuard
-from tenant_security.quotas.leases import Leases
 from tenant_security.quotas.rate import RateLimiter, RateLimits, nanodollars
 from tests.support.moto import create_table, mocked_aws
 
@@ -87,7 +86,7 @@ def test_a_tenant_with_a_thousandth_of_a_dollar_a_day_is_refused_after_the_expec
 ) -> None:
     clock = Clock()
     limiter = RateLimiter(ddb, "counters", clock=clock)
-    guard = QuotaGuard(limiter, Leases(ddb, "counters", clock=clock))
+    guard = QuotaGuard(limiter)
     who = tenant({"daily_limit": 0.001, "monthly_budget": 1})
     expected = 1_000_000 // COST  # $0.001 in nano-dollars, whole requests
     statuses = [requests_through(guard, who, 1, threads=1)[0] for _ in range(expected + 3)]
@@ -104,7 +103,7 @@ def test_a_tenant_with_a_thousandth_of_a_dollar_a_day_is_refused_after_the_expec
 @pytest.mark.parametrize("threads", [8, 16])
 def test_parallel_requests_never_overspend(ddb: Any, threads: int) -> None:
     limiter = RateLimiter(ddb, "counters", clock=Clock())
-    guard = QuotaGuard(limiter, Leases(ddb, "counters"))
+    guard = QuotaGuard(limiter)
     who = tenant({"daily_limit": 0.0005, "monthly_budget": 1})
     statuses = requests_through(guard, who, 60, threads)
     admitted = statuses.count(200)

@@ -11,8 +11,7 @@ import pytest
 
 from tenant_security.errors import PayloadTooLarge
 from tenant_security.models import parse_resource_quotas, parse_security_policies
-from tenant_security.quotas.leases import ConcurrencyLimitReached, Leases
-from tenant_security.quotas.rate import RateLimiter, RateLimits, nanodollars
+from tenant_security.quotas.rate import Admission, LeaseTerms, RateLimiter, RateLimits, Refusal, nanodollars
 from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
 from tests.support.moto import create_table, mocked_aws
 
@@ -132,24 +131,56 @@ def test_limits_come_from_the_stricter_document() -> None:
 
 def test_leases_are_exact_released_and_expire(ddb: Any) -> None:
     clock = Clock()
-    leases = Leases(ddb, "counters", clock=clock)
+    limiter = RateLimiter(ddb, "counters", clock=clock)
+    terms = LeaseTerms(max_concurrent=3, lifetime_seconds=30)
 
-    def take(_: int) -> tuple[str, str] | None:
-        try:
-            return leases.acquire("acme", 3, lifetime_seconds=30)
-        except ConcurrencyLimitReached:
+    def take(_: int) -> Admission | None:
+        admission = limiter.admit("acme", limits(), REQUEST, terms)
+        if not admission.admitted:
+            assert admission.refused_by is Refusal.CONCURRENCY
             return None
+        return admission
 
     with ThreadPoolExecutor(8) as pool:
         held = [h for h in pool.map(take, range(10)) if h]
     assert len(held) == 3
-    assert leases.active("acme") == 3
-    leases.release("acme", *held[0])
-    assert take(0) is not None  # a released slot is free again
+    assert limiter.usage("acme", limits())["concurrent_requests"] == 3
+    assert limiter.usage("acme", limits())["minute"] == 3  # a refused request counts nothing
+    limiter.release("acme", held[0])
+    assert take(0) is not None  # a released lease is free again
     assert take(0) is None
     clock.now += 31  # every lease has expired (their holders died)
-    assert leases.active("acme") == 0
-    assert take(0) is not None
+    assert limiter.usage("acme", limits())["concurrent_requests"] == 0
+    assert take(0) is not None  # the full item's expired leases are pruned by the next admission
+    key = {"pk": {"S": "quota#acme#0"}, "sk": {"S": "counts"}}
+    item = ddb.get_item(TableName="counters", Key=key)["Item"]
+    assert len(item["lz"]["M"]) <= 3
+
+
+def test_a_cold_worker_sees_the_leases_a_warm_one_took(ddb: Any) -> None:
+    clock = Clock()
+    terms = LeaseTerms(max_concurrent=2, lifetime_seconds=30)
+    warm = RateLimiter(ddb, "counters", clock=clock)
+    assert warm.admit("acme", limits(), REQUEST, terms).admitted
+    assert warm.admit("acme", limits(), REQUEST, terms).admitted
+    for _ in range(3):  # each a new worker: no view of the item, or a stale one
+        refused = RateLimiter(ddb, "counters", clock=clock).admit("acme", limits(), REQUEST, terms)
+        assert refused.refused_by is Refusal.CONCURRENCY
+    assert warm.usage("acme", limits())["minute"] == 2
+
+
+def test_leases_split_between_shards_never_exceed_the_limit(ddb: Any) -> None:
+    clock = Clock()
+    limiter = RateLimiter(ddb, "counters", clock=clock)
+    sharded = RateLimits(1000, 60000, 10**6, 10**7, nanodollars(200), nanodollars(5000), 0.8, shard_count=4)
+    terms = LeaseTerms(max_concurrent=6, lifetime_seconds=30)
+
+    def take(_: int) -> bool:
+        return RateLimiter(ddb, "counters", clock=clock).admit("acme", sharded, REQUEST, terms).admitted
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(take, range(24))) == 6  # refused only when every shard's part is held
+    assert limiter.usage("acme", sharded)["concurrent_requests"] == 6
 
 
 def test_storage_reservations_are_exact(ddb: Any) -> None:
@@ -190,17 +221,21 @@ def test_an_error_in_the_handler_releases_the_lease(ddb: Any) -> None:
     tenant = Tenant(
         "acme", SecurityPolicies(), parse_resource_quotas({"compute": {"max_concurrent_requests": 1}})
     )
-    leases = Leases(ddb, "counters")
-    guard = QuotaGuard(RateLimiter(ddb, "counters"), leases)
+    limiter = RateLimiter(ddb, "counters")
+    guard = QuotaGuard(limiter)
+
+    def active() -> int:
+        usage = limiter.usage("acme", RateLimits.of(tenant.policies, tenant.quotas))
+        return int(usage["concurrent_requests"])
 
     def failing() -> None:
-        assert leases.active("acme") == 1  # held while the handler runs
+        assert active() == 1  # held while the handler runs
         raise RuntimeError("handler bug")
 
     for _ in range(3):  # with one slot, a leaked lease would refuse the second request
         with pytest.raises(RuntimeError, match="handler bug"):
             guard.run(tenant, tenant, REQUEST, {}, failing)
-    assert leases.active("acme") == 0
+    assert active() == 0
     result, headers = guard.run(tenant, tenant, REQUEST, {}, lambda: "ok")
     assert result == "ok"
     assert headers["X-RateLimit-Limit"] == "1000"

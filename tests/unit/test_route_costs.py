@@ -70,7 +70,7 @@ def test_a_route_costs_its_calls_at_list_prices() -> None:
         )
         * gb_s  # their GB-seconds: 512 MB for 50, 100 and 100 ms
         + (2 + 3 + 2) * Decimal("0.125") / million  # reads: authorizer 2, request path 3, writer 2
-        + (1 + 1 + 1 + 4) * Decimal("0.625") / million  # writes: quota, lease x2, chain (4 units)
+        + (1 + 1 + 4) * Decimal("0.625") / million  # writes: quota with lease, release, chain (4 units)
         + Decimal("1.00") / million  # the activity event
         + Decimal("0.005") / 1000  # its write-once S3 record
     )
@@ -82,7 +82,7 @@ def test_a_route_costs_its_calls_at_list_prices() -> None:
 def test_the_request_path_calls_are_shared_and_the_handlers_add_theirs() -> None:
     quotas = cost_of("GET", "/tenants/{tenant_id}/quotas").request_calls()
     secret = cost_of("GET", "/tenants/{tenant_id}/secrets/{name}").request_calls()
-    assert quotas["dynamodb:UpdateItem"] == 1  # the one quota write
+    assert quotas["dynamodb:UpdateItem"] == 2  # the one quota write (with the lease), the release
     assert secret - quotas == {"kms:Decrypt": 1, "secretsmanager:GetSecretValue": 1}
 
 

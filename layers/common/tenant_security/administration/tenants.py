@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from tenant_security.activity import EventPublisher
     from tenant_security.actors import Actor
     from tenant_security.config import Settings
-    from tenant_security.quotas.leases import Leases
     from tenant_security.quotas.rate import RateLimiter
     from tenant_security.quotas.storage import StorageQuota
     from tenant_security.tenant_directory import TenantDirectory
@@ -32,7 +31,6 @@ class TenantAdmin:
         directory: TenantDirectory,
         publisher: EventPublisher,
         rate_limiter: RateLimiter,
-        leases: Leases,
         storage_quota: StorageQuota,
     ) -> None:
         self.settings = settings
@@ -40,7 +38,6 @@ class TenantAdmin:
         self.directory = directory
         self.publisher = publisher
         self.rate_limiter = rate_limiter
-        self.leases = leases
         self.storage_quota = storage_quota
 
     def request_onboarding(self, raw_body: str | bytes | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +98,7 @@ class TenantAdmin:
             "requests": requests,
             "spend": spend,
             "concurrent_requests": {
-                "active": self.leases.active(tenant.tenant_id),
+                "active": requests.pop("concurrent_requests"),
                 "limit": quotas.compute.max_concurrent_requests,
             },
             "storage": {

@@ -16,7 +16,8 @@ nano-dollars (:attr:`RouteCost.nanodollars`, what the rate limiter counts). Coun
   keeps an answer per token and source address for ``AuthorizerCacheTtl`` seconds, so a busy
   client pays less; a client with one request per token pays exactly this), the route function's
   invocation and its GB-seconds at the function's memory for the route's typical duration;
-- the request path's DynamoDB calls (quota counter, concurrency lease, session, tenant record);
+- the request path's DynamoDB calls (quota counter with its lease, the release, session, tenant
+  record);
   reads that a worker caches for a few seconds are counted as made (an upper bound);
 - each activity event (EventBridge PutEvents entry) and what the audit writer does with it
   (its invocation, chain head, write-once S3 record: :data:`AUDIT_RECORD`).
@@ -44,25 +45,21 @@ NANOS_PER_USD = Decimal(1_000_000_000)
 
 # The authorizer on every request: the session, and the tenant record (cached a few seconds).
 AUTHORIZER = Invocation("AuthorizerFunction", 50, {"dynamodb:GetItem": 2})
-# The request middleware of every route behind the authorizer: the quota counter (one
-# UpdateItem), the concurrency lease (a PutItem and a DeleteItem), the session, the caller's
-# tenant record (a few seconds' cache) and the policy's freshness.
+# The request middleware of every route behind the authorizer: the quota counter's one
+# UpdateItem (rate, cost and the concurrency lease at once) and the lease's release (another),
+# the session, the caller's tenant record (a few seconds' cache) and the policy's freshness.
 REQUEST_PATH_CALLS: Mapping[str, int] = {
     "dynamodb:GetItem": 3,
-    "dynamodb:UpdateItem": 1,
-    "dynamodb:PutItem": 1,
-    "dynamodb:DeleteItem": 1,
+    "dynamodb:UpdateItem": 2,
 }
 # A warm request's own request path, the part of the budget every route behind the authorizer
 # pays (the authorizer's answer is kept by API Gateway for the token, the caller's tenant record by
 # the function for a few seconds): the session, read on every request (revocable from the next
-# one), the rate counter's one write, and the concurrency lease (a conditional put and, once
-# answered, a delete).
+# one), the rate counter's one write, which takes the concurrency lease too, and the lease's
+# release once answered.
 WARM_REQUEST_PATH: Mapping[str, int] = {
     "dynamodb:GetItem": 1,
-    "dynamodb:UpdateItem": 1,
-    "dynamodb:PutItem": 1,
-    "dynamodb:DeleteItem": 1,
+    "dynamodb:UpdateItem": 2,
 }
 # A write (POST, PUT, PATCH, DELETE) reads its tenant's record now, not from the cache: a
 # suspension stops writes at once (tenant_directory.WRITE_STATUS_MAX_AGE).

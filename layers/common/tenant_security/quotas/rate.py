@@ -1,20 +1,30 @@
-"""Request rate and cost, one atomic write per request.
+"""Request rate, cost and concurrency, one atomic write per request (and one to release it).
 
-**Windows**: one item per tenant (per shard) per month,
-``{pk: "quota#<tenant>#<shard>", sk: "<YYYY-MM>"}``, holds the current second, minute, hour and
-day windows (each a window number and a count), the day's and the month's spend: well under 1 KB,
-and it expires by TTL after the month. A request is admitted by **one** conditional UpdateItem
-that increments every window and checks every limit at once (burst per second, per minute, per
-hour, per day, the daily cost limit and the monthly budget). Which windows roll over is decided
-from the item's stored window numbers; when that guess is stale the failed write returns the item
-as it is (ReturnValuesOnConditionCheckFailure) and the write is made once more with the right
-shape, so a refusal always names the limit that was really reached.
+**Windows**: one item per tenant (per shard), ``{pk: "quota#<tenant>#<shard>", sk: "counts"}``,
+holds the current second, minute, hour, day and month windows (each a window number and a count,
+the month's a spend), the day's spend, and the concurrency leases held: well under 1 KB at
+ordinary limits, and it expires by TTL 40 days after its last write, when nothing in it counts. A
+request is admitted by **one** conditional UpdateItem that increments every window, takes its
+lease and checks every limit at once (burst per second, per minute, per hour, per day, the daily
+cost limit, the monthly budget and ``max_concurrent_requests``). Which windows roll over is
+decided from the item's stored window numbers; when that guess is stale the failed write returns
+the item as it is (ReturnValuesOnConditionCheckFailure) and the write is made once more with the
+right shape, so a refusal always names the limit that was really reached.
+
+**Leases**: ``lz`` maps each admitted request's lease id to its expiry (its deadline + 5 s). The
+admission's condition is ``size(lz) < cap``; a request releases its lease by a REMOVE of its own
+id. A holder that died leaves its lease until it has expired; when the item is full, the next
+admission removes the expired leases it saw (each under ``attribute_exists``, the cap raised by as
+many), so the count of leases held is never over the cap and a dead holder's lease frees itself.
+A request refused on any limit takes no lease and counts nothing. The earlier layout (one item
+per month, leases as separate slot items) is read once per counter item: a tenant's counts of the
+month are copied to the new item, so an upgrade spends no limit anew.
 
 **Money**: a request's cost is its route's estimated AWS cost (authz/route_costs.py) and the
 quotas' ``cost`` figures are US dollars. Both are counted as whole **nano-dollars** (integers):
 DynamoDB adds decimals exactly, but a float limit compared with a float sum drifts, and
 micro-dollars would round a $0.0000035 API Gateway request by 14 %. ``dspend`` (the day's) and
-``mspend`` (the month's, the item being the month's) are the sums; a request is admitted only if
+``mspend`` (the month's, counted in the month window ``mo``) are the sums; a request is admitted only if
 both stay within their limit after it, so spend never exceeds a limit, whatever runs at once.
 The month's limit is the stricter of ``cost.monthly_budget`` and the security policy's
 ``rate_limiting.cost_threshold``.
@@ -36,11 +46,14 @@ from __future__ import annotations
 
 import math
 import random
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tenant_security.dynamo import is_conditional_failure
@@ -66,6 +79,20 @@ def dollars(nanos: int) -> float:
 
 
 _WINDOWS = (("s", 1), ("m", 60), ("h", 3600), ("d", 86400))
+_WINDOW_NAMES = tuple(name for name, _ in _WINDOWS)
+MONTH = "mo"  # the month's window number (month_number): the month's spend counts in it
+LEASES = "lz"  # the concurrency leases held on a counter item: {lease id: expiry}
+COUNTER_SK = "counts"  # the sort key of a tenant's counter items
+# A counter item lives this long after its last write: every window and lease in it is over by
+# then (the longest is the month), so TTL removes only what counts no more.
+ITEM_LIFETIME_SECONDS = 40 * 86400
+# Expired leases one write removes (a full item of dead holders' leases is pruned in turns).
+MAX_PRUNED = 32
+MAX_ATTEMPTS = 6
+_NEVER = "attribute_not_exists(pk) AND attribute_exists(pk)"  # a condition no item meets
+# The leases one counter item holds at most, whatever the cap (each is about 17 bytes: an item
+# stays under DynamoDB's 400 KB, and a write's units, billed by the item's size, stay bounded).
+MAX_LEASES_PER_ITEM = 10_000
 # At most this many counter items per tenant: a refused request tries each one.
 MAX_SHARDS = 16
 
@@ -130,16 +157,44 @@ class RateLimits:
         )
 
 
+class Refusal(StrEnum):
+    """The limit that refused a request (the X-RateLimit reset and Retry-After follow from it)."""
+
+    SECOND = "s"
+    MINUTE = "m"
+    HOUR = "h"
+    DAY = "d"
+    COST = "cost"  # the day's cost limit
+    BUDGET = "budget"  # the month's
+    CONCURRENCY = "concurrency"  # max_concurrent_requests
+
+
+@dataclass(frozen=True)
+class LeaseTerms:
+    """A concurrency lease asked with the admission: at most ``max_concurrent`` held at once, each
+    expiring by itself ``lifetime_seconds`` after it was taken (so a dead holder frees it)."""
+
+    max_concurrent: int
+    lifetime_seconds: float
+
+    def share(self, shard: int, shards: int) -> int:
+        """This shard's part of the limit (the remainder to the first shards)."""
+        return self.max_concurrent // shards + (1 if shard < self.max_concurrent % shards else 0)
+
+
 @dataclass(frozen=True)
 class Admission:
-    """The outcome of a rate check, with what the X-RateLimit headers report (the minute window)."""
+    """The outcome of a rate check, with what the X-RateLimit headers report (the minute window),
+    and the lease taken with it (``shard`` and ``lease_id``, for :meth:`RateLimiter.release`)."""
 
     admitted: bool
     limit: int
     remaining: int
     reset_seconds: int
-    refused_by: str = ""
+    refused_by: Refusal | None = None
     month_cost: int = 0  # nano-dollars, this shard's
+    shard: int = 0
+    lease_id: str = ""
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -156,14 +211,56 @@ def month_of(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
 
 
+def month_number(now: float) -> int:
+    """The month as a window number (months since year 0), like the fixed windows' numbers."""
+    day = datetime.fromtimestamp(now, UTC)
+    return day.year * 12 + day.month - 1
+
+
 def _month_end(now: float) -> int:
     day = datetime.fromtimestamp(now, UTC)
     first_next = datetime(day.year + (day.month == 12), day.month % 12 + 1, 1, tzinfo=UTC)
     return int(first_next.timestamp())
 
 
+def _windows_now(now: float) -> dict[str, int]:
+    return {**{name: int(now // size) for name, size in _WINDOWS}, MONTH: month_number(now)}
+
+
+@dataclass(frozen=True)
+class _LeaseWrite:
+    """The lease one admission takes: its id, expiry, and this shard's cap."""
+
+    lease_id: str
+    expires_at: int  # whole seconds, rounded up: a small item, and never shorter than asked
+    cap: int
+
+
+@dataclass(frozen=True)
+class _CounterView:
+    """What a worker last saw of a counter item: its window numbers and its leases (id: expiry)."""
+
+    windows: dict[str, int]
+    leases: dict[str, float]
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> _CounterView | None:
+        if not item:
+            return None
+        windows = {name: int(item[name]["N"]) for name in (*_WINDOW_NAMES, MONTH) if name in item}
+        leases = {lease: float(value["N"]) for lease, value in item.get(LEASES, {}).get("M", {}).items()}
+        return cls(windows, leases)
+
+    def live_leases(self, now: float) -> int:
+        return sum(1 for expiry in self.leases.values() if expiry > now)
+
+    def expired_leases(self, now: float) -> list[str]:
+        return sorted(lease for lease, expiry in self.leases.items() if expiry <= now)[:MAX_PRUNED]
+
+
 class RateLimiter:
-    """Admits requests within a tenant's rate and cost limits, one atomic write each."""
+    """Admits requests within a tenant's rate, cost and concurrency limits, one atomic write each
+    (and one more to release the request's lease)."""
 
     def __init__(
         self,
@@ -176,16 +273,23 @@ class RateLimiter:
         self.table = table
         self.clock = clock
         self.on_threshold = on_threshold
-        self._seen: dict[str, dict[str, int]] = {}  # last stored window numbers per counter item
+        self._seen: dict[str, _CounterView | None] = {}  # last view of each counter item
 
-    def admit(self, tenant_id: str, limits: RateLimits, weight: int) -> Admission:
-        """Count one request of cost ``weight`` (nano-dollars), or refuse it (nothing counted)."""
+    @staticmethod
+    def _key(tenant_id: str, shard: int) -> dict[str, Any]:
+        return {"pk": {"S": f"quota#{tenant_id}#{shard}"}, "sk": {"S": COUNTER_SK}}
+
+    def admit(
+        self, tenant_id: str, limits: RateLimits, weight: int, lease: LeaseTerms | None = None
+    ) -> Admission:
+        """Count one request of cost ``weight`` (nano-dollars), with a concurrency lease on
+        ``lease``'s terms if given, or refuse it (nothing counted, no lease)."""
         now = self.clock()
         order = list(range(limits.shards))
         random.shuffle(order)
         refusal: Admission | None = None
         for shard in order:
-            outcome = self._admit_shard(tenant_id, shard, limits.share(shard), weight, now)
+            outcome = self._admit_shard(tenant_id, shard, limits, weight, now, lease)
             if outcome.admitted:
                 self._maybe_alert(tenant_id, limits, outcome, weight, now)
                 return outcome
@@ -193,93 +297,229 @@ class RateLimiter:
         assert refusal is not None
         return refusal
 
+    def release(self, tenant_id: str, admission: Admission) -> None:
+        """Give back the admission's lease (nothing if it took none, or the lease has gone)."""
+        if not admission.lease_id:
+            return
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(tenant_id, admission.shard),
+                UpdateExpression=f"REMOVE {LEASES}.#lease",
+                ConditionExpression=f"attribute_exists({LEASES})",  # never a stub item of a key alone
+                ExpressionAttributeNames={"#lease": admission.lease_id},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+    def _load(self, tenant_id: str, shard: int, now: float) -> _CounterView | None:
+        """A cold worker's first view of a counter item. A tenant whose counts are still in the
+        monthly item of the earlier layout (``sk: <YYYY-MM>``) gets them copied over once, so an
+        upgrade spends no limit anew."""
+        key = self._key(tenant_id, shard)
+        item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item") or {}
+        if item:
+            return _CounterView.of(item)
+        monthly = {"pk": key["pk"], "sk": {"S": month_of(now)}}
+        earlier = self.client.get_item(TableName=self.table, Key=monthly, ConsistentRead=True).get("Item")
+        if not earlier:
+            return None
+        copied = {
+            name: earlier[name]
+            for name in (*_WINDOW_NAMES, *(f"{n}c" for n in _WINDOW_NAMES), "dspend", "mspend")
+            if name in earlier
+        }
+        seeded = {
+            **key,
+            **copied,
+            MONTH: {"N": str(month_number(now))},
+            LEASES: {"M": {}},
+            "expires_at": {"N": str(int(now) + ITEM_LIFETIME_SECONDS)},
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=seeded, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+        return _CounterView.of(seeded)  # if another worker won, the first write corrects the view
+
     def _admit_shard(
-        self, tenant_id: str, shard: int, limits: RateLimits, weight: int, now: float
+        self,
+        tenant_id: str,
+        shard: int,
+        limits: RateLimits,
+        weight: int,
+        now: float,
+        lease: LeaseTerms | None,
     ) -> Admission:
-        key = {"pk": {"S": f"quota#{tenant_id}#{shard}"}, "sk": {"S": month_of(now)}}
-        cache_key = f"{tenant_id}#{shard}#{month_of(now)}"
-        stored = self._seen.get(cache_key)
-        for _attempt in range(4):
+        share = limits.share(shard)
+        lease_cap = min(lease.share(shard, limits.shards), MAX_LEASES_PER_ITEM) if lease else 0
+        cache_key = f"{tenant_id}#{shard}"
+        stored = self._seen[cache_key] if cache_key in self._seen else self._load(tenant_id, shard, now)
+        for _attempt in range(MAX_ATTEMPTS):
             now = max(now, self.clock())
-            current = {name: int(now // size) for name, size in _WINDOWS}
+            current = _windows_now(now)
             if stored is not None:
                 # Another request (a moment later on another clock) may have opened a newer window
                 # already: this request counts in it rather than rolling the window back.
-                current = {name: max(current[name], stored.get(name, current[name])) for name in current}
-            update, condition, values = self._shape(stored, current, limits, weight, now)
+                seen = stored.windows
+                current = {name: max(current[name], seen.get(name, current[name])) for name in current}
+            lease_id = secrets.token_urlsafe(6) if lease else ""  # drawn anew for each attempt
+            expiry = math.ceil(now + lease.lifetime_seconds) if lease else 0
+            taking = _LeaseWrite(lease_id, expiry, lease_cap) if lease else None
+            update, condition, names, values = self._shape(stored, current, share, weight, now, taking)
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "Key": self._key(tenant_id, shard),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "ALL_NEW",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            if names:  # DynamoDB refuses an empty map
+                request["ExpressionAttributeNames"] = names
             try:
-                reply = self.client.update_item(
-                    TableName=self.table,
-                    Key=key,
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                reply = self.client.update_item(**request)
             except Exception as exc:
                 if not is_conditional_failure(exc):
                     raise
-                old = getattr(exc, "response", {}).get("Item") or {}
-                actual = {name: int(old[name]["N"]) for name, _ in _WINDOWS if name in old} or None
-                if actual != stored:  # our idea of the windows was stale: write again, rightly
-                    stored = actual
+                actual = _CounterView.of(getattr(exc, "response", {}).get("Item") or {})
+                if (actual and actual.windows) != (stored and stored.windows):
+                    stored = actual  # our idea of the windows was stale: write again, rightly
                     continue
-                return self._refusal(old, current, limits, weight, now)
+                old = getattr(exc, "response", {}).get("Item") or {}
+                if self._rate_blocked(old, current, share, weight):
+                    return self._refusal(old, current, share, weight, now)
+                if taking and (actual.live_leases(now) if actual else 0) >= lease_cap:
+                    return Admission(False, share.per_minute, 0, 1, refused_by=Refusal.CONCURRENCY)
+                stored = actual  # leases moved, or expired ones to prune: write again
+                continue
             item = reply["Attributes"]
-            self._seen[cache_key] = {name: int(item[name]["N"]) for name, _ in _WINDOWS}
+            self._seen[cache_key] = _CounterView.of(item)
             return Admission(
                 True,
-                limits.per_minute,
-                limits.per_minute - int(item["mc"]["N"]),
+                share.per_minute,
+                share.per_minute - int(item["mc"]["N"]),
                 60 - int(now) % 60,
                 month_cost=int(item["mspend"]["N"]),
+                shard=shard,
+                lease_id=lease_id,
             )
+        self._seen.pop(cache_key, None)
         raise ServiceUnavailable("the rate counter kept changing; try again")
 
     @staticmethod
     def _shape(
-        stored: dict[str, int] | None, current: dict[str, int], limits: RateLimits, weight: int, now: float
-    ) -> tuple[str, str, dict[str, Any]]:
+        stored: _CounterView | None,
+        current: dict[str, int],
+        limits: RateLimits,
+        weight: int,
+        now: float,
+        lease: _LeaseWrite | None,
+    ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
         """The update and condition for ``stored`` windows: counts in a current window are
-        incremented under their cap, rolled windows start again at one."""
+        incremented under their cap, rolled windows start again at one; the day's and month's spend
+        likewise under their limits; and the lease, under the concurrency cap, after removing
+        expired leases when the item is full of them."""
         caps = {"s": limits.per_second, "m": limits.per_minute, "h": limits.per_hour, "d": limits.per_day}
-        never = "attribute_not_exists(pk) AND attribute_exists(pk)"
+        names: dict[str, str] = {}
         values: dict[str, Any] = {
             ":one": {"N": "1"},
             ":w": {"N": str(weight)},
             ":zero": {"N": "0"},
-            ":ttl": {"N": str(_month_end(now) + 7 * 86400)},
+            ":ttl": {"N": str(int(now) + ITEM_LIFETIME_SECONDS)},
         }
-        sets, conditions = ["expires_at = :ttl"], []
+        sets, removes = ["expires_at = :ttl"], list[str]()
+        conditions = ["attribute_not_exists(pk)"] if stored is None else []
+        seen = stored.windows if stored is not None else {}
         if weight > limits.daily_cost or weight > limits.monthly_budget:
-            conditions.append(never)
+            conditions.append(_NEVER)
         for name, _ in _WINDOWS:
             values[f":{name}"] = {"N": str(current[name])}
-            if stored is not None and stored.get(name) == current[name]:
+            if seen.get(name) == current[name]:
                 values[f":{name}cap"] = {"N": str(caps[name])}
                 sets.append(f"{name}c = {name}c + :one")
                 conditions.append(f"{name} = :{name} AND {name}c < :{name}cap")
                 continue
             sets.append(f"{name} = :{name}, {name}c = :one")
-            if stored is None:
-                conditions.append(f"attribute_not_exists({name})")
-            else:
-                values[f":{name}old"] = {"N": str(stored[name])}
-                conditions.append(f"{name} = :{name}old")
+            if stored is not None:
+                values[f":{name}old"] = {"N": str(seen[name])} if name in seen else {"N": "-1"}
+                conditions.append(f"{name} = :{name}old" if name in seen else f"attribute_not_exists({name})")
             if caps[name] < 1:
-                conditions.append(never)
-        # (an item written before spend was counted in dollars has no dspend/mspend: it starts at 0)
-        if stored is not None and stored.get("d") == current["d"]:
+                conditions.append(_NEVER)
+        if seen.get("d") == current["d"]:
             values[":maxday"] = {"N": str(limits.daily_cost - weight)}
             sets.append("dspend = if_not_exists(dspend, :zero) + :w")
             conditions.append("attribute_not_exists(dspend) OR dspend <= :maxday")
         else:
             sets.append("dspend = :w")
-        values[":maxmonth"] = {"N": str(limits.monthly_budget - weight)}
-        sets.append("mspend = if_not_exists(mspend, :zero) + :w")
-        conditions.append("attribute_not_exists(mspend) OR mspend <= :maxmonth")
-        return "SET " + ", ".join(sets), " AND ".join(f"({c})" for c in conditions), values
+        values[":mo"] = {"N": str(current[MONTH])}
+        if seen.get(MONTH) == current[MONTH]:
+            values[":maxmonth"] = {"N": str(limits.monthly_budget - weight)}
+            sets.append("mspend = if_not_exists(mspend, :zero) + :w")
+            conditions.append(f"{MONTH} = :mo AND (attribute_not_exists(mspend) OR mspend <= :maxmonth)")
+        else:
+            sets.append(f"{MONTH} = :mo, mspend = :w")
+            if stored is not None:
+                values[":moold"] = {"N": str(seen.get(MONTH, -1))}
+                conditions.append(f"{MONTH} = :moold" if MONTH in seen else f"attribute_not_exists({MONTH})")
+        if lease is not None:
+            RateLimiter._lease_clauses(stored, lease, now, (sets, removes, conditions), names, values)
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        condition = " AND ".join(f"({c})" for c in conditions)
+        used = re.findall(r":\w+", update + " " + condition)  # DynamoDB refuses a value left unused
+        return update, condition, names, {name: value for name, value in values.items() if name in used}
+
+    @staticmethod
+    def _lease_clauses(
+        stored: _CounterView | None,
+        lease: _LeaseWrite,
+        now: float,
+        clauses: tuple[list[str], list[str], list[str]],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> None:
+        """The lease's part of the admission: its SET under the cap, and the REMOVE of the expired
+        leases seen when the item is full (``clauses``: the SET, REMOVE and condition lists)."""
+        sets, removes, conditions = clauses
+        values[":lexp"] = {"N": str(lease.expires_at)}
+        if lease.cap < 1:
+            conditions.append(_NEVER)
+        if stored is None:
+            values[":leases"] = {"M": {lease.lease_id: {"N": str(lease.expires_at)}}}
+            sets.append(f"{LEASES} = :leases")
+            return
+        pruned = stored.expired_leases(now) if len(stored.leases) >= lease.cap else []
+        for n, expired in enumerate(pruned):
+            names[f"#x{n}"] = expired
+            removes.append(f"{LEASES}.#x{n}")
+            conditions.append(f"attribute_exists({LEASES}.#x{n})")
+        values[":lcap"] = {"N": str(lease.cap + len(pruned))}
+        names["#lease"] = lease.lease_id
+        sets.append(f"{LEASES}.#lease = :lexp")
+        # a lease id drawn twice would hide a request: refused (and drawn again) instead
+        conditions.append(f"size({LEASES}) < :lcap AND attribute_not_exists({LEASES}.#lease)")
+
+    @staticmethod
+    def _rate_blocked(old: dict[str, Any], current: dict[str, int], limits: RateLimits, weight: int) -> bool:
+        """Whether the item as it is refuses the request on a rate, cost or budget limit."""
+        caps = {"s": limits.per_second, "m": limits.per_minute, "h": limits.per_hour, "d": limits.per_day}
+        for name, _ in _WINDOWS:
+            in_window = int(old.get(name, {}).get("N", -1)) == current[name]
+            if caps[name] < 1 or (in_window and int(old.get(f"{name}c", {}).get("N", 0)) >= caps[name]):
+                return True
+        today = int(old.get("d", {}).get("N", -1)) == current["d"]
+        day = int(old.get("dspend", {}).get("N", 0)) if today else 0
+        month = (
+            int(old.get("mspend", {}).get("N", 0))
+            if int(old.get(MONTH, {}).get("N", -1)) == current[MONTH]
+            else 0
+        )
+        return day + weight > limits.daily_cost or month + weight > limits.monthly_budget
 
     @staticmethod
     def _refusal(
@@ -290,8 +530,12 @@ class RateLimiter:
         minute_used = (
             int(old.get("mc", {}).get("N", 0)) if int(old.get("m", {}).get("N", -1)) == current["m"] else 0
         )
-        month_spent = int(old.get("mspend", {}).get("N", 0))
-        by = "budget" if month_spent + weight > limits.monthly_budget else "cost"
+        month_spent = (
+            int(old.get("mspend", {}).get("N", 0))
+            if int(old.get(MONTH, {}).get("N", -1)) == current[MONTH]
+            else 0
+        )
+        by = Refusal.BUDGET if month_spent + weight > limits.monthly_budget else Refusal.COST
         for name, _ in reversed(_WINDOWS):  # the longest full window decides when to retry
             used = (
                 int(old.get(f"{name}c", {}).get("N", 0))
@@ -299,11 +543,11 @@ class RateLimiter:
                 else 0
             )
             if used >= caps[name]:
-                by = name
+                by = Refusal(name)
                 break
         # the budget: the month's spend, so the next month's first request is admitted
         resets.update(cost=resets["d"], budget=_month_end(now) - int(now))
-        reset = resets[by]
+        reset = resets[by.value]
         return Admission(False, limits.per_minute, limits.per_minute - minute_used, reset, refused_by=by)
 
     def _maybe_alert(
@@ -335,25 +579,29 @@ class RateLimiter:
 
     def usage(self, tenant_id: str, limits: RateLimits) -> dict[str, Any]:
         """The current windows, summed over shards; spend in US dollars (``day_cost``,
-        ``month_cost``, and ``spend``: what is left of each limit)."""
+        ``month_cost``, and ``spend``: what is left of each limit); the leases held
+        (``concurrent_requests``)."""
         now = self.clock()
-        current = {name: int(now // size) for name, size in _WINDOWS}
+        current = _windows_now(now)
         totals = {"second": 0, "minute": 0, "hour": 0, "day": 0}
         names = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-        day_spend = month_spend = 0
+        day_spend = month_spend = leases = 0
         for shard in range(limits.shards):
-            reply = self.client.get_item(
-                TableName=self.table,
-                ConsistentRead=True,
-                Key={"pk": {"S": f"quota#{tenant_id}#{shard}"}, "sk": {"S": month_of(now)}},
-            )
-            item = reply.get("Item") or {}
+            key = self._key(tenant_id, shard)
+            item = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item")
+            if not item:  # counts not yet moved from the earlier layout's monthly item
+                key = {"pk": key["pk"], "sk": {"S": month_of(now)}}
+                item = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item")
+                item = {**item, MONTH: {"N": str(current[MONTH])}} if item else {}
             for name, _ in _WINDOWS:
                 if int(item.get(name, {}).get("N", -1)) == current[name]:
                     totals[names[name]] += int(item[f"{name}c"]["N"])
             if int(item.get("d", {}).get("N", -1)) == current["d"]:
                 day_spend += int(item.get("dspend", {}).get("N", 0))
-            month_spend += int(item.get("mspend", {}).get("N", 0))
+            if int(item.get(MONTH, {}).get("N", -1)) == current[MONTH]:
+                month_spend += int(item.get("mspend", {}).get("N", 0))
+            view = _CounterView.of(item)
+            leases += view.live_leases(now) if view else 0
         return {
             **totals,
             "day_cost": dollars(day_spend),
@@ -368,6 +616,7 @@ class RateLimiter:
             },
             "shards": limits.shards,
             "month": month_of(now),
+            "concurrent_requests": leases,
             "spend": {
                 "currency": "USD",
                 "day": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"),

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from tenant_security.identity.users import UserStore
     from tenant_security.outbox import Outbox
     from tenant_security.quotas.guard import QuotaGuard
-    from tenant_security.quotas.leases import Leases
     from tenant_security.quotas.rate import RateLimiter
     from tenant_security.quotas.storage import StorageQuota
     from tenant_security.refusals import RefusalCounter
@@ -140,13 +139,6 @@ def rate_limiter() -> RateLimiter:
 
 
 @cache
-def leases() -> Leases:
-    from tenant_security.quotas.leases import Leases
-
-    return Leases(aws.dynamodb(), settings().counters_table)
-
-
-@cache
 def storage_quota() -> StorageQuota:
     from tenant_security.quotas.storage import StorageQuota
 
@@ -164,4 +156,4 @@ def outbox() -> Outbox:
 def quota_guard() -> QuotaGuard:
     from tenant_security.quotas.guard import QuotaGuard
 
-    return QuotaGuard(rate_limiter(), leases())
+    return QuotaGuard(rate_limiter())

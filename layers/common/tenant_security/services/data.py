@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from tenant_security import aws
 from tenant_security.services.base import (
     api_clients,
-    leases,
     publisher,
     rate_limiter,
     sessions,
@@ -110,9 +109,7 @@ def provisioner() -> TenantProvisioner:
 def tenant_admin() -> TenantAdmin:
     from tenant_security.administration.tenants import TenantAdmin
 
-    return TenantAdmin(
-        settings(), tenant_store(), tenants(), publisher(), rate_limiter(), leases(), storage_quota()
-    )
+    return TenantAdmin(settings(), tenant_store(), tenants(), publisher(), rate_limiter(), storage_quota())
 
 
 @cache
