@@ -293,6 +293,24 @@ def cached_condition_parses() -> None:
         setattr(importlib.import_module(module), "get_filter_expression", get_filter_expression)  # noqa: B010
 
 
+def size_of_a_missing_attribute() -> None:
+    """``size(path)`` of an attribute the item lacks makes its comparison false in DynamoDB's
+    conditions (``size(lz) < :cap`` fails the condition: ConditionalCheckFailed); moto raises a
+    Python ValueError, which the local cloud would answer as a 500."""
+    func_size = _moto_class("moto.dynamodb.comparisons", "FuncSize")
+    original = func_size.expr
+    if getattr(original, "_localcloud", False):
+        return
+
+    def expr(self: Any, item: Any) -> Any:
+        if self.attr.get_type(item) is None:
+            return None  # moto's comparisons of None are false (<, <=, >, >=, =)
+        return original(self, item)
+
+    expr._localcloud = True  # type: ignore[attr-defined]
+    func_size.expr = expr
+
+
 def _plain_json(value: Any) -> str:
     """Binary attribute values (moto holds them decoded) as text, for a request's digest."""
     return base64.b64encode(value).decode() if isinstance(value, bytes) else repr(value)
@@ -1029,6 +1047,7 @@ def dynamodb_as_aws() -> None:
     serialize_dynamodb_writes()
     cheap_transaction_snapshots()
     cached_condition_parses()
+    size_of_a_missing_attribute()
     idempotent_transactions()
 
 

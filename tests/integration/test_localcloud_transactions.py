@@ -105,3 +105,27 @@ def test_a_refused_transaction_with_two_operations_on_one_item_writes_nothing(dd
         )
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert _scan(ddb, "flat") == []
+
+
+def test_size_of_a_missing_attribute_fails_the_condition_as_dynamodb_does(ddb: Any) -> None:
+    """DynamoDB: a comparison of ``size()`` of an attribute the item lacks is false, so the write
+    is a ConditionalCheckFailed (moto raised a Python ValueError: a 500 in the local cloud)."""
+    ddb.put_item(TableName="flat", Item={"pk": {"S": "no-map"}})
+    with pytest.raises(ClientError) as refused:
+        ddb.update_item(
+            TableName="flat",
+            Key={"pk": {"S": "no-map"}},
+            UpdateExpression="SET n = :one",
+            ConditionExpression="size(lz) < :cap",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":cap": {"N": "5"}},
+        )
+    assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    ddb.put_item(TableName="flat", Item={"pk": {"S": "a-map"}, "lz": {"M": {"a": {"N": "1"}}}})
+    ddb.update_item(  # an attribute that exists is measured as ever
+        TableName="flat",
+        Key={"pk": {"S": "a-map"}},
+        UpdateExpression="SET n = :one",
+        ConditionExpression="size(lz) < :cap",
+        ExpressionAttributeValues={":one": {"N": "1"}, ":cap": {"N": "2"}},
+    )
+    assert ddb.get_item(TableName="flat", Key={"pk": {"S": "a-map"}})["Item"]["n"] == {"N": "1"}

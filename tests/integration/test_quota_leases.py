@@ -15,12 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tenant_security.models import SecurityPolicies, parse_resource_quotas
-from tenant_security.quotas.guard import ConcurrencyLimitReached, QuotaGuard
+from tenant_security.quotas.guard import QuotaGuard
+from tenant_security.quotas.leases import LEASES, ConcurrencyLimitReached, LeaseTerms
 from tenant_security.quotas.rate import (
     COUNTER_SK,
-    LEASES,
     Admission,
-    LeaseTerms,
     RateLimiter,
     RateLimits,
     Refusal,
@@ -201,14 +200,28 @@ def test_a_new_month_starts_the_spend_again_and_keeps_the_leases(ddb: Any) -> No
     assert limiter.admit("acme", rules, REQUEST, terms).admitted
 
 
-def test_leases_are_refused_on_a_full_shard_only_when_every_shard_is_full(ddb: Any) -> None:
+def test_a_sharded_tenants_leases_are_all_on_its_first_item(ddb: Any) -> None:
+    """Every lease of a tenant is on one item, whatever its shard count: a change of the count
+    never splits the leases held, and a shard's share of a small cap is never 0."""
     clock = Clock()
     terms = LeaseTerms(max_concurrent=3, lifetime_seconds=30)
-    rules = limits(shards=4)  # one shard gets no part of 3: its requests go to the others
-    assert [terms.share(s, 4) for s in range(4)] == [1, 1, 1, 0]
     worker = RateLimiter(ddb, "counters", clock=clock)
-    held = [worker.admit("acme", rules, REQUEST, terms) for _ in range(3)]
+    held = [worker.admit("acme", limits(shards=4), REQUEST, terms) for _ in range(3)]
     assert all(h.admitted for h in held)
-    assert {h.shard for h in held} == {0, 1, 2}
-    assert worker.admit("acme", rules, REQUEST, terms).refused_by is Refusal.CONCURRENCY
-    assert worker.usage("acme", rules)["minute"] == 3
+    for shards in (1, 2, 4):  # the platform's quota changes the count while the three run
+        refused = RateLimiter(ddb, "counters", clock=clock).admit(
+            "acme", limits(shards=shards), REQUEST, terms
+        )
+        assert refused.refused_by is Refusal.CONCURRENCY
+    assert len(counter_item(ddb, "acme", 0)[LEASES]["M"]) == 3
+    for shard in (1, 2, 3):
+        assert counter_item(ddb, "acme", shard).get(LEASES, {"M": {}}) == {"M": {}}
+    assert worker.usage("acme", limits(shards=4))["minute"] == 3  # the refused counted nothing
+    for h in held:
+        worker.release("acme", h)
+    one_slot = LeaseTerms(max_concurrent=1, lifetime_seconds=30)
+    for _ in range(40):  # one at a time: the whole rate, never a shard without a slot
+        admission = worker.admit("beta", limits(per_minute=40, shards=4), REQUEST, one_slot)
+        assert admission.admitted
+        worker.release("beta", admission)
+    assert worker.usage("beta", limits(per_minute=40, shards=4))["minute"] == 40

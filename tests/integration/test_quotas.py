@@ -11,7 +11,8 @@ import pytest
 
 from tenant_security.errors import PayloadTooLarge
 from tenant_security.models import parse_resource_quotas, parse_security_policies
-from tenant_security.quotas.rate import Admission, LeaseTerms, RateLimiter, RateLimits, Refusal, nanodollars
+from tenant_security.quotas.leases import LeaseTerms
+from tenant_security.quotas.rate import Admission, RateLimiter, RateLimits, Refusal, nanodollars
 from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
 from tests.support.moto import create_table, mocked_aws
 

@@ -21,6 +21,7 @@ from localcloud.motohooks import (
     object_lock_default_retention_changes,
     s3_post_policies,
     serialize_dynamodb_writes,
+    size_of_a_missing_attribute,
 )
 from tenant_security import aws, crypto
 
@@ -39,6 +40,7 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         serialize_dynamodb_writes()  # moto's transactions are not thread-safe; the local cloud serialises
         cheap_transaction_snapshots()
         cached_condition_parses()
+        size_of_a_missing_attribute()
         idempotent_transactions()  # botocore's retry with the same ClientRequestToken
         kms_key_states()
         kms_multi_region_ciphertexts()

@@ -6,18 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tenant_security.errors import Forbidden, RateLimited
+from tenant_security.errors import Forbidden, RateLimited, ServiceUnavailable
 from tenant_security.headers import header
 from tenant_security.models.quotas import ResourceQuotas
 from tenant_security.observability import logger
 from tenant_security.quotas.deadline import deadline, request_seconds
-from tenant_security.quotas.rate import LeaseTerms, RateLimiter, RateLimits, Refusal
+from tenant_security.quotas.leases import LEASE_MARGIN_SECONDS, ConcurrencyLimitReached, LeaseTerms
+from tenant_security.quotas.rate import RateLimiter, RateLimits, Refusal
 
 DOMAIN_HEADER = "x-domain"
-
-
-class ConcurrencyLimitReached(RateLimited):
-    code = "concurrency_limit_reached"
 
 
 def check_domain(
@@ -59,7 +56,7 @@ class QuotaGuard:
         compute = caller.quotas.compute
         seconds = request_seconds(compute.max_request_duration, time_left)
         # the lease is taken in the rate counter's one write: two writes a request, not three
-        terms = LeaseTerms(compute.max_concurrent_requests, seconds + 5)
+        terms = LeaseTerms(compute.max_concurrent_requests, seconds + LEASE_MARGIN_SECONDS)
         admission = self.limiter.admit(caller.tenant_id, limits, weight, terms)
         if admission.refused_by is Refusal.CONCURRENCY:
             raise ConcurrencyLimitReached(
@@ -71,6 +68,11 @@ class QuotaGuard:
                 headers=admission.headers(),
             )
         try:
+            # the lease's clock started when it was written: a slow reply leaves less of it, and
+            # the request must end before its lease could be taken from it as expired
+            seconds = min(seconds, admission.lease_expires_at - LEASE_MARGIN_SECONDS - self.limiter.clock())
+            if seconds <= 0:
+                raise ServiceUnavailable("the admission took the request's whole time; try again")
             with deadline(seconds):
                 result = call()
         finally:

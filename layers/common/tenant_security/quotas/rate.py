@@ -11,14 +11,13 @@ decided from the item's stored window numbers; when that guess is stale the fail
 the item as it is (ReturnValuesOnConditionCheckFailure) and the write is made once more with the
 right shape, so a refusal always names the limit that was really reached.
 
-**Leases**: ``lz`` maps each admitted request's lease id to its expiry (its deadline + 5 s). The
-admission's condition is ``size(lz) < cap``; a request releases its lease by a REMOVE of its own
-id. A holder that died leaves its lease until it has expired; when the item is full, the next
-admission removes the expired leases it saw (each under ``attribute_exists``, the cap raised by as
-many), so the count of leases held is never over the cap and a dead holder's lease frees itself.
-A request refused on any limit takes no lease and counts nothing. The earlier layout (one item
-per month, leases as separate slot items) is read once per counter item: a tenant's counts of the
-month are copied to the new item, so an upgrade spends no limit anew.
+**Leases** (:mod:`.leases`): the concurrency leases are on the tenant's first counter item. A tenant
+of one item takes its lease in the admission's one write; a sharded tenant takes it first, in a
+write of its own, and gives it back if no shard admits the request. A request refused on any limit
+takes no lease and counts nothing. A write that failed its condition on its own lease had landed
+already (botocore sent it again after a lost reply): it is the admission. The earlier layout (one
+item per month, leases as separate slot items) is read once per counter item: a tenant's counts of
+the month are copied to the new item, so an upgrade spends no limit anew.
 
 **Money**: a request's cost is its route's estimated AWS cost (authz/route_costs.py) and the
 quotas' ``cost`` figures are US dollars. Both are counted as whole **nano-dollars** (integers):
@@ -44,25 +43,38 @@ conditional put of ``{pk: "quota#<tenant>#alert", sk: "<YYYY-MM>"}`` and puts th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tenant_security.dynamo import is_conditional_failure
 from tenant_security.errors import ServiceUnavailable
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.models.quotas import ResourceQuotas
+from tenant_security.quotas.leases import (
+    LEASE_SHARD,
+    LEASES,
+    LeaseTerms,
+    LeaseWrite,
+    expired,
+    fits_after_pruning,
+    holds,
+    lease_clauses,
+    leases_of,
+    live,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import UpdateItemOutputTypeDef
 
 WRITES_PER_SHARD = 500
 NANOS_PER_USD = Decimal(1_000_000_000)
@@ -81,18 +93,12 @@ def dollars(nanos: int) -> float:
 _WINDOWS = (("s", 1), ("m", 60), ("h", 3600), ("d", 86400))
 _WINDOW_NAMES = tuple(name for name, _ in _WINDOWS)
 MONTH = "mo"  # the month's window number (month_number): the month's spend counts in it
-LEASES = "lz"  # the concurrency leases held on a counter item: {lease id: expiry}
 COUNTER_SK = "counts"  # the sort key of a tenant's counter items
 # A counter item lives this long after its last write: every window and lease in it is over by
 # then (the longest is the month), so TTL removes only what counts no more.
 ITEM_LIFETIME_SECONDS = 40 * 86400
-# Expired leases one write removes (a full item of dead holders' leases is pruned in turns).
-MAX_PRUNED = 32
 MAX_ATTEMPTS = 6
 _NEVER = "attribute_not_exists(pk) AND attribute_exists(pk)"  # a condition no item meets
-# The leases one counter item holds at most, whatever the cap (each is about 17 bytes: an item
-# stays under DynamoDB's 400 KB, and a write's units, billed by the item's size, stay bounded).
-MAX_LEASES_PER_ITEM = 10_000
 # At most this many counter items per tenant: a refused request tries each one.
 MAX_SHARDS = 16
 
@@ -170,19 +176,6 @@ class Refusal(StrEnum):
 
 
 @dataclass(frozen=True)
-class LeaseTerms:
-    """A concurrency lease asked with the admission: at most ``max_concurrent`` held at once, each
-    expiring by itself ``lifetime_seconds`` after it was taken (so a dead holder frees it)."""
-
-    max_concurrent: int
-    lifetime_seconds: float
-
-    def share(self, shard: int, shards: int) -> int:
-        """This shard's part of the limit (the remainder to the first shards)."""
-        return self.max_concurrent // shards + (1 if shard < self.max_concurrent % shards else 0)
-
-
-@dataclass(frozen=True)
 class Admission:
     """The outcome of a rate check, with what the X-RateLimit headers report (the minute window),
     and the lease taken with it (``shard`` and ``lease_id``, for :meth:`RateLimiter.release`)."""
@@ -194,7 +187,8 @@ class Admission:
     refused_by: Refusal | None = None
     month_cost: int = 0  # nano-dollars, this shard's
     shard: int = 0
-    lease_id: str = ""
+    lease_id: str = ""  # the lease taken (on the tenant's LEASE_SHARD item), for release()
+    lease_expires_at: float = 0.0  # when it expires: the request must be done before
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -228,15 +222,6 @@ def _windows_now(now: float) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class _LeaseWrite:
-    """The lease one admission takes: its id, expiry, and this shard's cap."""
-
-    lease_id: str
-    expires_at: int  # whole seconds, rounded up: a small item, and never shorter than asked
-    cap: int
-
-
-@dataclass(frozen=True)
 class _CounterView:
     """What a worker last saw of a counter item: its window numbers and its leases (id: expiry)."""
 
@@ -248,14 +233,7 @@ class _CounterView:
         if not item:
             return None
         windows = {name: int(item[name]["N"]) for name in (*_WINDOW_NAMES, MONTH) if name in item}
-        leases = {lease: float(value["N"]) for lease, value in item.get(LEASES, {}).get("M", {}).items()}
-        return cls(windows, leases)
-
-    def live_leases(self, now: float) -> int:
-        return sum(1 for expiry in self.leases.values() if expiry > now)
-
-    def expired_leases(self, now: float) -> list[str]:
-        return sorted(lease for lease, expiry in self.leases.items() if expiry <= now)[:MAX_PRUNED]
+        return cls(windows, leases_of(item))
 
 
 class RateLimiter:
@@ -274,6 +252,7 @@ class RateLimiter:
         self.clock = clock
         self.on_threshold = on_threshold
         self._seen: dict[str, _CounterView | None] = {}  # last view of each counter item
+        self._lease_views: dict[str, dict[str, float]] = {}  # a sharded tenant's lease item's leases
 
     @staticmethod
     def _key(tenant_id: str, shard: int) -> dict[str, Any]:
@@ -283,15 +262,40 @@ class RateLimiter:
         self, tenant_id: str, limits: RateLimits, weight: int, lease: LeaseTerms | None = None
     ) -> Admission:
         """Count one request of cost ``weight`` (nano-dollars), with a concurrency lease on
-        ``lease``'s terms if given, or refuse it (nothing counted, no lease)."""
+        ``lease``'s terms if given, or refuse it (nothing counted, no lease).
+
+        A tenant of one counter item gets both in one write. A sharded tenant's lease is taken
+        first, on the lease item, and given back if no shard admits the request."""
         now = self.clock()
+        if lease is None or limits.shards == 1:
+            return self._admit_on_shards(tenant_id, limits, weight, now, lease)
+        taken = self._take_lease(tenant_id, lease, now)
+        if taken is None:
+            return Admission(False, limits.per_minute, 0, 1, refused_by=Refusal.CONCURRENCY)
+        try:
+            outcome = self._admit_on_shards(tenant_id, limits, weight, now, None)
+        except Exception:
+            self._release_quietly(tenant_id, taken.lease_id)
+            raise
+        if not outcome.admitted:
+            self._release(tenant_id, taken.lease_id)
+            return outcome
+        return replace(outcome, lease_id=taken.lease_id, lease_expires_at=float(taken.expires_at))
+
+    def _admit_on_shards(
+        self, tenant_id: str, limits: RateLimits, weight: int, now: float, lease: LeaseTerms | None
+    ) -> Admission:
+        """The rate admission on the tenant's shards in random order (with the lease folded into
+        the lease item's write when ``lease`` is given: the tenant has one shard)."""
         order = list(range(limits.shards))
         random.shuffle(order)
         refusal: Admission | None = None
         for shard in order:
-            outcome = self._admit_shard(tenant_id, shard, limits, weight, now, lease)
+            outcome = self._admit_shard(tenant_id, shard, limits.share(shard), weight, now, lease)
             if outcome.admitted:
                 self._maybe_alert(tenant_id, limits, outcome, weight, now)
+                return outcome
+            if outcome.refused_by is Refusal.CONCURRENCY:
                 return outcome
             refusal = outcome if refusal is None or outcome.reset_seconds < refusal.reset_seconds else refusal
         assert refusal is not None
@@ -299,15 +303,33 @@ class RateLimiter:
 
     def release(self, tenant_id: str, admission: Admission) -> None:
         """Give back the admission's lease (nothing if it took none, or the lease has gone)."""
-        if not admission.lease_id:
+        self._release(tenant_id, admission.lease_id)
+
+    def _release(self, tenant_id: str, lease_id: str) -> None:
+        if not lease_id:
             return
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=self._key(tenant_id, admission.shard),
+                Key=self._key(tenant_id, LEASE_SHARD),
                 UpdateExpression=f"REMOVE {LEASES}.#lease",
                 ConditionExpression=f"attribute_exists({LEASES})",  # never a stub item of a key alone
-                ExpressionAttributeNames={"#lease": admission.lease_id},
+                ExpressionAttributeNames={"#lease": lease_id},
+            )
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+    def _prune(self, tenant_id: str, lease_ids: list[str]) -> None:
+        """Remove expired leases in a write of their own (a backlog one admission cannot take)."""
+        names = {f"#x{n}": lease_id for n, lease_id in enumerate(lease_ids)}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(tenant_id, LEASE_SHARD),
+                UpdateExpression="REMOVE " + ", ".join(f"{LEASES}.{name}" for name in names),
+                ConditionExpression=f"attribute_exists({LEASES})",
+                ExpressionAttributeNames=names,
             )
         except Exception as exc:
             if not is_conditional_failure(exc):
@@ -350,15 +372,16 @@ class RateLimiter:
         self,
         tenant_id: str,
         shard: int,
-        limits: RateLimits,
+        share: RateLimits,
         weight: int,
         now: float,
         lease: LeaseTerms | None,
     ) -> Admission:
-        share = limits.share(shard)
-        lease_cap = min(lease.share(shard, limits.shards), MAX_LEASES_PER_ITEM) if lease else 0
+        """One shard's admission (``share``: its part of the limits), with the lease folded in
+        when ``lease`` is given (the shard is the lease item)."""
         cache_key = f"{tenant_id}#{shard}"
         stored = self._seen[cache_key] if cache_key in self._seen else self._load(tenant_id, shard, now)
+        exact = False  # the lease item was found full: count the expired leases removed
         for _attempt in range(MAX_ATTEMPTS):
             now = max(now, self.clock())
             current = _windows_now(now)
@@ -367,10 +390,17 @@ class RateLimiter:
                 # already: this request counts in it rather than rolling the window back.
                 seen = stored.windows
                 current = {name: max(current[name], seen.get(name, current[name])) for name in current}
-            lease_id = secrets.token_urlsafe(6) if lease else ""  # drawn anew for each attempt
-            expiry = math.ceil(now + lease.lifetime_seconds) if lease else 0
-            taking = _LeaseWrite(lease_id, expiry, lease_cap) if lease else None
-            update, condition, names, values = self._shape(stored, current, share, weight, now, taking)
+            taking = LeaseWrite.draw(lease, now) if lease else None
+            if (
+                taking
+                and stored is not None
+                and exact
+                and not fits_after_pruning(stored.leases, taking.cap, now)
+            ):
+                self._prune(tenant_id, expired(stored.leases, now))  # a backlog of dead leases
+                stored = self._load(tenant_id, shard, now)
+                continue
+            update, condition, names, values = self._shape(stored, current, share, weight, now, taking, exact)
             request: dict[str, Any] = {
                 "TableName": self.table,
                 "Key": self._key(tenant_id, shard),
@@ -386,18 +416,24 @@ class RateLimiter:
                 reply = self.client.update_item(**request)
             except Exception as exc:
                 if not is_conditional_failure(exc):
+                    if taking:  # it may have landed before the error: its lease must not linger
+                        self._release_quietly(tenant_id, taking.lease_id)
                     raise
-                actual = _CounterView.of(getattr(exc, "response", {}).get("Item") or {})
-                if (actual and actual.windows) != (stored and stored.windows):
-                    stored = actual  # our idea of the windows was stale: write again, rightly
-                    continue
                 old = getattr(exc, "response", {}).get("Item") or {}
-                if self._rate_blocked(old, current, share, weight):
-                    return self._refusal(old, current, share, weight, now)
-                if taking and (actual.live_leases(now) if actual else 0) >= lease_cap:
-                    return Admission(False, share.per_minute, 0, 1, refused_by=Refusal.CONCURRENCY)
-                stored = actual  # leases moved, or expired ones to prune: write again
-                continue
+                if taking and holds(old, taking.lease_id):
+                    reply = cast("UpdateItemOutputTypeDef", {"Attributes": old})  # a retry of a landed write
+                else:
+                    actual = _CounterView.of(old)
+                    if (actual and actual.windows) != (stored and stored.windows):
+                        stored = actual  # our idea of the windows was stale: write again, rightly
+                        continue
+                    if self._rate_blocked(old, current, share, weight):
+                        return self._refusal(old, current, share, weight, now)
+                    if taking and live(actual.leases if actual else {}, now) >= taking.cap:
+                        return Admission(False, share.per_minute, 0, 1, refused_by=Refusal.CONCURRENCY)
+                    exact = exact or bool(taking and actual and len(actual.leases) >= taking.cap)
+                    stored = actual  # leases moved, or expired ones to prune: write again
+                    continue
             item = reply["Attributes"]
             self._seen[cache_key] = _CounterView.of(item)
             return Admission(
@@ -407,10 +443,73 @@ class RateLimiter:
                 60 - int(now) % 60,
                 month_cost=int(item["mspend"]["N"]),
                 shard=shard,
-                lease_id=lease_id,
+                lease_id=taking.lease_id if taking else "",
+                lease_expires_at=float(taking.expires_at) if taking else 0.0,
             )
         self._seen.pop(cache_key, None)
         raise ServiceUnavailable("the rate counter kept changing; try again")
+
+    def _take_lease(self, tenant_id: str, terms: LeaseTerms, now: float) -> LeaseWrite | None:
+        """A sharded tenant's lease, in a write of its own on the lease item (None: refused)."""
+        held = self._lease_views.get(tenant_id)
+        exact = False
+        for _attempt in range(MAX_ATTEMPTS):
+            now = max(now, self.clock())
+            lease = LeaseWrite.draw(terms, now)
+            if held is not None and exact and not fits_after_pruning(held, lease.cap, now):
+                self._prune(tenant_id, expired(held, now))
+                held, exact = None, False
+                continue
+            sets, removes, conditions = ["expires_at = :ttl"], list[str](), list[str]()
+            names: dict[str, str] = {}
+            values: dict[str, Any] = {":ttl": {"N": str(int(now) + ITEM_LIFETIME_SECONDS)}}
+            if held is None:  # not seen: the item may not exist, or hold no lease map yet
+                sets.append(f"{LEASES} = if_not_exists({LEASES}, :empty)")
+                values[":empty"] = {"M": {}}
+                condition = None
+            else:
+                lease_clauses(held, lease, now, exact, (sets, removes, conditions), names, values)
+                condition = " AND ".join(f"({c})" for c in conditions)
+            update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "Key": self._key(tenant_id, LEASE_SHARD),
+                "UpdateExpression": update,
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "ALL_NEW",
+            }
+            if condition:
+                request |= {
+                    "ConditionExpression": condition,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            if names:
+                request["ExpressionAttributeNames"] = names
+            try:
+                reply = self.client.update_item(**request)
+            except Exception as exc:
+                if not is_conditional_failure(exc):
+                    if held is not None:
+                        self._release_quietly(tenant_id, lease.lease_id)
+                    raise
+                old = getattr(exc, "response", {}).get("Item") or {}
+                if not holds(old, lease.lease_id):
+                    held = leases_of(old)
+                    if live(held, now) >= lease.cap:
+                        return None
+                    exact = exact or len(held) >= lease.cap
+                    continue
+                reply = cast("UpdateItemOutputTypeDef", {"Attributes": old})
+            held = self._lease_views[tenant_id] = leases_of(reply["Attributes"])
+            if condition is None:  # the map now exists: take the lease on what it holds
+                continue
+            return lease
+        raise ServiceUnavailable("the lease item kept changing; try again")
+
+    def _release_quietly(self, tenant_id: str, lease_id: str) -> None:
+        """Release on the way out of an error: the original error is what the caller must see."""
+        with contextlib.suppress(Exception):
+            self._release(tenant_id, lease_id)
 
     @staticmethod
     def _shape(
@@ -419,7 +518,8 @@ class RateLimiter:
         limits: RateLimits,
         weight: int,
         now: float,
-        lease: _LeaseWrite | None,
+        lease: LeaseWrite | None,
+        exact: bool = False,
     ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
         """The update and condition for ``stored`` windows: counts in a current window are
         incremented under their cap, rolled windows start again at one; the day's and month's spend
@@ -468,41 +568,15 @@ class RateLimiter:
                 values[":moold"] = {"N": str(seen.get(MONTH, -1))}
                 conditions.append(f"{MONTH} = :moold" if MONTH in seen else f"attribute_not_exists({MONTH})")
         if lease is not None:
-            RateLimiter._lease_clauses(stored, lease, now, (sets, removes, conditions), names, values)
+            held = stored.leases if stored is not None else None
+            lease_clauses(held, lease, now, exact, (sets, removes, conditions), names, values)
+        elif stored is None:
+            values[":leases"] = {"M": {}}
+            sets.append(f"{LEASES} = :leases")  # every counter item has its lease map
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         condition = " AND ".join(f"({c})" for c in conditions)
         used = re.findall(r":\w+", update + " " + condition)  # DynamoDB refuses a value left unused
         return update, condition, names, {name: value for name, value in values.items() if name in used}
-
-    @staticmethod
-    def _lease_clauses(
-        stored: _CounterView | None,
-        lease: _LeaseWrite,
-        now: float,
-        clauses: tuple[list[str], list[str], list[str]],
-        names: dict[str, str],
-        values: dict[str, Any],
-    ) -> None:
-        """The lease's part of the admission: its SET under the cap, and the REMOVE of the expired
-        leases seen when the item is full (``clauses``: the SET, REMOVE and condition lists)."""
-        sets, removes, conditions = clauses
-        values[":lexp"] = {"N": str(lease.expires_at)}
-        if lease.cap < 1:
-            conditions.append(_NEVER)
-        if stored is None:
-            values[":leases"] = {"M": {lease.lease_id: {"N": str(lease.expires_at)}}}
-            sets.append(f"{LEASES} = :leases")
-            return
-        pruned = stored.expired_leases(now) if len(stored.leases) >= lease.cap else []
-        for n, expired in enumerate(pruned):
-            names[f"#x{n}"] = expired
-            removes.append(f"{LEASES}.#x{n}")
-            conditions.append(f"attribute_exists({LEASES}.#x{n})")
-        values[":lcap"] = {"N": str(lease.cap + len(pruned))}
-        names["#lease"] = lease.lease_id
-        sets.append(f"{LEASES}.#lease = :lexp")
-        # a lease id drawn twice would hide a request: refused (and drawn again) instead
-        conditions.append(f"size({LEASES}) < :lcap AND attribute_not_exists({LEASES}.#lease)")
 
     @staticmethod
     def _rate_blocked(old: dict[str, Any], current: dict[str, int], limits: RateLimits, weight: int) -> bool:
@@ -601,7 +675,7 @@ class RateLimiter:
             if int(item.get(MONTH, {}).get("N", -1)) == current[MONTH]:
                 month_spend += int(item.get("mspend", {}).get("N", 0))
             view = _CounterView.of(item)
-            leases += view.live_leases(now) if view else 0
+            leases += live(view.leases, now) if view else 0
         return {
             **totals,
             "day_cost": dollars(day_spend),
