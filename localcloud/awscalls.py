@@ -22,6 +22,22 @@ _TABLE_NAME = re.compile(rb'"TableName"\s*:\s*"([A-Za-z0-9_.-]{3,255})"')
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
 
 
+def remember_backends_by_host(app: Any) -> None:
+    """moto's dispatcher finds a request's service anew for every request, under one lock: it
+    lists moto's package directory (an ``isdir`` per service) and tries every service's URL
+    pattern -- a tenth of the local cloud's own time under load. The answer for a host never
+    changes, so it is kept (what moto answers is unchanged: the same backend for the same host)."""
+    found: dict[str | None, Any] = {}
+    lookup = app.get_backend_for_host
+
+    def get_backend_for_host(host: str | None) -> Any:
+        if host not in found:
+            found[host] = lookup(host)  # called under the dispatcher's own lock
+        return found[host]
+
+    app.get_backend_for_host = get_backend_for_host
+
+
 class CountingMotoServer:
     """moto in server mode on a thread, with a call counter."""
 
@@ -39,6 +55,7 @@ class CountingMotoServer:
         self._lock = threading.Lock()
         self.authorizer: Any = None  # localcloud.iam.enforce.Authorizer, once the stack exists
         app = DomainDispatcherApplication(create_backend_app)
+        remember_backends_by_host(app)
         self._server: BaseWSGIServer = make_server(
             host, port, self._counting(app), threaded=True, request_handler=MotoRequestHandler
         )
