@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -26,28 +25,15 @@ from tenant_security.quotas.rate import (
     month_of,
     nanodollars,
 )
-from tests.support.moto import create_table, mocked_aws
+from tests.support.quotas import REQUEST, T0, Clock, counters_table
 
 pytestmark = pytest.mark.integration
-T0 = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3600  # 01:00:00 UTC on some day
-REQUEST = 17_559
 WINDOW_SIZES = (("s", 1), ("m", 60), ("h", 3600), ("d", 86400))
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with mocked_aws(monkeypatch):
-        client = boto3.client("dynamodb")
-        create_table(client, "counters", "pk", "sk")
-        yield client
+    yield from counters_table(monkeypatch)
 
 
 def limits(per_minute: int = 1000, budget: float = 5000, shards: int = 1) -> RateLimits:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 
 from tenant_security.errors import PayloadTooLarge
@@ -14,26 +13,14 @@ from tenant_security.models import parse_resource_quotas, parse_security_policie
 from tenant_security.quotas.leases import LeaseTerms
 from tenant_security.quotas.rate import Admission, RateLimiter, RateLimits, Refusal, nanodollars
 from tenant_security.quotas.storage import StorageQuota, StorageQuotaExceeded
-from tests.support.moto import create_table, mocked_aws
+from tests.support.quotas import REQUEST, T0, Clock, counters_table
 
 pytestmark = pytest.mark.integration
-T0 = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3600  # 01:00:00 UTC on some day
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with mocked_aws(monkeypatch):
-        client = boto3.client("dynamodb")
-        create_table(client, "counters", "pk", "sk")
-        yield client
+    yield from counters_table(monkeypatch)
 
 
 def limits(
@@ -49,9 +36,6 @@ def limits(
     return RateLimits(
         per_second, per_minute, per_hour, per_day, nanodollars(daily_cost), nanodollars(budget), threshold
     )
-
-
-REQUEST = 17_559  # nano-dollars: about what a GET of one item costs (authz/route_costs.py)
 
 
 def hammer(

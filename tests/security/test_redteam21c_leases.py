@@ -6,33 +6,19 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from tenant_security.errors import ServiceUnavailable
 from tenant_security.quotas.rate import LeaseTerms, RateLimiter, RateLimits, nanodollars
-from tests.support.moto import create_table, mocked_aws
+from tests.support.quotas import REQUEST, Clock, counters_table
 
 pytestmark = pytest.mark.integration
-T0 = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3600
-REQUEST = 17_559
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with mocked_aws(monkeypatch):
-        client = boto3.client("dynamodb")
-        create_table(client, "counters", "pk", "sk")
-        yield client
+    yield from counters_table(monkeypatch)
 
 
 def limits(shards: int = 1, per_minute: int = 1000) -> RateLimits:

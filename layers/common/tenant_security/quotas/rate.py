@@ -59,6 +59,7 @@ from tenant_security.dynamo import is_conditional_failure
 from tenant_security.errors import ServiceUnavailable
 from tenant_security.models.policies import SecurityPolicies
 from tenant_security.models.quotas import ResourceQuotas
+from tenant_security.observability import logger
 from tenant_security.quotas.leases import (
     LEASE_SHARD,
     LEASES,
@@ -227,13 +228,14 @@ class _CounterView:
 
     windows: dict[str, int]
     leases: dict[str, float]
+    has_lease_map: bool = True  # False: the item has no ``lz`` yet (a lease write must make it)
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> _CounterView | None:
         if not item:
             return None
         windows = {name: int(item[name]["N"]) for name in (*_WINDOW_NAMES, MONTH) if name in item}
-        return cls(windows, leases_of(item))
+        return cls(windows, leases_of(item), LEASES in item)
 
 
 class RateLimiter:
@@ -278,7 +280,7 @@ class RateLimiter:
             self._release_quietly(tenant_id, taken.lease_id)
             raise
         if not outcome.admitted:
-            self._release(tenant_id, taken.lease_id)
+            self._release_quietly(tenant_id, taken.lease_id)  # the refusal is the answer; it expires
             return outcome
         return replace(outcome, lease_id=taken.lease_id, lease_expires_at=float(taken.expires_at))
 
@@ -293,7 +295,10 @@ class RateLimiter:
         for shard in order:
             outcome = self._admit_shard(tenant_id, shard, limits.share(shard), weight, now, lease)
             if outcome.admitted:
-                self._maybe_alert(tenant_id, limits, outcome, weight, now)
+                try:
+                    self._maybe_alert(tenant_id, limits, outcome, weight, now)
+                except Exception:  # a side effect: the admission (and its lease) stands
+                    logger.exception("the budget alert could not be recorded")
                 return outcome
             if outcome.refused_by is Refusal.CONCURRENCY:
                 return outcome
@@ -452,6 +457,9 @@ class RateLimiter:
     def _take_lease(self, tenant_id: str, terms: LeaseTerms, now: float) -> LeaseWrite | None:
         """A sharded tenant's lease, in a write of its own on the lease item (None: refused)."""
         held = self._lease_views.get(tenant_id)
+        if held is None:  # a cold view: the item as it is, seeded from the earlier layout if new
+            view = self._load(tenant_id, LEASE_SHARD, now)
+            held = view.leases if view is not None and view.has_lease_map else None
         exact = False
         for _attempt in range(MAX_ATTEMPTS):
             now = max(now, self.clock())
@@ -494,6 +502,9 @@ class RateLimiter:
                     raise
                 old = getattr(exc, "response", {}).get("Item") or {}
                 if not holds(old, lease.lease_id):
+                    if LEASES not in old:  # the item is gone, or has no map: make it again
+                        held, exact = None, False
+                        continue
                     held = leases_of(old)
                     if live(held, now) >= lease.cap:
                         return None
@@ -504,6 +515,7 @@ class RateLimiter:
             if condition is None:  # the map now exists: take the lease on what it holds
                 continue
             return lease
+        self._lease_views.pop(tenant_id, None)
         raise ServiceUnavailable("the lease item kept changing; try again")
 
     def _release_quietly(self, tenant_id: str, lease_id: str) -> None:
