@@ -258,8 +258,8 @@ ROUTE_CALLS: Mapping[tuple[str, str], RouteCalls] = {
     ("POST", "/tenants/{tenant_id}/reinstate"): RouteCalls(_ADMIN, {_GET: 1, "dynamodb:UpdateItem": 1}),
     ("GET", "/tenants/{tenant_id}/quotas"): RouteCalls(_ADMIN),
     ("PUT", "/tenants/{tenant_id}/quotas"): RouteCalls(_ADMIN, {_GET: 1, "dynamodb:UpdateItem": 1}),
-    # the counter item per shard, the storage ledger, the leases
-    ("GET", "/tenants/{tenant_id}/quotas/usage"): RouteCalls(_ADMIN, {_GET: 2, "dynamodb:Query": 1}),
+    # the counter item per shard (its leases with it) and the storage ledger
+    ("GET", "/tenants/{tenant_id}/quotas/usage"): RouteCalls(_ADMIN, {_GET: 2}),
     ("GET", "/tenants/{tenant_id}/policies"): RouteCalls(_ADMIN, {_GET: 1}),
     # the policy and its history entry in one transaction
     ("PUT", "/tenants/{tenant_id}/policies"): RouteCalls(_ADMIN, {_GET: 1, "dynamodb:TransactWriteItems": 1}),
